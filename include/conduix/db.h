@@ -1,0 +1,92 @@
+/*
+ * db.h -- this process's MySQL connection and the one way SQL is run: prepared statements with typed
+ * parameters, results as strings. Connections are opened after fork, with connect/read/write timeouts,
+ * and reopened (statements re-prepared) after a lost connection, with backoff.
+ *
+ * The functions for each table family (db/pipelines.c, db/agents.c …) are built on cx_db_exec and are
+ * the only place with SQL.
+ */
+#ifndef CONDUIX_DB_H
+#define CONDUIX_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "conduix/config.h"
+
+typedef enum { CX_DB_NULL = 0, CX_DB_STR, CX_DB_INT } cx_db_type_t;
+
+typedef struct cx_db_param {
+    cx_db_type_t type;
+    const char *s; /* CX_DB_STR */
+    size_t len;    /* CX_DB_STR; (size_t)-1 = strlen(s) */
+    long long i;   /* CX_DB_INT */
+} cx_db_param_t;
+
+#define CX_DB_P_STR(v) ((cx_db_param_t){.type = (v) ? CX_DB_STR : CX_DB_NULL, .s = (v), .len = (size_t)-1})
+#define CX_DB_P_STRN(v, n) ((cx_db_param_t){.type = CX_DB_STR, .s = (v), .len = (n)})
+#define CX_DB_P_INT(v) ((cx_db_param_t){.type = CX_DB_INT, .i = (v)})
+#define CX_DB_P_NULL ((cx_db_param_t){.type = CX_DB_NULL})
+
+typedef struct cx_db_result {
+    unsigned ncols;
+    size_t nrows;
+    char **colnames;      /* ncols */
+    char ***rows;         /* nrows x ncols; NULL for SQL NULL; NUL-terminated */
+    unsigned long **lens; /* nrows x ncols */
+} cx_db_result_t;
+
+/* cx_db_open -- connect this process (after fork). Failure is not fatal: calls reconnect later.
+ * Returns CX_OK, or CX_UNAVAIL (logged once) when MySQL cannot be reached now. A socket in
+ * database.socket (or a host starting with '/') means a UNIX socket, anything else TCP. The session runs
+ * in UTC (time_zone '+00:00'), utf8mb4, with CLIENT_FOUND_ROWS: an UPDATE's affected count is the
+ * number of rows matched, changed or not. */
+int cx_db_open(const cx_config_t *cfg);
+void cx_db_close(void);
+
+/* cx_db_exec -- prepare (cached per SQL text) and execute sql with params. With res non-NULL, the
+ * result set is returned (free with cx_db_result_free); affected and insert_id may be NULL.
+ * Returns CX_OK, CX_CONFLICT (duplicate key), CX_UNAVAIL (no connection / lost; one reconnect and retry
+ * is made when nothing could have been executed), CX_ERR (other, logged with the MySQL error). */
+int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_db_result_t **res, uint64_t *affected);
+
+void cx_db_result_free(cx_db_result_t *res);
+
+/* cx_db_insert_id -- the AUTO_INCREMENT value of the last INSERT run by cx_db_exec (0 if none). */
+uint64_t cx_db_insert_id(void);
+
+/* cx_db_conflict_key -- the name of the unique key violated by the last cx_db_exec that returned
+ * CX_CONFLICT ("PRIMARY", "uq_pipelines_name", …), or "" when unknown. */
+const char *cx_db_conflict_key(void);
+
+/* cx_db_value -- the value of column name in row i, or NULL (SQL NULL, or no such column). */
+const char *cx_db_value(const cx_db_result_t *res, size_t row, const char *col);
+
+/* Transactions on this process's connection. cx_db_begin fails with CX_UNAVAIL when MySQL is down. */
+int cx_db_begin(void);
+int cx_db_commit(void);
+int cx_db_rollback(void);
+
+/* cx_db_in_tx -- 1 inside cx_db_begin … commit/rollback. A handler that returns with it set forgot
+ * to end its transaction; the caller can roll back. */
+int cx_db_in_tx(void);
+
+/* cx_db_ping -- CX_OK when MySQL answers now (reconnecting if needed), else CX_UNAVAIL. */
+int cx_db_ping(void);
+
+/* cx_db_available -- cheap: 1 unless the last attempt found MySQL down. */
+int cx_db_available(void);
+
+/* Migrations (db/migrate.c): apply migrations/NNNN_name.sql in order under GET_LOCK('conduix_migrate'),
+ * recorded with their SHA-256 in schema_migrations. An applied file whose checksum changed is an error
+ * naming the file. Returns CX_OK or CX_ERR (logged). Prints one line per applied file when verbose. */
+int cx_migrate_run(const cx_config_t *cfg, const char *dir, int verbose);
+
+/* cx_db_connect_new -- a separate connection with this process's settings (utf8mb4, UTC, no
+ * auto-reconnect) and extra client_flags (e.g. CLIENT_MULTI_STATEMENTS); io_timeout_ms > 0 replaces
+ * the configured read/write timeouts. NULL with the reason in err (not logged). Close it with
+ * mysql_close. */
+struct st_mysql;
+struct st_mysql *cx_db_connect_new(const cx_config_t *cfg, unsigned long client_flags, int64_t io_timeout_ms, char *err,
+                                   size_t errlen);
+
+#endif

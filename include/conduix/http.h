@@ -1,0 +1,66 @@
+/*
+ * http.h -- the request context every handler receives, and the listen socket.
+ *
+ * A cx_req_t lives in the h2o request's pool: it is gone when the request is. Handlers read the route's
+ * params, the caller's identity and the parsed JSON body from it and answer through reply.h.
+ */
+#ifndef CONDUIX_HTTP_H
+#define CONDUIX_HTTP_H
+
+#include <stdint.h>
+#include <json.h>
+#include <h2o.h>
+
+#define CX_MAX_PARAMS 4
+
+typedef enum { CX_ROLE_NONE = 0, CX_ROLE_AGENT, CX_ROLE_VIEWER, CX_ROLE_OPERATOR, CX_ROLE_ADMIN } cx_role_t;
+
+typedef struct cx_identity {
+    int authenticated;
+    cx_role_t role;
+    char sub[256];
+    char email[256];
+    char name[256];
+    char jti[64];
+    int64_t exp; /* Unix seconds */
+} cx_identity_t;
+
+struct cx_route;
+
+typedef struct cx_req {
+    h2o_req_t *req;
+    const struct cx_route *route;
+    int route_index; /* index in the route table, for metrics; -1 when unmatched */
+    struct {
+        const char *name;
+        char *value; /* percent-decoded, NUL-terminated, from the request pool */
+    } params[CX_MAX_PARAMS];
+    int nparams;
+    char request_id[65];
+    cx_identity_t id;
+    json_object *body; /* parsed JSON body, or NULL; freed when the request ends */
+    int64_t start_us; /* monotonic microseconds */
+    int status; /* set by reply */
+    size_t bytes;
+} cx_req_t;
+
+/* cx_req_param -- the value of a :param of the route, or NULL. */
+const char *cx_req_param(cx_req_t *r, const char *name);
+
+/* cx_req_query -- the percent-decoded value of a query parameter (from the request pool), or NULL when
+ * absent. */
+const char *cx_req_query(cx_req_t *r, const char *name);
+
+/* cx_req_header -- a request header's value as a NUL-terminated string from the pool, or NULL. */
+const char *cx_req_header(cx_req_t *r, const char *lowercase_name);
+
+/* cx_req_actor -- who acts: the token's email when set, else its sub, else "anonymous". */
+const char *cx_req_actor(cx_req_t *r);
+
+/* cx_listen_open -- the listening socket, bound and listening, close-on-exec. -1 after logging. */
+int cx_listen_open(const char *host, int port);
+
+/* cx_worker_run -- a worker's life: h2o event loop on the inherited listen fd until told to stop. */
+int cx_worker_run(int listen_fd, int worker_index);
+
+#endif

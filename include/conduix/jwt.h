@@ -1,0 +1,23 @@
+/*
+ * jwt.h -- HS256 tokens: minting (conduix-cp token, SSO) and verification of a Bearer token: the alg must
+ * be HS256, the signature good, and sub, role, exp, jti, iss (= auth.issuer) present and valid.
+ */
+#ifndef CONDUIX_JWT_H
+#define CONDUIX_JWT_H
+
+#include <stdint.h>
+#include "conduix/http.h"
+
+/* cx_role_parse -- "admin" … "agent" to a role; CX_ROLE_NONE for anything else. */
+cx_role_t cx_role_parse(const char *s);
+const char *cx_role_name(cx_role_t role);
+
+/* cx_jwt_mint -- a signed token (free() it) or NULL. ttl_s > 0. jti is generated. */
+char *cx_jwt_mint(const char *secret, const char *issuer, const char *sub, const char *role, const char *email,
+                  const char *name, int64_t ttl_s);
+
+/* cx_jwt_verify -- CX_OK and *id filled; CX_EXPIRED when only exp is in the past; CX_INVALID otherwise
+ * (with a short reason for the log in why, may be NULL). */
+int cx_jwt_verify(const char *secret, const char *issuer, const char *token, cx_identity_t *id, const char **why);
+
+#endif

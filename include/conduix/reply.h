@@ -1,0 +1,35 @@
+/*
+ * reply.h -- the only place that writes a response body: the envelope of spec/api.md, Content-Length on
+ * every response, X-Request-ID, and request_id in error bodies.
+ */
+#ifndef CONDUIX_REPLY_H
+#define CONDUIX_REPLY_H
+
+#include "conduix/http.h"
+
+/* cx_reply_ok -- {"success":true,"data":data[,"message":message]}; takes ownership of data (NULL = {}). */
+int cx_reply_ok(cx_req_t *r, int status, json_object *data, const char *message);
+
+/* cx_reply_page -- a page envelope; takes ownership of items (an array). */
+int cx_reply_page(cx_req_t *r, json_object *items, int64_t total, int page, int page_size);
+
+/* cx_reply_error -- {"success":false,"error":msg,"code":code,"request_id":…[,"details":details]}; takes
+ * ownership of details. Adds WWW-Authenticate on 401, Retry-After on 429 and 503. */
+int cx_reply_error(cx_req_t *r, int status, const char *code, const char *msg, json_object *details);
+
+/* cx_reply_validation -- 400 VALIDATION_ERROR with details {field: message}. */
+int cx_reply_validation(cx_req_t *r, const char *field, const char *msg);
+
+/* cx_reply_db_error -- the reply for a negative CX_ code from the data layer: 404, 409, 503 or 500. */
+int cx_reply_status_for(cx_req_t *r, int rc, const char *what);
+
+/* cx_reply_raw -- a body without the envelope (health, metrics). */
+int cx_reply_raw(cx_req_t *r, int status, const char *content_type, const char *body, size_t len);
+
+/* cx_reply_json_raw -- a JSON object without the envelope; takes ownership of obj. */
+int cx_reply_json_raw(cx_req_t *r, int status, json_object *obj);
+
+/* cx_reply_add_header -- add a response header before replying (name lowercase). */
+void cx_reply_add_header(cx_req_t *r, const char *name, const char *value);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * health.c -- /health (the process serves) and /ready (MySQL answers, every child kind is up; Redis down
+ * alone is "degraded" but ready). No envelope: load balancers and probes read these.
+ */
+#include "conduix/api.h"
+#include "conduix/cx.h"
+#include "conduix/db.h"
+#include "conduix/redis.h"
+#include "conduix/reply.h"
+#include "conduix/shm.h"
+
+int cx_api_health(cx_req_t *r)
+{
+    json_object *o = json_object_new_object();
+    int64_t up = cx_shm != NULL ? (cx_wall_ms() - cx_shm->started_ms) / 1000 : 0;
+    json_object_object_add(o, "status", json_object_new_string("ok"));
+    json_object_object_add(o, "version", json_object_new_string(CX_VERSION));
+    json_object_object_add(o, "uptime_seconds", json_object_new_int64(up));
+    return cx_reply_json_raw(r, 200, o);
+}
+
+int cx_api_ready(cx_req_t *r)
+{
+    json_object *o = json_object_new_object(), *checks = json_object_new_object();
+    int ready = 1;
+    int db = cx_db_ping();
+    int sched = cx_shm_kind_up(CX_KIND_SCHEDULER), hb = cx_shm_kind_up(CX_KIND_HBMON);
+    const char *redis = cx_redis_ping() == CX_OK ? "ok" : "degraded";
+
+    if (db != CX_OK)
+        ready = 0;
+    if (!sched || !hb)
+        ready = 0;
+    json_object_object_add(checks, "database", json_object_new_string(db == CX_OK ? "ok" : "unavailable"));
+    json_object_object_add(checks, "redis", json_object_new_string(redis));
+    json_object_object_add(checks, "scheduler", json_object_new_string(sched ? "ok" : "down"));
+    json_object_object_add(checks, "hbmon", json_object_new_string(hb ? "ok" : "down"));
+    json_object_object_add(o, "status", json_object_new_string(ready ? "ready" : "not_ready"));
+    json_object_object_add(o, "checks", checks);
+    if (!ready)
+        cx_reply_add_header(r, "retry-after", "5");
+    return cx_reply_json_raw(r, ready ? 200 : 503, o);
+}

@@ -1,0 +1,83 @@
+/*
+ * authz.c -- authentication (Bearer JWT) and authorization (the route's least role) for one request.
+ * The route table is the only input that decides access: viewer < operator < admin, and `agent` tokens
+ * only on agent routes for the agent id in the path (admins may call those too).
+ */
+#include <string.h>
+#include <strings.h>
+
+#include "conduix/api.h"
+#include "conduix/config.h"
+#include "conduix/cx.h"
+#include "conduix/jwt.h"
+#include "conduix/log.h"
+#include "conduix/reply.h"
+#include "conduix/shm.h"
+
+static int deny(cx_req_t *r, int status, const char *code, const char *msg)
+{
+    if (status == 401)
+        cx_shm_count(CX_C_AUTH_FAILURES, 1);
+    cx_reply_error(r, status, code, msg, NULL);
+    return CX_DENIED;
+}
+
+/* bearer -- the token of an "Authorization: Bearer …" header, or NULL. */
+static const char *bearer(cx_req_t *r)
+{
+    const char *h = cx_req_header(r, "authorization");
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return *h ? h : NULL;
+}
+
+static int role_rank(cx_role_t role)
+{
+    switch (role) {
+    case CX_ROLE_VIEWER:
+        return 1;
+    case CX_ROLE_OPERATOR:
+        return 2;
+    case CX_ROLE_ADMIN:
+        return 3;
+    default:
+        return 0;
+    }
+}
+
+int cx_authz_request(cx_req_t *r, const cx_route_t *route)
+{
+    const char *token, *why = NULL;
+    int rc, need;
+
+    if (route->access == CX_ACCESS_PUBLIC)
+        return CX_OK;
+    if ((token = bearer(r)) == NULL)
+        return deny(r, 401, "UNAUTHORIZED", "authentication required: send Authorization: Bearer <token>");
+    rc = cx_jwt_verify(cx_cfg->auth.jwt_secret, cx_cfg->auth.issuer, token, &r->id, &why);
+    if (rc == CX_EXPIRED)
+        return deny(r, 401, "TOKEN_EXPIRED", "the token has expired");
+    if (rc != CX_OK) {
+        cx_log_info("request %s: token refused: %s", r->request_id, why ? why : "invalid");
+        return deny(r, 401, "UNAUTHORIZED", "invalid token");
+    }
+    r->id.authenticated = 1;
+
+    if (route->access == CX_ACCESS_AGENT) {
+        const char *agent = cx_req_param(r, "id");
+        if (r->id.role == CX_ROLE_ADMIN)
+            return CX_OK;
+        if (r->id.role == CX_ROLE_AGENT && agent != NULL && strcmp(agent, r->id.sub) == 0)
+            return CX_OK;
+        return deny(r, 403, "FORBIDDEN", r->id.role == CX_ROLE_AGENT ? "an agent token may only act for its own agent id"
+                                                                      : "this endpoint is for agents");
+    }
+    need = route->access == CX_ACCESS_VIEWER ? 1 : route->access == CX_ACCESS_OPERATOR ? 2 : 3;
+    if (role_rank(r->id.role) < need)
+        return deny(r, 403, "FORBIDDEN",
+                    need == 3 ? "this action requires the admin role" : need == 2 ? "this action requires the operator role" : "this action requires a user role");
+    return CX_OK;
+}

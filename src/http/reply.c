@@ -1,0 +1,168 @@
+/*
+ * reply.c -- the only place that writes a response: the envelope of spec/api.md, Content-Length on
+ * every response (without it h2o drops keep-alive on errors), X-Request-ID, and the request id in every
+ * error body. Handlers build json-c objects; this file serialises and sends them.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "conduix/cx.h"
+#include "conduix/reply.h"
+
+#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Status";
+    }
+}
+
+void cx_reply_add_header(cx_req_t *r, const char *name, const char *value)
+{
+    h2o_req_t *req = r->req;
+    size_t nlen = strlen(name), vlen = strlen(value);
+    char *n = h2o_mem_alloc_pool(&req->pool, nlen + 1), *v = h2o_mem_alloc_pool(&req->pool, vlen + 1);
+    memcpy(n, name, nlen + 1);
+    memcpy(v, value, vlen + 1);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n, nlen, 0, NULL, v, vlen);
+}
+
+int cx_reply_raw(cx_req_t *r, int status, const char *content_type, const char *body, size_t len)
+{
+    h2o_req_t *req = r->req;
+
+    req->res.status = status;
+    req->res.reason = reason_of(status);
+    req->res.content_length = len;
+    if (content_type != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, r->request_id,
+                          strlen(r->request_id));
+    r->status = status;
+    r->bytes = len;
+    if (status == 204 || status == 304 || len == 0) {
+        req->res.content_length = 0;
+        h2o_send_inline(req, "", 0);
+    } else {
+        h2o_send_inline(req, body, len);
+    }
+    return 0;
+}
+
+int cx_reply_json_raw(cx_req_t *r, int status, json_object *obj)
+{
+    size_t len;
+    const char *s = json_object_to_json_string_length(obj, JSON_FLAGS, &len);
+    cx_reply_raw(r, status, "application/json; charset=utf-8", s, len);
+    json_object_put(obj);
+    return 0;
+}
+
+int cx_reply_ok(cx_req_t *r, int status, json_object *data, const char *message)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "success", json_object_new_boolean(1));
+    json_object_object_add(o, "data", data != NULL ? data : json_object_new_object());
+    if (message != NULL)
+        json_object_object_add(o, "message", json_object_new_string(message));
+    return cx_reply_json_raw(r, status, o);
+}
+
+int cx_reply_page(cx_req_t *r, json_object *items, int64_t total, int page, int page_size)
+{
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "items", items != NULL ? items : json_object_new_array());
+    json_object_object_add(d, "total", json_object_new_int64(total));
+    json_object_object_add(d, "page", json_object_new_int(page));
+    json_object_object_add(d, "page_size", json_object_new_int(page_size));
+    json_object_object_add(d, "total_pages", json_object_new_int64(page_size > 0 ? (total + page_size - 1) / page_size : 0));
+    return cx_reply_ok(r, 200, d, NULL);
+}
+
+int cx_reply_error(cx_req_t *r, int status, const char *code, const char *msg, json_object *details)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "success", json_object_new_boolean(0));
+    json_object_object_add(o, "error", json_object_new_string(msg));
+    json_object_object_add(o, "code", json_object_new_string(code));
+    json_object_object_add(o, "request_id", json_object_new_string(r->request_id));
+    if (details != NULL)
+        json_object_object_add(o, "details", details);
+    if (status == 401)
+        cx_reply_add_header(r, "www-authenticate", strcmp(code, "TOKEN_EXPIRED") == 0
+                                                       ? "Bearer error=\"invalid_token\", error_description=\"token expired\""
+                                                       : "Bearer");
+    if (status == 429 || status == 503)
+        cx_reply_add_header(r, "retry-after", status == 429 ? "1" : "5");
+    return cx_reply_json_raw(r, status, o);
+}
+
+int cx_reply_validation(cx_req_t *r, const char *field, const char *msg)
+{
+    char text[512];
+    json_object *details = json_object_new_object();
+    json_object_object_add(details, field, json_object_new_string(msg));
+    snprintf(text, sizeof(text), "%s: %s", field, msg);
+    return cx_reply_error(r, 400, "VALIDATION_ERROR", text, details);
+}
+
+int cx_reply_status_for(cx_req_t *r, int rc, const char *what)
+{
+    char text[256];
+    switch (rc) {
+    case CX_NOTFOUND:
+        snprintf(text, sizeof(text), "%s not found", what);
+        return cx_reply_error(r, 404, "NOT_FOUND", text, NULL);
+    case CX_CONFLICT:
+        snprintf(text, sizeof(text), "%s conflicts with the current state", what);
+        return cx_reply_error(r, 409, "CONFLICT", text, NULL);
+    case CX_STATE:
+        snprintf(text, sizeof(text), "%s is not in a state that allows this", what);
+        return cx_reply_error(r, 409, "INVALID_STATE", text, NULL);
+    case CX_UNAVAIL:
+        return cx_reply_error(r, 503, "DATABASE_UNAVAILABLE", "the database is unavailable; retry later", NULL);
+    case CX_INVALID:
+        snprintf(text, sizeof(text), "invalid %s", what);
+        return cx_reply_error(r, 400, "VALIDATION_ERROR", text, NULL);
+    default:
+        return cx_reply_error(r, 500, "INTERNAL_ERROR", "internal error; see the server log for this request id", NULL);
+    }
+}

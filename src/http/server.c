@@ -1,0 +1,262 @@
+/*
+ * server.c -- the request path of a worker: h2o calls on_req for every request, which runs, in this
+ * order: request id, router (404/405), CORS, authentication and authorization (from the route table),
+ * body (413/415/400), the handler, then the access log and metrics. Also the small request accessors
+ * handlers use (params, query, headers).
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "conduix/api.h"
+#include "conduix/config.h"
+#include "conduix/cx.h"
+#include "conduix/log.h"
+#include "conduix/reply.h"
+#include "conduix/router.h"
+
+#define CORS_METHODS "GET, POST, PUT, DELETE, OPTIONS"
+#define CORS_HEADERS "Authorization, Content-Type, If-Match, X-Request-ID"
+
+static void on_dispose(void *p)
+{
+    cx_req_t *r = p;
+    if (r->body != NULL)
+        json_object_put(r->body);
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* request_id -- the client's X-Request-ID when it is a sane token (1..64 of [A-Za-z0-9._:-]), else new. */
+static void request_id(cx_req_t *r)
+{
+    ssize_t i = h2o_find_header_by_str(&r->req->headers, H2O_STRLIT("x-request-id"), -1);
+    if (i != -1) {
+        h2o_iovec_t v = r->req->headers.entries[i].value;
+        size_t k;
+        int ok = v.len >= 1 && v.len <= 64;
+        for (k = 0; ok && k < v.len; k++)
+            ok = isalnum((unsigned char)v.base[k]) || strchr("._:-", v.base[k]) != NULL;
+        if (ok) {
+            memcpy(r->request_id, v.base, v.len);
+            r->request_id[v.len] = '\0';
+            return;
+        }
+    }
+    cx_uuid(r->request_id);
+}
+
+static int origin_allowed(const char *origin)
+{
+    size_t i;
+    for (i = 0; i < cx_cfg->cors.nallowed_origins; i++)
+        if (strcmp(cx_cfg->cors.allowed_origins[i], "*") == 0 || strcmp(cx_cfg->cors.allowed_origins[i], origin) == 0)
+            return 1;
+    return 0;
+}
+
+/* cors -- add the CORS headers for an allowed Origin; answers a preflight (returns 1) itself. Credentials
+ * are allowed only for an origin named explicitly, never with "*". */
+static int cors(cx_req_t *r)
+{
+    const char *origin = cx_req_header(r, "origin");
+    int preflight = h2o_memis(r->req->method.base, r->req->method.len, H2O_STRLIT("OPTIONS"));
+
+    if (origin == NULL || !origin_allowed(origin)) {
+        if (preflight) {
+            cx_reply_error(r, 403, "FORBIDDEN", "origin not allowed", NULL);
+            return 1;
+        }
+        return 0;
+    }
+    cx_reply_add_header(r, "access-control-allow-origin", origin);
+    cx_reply_add_header(r, "vary", "Origin");
+    cx_reply_add_header(r, "access-control-allow-credentials", "true");
+    cx_reply_add_header(r, "access-control-expose-headers", "X-Request-ID, Retry-After");
+    if (preflight) {
+        cx_reply_add_header(r, "access-control-allow-methods", CORS_METHODS);
+        cx_reply_add_header(r, "access-control-allow-headers", CORS_HEADERS);
+        cx_reply_add_header(r, "access-control-max-age", "600");
+        cx_reply_raw(r, 204, NULL, "", 0);
+        return 1;
+    }
+    return 0;
+}
+
+static void dispatch(cx_req_t *r)
+{
+    h2o_req_t *req = r->req;
+    size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    char allow[128], msg[160];
+    int idx, rc;
+    const cx_route_t *route;
+
+    rc = cx_router_match(cx_routes, cx_nroutes, req->method.base, req->method.len, req->path.base, plen, &req->pool, r, &idx,
+                         allow, sizeof(allow));
+    r->route_index = idx;
+    if (rc == CX_ROUTE_NOT_FOUND) {
+        if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")) && cors(r))
+            return;
+        cx_reply_error(r, 404, "NOT_FOUND", "no such endpoint", NULL);
+        return;
+    }
+    if (rc == CX_ROUTE_BAD_METHOD) {
+        if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")) && cors(r))
+            return;
+        cx_reply_add_header(r, "allow", allow);
+        snprintf(msg, sizeof(msg), "method not allowed; allowed: %s", allow);
+        cx_reply_error(r, 405, "METHOD_NOT_ALLOWED", msg, NULL);
+        return;
+    }
+    route = &cx_routes[idx];
+    r->route = route;
+    if (cors(r))
+        return;
+    if (cx_authz_request(r, route) != CX_OK)
+        return;
+    if (cx_body_parse(r, route) != CX_OK)
+        return;
+    route->handler(r);
+    if (r->status == 0) {
+        cx_log_errorx("request %s: handler for %s %s sent no reply", r->request_id, route->method, route->pattern);
+        cx_reply_error(r, 500, "INTERNAL_ERROR", "internal error", NULL);
+    }
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    cx_req_t *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), on_dispose);
+    (void)self;
+    memset(r, 0, sizeof(*r));
+    r->req = req;
+    r->start_us = now_us();
+    r->route_index = -1;
+    request_id(r);
+    dispatch(r);
+    cx_access_log(r);
+    return 0;
+}
+
+int cx_server_init(h2o_globalconf_t *config)
+{
+    h2o_hostconf_t *host;
+    h2o_pathconf_t *path;
+    h2o_handler_t *h;
+
+    h2o_config_init(config);
+    config->server_name = h2o_iovec_init(H2O_STRLIT("conduix-cp"));
+    config->max_request_entity_size = (size_t)cx_cfg->server.max_body_size;
+    host = h2o_config_register_host(config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    path = h2o_config_register_path(host, "/", 0);
+    h = h2o_create_handler(path, sizeof(*h));
+    h->on_req = on_req;
+    return 0;
+}
+
+/* ---- accessors ---- */
+
+const char *cx_req_param(cx_req_t *r, const char *name)
+{
+    int i;
+    for (i = 0; i < r->nparams; i++)
+        if (r->params[i].name != NULL && strcmp(r->params[i].name, name) == 0)
+            return r->params[i].value;
+    return NULL;
+}
+
+const char *cx_req_header(cx_req_t *r, const char *lowercase_name)
+{
+    ssize_t i = h2o_find_header_by_str(&r->req->headers, lowercase_name, strlen(lowercase_name), -1);
+    char *v;
+    if (i == -1)
+        return NULL;
+    h2o_iovec_t val = r->req->headers.entries[i].value;
+    v = h2o_mem_alloc_pool(&r->req->pool, val.len + 1);
+    memcpy(v, val.base, val.len);
+    v[val.len] = '\0';
+    return v;
+}
+
+static int unhex(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+const char *cx_req_query(cx_req_t *r, const char *name)
+{
+    h2o_req_t *req = r->req;
+    const char *q, *end;
+    size_t nlen = strlen(name);
+
+    if (req->query_at == SIZE_MAX)
+        return NULL;
+    q = req->path.base + req->query_at + 1;
+    end = req->path.base + req->path.len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pend = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pend - q));
+        const char *kend = eq ? eq : pend;
+        if ((size_t)(kend - q) == nlen && memcmp(q, name, nlen) == 0) {
+            const char *v = eq ? eq + 1 : pend;
+            size_t vlen = (size_t)(pend - v), i, o = 0;
+            char *out = h2o_mem_alloc_pool(&req->pool, vlen + 1);
+            for (i = 0; i < vlen; i++) {
+                if (v[i] == '+') {
+                    out[o++] = ' ';
+                } else if (v[i] == '%' && i + 2 < vlen && unhex(v[i + 1]) >= 0 && unhex(v[i + 2]) >= 0) {
+                    out[o++] = (char)(unhex(v[i + 1]) * 16 + unhex(v[i + 2]));
+                    i += 2;
+                } else {
+                    out[o++] = v[i];
+                }
+            }
+            out[o] = '\0';
+            return out;
+        }
+        q = pend + 1;
+    }
+    return NULL;
+}
+
+const char *cx_req_actor(cx_req_t *r)
+{
+    if (!r->id.authenticated)
+        return "anonymous";
+    return r->id.email[0] ? r->id.email : r->id.sub;
+}
+
+int cx_api_paging(cx_req_t *r, int *page, int *page_size)
+{
+    const char *p = cx_req_query(r, "page"), *s = cx_req_query(r, "page_size");
+    char *end;
+    long v;
+
+    *page = 1;
+    *page_size = 20;
+    if (p != NULL) {
+        v = strtol(p, &end, 10);
+        if (*p == '\0' || *end != '\0' || v < 1 || v > 1000000) {
+            cx_reply_validation(r, "page", "must be an integer >= 1");
+            return CX_INVALID;
+        }
+        *page = (int)v;
+    }
+    if (s != NULL) {
+        v = strtol(s, &end, 10);
+        if (*s == '\0' || *end != '\0' || v < 1 || v > 100) {
+            cx_reply_validation(r, "page_size", "must be an integer from 1 to 100");
+            return CX_INVALID;
+        }
+        *page_size = (int)v;
+    }
+    return CX_OK;
+}

@@ -1,0 +1,193 @@
+/*
+ * shm.c -- the shared-memory segment: mapping, slot ownership, and the lock-free counters each process
+ * adds to its own slot. See shm.h for the rules.
+ */
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "conduix/cx.h"
+#include "conduix/log.h"
+#include "conduix/shm.h"
+
+#define CX_SHM_MAGIC 0xC0D01Cu
+
+cx_shm_t *cx_shm;
+cx_shm_slot_t *cx_shm_self;
+
+const int cx_shm_status_codes[CX_SHM_NSTATUS] = {200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 405,
+                                                 409, 413, 415, 422, 429, 500, 501, 502, 503, 504, 505, 0};
+
+const double cx_shm_buckets_s[CX_SHM_NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                   0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
+
+const char *const cx_counter_names[CX_C_MAX_] = {
+    [CX_C_CHILD_RESTARTS_WORKER] = "conduix_child_restarts_total{kind=\"worker\"}",
+    [CX_C_CHILD_RESTARTS_SCHEDULER] = "conduix_child_restarts_total{kind=\"scheduler\"}",
+    [CX_C_CHILD_RESTARTS_HBMON] = "conduix_child_restarts_total{kind=\"hbmon\"}",
+    [CX_C_RELOADS] = "conduix_reloads_total",
+    [CX_C_RELOAD_FAILURES] = "conduix_reload_failures_total",
+    [CX_C_DB_ERRORS] = "conduix_db_errors_total",
+    [CX_C_REDIS_ERRORS] = "conduix_redis_errors_total",
+    [CX_C_REDIS_BREAKER_OPENS] = "conduix_redis_breaker_opens_total",
+    [CX_C_AUTH_FAILURES] = "conduix_auth_failures_total",
+    [CX_C_HEARTBEATS_REDIS] = "conduix_agent_heartbeats_total{source=\"redis\"}",
+    [CX_C_HEARTBEATS_REST] = "conduix_agent_heartbeats_total{source=\"rest\"}",
+    [CX_C_HEARTBEATS_REJECTED] = "conduix_agent_heartbeats_rejected_total",
+    [CX_C_AGENT_TRANSITIONS_ONLINE] = "conduix_agent_transitions_total{to=\"online\"}",
+    [CX_C_AGENT_TRANSITIONS_OFFLINE] = "conduix_agent_transitions_total{to=\"offline\"}",
+    [CX_C_COMMANDS_CREATED] = "conduix_commands_created_total",
+    [CX_C_COMMANDS_DELIVERED] = "conduix_commands_delivered_total",
+    [CX_C_COMMANDS_REDELIVERED] = "conduix_commands_redelivered_total",
+    [CX_C_COMMANDS_ACKED] = "conduix_commands_acked_total",
+    [CX_C_COMMANDS_FAILED] = "conduix_commands_failed_total",
+    [CX_C_COMMANDS_EXPIRED] = "conduix_commands_expired_total",
+    [CX_C_RUNS_STARTED] = "conduix_runs_started_total",
+    [CX_C_RUNS_LOST] = "conduix_runs_lost_total",
+    [CX_C_RUNS_FAILED_OVER] = "conduix_runs_failed_over_total",
+};
+
+const char *const cx_counter_help[CX_C_MAX_] = {
+    [CX_C_CHILD_RESTARTS_WORKER] = "Children respawned after an unexpected exit, by kind.",
+    [CX_C_CHILD_RESTARTS_SCHEDULER] = "Children respawned after an unexpected exit, by kind.",
+    [CX_C_CHILD_RESTARTS_HBMON] = "Children respawned after an unexpected exit, by kind.",
+    [CX_C_RELOADS] = "Configuration reloads that took effect.",
+    [CX_C_RELOAD_FAILURES] = "Reloads refused because the new configuration was invalid.",
+    [CX_C_DB_ERRORS] = "MySQL calls that failed.",
+    [CX_C_REDIS_ERRORS] = "Redis calls that failed.",
+    [CX_C_REDIS_BREAKER_OPENS] = "Times a Redis circuit breaker opened.",
+    [CX_C_AUTH_FAILURES] = "Requests refused for missing or bad credentials.",
+    [CX_C_HEARTBEATS_REDIS] = "Agent heartbeats received, by source.",
+    [CX_C_HEARTBEATS_REST] = "Agent heartbeats received, by source.",
+    [CX_C_HEARTBEATS_REJECTED] = "Agent heartbeats ignored as malformed or for another agent.",
+    [CX_C_AGENT_TRANSITIONS_ONLINE] = "Agent status transitions, by new status.",
+    [CX_C_AGENT_TRANSITIONS_OFFLINE] = "Agent status transitions, by new status.",
+    [CX_C_COMMANDS_CREATED] = "Agent commands written to the outbox.",
+    [CX_C_COMMANDS_DELIVERED] = "Agent commands published for the first time.",
+    [CX_C_COMMANDS_REDELIVERED] = "Agent commands published again while unacknowledged.",
+    [CX_C_COMMANDS_ACKED] = "Agent commands acknowledged with success.",
+    [CX_C_COMMANDS_FAILED] = "Agent commands acknowledged with failure.",
+    [CX_C_COMMANDS_EXPIRED] = "Agent commands that expired unacknowledged.",
+    [CX_C_RUNS_STARTED] = "Pipeline runs created.",
+    [CX_C_RUNS_LOST] = "Pipeline runs marked lost because their agent went offline.",
+    [CX_C_RUNS_FAILED_OVER] = "Lost pipeline runs restarted on another agent.",
+};
+
+const char *const cx_gauge_names[CX_G_MAX_] = {
+    [CX_G_AGENTS_ONLINE] = "conduix_agents{status=\"online\"}",
+    [CX_G_AGENTS_OFFLINE] = "conduix_agents{status=\"offline\"}",
+    [CX_G_AGENTS_UNKNOWN] = "conduix_agents{status=\"unknown\"}",
+    [CX_G_COMMANDS_PENDING] = "conduix_commands_pending",
+};
+
+const char *const cx_gauge_help[CX_G_MAX_] = {
+    [CX_G_AGENTS_ONLINE] = "Agents in the registry, by status.",
+    [CX_G_AGENTS_OFFLINE] = "Agents in the registry, by status.",
+    [CX_G_AGENTS_UNKNOWN] = "Agents in the registry, by status.",
+    [CX_G_COMMANDS_PENDING] = "Agent commands queued or sent and not yet acknowledged or expired.",
+};
+
+int cx_shm_create(void)
+{
+    void *p = mmap(NULL, sizeof(cx_shm_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        cx_log_error("mmap of %zu bytes for the shared segment", sizeof(cx_shm_t));
+        return -1;
+    }
+    memset(p, 0, sizeof(cx_shm_t));
+    cx_shm = p;
+    cx_shm->magic = CX_SHM_MAGIC;
+    cx_shm->started_ms = cx_wall_ms();
+    cx_shm->master_pid = getpid();
+    /* slot 0 is the master's own */
+    cx_shm->slots[0].pid = getpid();
+    cx_shm->slots[0].kind = CX_KIND_MASTER;
+    cx_shm->slots[0].up = 1;
+    cx_shm->slots[0].started_ms = cx_wall_ms();
+    cx_shm_self = &cx_shm->slots[0];
+    return 0;
+}
+
+int cx_shm_slot_alloc(cx_kind_t kind, int index)
+{
+    int i, free_slot = -1;
+    if (cx_shm == NULL)
+        return -1;
+    /* A slot whose last owner was the same kind and index continues its counts; any free slot else. */
+    for (i = 1; i < CX_SHM_SLOTS; i++) {
+        cx_shm_slot_t *s = &cx_shm->slots[i];
+        if (s->pid != 0)
+            continue;
+        if (s->kind == (int)kind && s->index == index && s->started_ms != 0)
+            return i;
+        if (free_slot < 0)
+            free_slot = i;
+    }
+    return free_slot;
+}
+
+void cx_shm_slot_release(int slot)
+{
+    if (cx_shm == NULL || slot <= 0 || slot >= CX_SHM_SLOTS)
+        return;
+    cx_shm->slots[slot].up = 0;
+    __atomic_store_n(&cx_shm->slots[slot].pid, 0, __ATOMIC_RELEASE);
+}
+
+void cx_shm_attach(int slot)
+{
+    if (cx_shm == NULL || slot <= 0 || slot >= CX_SHM_SLOTS) {
+        cx_shm_self = NULL;
+        return;
+    }
+    cx_shm_self = &cx_shm->slots[slot];
+}
+
+void cx_shm_count(cx_counter_t c, uint64_t n)
+{
+    if (cx_shm_self != NULL && (unsigned)c < CX_C_MAX_)
+        __atomic_fetch_add(&cx_shm_self->counters[c], n, __ATOMIC_RELAXED);
+}
+
+void cx_shm_gauge_set(cx_gauge_t g, int64_t v)
+{
+    if (cx_shm != NULL && (unsigned)g < CX_G_MAX_)
+        __atomic_store_n(&cx_shm->gauges[g], v, __ATOMIC_RELAXED);
+}
+
+void cx_shm_observe_request(int route_index, int status, int64_t duration_us)
+{
+    cx_shm_slot_t *s = cx_shm_self;
+    int r, k, b;
+    if (s == NULL)
+        return;
+    r = (route_index < 0 || route_index >= CX_SHM_ROUTES - 1) ? CX_SHM_ROUTES - 1 : route_index;
+    for (k = 0; k < CX_SHM_NSTATUS - 1; k++)
+        if (cx_shm_status_codes[k] == status)
+            break;
+    __atomic_fetch_add(&s->requests[r][k], 1, __ATOMIC_RELAXED);
+    for (b = 0; b < CX_SHM_NBUCKETS; b++)
+        if ((double)duration_us / 1e6 <= cx_shm_buckets_s[b])
+            break;
+    if (b < CX_SHM_NBUCKETS)
+        __atomic_fetch_add(&s->latency_buckets[r][b], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->latency_count[r], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->latency_sum_us[r], (uint64_t)(duration_us < 0 ? 0 : duration_us), __ATOMIC_RELAXED);
+}
+
+int cx_shm_kind_up(cx_kind_t kind)
+{
+    int i;
+    if (cx_shm == NULL)
+        return 0;
+    for (i = 1; i < CX_SHM_SLOTS; i++)
+        if (cx_shm->slots[i].pid != 0 && cx_shm->slots[i].kind == (int)kind && cx_shm->slots[i].up)
+            return 1;
+    return 0;
+}
+
+const char *cx_kind_name(cx_kind_t kind)
+{
+    static const char *names[] = {"master", "worker", "scheduler", "hbmon", "migrate"};
+    return (unsigned)kind < CX_KIND_MAX ? names[kind] : "unknown";
+}

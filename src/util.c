@@ -1,0 +1,292 @@
+/*
+ * util.c -- the small helpers every module shares (include/conduix/cx.h): allocation that aborts on
+ * failure, clocks, UUIDs, RFC 3339 time stamps, and the parsers for durations ("1h30m") and sizes
+ * ("1MiB") used by the configuration and the API.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <uuid.h>
+
+#include "conduix/cx.h"
+
+/* oom -- the one place allocation failure ends up.
+ * Nothing sensible can be done without memory: say so on stderr (the logger may itself need memory)
+ * and abort, so the supervisor restarts the process (STYLE.md habit 8). */
+static void __attribute__((noreturn)) oom(const char *what, size_t n)
+{
+    fprintf(stderr, "conduix-cp: out of memory (%s of %zu bytes)\n", what, n);
+    abort();
+}
+
+void *cx_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        oom("malloc", n);
+    return p;
+}
+
+void *cx_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (p == NULL)
+        oom("calloc", n * size);
+    return p;
+}
+
+void *cx_realloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        oom("realloc", n);
+    return q;
+}
+
+/* cx_strdup -- strdup that aborts on failure; NULL in, NULL out (convenient for optional fields). */
+char *cx_strdup(const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = strdup(s);
+    if (d == NULL)
+        oom("strdup", strlen(s) + 1);
+    return d;
+}
+
+char *cx_strndup(const char *s, size_t n)
+{
+    if (s == NULL)
+        return NULL;
+    char *d = strndup(s, n);
+    if (d == NULL)
+        oom("strndup", n + 1);
+    return d;
+}
+
+static int64_t clock_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t cx_now_ms(void)
+{
+    return clock_ms(CLOCK_MONOTONIC);
+}
+
+int64_t cx_wall_ms(void)
+{
+    return clock_ms(CLOCK_REALTIME);
+}
+
+void cx_uuid(char out[37])
+{
+    uuid_t u;
+    uuid_generate_random(u);
+    uuid_unparse_lower(u, out);
+}
+
+void cx_time_format(int64_t unix_s, char out[32])
+{
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, 32, "1970-01-01T00:00:00Z");
+}
+
+/* digits -- read exactly n decimal digits at *p; -1 if any is missing. */
+static int digits(const char **p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return -1;
+        v = v * 10 + (c - '0');
+    }
+    *p += n;
+    return v;
+}
+
+/* days_from_civil -- days since 1970-01-01 of a proleptic Gregorian date.
+ * Computed by hand rather than with timegm() so the result never depends on TZ or the C library. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return dm[m - 1];
+}
+
+/* cx_time_parse -- RFC 3339 date-time into Unix milliseconds.
+ * Accepts "T", "t" or a space between date and time, an optional fraction of 1 to 9 digits (truncated to
+ * milliseconds), and "Z", "z" or a numeric offset. A leap second (:60) is accepted and counts as the next
+ * second. Times before 1970 are refused like malformed input, so -1 is never a valid answer. */
+int64_t cx_time_parse(const char *s)
+{
+    if (s == NULL)
+        return -1;
+    const char *p = s;
+    int y, mo, d, h, mi, sec, ms = 0, off = 0;
+    if ((y = digits(&p, 4)) < 0 || *p++ != '-' || (mo = digits(&p, 2)) < 0 || *p++ != '-' || (d = digits(&p, 2)) < 0)
+        return -1;
+    if (*p != 'T' && *p != 't' && *p != ' ')
+        return -1;
+    p++;
+    if ((h = digits(&p, 2)) < 0 || *p++ != ':' || (mi = digits(&p, 2)) < 0 || *p++ != ':' || (sec = digits(&p, 2)) < 0)
+        return -1;
+    if (*p == '.') {
+        p++;
+        int n = 0;
+        while (p[n] >= '0' && p[n] <= '9')
+            n++;
+        if (n == 0 || n > 9)
+            return -1;
+        for (int i = 0; i < 3; i++)
+            ms = ms * 10 + (i < n ? p[i] - '0' : 0);
+        p += n;
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1, oh, om;
+        if ((oh = digits(&p, 2)) < 0 || *p++ != ':' || (om = digits(&p, 2)) < 0 || oh > 23 || om > 59)
+            return -1;
+        off = sign * (oh * 60 + om);
+    } else {
+        return -1;
+    }
+    if (*p != '\0')
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60)
+        return -1;
+    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - (int64_t)off * 60;
+    if (t < 0)
+        return -1;
+    return t * 1000 + ms;
+}
+
+/* cx_duration_parse -- a Go-style duration: one or more <number><unit> with units ms, s, m, h, e.g.
+ * "250ms", "1h30m", "1.5s". A bare "0" is the only number without a unit. Fractions below a millisecond
+ * are dropped. Signs, spaces, overflow and anything else give -1. */
+int64_t cx_duration_parse(const char *s)
+{
+    static const struct {
+        const char *name;
+        int64_t ms;
+    } units[] = {{"ms", 1}, {"h", 3600000}, {"m", 60000}, {"s", 1000}};
+    if (s == NULL || *s == '\0')
+        return -1;
+    if (strcmp(s, "0") == 0)
+        return 0;
+    int64_t total = 0;
+    const char *p = s;
+    while (*p) {
+        int64_t whole = 0;
+        int nwhole = 0, nfrac = 0;
+        char frac[10] = "";
+        while (*p >= '0' && *p <= '9') {
+            if (whole > (INT64_MAX - 9) / 10)
+                return -1;
+            whole = whole * 10 + (*p++ - '0');
+            nwhole++;
+        }
+        if (*p == '.') {
+            p++;
+            while (*p >= '0' && *p <= '9') {
+                if (nfrac < 9)
+                    frac[nfrac] = *p;
+                nfrac++;
+                p++;
+            }
+            if (nfrac == 0)
+                return -1;
+        }
+        if (nwhole == 0 && nfrac == 0)
+            return -1;
+        size_t i;
+        for (i = 0; i < CX_ARRAY_SIZE(units); i++)
+            if (strncmp(p, units[i].name, strlen(units[i].name)) == 0)
+                break;
+        if (i == CX_ARRAY_SIZE(units))
+            return -1;
+        p += strlen(units[i].name);
+        int64_t u = units[i].ms;
+        if (whole > INT64_MAX / u)
+            return -1;
+        int64_t v = whole * u;
+        /* the fraction, at most 9 digits, times a unit of at most 3.6e6 fits easily in 64 bits */
+        int64_t f = 0, scale = 1;
+        for (int k = 0; k < nfrac && k < 9; k++) {
+            f = f * 10 + (frac[k] - '0');
+            scale *= 10;
+        }
+        v += f * u / scale;
+        if (v > INT64_MAX - total)
+            return -1;
+        total += v;
+    }
+    return total;
+}
+
+/* cx_size_parse -- a byte count with an optional unit: B, KB, MB, GB, TB (powers of 1000) or KiB, MiB,
+ * GiB, TiB (powers of 1024), case-insensitive, optionally separated from the number by spaces.
+ * Only whole numbers; -1 on anything else or on overflow. */
+int64_t cx_size_parse(const char *s)
+{
+    static const struct {
+        const char *name;
+        int64_t mult;
+    } units[] = {
+        {"", 1},
+        {"b", 1},
+        {"kb", 1000LL},
+        {"mb", 1000LL * 1000},
+        {"gb", 1000LL * 1000 * 1000},
+        {"tb", 1000LL * 1000 * 1000 * 1000},
+        {"kib", 1LL << 10},
+        {"mib", 1LL << 20},
+        {"gib", 1LL << 30},
+        {"tib", 1LL << 40},
+    };
+    if (s == NULL)
+        return -1;
+    const char *p = s;
+    int64_t v = 0;
+    int n = 0;
+    while (*p >= '0' && *p <= '9') {
+        if (v > (INT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (*p++ - '0');
+        n++;
+    }
+    if (n == 0)
+        return -1;
+    while (*p == ' ')
+        p++;
+    for (size_t i = 0; i < CX_ARRAY_SIZE(units); i++) {
+        if (strcasecmp(p, units[i].name) == 0) {
+            if (units[i].name[0] == '\0' && p != s + n)
+                return -1; /* "12 " */
+            if (v > INT64_MAX / units[i].mult)
+                return -1;
+            return v * units[i].mult;
+        }
+    }
+    return -1;
+}

@@ -1,0 +1,119 @@
+/*
+ * worker.c -- an HTTP worker: the h2o event loop on the listen socket inherited from the master, its
+ * own MySQL and Redis connections, and signals from a signalfd on the loop. SIGQUIT (reload, graceful
+ * stop) stops accepting and waits for every connection to end, bounded by server.shutdown_timeout;
+ * SIGTERM (fast stop) stops accepting, lets the responses already produced go out, and exits.
+ */
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "conduix/api.h"
+#include "conduix/config.h"
+#include "conduix/cx.h"
+#include "conduix/db.h"
+#include "conduix/http.h"
+#include "conduix/log.h"
+#include "conduix/proc.h"
+#include "conduix/redis.h"
+
+#define FAST_STOP_GRACE_MS 1000
+
+static h2o_globalconf_t config;
+static h2o_context_t ctx;
+static h2o_accept_ctx_t accept_ctx;
+static h2o_socket_t *listener;
+static int nconns;
+static int draining;     /* 0 serving, 1 graceful drain, 2 fast stop */
+static int64_t drain_deadline;
+
+static void on_conn_close(void *data)
+{
+    (void)data;
+    nconns--;
+}
+
+static void on_accept(h2o_socket_t *l, const char *err)
+{
+    int i;
+    if (err != NULL)
+        return;
+    for (i = 0; i < 16; i++) {
+        h2o_socket_t *s = h2o_evloop_socket_accept(l);
+        if (s == NULL)
+            return;
+        nconns++;
+        s->on_close.cb = on_conn_close;
+        h2o_accept(&accept_ctx, s);
+    }
+}
+
+static void stop_accepting(int how)
+{
+    int64_t limit = how == 1 ? cx_cfg->server.shutdown_timeout_ms : FAST_STOP_GRACE_MS;
+    if (how > draining) {
+        int64_t d = cx_now_ms() + limit;
+        if (draining == 0 || d < drain_deadline)
+            drain_deadline = d;
+        draining = how;
+    }
+    if (listener != NULL) {
+        h2o_socket_read_stop(listener);
+        h2o_socket_close(listener);
+        listener = NULL;
+        h2o_context_request_shutdown(&ctx);
+    }
+}
+
+static void on_signal(h2o_socket_t *sock, const char *err)
+{
+    struct signalfd_siginfo si;
+    int fd = h2o_socket_get_fd(sock);
+    (void)err;
+    while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+        switch (si.ssi_signo) {
+        case SIGQUIT:
+            stop_accepting(1);
+            break;
+        case SIGTERM:
+        case SIGINT:
+            stop_accepting(2);
+            break;
+        case SIGUSR1:
+            cx_log_reopen();
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+int cx_worker_run(int listen_fd, int worker_index)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1};
+    sigset_t set;
+    int sfd;
+
+    (void)worker_index;
+    if (cx_signals_block(sigs, (int)CX_ARRAY_SIZE(sigs), &set) != 0 || (sfd = cx_signals_fd(&set)) < 0)
+        return 1;
+    cx_server_init(&config);
+    h2o_context_init(&ctx, h2o_evloop_create(), &config);
+    accept_ctx.ctx = &ctx;
+    accept_ctx.hosts = config.hosts;
+    h2o_socket_read_start(h2o_evloop_socket_create(ctx.loop, sfd, H2O_SOCKET_FLAG_DONT_READ), on_signal);
+
+    cx_db_open(cx_cfg);
+    cx_redis_open(cx_cfg);
+
+    listener = h2o_evloop_socket_create(ctx.loop, listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    h2o_socket_read_start(listener, on_accept);
+
+    while (!draining || (nconns > 0 && cx_now_ms() < drain_deadline))
+        h2o_evloop_run(ctx.loop, draining ? 50 : INT32_MAX);
+    if (nconns > 0)
+        cx_log_info("exiting with %d connection(s) still open", nconns);
+    cx_db_close();
+    cx_redis_close();
+    return 0;
+}

@@ -1,0 +1,207 @@
+/*
+ * test_util.c -- the helpers of src/util.c: duration, size and RFC 3339 parsers, time formatting, UUIDs,
+ * clocks and the allocation wrappers.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "conduix/cx.h"
+
+static void t_duration(void **state)
+{
+    (void)state;
+    assert_int_equal(cx_duration_parse("0"), 0);
+    assert_int_equal(cx_duration_parse("250ms"), 250);
+    assert_int_equal(cx_duration_parse("30s"), 30000);
+    assert_int_equal(cx_duration_parse("5m"), 300000);
+    assert_int_equal(cx_duration_parse("24h"), 86400000);
+    assert_int_equal(cx_duration_parse("1h30m"), 5400000);
+    assert_int_equal(cx_duration_parse("1h30m15s500ms"), 5415500);
+    assert_int_equal(cx_duration_parse("1.5s"), 1500);
+    assert_int_equal(cx_duration_parse("0s"), 0);
+    assert_int_equal(cx_duration_parse("0.0001s"), 0);
+    assert_int_equal(cx_duration_parse("2562047788015h"), 2562047788015LL * 3600000);
+}
+
+static void t_duration_bad(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"",
+                                      "10",
+                                      "-5s",
+                                      "5 s",
+                                      " 5s",
+                                      "5s ",
+                                      "s",
+                                      "5x",
+                                      "5sm",
+                                      "1.s",
+                                      ".s",
+                                      "1h-",
+                                      "+1s",
+                                      "5S",
+                                      "1d",
+                                      "ms5",
+                                      "99999999999999999999h",
+                                      "3000000000000h"};
+    for (size_t i = 0; i < CX_ARRAY_SIZE(bad); i++) {
+        if (cx_duration_parse(bad[i]) != -1)
+            fail_msg("cx_duration_parse(\"%s\") accepted", bad[i]);
+    }
+    assert_int_equal(cx_duration_parse(NULL), -1);
+}
+
+static void t_size(void **state)
+{
+    (void)state;
+    assert_int_equal(cx_size_parse("1048576"), 1048576);
+    assert_int_equal(cx_size_parse("0"), 0);
+    assert_int_equal(cx_size_parse("1MiB"), 1048576);
+    assert_int_equal(cx_size_parse("512KiB"), 524288);
+    assert_int_equal(cx_size_parse("1GiB"), 1073741824);
+    assert_int_equal(cx_size_parse("2MB"), 2000000);
+    assert_int_equal(cx_size_parse("3kb"), 3000);
+    assert_int_equal(cx_size_parse("1mib"), 1048576);
+    assert_int_equal(cx_size_parse("7B"), 7);
+    assert_int_equal(cx_size_parse("5 MiB"), 5 * 1048576);
+    assert_int_equal(cx_size_parse("1TiB"), 1LL << 40);
+}
+
+static void t_size_bad(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "", "MiB", "-1", "1.5MiB", "1 ", "1XB", "1MiBs", " 1", "99999999999999999999", "9000000000TiB"};
+    for (size_t i = 0; i < CX_ARRAY_SIZE(bad); i++) {
+        if (cx_size_parse(bad[i]) != -1)
+            fail_msg("cx_size_parse(\"%s\") accepted", bad[i]);
+    }
+    assert_int_equal(cx_size_parse(NULL), -1);
+}
+
+static void t_time_parse(void **state)
+{
+    (void)state;
+    assert_int_equal(cx_time_parse("1970-01-01T00:00:00Z"), 0);
+    assert_int_equal(cx_time_parse("2026-11-25T21:00:00Z"), 1795640400000LL);
+    assert_int_equal(cx_time_parse("2026-11-25T21:00:00.123Z"), 1795640400123LL);
+    assert_int_equal(cx_time_parse("2026-11-25T21:00:00.123456789Z"), 1795640400123LL);
+    assert_int_equal(cx_time_parse("2026-11-25T21:00:00.5Z"), 1795640400500LL);
+    /* the same instant in Seoul and in New York */
+    assert_int_equal(cx_time_parse("2026-11-26T06:00:00+09:00"), 1795640400000LL);
+    assert_int_equal(cx_time_parse("2026-11-25T16:00:00-05:00"), 1795640400000LL);
+    assert_int_equal(cx_time_parse("2026-11-25T21:30:00+00:30"), 1795640400000LL);
+    assert_int_equal(cx_time_parse("2026-11-25t21:00:00z"), 1795640400000LL);
+    assert_int_equal(cx_time_parse("2026-11-25 21:00:00Z"), 1795640400000LL);
+    assert_int_equal(cx_time_parse("2024-02-29T00:00:00Z"), 1709164800000LL);
+    assert_int_equal(cx_time_parse("2000-03-01T00:00:00Z"), 951868800000LL);
+    assert_int_equal(cx_time_parse("2016-12-31T23:59:60Z"), 1483228800000LL); /* leap second */
+}
+
+static void t_time_parse_bad(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "",
+        "2026-11-25",
+        "2026-11-25T21:00:00",             /* no offset */
+        "2026-11-25T21:00Z",               /* no seconds */
+        "2026-11-25T21:00:00.Z",           /* empty fraction */
+        "2026-11-25T21:00:00.1234567890Z", /* finer than nanoseconds */
+        "2026-13-01T00:00:00Z",
+        "2026-00-01T00:00:00Z",
+        "2025-02-29T00:00:00Z",
+        "2026-04-31T00:00:00Z",
+        "2026-11-25T24:00:00Z",
+        "2026-11-25T21:60:00Z",
+        "2026-11-25T21:00:61Z",
+        "2026-11-25T21:00:00+0900",
+        "2026-11-25T21:00:00+24:00",
+        "2026-11-25T21:00:00+09:60",
+        "2026-11-25T21:00:00Zjunk",
+        "2026-11-25X21:00:00Z",
+        "26-11-25T21:00:00Z",
+        "1969-12-31T23:59:59Z", /* before the epoch */
+        "1970-01-01T00:00:00+00:01",
+    };
+    for (size_t i = 0; i < CX_ARRAY_SIZE(bad); i++) {
+        if (cx_time_parse(bad[i]) != -1)
+            fail_msg("cx_time_parse(\"%s\") accepted", bad[i]);
+    }
+    assert_int_equal(cx_time_parse(NULL), -1);
+}
+
+static void t_time_format(void **state)
+{
+    (void)state;
+    char out[32];
+    cx_time_format(0, out);
+    assert_string_equal(out, "1970-01-01T00:00:00Z");
+    cx_time_format(1795640400, out);
+    assert_string_equal(out, "2026-11-25T21:00:00Z");
+    /* round trip */
+    assert_int_equal(cx_time_parse(out), 1795640400000LL);
+}
+
+static void t_uuid(void **state)
+{
+    (void)state;
+    char a[37], b[37];
+    cx_uuid(a);
+    cx_uuid(b);
+    assert_int_equal(strlen(a), 36);
+    assert_string_not_equal(a, b);
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23)
+            assert_int_equal(a[i], '-');
+        else
+            assert_non_null(strchr("0123456789abcdef", a[i]));
+    }
+    assert_int_equal(a[14], '4');           /* version 4: random */
+    assert_non_null(strchr("89ab", a[19])); /* RFC 4122 variant */
+}
+
+static void t_clocks(void **state)
+{
+    (void)state;
+    int64_t m1 = cx_now_ms(), w = cx_wall_ms(), m2 = cx_now_ms();
+    assert_true(m2 >= m1);
+    assert_true(w > 1700000000000LL); /* after 2023 */
+}
+
+static void t_alloc(void **state)
+{
+    (void)state;
+    char *p = cx_malloc(0);
+    assert_non_null(p);
+    p = cx_realloc(p, 100);
+    memset(p, 'x', 100);
+    free(p);
+    int *z = cx_calloc(10, sizeof(int));
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(z[i], 0);
+    free(z);
+    char *s = cx_strdup("hello");
+    assert_string_equal(s, "hello");
+    free(s);
+    s = cx_strndup("hello", 3);
+    assert_string_equal(s, "hel");
+    free(s);
+    assert_null(cx_strdup(NULL));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_duration),    cmocka_unit_test(t_duration_bad), cmocka_unit_test(t_size),
+        cmocka_unit_test(t_size_bad),    cmocka_unit_test(t_time_parse),   cmocka_unit_test(t_time_parse_bad),
+        cmocka_unit_test(t_time_format), cmocka_unit_test(t_uuid),         cmocka_unit_test(t_clocks),
+        cmocka_unit_test(t_alloc),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
