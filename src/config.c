@@ -59,109 +59,93 @@ typedef struct key {
     const char *choices; /* K_ENUM: "a|b|c" */
 } key_t_;
 
+/* One entry per key, on one line: type, name, field, default (in the file's syntax), reload, then the
+ * type's limits: INT min, max; STR 1 = must not be empty; DUR and SIZE the minimum; ENUM the choices;
+ * LIST the count field. Restart-only keys must be scalars (cx_config_diff_restart compares them). */
+// clang-format off
+#define PIDFILE    "/run/conduix-cp/conduix-cp.pid"
+#define MIGRATIONS CX_DATADIR "/migrations"
+#define MODES      "debug|release"
+#define LEVELS     "debug|info|warn|error"
+#define FORMATS    "json|text"
+#define ROLES      "viewer|operator|admin"
+
 #define F(m) offsetof(cx_config_t, m)
-#define INT(n, m, d, r, lo, hi)                                                                                                    \
-    {                                                                                                                              \
-        n, K_INT, d, r, F(m), 0, lo, hi, NULL                                                                                      \
-    }
-#define BOOL(n, m, d, r)                                                                                                           \
-    {                                                                                                                              \
-        n, K_BOOL, d, r, F(m), 0, 0, 0, NULL                                                                                       \
-    }
-#define STR(n, m, d, r, nonempty)                                                                                                  \
-    {                                                                                                                              \
-        n, K_STR, d, r, F(m), 0, nonempty, 0, NULL                                                                                 \
-    }
-#define ENUM(n, m, d, r, ch)                                                                                                       \
-    {                                                                                                                              \
-        n, K_ENUM, d, r, F(m), 0, 0, 0, ch                                                                                         \
-    }
-#define DUR(n, m, d, r, lo)                                                                                                        \
-    {                                                                                                                              \
-        n, K_DUR, d, r, F(m), 0, lo, 0, NULL                                                                                       \
-    }
-#define SIZE(n, m, d, r, lo)                                                                                                       \
-    {                                                                                                                              \
-        n, K_SIZE, d, r, F(m), 0, lo, 0, NULL                                                                                      \
-    }
-#define FLOAT(n, m, d, r)                                                                                                          \
-    {                                                                                                                              \
-        n, K_FLOAT, d, r, F(m), 0, 0, 0, NULL                                                                                      \
-    }
-#define LIST(n, m, cnt, r)                                                                                                         \
-    {                                                                                                                              \
-        n, K_LIST, "", r, F(m), F(cnt), 0, 0, NULL                                                                                 \
-    }
-#define PROV(n, r)                                                                                                                 \
-    {                                                                                                                              \
-        n, K_PROV, "", r, 0, 0, 0, 0, NULL                                                                                         \
-    }
+#define INT(n, m, d, r, lo, hi)   {n, K_INT, d, r, F(m), 0, lo, hi, NULL}
+#define BOOL(n, m, d, r)          {n, K_BOOL, d, r, F(m), 0, 0, 0, NULL}
+#define STR(n, m, d, r, nonempty) {n, K_STR, d, r, F(m), 0, nonempty, 0, NULL}
+#define ENUM(n, m, d, r, ch)      {n, K_ENUM, d, r, F(m), 0, 0, 0, ch}
+#define DUR(n, m, d, r, lo)       {n, K_DUR, d, r, F(m), 0, lo, 0, NULL}
+#define SIZE(n, m, d, r, lo)      {n, K_SIZE, d, r, F(m), 0, lo, 0, NULL}
+#define REAL(n, m, d, r)          {n, K_FLOAT, d, r, F(m), 0, 0, 0, NULL}
+#define LIST(n, m, d, r, cnt)     {n, K_LIST, d, r, F(m), F(cnt), 0, 0, NULL}
+#define PROV(n, m, d, r)          {n, K_PROV, d, r, 0, 0, 0, 0, NULL}
 
-/* The keys. Restart-only keys must be scalars (cx_config_diff_restart compares them). */
 static const key_t_ keys[] = {
-    STR("server.host", server.host, "0.0.0.0", RESTART, 1),
-    INT("server.port", server.port, "8080", RESTART, 1, 65535),
-    ENUM("server.mode", server.mode, "release", RELOAD, "debug|release"),
-    INT("server.workers", server.workers, "0", RELOAD, 0, 256),
-    DUR("server.shutdown_timeout", server.shutdown_timeout_ms, "30s", RELOAD, 0),
-    SIZE("server.max_body_size", server.max_body_size, "1MiB", RELOAD, 1),
-    STR("server.pidfile", server.pidfile, "/run/conduix-cp/conduix-cp.pid", RESTART, 0),
+    STR ("server.host",                               server.host,                    "0.0.0.0",    RESTART, 1),
+    INT ("server.port",                               server.port,                    "8080",       RESTART, 1, 65535),
+    ENUM("server.mode",                               server.mode,                    "release",    RELOAD,  MODES),
+    INT ("server.workers",                            server.workers,                 "0",          RELOAD,  0, 256),
+    DUR ("server.shutdown_timeout",                   server.shutdown_timeout_ms,     "30s",        RELOAD,  0),
+    SIZE("server.max_body_size",                      server.max_body_size,           "1MiB",       RELOAD,  1),
+    STR ("server.pidfile",                            server.pidfile,                 PIDFILE,      RESTART, 0),
 
-    STR("database.host", database.host, "localhost", RELOAD, 0),
-    INT("database.port", database.port, "3306", RELOAD, 1, 65535),
-    STR("database.user", database.user, "root", RELOAD, 1),
-    STR("database.password", database.password, "", RELOAD, 0),
-    STR("database.name", database.name, "conduix", RELOAD, 1),
-    STR("database.socket", database.socket, "", RELOAD, 0),
-    INT("database.max_open_conns", database.max_open_conns, "100", RELOAD, 1, 100000),
-    INT("database.max_idle_conns", database.max_idle_conns, "10", RELOAD, 0, 100000),
-    DUR("database.connect_timeout", database.connect_timeout_ms, "5s", RELOAD, 1),
-    DUR("database.read_timeout", database.read_timeout_ms, "10s", RELOAD, 0),
-    DUR("database.write_timeout", database.write_timeout_ms, "10s", RELOAD, 0),
+    STR ("database.host",                             database.host,                  "localhost",  RELOAD,  0),
+    INT ("database.port",                             database.port,                  "3306",       RELOAD,  1, 65535),
+    STR ("database.user",                             database.user,                  "root",       RELOAD,  1),
+    STR ("database.password",                         database.password,              "",           RELOAD,  0),
+    STR ("database.name",                             database.name,                  "conduix",    RELOAD,  1),
+    STR ("database.socket",                           database.socket,                "",           RELOAD,  0),
+    INT ("database.max_open_conns",                   database.max_open_conns,        "100",        RELOAD,  1, 100000),
+    INT ("database.max_idle_conns",                   database.max_idle_conns,        "10",         RELOAD,  0, 100000),
+    DUR ("database.connect_timeout",                  database.connect_timeout_ms,    "5s",         RELOAD,  1),
+    DUR ("database.read_timeout",                     database.read_timeout_ms,       "10s",        RELOAD,  1),
+    DUR ("database.write_timeout",                    database.write_timeout_ms,      "10s",        RELOAD,  1),
 
-    STR("redis.host", redis.host, "localhost", RELOAD, 1),
-    INT("redis.port", redis.port, "6379", RELOAD, 1, 65535),
-    STR("redis.password", redis.password, "", RELOAD, 0),
-    INT("redis.db", redis.db, "0", RELOAD, 0, 65535),
-    DUR("redis.timeout", redis.timeout_ms, "1s", RELOAD, 1),
-    INT("redis.circuit_breaker.failures", redis.cb_failures, "5", RELOAD, 1, 1000000),
-    DUR("redis.circuit_breaker.cooldown", redis.cb_cooldown_ms, "30s", RELOAD, 1),
-    INT("redis.circuit_breaker.half_open_successes", redis.cb_half_open_successes, "2", RELOAD, 1, 1000000),
+    STR ("redis.host",                                redis.host,                     "localhost",  RELOAD,  1),
+    INT ("redis.port",                                redis.port,                     "6379",       RELOAD,  1, 65535),
+    STR ("redis.password",                            redis.password,                 "",           RELOAD,  0),
+    INT ("redis.db",                                  redis.db,                       "0",          RELOAD,  0, 65535),
+    DUR ("redis.timeout",                             redis.timeout_ms,               "1s",         RELOAD,  1),
+    INT ("redis.circuit_breaker.failures",            redis.cb_failures,              "5",          RELOAD,  1, 1000000),
+    DUR ("redis.circuit_breaker.cooldown",            redis.cb_cooldown_ms,           "30s",        RELOAD,  1),
+    INT ("redis.circuit_breaker.half_open_successes", redis.cb_half_open_successes,   "2",          RELOAD,  1, 1000000),
 
-    STR("auth.jwt_secret", auth.jwt_secret, "", RELOAD, 0),
-    STR("auth.issuer", auth.issuer, "conduix-cp", RELOAD, 1),
-    DUR("auth.token_expiry", auth.token_expiry_ms, "24h", RELOAD, 1000),
-    STR("auth.frontend_url", auth.frontend_url, "", RELOAD, 0),
-    LIST("auth.admin_emails", auth.admin_emails, auth.nadmin_emails, RELOAD),
-    LIST("auth.operator_emails", auth.operator_emails, auth.noperator_emails, RELOAD),
-    ENUM("auth.default_role", auth.default_role, "viewer", RELOAD, "viewer|operator|admin"),
-    PROV("auth.oauth2", RELOAD),
-    PROV("auth.oidc", RELOAD),
+    STR ("auth.jwt_secret",                           auth.jwt_secret,                "",           RELOAD,  0),
+    STR ("auth.issuer",                               auth.issuer,                    "conduix-cp", RELOAD,  1),
+    DUR ("auth.token_expiry",                         auth.token_expiry_ms,           "24h",        RELOAD,  1000),
+    STR ("auth.frontend_url",                         auth.frontend_url,              "",           RELOAD,  0),
+    LIST("auth.admin_emails",                         auth.admin_emails,              "[]",         RELOAD,  auth.nadmin_emails),
+    LIST("auth.operator_emails",                      auth.operator_emails,           "[]",         RELOAD,  auth.noperator_emails),
+    ENUM("auth.default_role",                         auth.default_role,              "viewer",     RELOAD,  ROLES),
+    PROV("auth.oauth2",                               auth.providers,                 "[]",         RELOAD),
+    PROV("auth.oidc",                                 auth.providers,                 "[]",         RELOAD),
 
-    BOOL("scheduler.enabled", scheduler.enabled, "true", RELOAD),
-    STR("scheduler.timezone", scheduler.timezone, "UTC", RELOAD, 1),
-    DUR("scheduler.starting_deadline", scheduler.starting_deadline_ms, "5m", RELOAD, 0),
+    BOOL("scheduler.enabled",                         scheduler.enabled,              "true",       RELOAD),
+    STR ("scheduler.timezone",                        scheduler.timezone,             "UTC",        RELOAD,  1),
+    DUR ("scheduler.starting_deadline",               scheduler.starting_deadline_ms, "5m",         RELOAD,  0),
 
-    DUR("agents.heartbeat_timeout", agents.heartbeat_timeout_ms, "30s", RELOAD, 1),
-    DUR("agents.monitor_interval", agents.monitor_interval_ms, "2s", RELOAD, 1),
-    BOOL("agents.failover", agents.failover, "false", RELOAD),
+    DUR ("agents.heartbeat_timeout",                  agents.heartbeat_timeout_ms,    "30s",        RELOAD,  1),
+    DUR ("agents.monitor_interval",                   agents.monitor_interval_ms,     "2s",         RELOAD,  1),
+    BOOL("agents.failover",                           agents.failover,                "false",      RELOAD),
 
-    DUR("commands.ttl", commands.ttl_ms, "5m", RELOAD, 1),
-    DUR("commands.redeliver_interval", commands.redeliver_interval_ms, "10s", RELOAD, 1),
+    DUR ("commands.ttl",                              commands.ttl_ms,                "5m",         RELOAD,  1),
+    DUR ("commands.redeliver_interval",               commands.redeliver_interval_ms, "10s",        RELOAD,  1),
 
-    LIST("cors.allowed_origins", cors.allowed_origins, cors.nallowed_origins, RELOAD),
+    LIST("cors.allowed_origins",                      cors.allowed_origins,           "[]",         RELOAD,  cors.nallowed_origins),
 
-    BOOL("rate_limit.enabled", rate_limit.enabled, "true", RELOAD),
-    FLOAT("rate_limit.requests_per_second", rate_limit.requests_per_second, "50", RELOAD),
-    INT("rate_limit.burst", rate_limit.burst, "100", RELOAD, 1, 1000000),
+    BOOL("rate_limit.enabled",                        rate_limit.enabled,             "true",       RELOAD),
+    REAL("rate_limit.requests_per_second",            rate_limit.requests_per_second, "50",         RELOAD),
+    INT ("rate_limit.burst",                          rate_limit.burst,               "100",        RELOAD,  1, 1000000),
 
-    ENUM("logging.level", logging.level, "info", RELOAD, "debug|info|warn|error"),
-    ENUM("logging.format", logging.format, "json", RELOAD, "json|text"),
-    STR("logging.file", logging.file, "", RELOAD, 0),
+    ENUM("logging.level",                             logging.level,                  "info",       RELOAD,  LEVELS),
+    ENUM("logging.format",                            logging.format,                 "json",       RELOAD,  FORMATS),
+    STR ("logging.file",                              logging.file,                   "",           RELOAD,  0),
 
-    BOOL("migrations.auto", migrations.auto_run, "true", RELOAD),
-    STR("migrations.dir", migrations.dir, CX_DATADIR "/migrations", RESTART, 1),
+    BOOL("migrations.auto",                           migrations.auto_run,            "true",       RELOAD),
+    STR ("migrations.dir",                            migrations.dir,                 MIGRATIONS,   RESTART, 1),
 };
+// clang-format on
 
 #define NKEYS CX_ARRAY_SIZE(keys)
 
@@ -400,10 +384,11 @@ static int set_scalar(cx_config_t *cfg, const key_t_ *k, const char *text, int p
         free(*(char **)field);
         *(char **)field = cx_strdup(text);
         return 0;
-    case K_LIST: /* only the empty default comes here */
+    case K_LIST: /* only defaults come here, and they are all "[]" */
         free_list(*(char ***)field);
-        *(char ***)field = split_words(text, (size_t *)((char *)cfg + k->off2));
-        return 0;
+        *(char ***)field = cx_calloc(1, sizeof(char *));
+        *(size_t *)((char *)cfg + k->off2) = 0;
+        return strcmp(text, "[]") == 0 ? 0 : CX_INVALID;
     case K_PROV:
         return 0;
     }
@@ -674,8 +659,9 @@ static int walk(load_t *L, yaml_document_t *doc, yaml_node_t *map, const char *p
             continue;
         }
         if (key->type == K_LIST) {
-            if ((rc = set_list(L, doc, v, path, (char ***)((char *)L->cfg + key->off), (size_t *)((char *)L->cfg + key->off2))) !=
-                0)
+            char ***list = (char ***)((char *)L->cfg + key->off);
+            size_t *count = (size_t *)((char *)L->cfg + key->off2);
+            if ((rc = set_list(L, doc, v, path, list, count)) != 0)
                 return rc;
             continue;
         }

@@ -153,6 +153,8 @@ static int child_main(child_t *c)
         return cx_scheduler_run();
     case CX_KIND_HBMON:
         return cx_hbmon_run();
+    case CX_KIND_DISPATCHER:
+        return cx_dispatcher_run();
     case CX_KIND_MIGRATE:
         return cx_migrate_run(cx_cfg, cx_cfg->migrations.dir, 0) == CX_OK ? 0 : 2;
     default:
@@ -224,6 +226,8 @@ static void start_singletons(void)
     if ((c = child_new(CX_KIND_SCHEDULER, 0)) != NULL)
         spawn(c);
     if ((c = child_new(CX_KIND_HBMON, 0)) != NULL)
+        spawn(c);
+    if ((c = child_new(CX_KIND_DISPATCHER, 0)) != NULL)
         spawn(c);
 }
 
@@ -326,7 +330,8 @@ static void reap(void)
                      (long long)c->backoff_ms);
         cx_shm_count(c->kind == CX_KIND_WORKER      ? CX_C_CHILD_RESTARTS_WORKER
                      : c->kind == CX_KIND_SCHEDULER ? CX_C_CHILD_RESTARTS_SCHEDULER
-                                                    : CX_C_CHILD_RESTARTS_HBMON,
+                     : c->kind == CX_KIND_HBMON     ? CX_C_CHILD_RESTARTS_HBMON
+                                                    : CX_C_CHILD_RESTARTS_DISPATCHER,
                      1);
         c->state = CH_WAIT_RESPAWN;
         c->respawn_at = cx_now_ms() + c->backoff_ms;
@@ -391,7 +396,7 @@ static void reconfigure(void)
     signal_children(SIGQUIT, is_old_worker);
     for (i = 0; i < MAX_CHILDREN; i++) {
         child_t *c = &children[i];
-        if (c->kind == CX_KIND_SCHEDULER || c->kind == CX_KIND_HBMON) {
+        if (c->kind == CX_KIND_SCHEDULER || c->kind == CX_KIND_HBMON || c->kind == CX_KIND_DISPATCHER) {
             if (c->state == CH_RUNNING) {
                 c->state = CH_RESTARTING;
                 kill(c->pid, SIGTERM);

@@ -25,6 +25,7 @@ const char *const cx_counter_names[CX_C_MAX_] = {
     [CX_C_CHILD_RESTARTS_WORKER] = "conduix_child_restarts_total{kind=\"worker\"}",
     [CX_C_CHILD_RESTARTS_SCHEDULER] = "conduix_child_restarts_total{kind=\"scheduler\"}",
     [CX_C_CHILD_RESTARTS_HBMON] = "conduix_child_restarts_total{kind=\"hbmon\"}",
+    [CX_C_CHILD_RESTARTS_DISPATCHER] = "conduix_child_restarts_total{kind=\"dispatcher\"}",
     [CX_C_RELOADS] = "conduix_reloads_total",
     [CX_C_RELOAD_FAILURES] = "conduix_reload_failures_total",
     [CX_C_DB_ERRORS] = "conduix_db_errors_total",
@@ -51,6 +52,7 @@ const char *const cx_counter_help[CX_C_MAX_] = {
     [CX_C_CHILD_RESTARTS_WORKER] = "Children respawned after an unexpected exit, by kind.",
     [CX_C_CHILD_RESTARTS_SCHEDULER] = "Children respawned after an unexpected exit, by kind.",
     [CX_C_CHILD_RESTARTS_HBMON] = "Children respawned after an unexpected exit, by kind.",
+    [CX_C_CHILD_RESTARTS_DISPATCHER] = "Children respawned after an unexpected exit, by kind.",
     [CX_C_RELOADS] = "Configuration reloads that took effect.",
     [CX_C_RELOAD_FAILURES] = "Reloads refused because the new configuration was invalid.",
     [CX_C_DB_ERRORS] = "MySQL calls that failed.",
@@ -188,6 +190,6 @@ int cx_shm_kind_up(cx_kind_t kind)
 
 const char *cx_kind_name(cx_kind_t kind)
 {
-    static const char *names[] = {"master", "worker", "scheduler", "hbmon", "migrate"};
+    static const char *names[] = {"master", "worker", "scheduler", "hbmon", "migrate", "dispatcher"};
     return (unsigned)kind < CX_KIND_MAX ? names[kind] : "unknown";
 }

@@ -3,7 +3,6 @@
  * failure, clocks, UUIDs, RFC 3339 time stamps, and the parsers for durations ("1h30m") and sizes
  * ("1MiB") used by the configuration and the API.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

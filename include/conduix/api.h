@@ -14,6 +14,33 @@ int cx_api_ready(cx_req_t *r);
 /* metrics.c */
 int cx_api_metrics(cx_req_t *r);
 
+/* agents.c (agent registry, heartbeats) */
+int cx_api_agents_list(cx_req_t *r);
+int cx_api_agents_get(cx_req_t *r);
+int cx_api_agents_status(cx_req_t *r);
+int cx_api_agents_heartbeat(cx_req_t *r);
+
+/* commands.c (the command outbox, seen by agents) */
+int cx_api_commands_list(cx_req_t *r);
+int cx_api_commands_ack(cx_req_t *r);
+
+/* pipelines.c (definitions and versions) */
+int cx_api_pipelines_list(cx_req_t *r);
+int cx_api_pipelines_create(cx_req_t *r);
+int cx_api_pipelines_get(cx_req_t *r);
+int cx_api_pipelines_update(cx_req_t *r);
+int cx_api_pipelines_delete(cx_req_t *r);
+int cx_api_pipelines_versions(cx_req_t *r);
+
+/* lifecycle.c (runs on agents) */
+int cx_api_pipelines_start(cx_req_t *r);
+int cx_api_pipelines_stop(cx_req_t *r);
+int cx_api_pipelines_pause(cx_req_t *r);
+int cx_api_pipelines_resume(cx_req_t *r);
+int cx_api_pipelines_status(cx_req_t *r);
+int cx_api_pipelines_history(cx_req_t *r);
+int cx_api_pipelines_metrics(cx_req_t *r);
+
 /* authz.c: authenticate the Bearer token and check the route's access. CX_OK, or a reply was sent. */
 int cx_authz_request(cx_req_t *r, const cx_route_t *route);
 

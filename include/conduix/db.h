@@ -22,7 +22,9 @@ typedef struct cx_db_param {
     long long i;   /* CX_DB_INT */
 } cx_db_param_t;
 
-#define CX_DB_P_STR(v) ((cx_db_param_t){.type = (v) ? CX_DB_STR : CX_DB_NULL, .s = (v), .len = (size_t)-1})
+/* A CX_DB_STR parameter whose s is NULL is bound as SQL NULL (so CX_DB_P_STR(NULL) is NULL, and a char
+ * array can be passed without a -Waddress warning). */
+#define CX_DB_P_STR(v) ((cx_db_param_t){.type = CX_DB_STR, .s = (v), .len = (size_t)-1})
 #define CX_DB_P_STRN(v, n) ((cx_db_param_t){.type = CX_DB_STR, .s = (v), .len = (n)})
 #define CX_DB_P_INT(v) ((cx_db_param_t){.type = CX_DB_INT, .i = (v)})
 #define CX_DB_P_NULL ((cx_db_param_t){.type = CX_DB_NULL})
@@ -46,7 +48,11 @@ void cx_db_close(void);
 /* cx_db_exec -- prepare (cached per SQL text) and execute sql with params. With res non-NULL, the
  * result set is returned (free with cx_db_result_free); affected and insert_id may be NULL.
  * Returns CX_OK, CX_CONFLICT (duplicate key), CX_UNAVAIL (no connection / lost; one reconnect and retry
- * is made when nothing could have been executed), CX_ERR (other, logged with the MySQL error). */
+ * is made when nothing could have been executed), CX_ERR (other, logged with the MySQL error).
+ * Retried inside: a statement that could not have run, a SELECT outside a transaction after a lost
+ * connection, a deadlock victim outside a transaction (up to 3 times). A deadlock inside a transaction
+ * returns CX_ERR: InnoDB rolled the transaction back, and cx_db_commit then returns CX_ERR too.
+ * Name the columns (no SELECT *): a cached statement keeps the column names it was prepared with. */
 int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_db_result_t **res, uint64_t *affected);
 
 void cx_db_result_free(cx_db_result_t *res);
@@ -61,7 +67,10 @@ const char *cx_db_conflict_key(void);
 /* cx_db_value -- the value of column name in row i, or NULL (SQL NULL, or no such column). */
 const char *cx_db_value(const cx_db_result_t *res, size_t row, const char *col);
 
-/* Transactions on this process's connection. cx_db_begin fails with CX_UNAVAIL when MySQL is down. */
+/* Transactions on this process's connection. cx_db_begin fails with CX_UNAVAIL when MySQL is down.
+ * A connection lost inside a transaction ends it: the statement returns CX_UNAVAIL, cx_db_in_tx() is 0,
+ * and cx_db_commit returns CX_UNAVAIL; cx_db_rollback always ends the transaction (CX_OK when the
+ * server has rolled it back by itself). */
 int cx_db_begin(void);
 int cx_db_commit(void);
 int cx_db_rollback(void);

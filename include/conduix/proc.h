@@ -31,6 +31,7 @@ void cx_signals_reset(void);
 /* Single-purpose child loops. Each returns the exit code (0 clean, 2 fatal: do not respawn). */
 int cx_scheduler_run(void);
 int cx_hbmon_run(void);
+int cx_dispatcher_run(void);
 
 /* Flags the singleton loops poll (set from their signalfd). */
 extern volatile sig_atomic_t cx_child_stop;

@@ -17,13 +17,22 @@
 #define CX_SHM_NCOUNTERS 64
 #define CX_SHM_NGAUGES 32
 
-typedef enum { CX_KIND_MASTER = 0, CX_KIND_WORKER, CX_KIND_SCHEDULER, CX_KIND_HBMON, CX_KIND_MIGRATE, CX_KIND_MAX } cx_kind_t;
+typedef enum {
+    CX_KIND_MASTER = 0,
+    CX_KIND_WORKER,
+    CX_KIND_SCHEDULER,
+    CX_KIND_HBMON,
+    CX_KIND_MIGRATE,
+    CX_KIND_DISPATCHER,
+    CX_KIND_MAX
+} cx_kind_t;
 
 /* Generic counters, summed over processes. Names and help text are in src/shm.c (cx_counter_defs). */
 typedef enum {
     CX_C_CHILD_RESTARTS_WORKER = 0, /* written by the master */
     CX_C_CHILD_RESTARTS_SCHEDULER,
     CX_C_CHILD_RESTARTS_HBMON,
+    CX_C_CHILD_RESTARTS_DISPATCHER,
     CX_C_RELOADS,
     CX_C_RELOAD_FAILURES,
     CX_C_DB_ERRORS,

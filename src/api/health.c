@@ -25,16 +25,18 @@ int cx_api_ready(cx_req_t *r)
     int ready = 1;
     int db = cx_db_ping();
     int sched = cx_shm_kind_up(CX_KIND_SCHEDULER), hb = cx_shm_kind_up(CX_KIND_HBMON);
+    int disp = cx_shm_kind_up(CX_KIND_DISPATCHER);
     const char *redis = cx_redis_ping() == CX_OK ? "ok" : "degraded";
 
     if (db != CX_OK)
         ready = 0;
-    if (!sched || !hb)
+    if (!sched || !hb || !disp)
         ready = 0;
     json_object_object_add(checks, "database", json_object_new_string(db == CX_OK ? "ok" : "unavailable"));
     json_object_object_add(checks, "redis", json_object_new_string(redis));
     json_object_object_add(checks, "scheduler", json_object_new_string(sched ? "ok" : "down"));
     json_object_object_add(checks, "hbmon", json_object_new_string(hb ? "ok" : "down"));
+    json_object_object_add(checks, "dispatcher", json_object_new_string(disp ? "ok" : "down"));
     json_object_object_add(o, "status", json_object_new_string(ready ? "ready" : "not_ready"));
     json_object_object_add(o, "checks", checks);
     if (!ready)

@@ -10,13 +10,16 @@
  *
  * A statement is retried only when it cannot have run twice: its prepare failed on a dead connection,
  * the client could not send it (CR_SERVER_GONE_ERROR), it is a SELECT outside a transaction, or InnoDB
- * chose it as a deadlock victim outside a transaction (rolled back, up to 3 times). Before a write on a
- * connection idle for a while, a ping finds a connection the server closed meanwhile.
+ * chose it as a deadlock victim outside a transaction (rolled back, up to 3 times). Before a statement
+ * outside a transaction, a peek at the socket (and after a long idle time a ping) finds a connection the
+ * server closed meanwhile, so that a MySQL restart or KILL costs no request an error.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <mysql.h>
 #include <errmsg.h>
 #include <mysqld_error.h>
@@ -261,6 +264,26 @@ static int is_conn_err(unsigned e)
         return 1;
     }
     return 0;
+}
+
+/* stale -- the server closed this idle connection (restart, wait_timeout, KILL), seen without a round
+ * trip: the socket is readable (EOF, or an unsolicited error packet) when no query is in flight. After a
+ * longer idle time a write is preceded by a ping too, for connections that died without a FIN. */
+static int stale(void)
+{
+    char c;
+    int fd = (int)mysql_get_socket(D.m);
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        if (cx_now_ms() - D.last_used_ms < IDLE_PING_MS || mysql_ping(D.m) == 0)
+            return 0;
+        cx_log_warnx("mysql: connection to %s idle since %lld ms failed a ping: %s (%u); reconnecting", where(),
+                     (long long)(cx_now_ms() - D.last_used_ms), mysql_error(D.m), mysql_errno(D.m));
+        return 1;
+    }
+    cx_log_info("mysql: connection to %s was closed by the server while idle; reconnecting", where());
+    return 1;
 }
 
 /* read_only -- a SELECT or SHOW: safe to run again outside a transaction. */
@@ -560,9 +583,8 @@ int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_
 
         if ((rc = ensure()) != CX_OK)
             return rc;
-        if (!ro && !D.in_tx && cx_now_ms() - D.last_used_ms >= IDLE_PING_MS && mysql_ping(D.m) != 0) {
-            /* The server closed the idle connection (restart, wait_timeout, KILL): reconnect first. */
-            lost(mysql_errno(D.m), mysql_error(D.m));
+        if (!D.in_tx && stale()) {
+            drop(); /* nothing was sent: reconnect and go on */
             continue;
         }
         entry_t *e = lookup(sql, len, h);
@@ -602,7 +624,10 @@ int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_
                 D.tx_aborted = CX_ERR;
             }
         }
-        if ((err == ER_NEED_REPREPARE || err == ER_UNKNOWN_STMT_HANDLER) && !reprepared && e != NULL) {
+        /* The statement no longer matches the schema (an ALTER since it was prepared): prepare it again
+         * when nothing ran, or when it only read (CR_NEW_STMT_METADATA comes after the execute). */
+        if ((err == ER_NEED_REPREPARE || err == ER_UNKNOWN_STMT_HANDLER || (err == CR_NEW_STMT_METADATA && ro)) && !reprepared &&
+            e != NULL) {
             reprepared = 1;
             forget(e);
             continue;

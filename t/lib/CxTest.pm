@@ -202,6 +202,12 @@ sub run_cmd($opts, @argv) {
     return finish_cmd({ pid => $pid, out_file => $of, err_file => $ef }, $opts->{timeout} // 60);
 }
 
+# poll_cmd -- the result of a run_cmd(background => 1) child if it has exited, else undef.
+sub poll_cmd($h) {
+    return undef unless waitpid($h->{pid}, WNOHANG) == $h->{pid};
+    return cmd_result($h, $?, 0);
+}
+
 # finish_cmd -- wait for a run_cmd(background => 1) child; kill it after TIMEOUT seconds.
 sub finish_cmd($h, $timeout = 60) {
     my $deadline = time + $timeout * $SCALE;
@@ -217,7 +223,10 @@ sub finish_cmd($h, $timeout = 60) {
         }
         sleep 0.02;
     }
-    my $st = $?;
+    return cmd_result($h, $?, $timed_out);
+}
+
+sub cmd_result($h, $st, $timed_out) {
     return {
         status => $st,
         exit => WIFEXITED($st) ? WEXITSTATUS($st) : -1,
@@ -764,7 +773,7 @@ sub cleanup($s) {
     }
     my $failed = !Test::More->builder->is_passing;
     if ($failed && -s $s->{log_file}) {
-        Test::More::diag("server log of $s->{db} ($s->{log_file}):\n" . $s->log_tail(60));
+        Test::More::diag("server log of $s->{db} ($s->{log_file}):\n" . $s->log_tail(30));
     }
     if ($ENV{CX_TEST_KEEP}) {
         Test::More::diag("CX_TEST_KEEP: kept database $s->{db} and $s->{tmp}");

@@ -162,7 +162,7 @@ static void t_file_values(void **state)
                           "  user: vpuser\n"
                           "  password: \"p: w#d\"\n"
                           "  socket: /run/mysqld/mysqld.sock\n"
-                          "  read_timeout: 0\n"
+                          "  read_timeout: 2500ms\n"
                           "redis:\n"
                           "  db: 3\n"
                           "  timeout: 250ms\n"
@@ -203,7 +203,7 @@ static void t_file_values(void **state)
     assert_string_equal(c->database.user, "vpuser");
     assert_string_equal(c->database.password, "p: w#d");
     assert_string_equal(c->database.socket, "/run/mysqld/mysqld.sock");
-    assert_int_equal(c->database.read_timeout_ms, 0);
+    assert_int_equal(c->database.read_timeout_ms, 2500);
     assert_int_equal(c->redis.db, 3);
     assert_int_equal(c->redis.timeout_ms, 250);
     assert_int_equal(c->redis.cb_failures, 7);

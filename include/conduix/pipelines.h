@@ -1,0 +1,4 @@
+/* pipelines.h -- XXX filled by its issue. */
+#ifndef CONDUIX_PIPELINES_H
+#define CONDUIX_PIPELINES_H
+#endif

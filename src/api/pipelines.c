@@ -1,0 +1,34 @@
+/* src/api/pipelines.c -- XXX placeholder until its issue lands: every handler answers 501. */
+#include "conduix/api.h"
+#include "conduix/reply.h"
+
+int cx_api_pipelines_list(cx_req_t *r)
+{
+    return cx_reply_error(r, 501, "NOT_IMPLEMENTED", "not implemented yet", NULL);
+}
+
+int cx_api_pipelines_create(cx_req_t *r)
+{
+    return cx_reply_error(r, 501, "NOT_IMPLEMENTED", "not implemented yet", NULL);
+}
+
+int cx_api_pipelines_get(cx_req_t *r)
+{
+    return cx_reply_error(r, 501, "NOT_IMPLEMENTED", "not implemented yet", NULL);
+}
+
+int cx_api_pipelines_update(cx_req_t *r)
+{
+    return cx_reply_error(r, 501, "NOT_IMPLEMENTED", "not implemented yet", NULL);
+}
+
+int cx_api_pipelines_delete(cx_req_t *r)
+{
+    return cx_reply_error(r, 501, "NOT_IMPLEMENTED", "not implemented yet", NULL);
+}
+
+int cx_api_pipelines_versions(cx_req_t *r)
+{
+    return cx_reply_error(r, 501, "NOT_IMPLEMENTED", "not implemented yet", NULL);
+}
+

@@ -1,0 +1,84 @@
+# 07-migrate.t -- migrations: every table created, idempotent, a changed applied file refused, two
+# concurrent runs on a fresh database apply each migration once; serve applies them on start.
+use v5.36;
+use Test::More;
+use CxTest;
+use File::Basename qw(basename);
+use File::Copy qw(copy);
+
+my @files = sort glob("$CxTest::SRCDIR/migrations/*.sql");
+ok(@files >= 1, 'migration files found: ' . join(' ', map { basename $_ } @files));
+
+sub count_applied($s) {
+    my $rows = eval { $s->sql('SELECT COUNT(*) AS n FROM schema_migrations') };
+    return $rows ? $rows->[0]{n} : undef;
+}
+
+my $s = CxTest->new(config => { 'migrations.auto' => 'false' });
+
+my $r = $s->cli('migrate');
+is($r->{exit}, 0, 'migrate exits 0 on an empty database') or diag "$r->{out}$r->{err}";
+my %have = map { $_ => 1 } $s->tables;
+for my $t (qw(pipelines pipeline_versions pipeline_runs schedules agents agent_commands users sessions audit_log
+    schema_migrations)) {
+    ok($have{$t}, "table $t exists");
+}
+my $n = count_applied($s);
+is($n, scalar @files, 'schema_migrations has one row per migration file');
+my $unique = eval {
+    $s->sql(q{SELECT COUNT(*) AS n FROM information_schema.statistics
+              WHERE table_schema = ? AND table_name = 'pipeline_runs' AND non_unique = 0
+                AND column_name IN ('schedule_id', 'scheduled_for')}, $s->db_name)->[0]{n};
+};
+cmp_ok($unique // 0, '>=', 2, 'pipeline_runs has a unique key over (schedule_id, scheduled_for)');
+
+$r = $s->cli('migrate');
+is($r->{exit}, 0, 'migrate again exits 0') or diag "$r->{out}$r->{err}";
+is(count_applied($s), $n, 'the second migrate applies nothing');
+
+# The seed's form: conduix-cp --migrate --config FILE
+$r = CxTest::run_cmd({ tmp => $s->tmp }, $CxTest::BIN, '--migrate', '--config', $s->config_file);
+is($r->{exit}, 0, '--migrate --config FILE (the seed form) exits 0') or diag "$r->{out}$r->{err}";
+is(count_applied($s), $n, 'and applies nothing more');
+
+# An applied file that changed is refused, naming the file.
+my $copy = $s->tmp . '/migrations';
+mkdir $copy or die "$copy: $!";
+copy($_, "$copy/" . basename($_)) or die "copy $_: $!" for @files;
+my ($first) = sort glob("$copy/0001*.sql");
+open(my $fh, '>>', $first) or die "$first: $!";
+print $fh "\n-- changed after it was applied\n";
+close $fh;
+$s->set_config('migrations.dir' => $copy);
+$s->write_config;
+$r = $s->cli('migrate');
+isnt($r->{exit}, 0, 'migrate refuses a changed applied file');
+like($r->{out} . $r->{err}, qr/0001/, 'the error names the file') or diag "$r->{out}$r->{err}";
+is(count_applied($s), $n, 'nothing recorded');
+
+# serve with migrations.auto and the changed file: refuses to start.
+$s->set_config('migrations.auto' => 'true');
+$s->write_config;
+$s->start(wait => 0);
+my $st = $s->wait_exit(30);
+ok(defined $st, 'serve with a changed applied migration exits by itself') or $s->stop;
+isnt($s->exit_code // 0, 0, 'with a non-zero status');
+like($s->log, qr/0001/, 'its log names the file') or diag $s->log_tail;
+
+# Two migrate processes at once on a fresh database.
+my $f = CxTest->new(config => { 'migrations.auto' => 'false' });
+my @h = map { $f->cli('migrate', { background => 1 }) } 1, 2;
+my @res = map { CxTest::finish_cmd($_, 60) } @h;
+is($res[$_]->{exit}, 0, 'concurrent migrate ' . ($_ + 1) . ' exits 0') or diag "$res[$_]{out}$res[$_]{err}" for 0, 1;
+is(count_applied($f), scalar @files, 'each migration recorded once');
+
+# serve with migrations.auto on a fresh database creates the schema.
+my $auto = CxTest->new;
+$auto->start;
+wait_ok { ($auto->get('/ready')->{status} // 0) == 200 } 30, 'serve with migrations.auto: /ready 200';
+is(count_applied($a), scalar @files, 'serve applied the migrations');
+my %at = map { $_ => 1 } $auto->tables;
+ok($at{pipelines} && $at{agent_commands}, 'serve created the tables');
+is($auto->stop, 0, 'stop exits 0');
+
+done_testing;
