@@ -901,13 +901,13 @@ static int timezone_ok(const char *tz)
 }
 
 /* check -- the rules that look at the final values, after file and environment. */
-static int check(load_t *L)
+static int check(load_t *L, int flags)
 {
     cx_config_t *c = L->cfg;
     char w[PATH_MAX + 64];
     int rc;
 
-    if (strlen(c->auth.jwt_secret) < MIN_JWT_SECRET) {
+    if (!(flags & CX_CONFIG_NO_SECRET) && strlen(c->auth.jwt_secret) < MIN_JWT_SECRET) {
         /* the secret itself never goes into a message */
         size_t i = (size_t)(find_key("auth.jwt_secret") - keys);
         const char *where = NULL;
@@ -962,7 +962,7 @@ static void free_provider(cx_provider_t *p)
 }
 
 /* load -- defaults, then the YAML text (when text is not NULL), then the environment, then the checks. */
-static cx_config_t *load(const char *text, size_t len, const char *name, int use_env, char *err, size_t errlen)
+static cx_config_t *load(const char *text, size_t len, const char *name, int flags, char *err, size_t errlen)
 {
     load_t L = {.name = name ? name : "(config)", .err = err, .errlen = errlen};
     char why[256];
@@ -978,9 +978,9 @@ static cx_config_t *load(const char *text, size_t len, const char *name, int use
     }
     if (text != NULL && parse_yaml(&L, text, len) != 0)
         goto fail;
-    if (use_env && apply_env(&L) != 0)
+    if ((flags & CX_CONFIG_ENV) && apply_env(&L) != 0)
         goto fail;
-    if (check(&L) != 0)
+    if (check(&L, flags) != 0)
         goto fail;
     return L.cfg;
 
@@ -997,11 +997,16 @@ fail:
 
 cx_config_t *cx_config_load_string(const char *yaml, size_t len, const char *name, int use_env, char *err, size_t errlen)
 {
-    return load(yaml ? yaml : "", yaml ? len : 0, name, use_env, err, errlen);
+    return load(yaml ? yaml : "", yaml ? len : 0, name, use_env ? CX_CONFIG_ENV : 0, err, errlen);
 }
 
 /* cx_config_load -- read the file (or the default one when it exists) and load it with the environment. */
 cx_config_t *cx_config_load(const char *path, char *err, size_t errlen)
+{
+    return cx_config_load_flags(path, CX_CONFIG_ENV, err, errlen);
+}
+
+cx_config_t *cx_config_load_flags(const char *path, int flags, char *err, size_t errlen)
 {
     char *text = NULL;
     size_t len = 0;
@@ -1011,7 +1016,7 @@ cx_config_t *cx_config_load(const char *path, char *err, size_t errlen)
     if (path == NULL && access(CX_CONFIG_DEFAULT_PATH, F_OK) == 0)
         path = CX_CONFIG_DEFAULT_PATH;
     if (path == NULL)
-        return load(NULL, 0, NULL, 1, err, errlen);
+        return load(NULL, 0, NULL, flags, err, errlen);
 
     if ((f = fopen(path, "r")) == NULL) {
         seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
@@ -1028,7 +1033,7 @@ cx_config_t *cx_config_load(const char *path, char *err, size_t errlen)
         goto fail;
     }
     text[len] = '\0';
-    if ((cfg = load(text, len, path, 1, err, errlen)) != NULL)
+    if ((cfg = load(text, len, path, flags, err, errlen)) != NULL)
         cfg->path = cx_strdup(path);
 
 fail:

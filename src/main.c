@@ -30,12 +30,19 @@ static const char *const verbs[] = {"serve", "migrate", "reload", "stop", "statu
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"foreground", no_argument, NULL, 'F'}, {"daemon", no_argument, NULL, 'd'},
-        {"graceful", no_argument, NULL, 'g'},     {"role", required_argument, NULL, 'r'}, {"sub", required_argument, NULL, 's'},
-        {"email", required_argument, NULL, 'e'},  {"name", required_argument, NULL, 'n'}, {"ttl", required_argument, NULL, 't'},
-        {"migrate", no_argument, NULL, 'm'},      {"help", no_argument, NULL, 'h'},       {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"foreground", no_argument, NULL, 'F'},
+                                         {"daemon", no_argument, NULL, 'd'},
+                                         {"graceful", no_argument, NULL, 'g'},
+                                         {"role", required_argument, NULL, 'r'},
+                                         {"sub", required_argument, NULL, 's'},
+                                         {"email", required_argument, NULL, 'e'},
+                                         {"name", required_argument, NULL, 'n'},
+                                         {"ttl", required_argument, NULL, 't'},
+                                         {"migrate", no_argument, NULL, 'm'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {NULL, 0, NULL, 0}};
     const char *verb = "serve", *cfg_path = NULL, *role = NULL, *sub = NULL, *email = NULL, *name = NULL, *ttl = NULL;
     int daemon_mode = 0, graceful = 0, c, rc;
     char err[1024];
@@ -114,7 +121,12 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    cfg = cx_config_load(cfg_path, err, sizeof(err));
+    /* status, stop and reload only need the pidfile: they work without the JWT secret */
+    cfg = cx_config_load_flags(
+        cfg_path,
+        CX_CONFIG_ENV |
+            (strcmp(verb, "status") == 0 || strcmp(verb, "stop") == 0 || strcmp(verb, "reload") == 0 ? CX_CONFIG_NO_SECRET : 0),
+        err, sizeof(err));
     if (cfg == NULL) {
         fprintf(stderr, "conduix-cp: %s\n", err);
         return 1;

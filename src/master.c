@@ -57,7 +57,7 @@ static struct {
     int reap, terminate, quit, reconfigure, reopen;
 } sig;
 
-static int stopping;       /* 1 after TERM/INT/QUIT or a fatal child */
+static int stopping; /* 1 after TERM/INT/QUIT or a fatal child */
 static int64_t stop_deadline;
 static int exit_code;
 

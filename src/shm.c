@@ -18,8 +18,7 @@ cx_shm_slot_t *cx_shm_self;
 const int cx_shm_status_codes[CX_SHM_NSTATUS] = {200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 405,
                                                  409, 413, 415, 422, 429, 500, 501, 502, 503, 504, 505, 0};
 
-const double cx_shm_buckets_s[CX_SHM_NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                   0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
+const double cx_shm_buckets_s[CX_SHM_NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
 
 const char *const cx_counter_names[CX_C_MAX_] = {
     [CX_C_CHILD_RESTARTS_WORKER] = "conduix_child_restarts_total{kind=\"worker\"}",

@@ -40,6 +40,23 @@ crash('worker 0', 'worker');
 crash('worker 1', 'worker');
 crash('scheduler', 'scheduler');
 crash('hbmon', 'hbmon');
+crash('dispatcher', 'dispatcher') if $s->child_pid('dispatcher');    # when it is a child of its own
+
+# Backoff: the same worker crashing again and again is respawned later each time (doubling from 100 ms).
+{
+    my @delays;
+    for my $i (1 .. 3) {
+        my $old = $s->child_pid('worker 1') or last;
+        my $t0 = Time::HiRes::time();
+        kill 'KILL', $old;
+        my $new;
+        wait_until { $new = $s->child_pid('worker 1'); $new && $new != $old } 30, 'worker 1 respawned';
+        push @delays, Time::HiRes::time() - $t0;
+    }
+    note(sprintf('respawn delays: %s', join(', ', map { sprintf '%.3f s', $_ } @delays)));
+    cmp_ok($delays[-1] // 0, '>=', 0.35, 'the third crash in a row waits at least 350 ms before the respawn');
+    is($s->get('/health')->{status}, 200, 'still answering');
+}
 
 my $r;
 wait_ok { $r = $s->get('/ready'); $r->{status} == 200 } 30, '/ready 200 after the respawns' or diag explain $r;

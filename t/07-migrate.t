@@ -11,6 +11,7 @@ ok(@files >= 1, 'migration files found: ' . join(' ', map { basename $_ } @files
 
 sub count_applied($s) {
     my $rows = eval { $s->sql('SELECT COUNT(*) AS n FROM schema_migrations') };
+    diag "count_applied: $@" unless $rows;
     return $rows ? $rows->[0]{n} : undef;
 }
 
@@ -76,7 +77,7 @@ is(count_applied($f), scalar @files, 'each migration recorded once');
 my $auto = CxTest->new;
 $auto->start;
 wait_ok { ($auto->get('/ready')->{status} // 0) == 200 } 30, 'serve with migrations.auto: /ready 200';
-is(count_applied($a), scalar @files, 'serve applied the migrations');
+is(count_applied($auto), scalar @files, 'serve applied the migrations');
 my %at = map { $_ => 1 } $auto->tables;
 ok($at{pipelines} && $at{agent_commands}, 'serve created the tables');
 is($auto->stop, 0, 'stop exits 0');

@@ -46,7 +46,9 @@ int cx_db_open(const cx_config_t *cfg);
 void cx_db_close(void);
 
 /* cx_db_exec -- prepare (cached per SQL text) and execute sql with params. With res non-NULL, the
- * result set is returned (free with cx_db_result_free); affected and insert_id may be NULL.
+ * result set is returned (free with cx_db_result_free); affected may be NULL (rows changed or matched,
+ * or rows returned). Every value is text: DATETIME(3) reads "2026-11-25 21:00:00.123" (UTC), DATETIME
+ * "2026-11-25 21:00:00"; the same forms are accepted as string parameters.
  * Returns CX_OK, CX_CONFLICT (duplicate key), CX_UNAVAIL (no connection / lost; one reconnect and retry
  * is made when nothing could have been executed), CX_ERR (other, logged with the MySQL error).
  * Retried inside: a statement that could not have run, a SELECT outside a transaction after a lost

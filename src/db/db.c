@@ -569,7 +569,7 @@ int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_
     size_t len = strlen(sql);
     uint64_t h = fnv1a(sql, len);
     int ro = read_only(sql);
-    int conn_retry = 0, deadlocks = 0, reprepared = 0;
+    int conn_retry = 0, deadlocks = 0, reprepared = 0, checked = 0;
     char msg[512];
 
     if (res != NULL)
@@ -583,7 +583,7 @@ int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_
 
         if ((rc = ensure()) != CX_OK)
             return rc;
-        if (!D.in_tx && stale()) {
+        if (!D.in_tx && !checked++ && stale()) {
             drop(); /* nothing was sent: reconnect and go on */
             continue;
         }

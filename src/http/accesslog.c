@@ -37,7 +37,9 @@ void cx_access_log(cx_req_t *r)
     int64_t dur_us;
     struct timeval tv;
     struct tm tm;
-    size_t plen = r->req->path.len, n;
+    h2o_iovec_t rpath = r->req->path.len ? r->req->path : r->req->input.path;
+    h2o_iovec_t rmethod = r->req->method.len ? r->req->method : r->req->input.method;
+    size_t plen = rpath.len, n;
 
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -49,8 +51,8 @@ void cx_access_log(cx_req_t *r)
         return;
     if (plen > 512)
         plen = 512;
-    escape(path, sizeof(path), r->req->path.base, plen);
-    escape(method, sizeof(method), r->req->method.base, r->req->method.len > 16 ? 16 : r->req->method.len);
+    escape(path, sizeof(path), rpath.base, plen);
+    escape(method, sizeof(method), rmethod.base, rmethod.len > 16 ? 16 : rmethod.len);
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
