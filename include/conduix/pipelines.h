@@ -1,4 +1,117 @@
-/* pipelines.h -- XXX filled by its issue. */
+/*
+ * pipelines.h -- pipeline definitions: the data layer (src/db/pipelines.c: the pipelines and
+ * pipeline_versions tables), the input checks of the API (src/api/pipelines.c), and the hook through
+ * which DELETE /pipelines/:id asks the lifecycle to stop an active run.
+ *
+ * A Pipeline is the json_object {"id","name","description","config_yaml","version","created_by",
+ * "updated_by","created_at","updated_at"} (times RFC 3339 UTC, "2026-11-25T21:00:00Z"; description ""
+ * when none). Every write runs in one transaction with its audit_log row.
+ */
 #ifndef CONDUIX_PIPELINES_H
 #define CONDUIX_PIPELINES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <json.h>
+
+#include "conduix/http.h"
+
+#define CX_PIPELINE_NAME_MAX 255            /* characters (UTF-8 code points) */
+#define CX_PIPELINE_DESC_MAX 65535          /* bytes (a TEXT column) */
+#define CX_PIPELINE_YAML_MAX (1024 * 1024) /* bytes */
+#define CX_PIPELINE_SEARCH_MAX 255          /* characters */
+
+typedef enum { CX_PIPELINE_SORT_CREATED_AT = 0, CX_PIPELINE_SORT_UPDATED_AT, CX_PIPELINE_SORT_NAME } cx_pipeline_sort_t;
+
+/* A list request: search is a name substring (NULL or "" = all; % and _ match themselves). */
+typedef struct cx_pipeline_query {
+    const char *search;
+    cx_pipeline_sort_t sort;
+    int desc;
+    int page;      /* 1.. */
+    int page_size; /* 1..100 */
+} cx_pipeline_query_t;
+
+/* The fields of a create or an update; a NULL field is not given (an update leaves it as it is). */
+typedef struct cx_pipeline_input {
+    const char *name;
+    const char *description;
+    const char *config_yaml;
+    int64_t version; /* update only: the expected current version, 0 = unconditional */
+} cx_pipeline_input_t;
+
+/* Who asks, for created_by/updated_by and the audit row. */
+typedef struct cx_pipeline_actor {
+    const char *actor;      /* cx_req_actor(r) */
+    const char *request_id; /* r->request_id */
+} cx_pipeline_actor_t;
+
+/* ---- data layer (src/db/pipelines.c). Returns CX_OK or a negative CX_ code; CX_UNAVAIL when MySQL is
+ * down, CX_ERR otherwise (logged). On CX_CONFLICT, field (>= 32 bytes) names the conflicting field
+ * ("name" or "version") and why (>= 256 bytes) says why in words for the client. ---- */
+
+/* cx_db_pipeline_get -- the Pipeline with this id into *out (caller owns it); CX_NOTFOUND. */
+int cx_db_pipeline_get(const char *id, json_object **out);
+
+/* cx_db_pipeline_list -- one page of Pipelines (a new array into *items) and the number of matches. */
+int cx_db_pipeline_list(const cx_pipeline_query_t *q, json_object **items, int64_t *total);
+
+/* cx_db_pipeline_create -- a new pipeline at version 1 (and its version row); the Pipeline into *out.
+ * CX_CONFLICT when the name is taken (field "name"). in->name and in->config_yaml are required. */
+int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, json_object **out, char *field,
+                          char *why);
+
+/* cx_db_pipeline_update -- apply the given fields. A change of any field bumps version by one and
+ * records the new version in pipeline_versions; an update that changes nothing returns the pipeline as it
+ * is. With in->version > 0 the update is conditional: CX_CONFLICT (field "version") when the pipeline
+ * is at another version. CX_CONFLICT (field "name") when the new name is taken. CX_NOTFOUND. */
+int cx_db_pipeline_update(const char *id, const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, json_object **out,
+                          char *field, char *why);
+
+/* cx_db_pipeline_delete -- delete the pipeline, its versions and its schedules (runs and commands stay
+ * as history). With refuse_active, CX_STATE when the pipeline has an active run (checked under the
+ * pipeline's row lock). CX_NOTFOUND. */
+int cx_db_pipeline_delete(const char *id, int refuse_active, const cx_pipeline_actor_t *who);
+
+/* cx_db_pipeline_versions -- one page of the version history, newest first:
+ * {"version","name","description","config_yaml","created_by","created_at"}; the current version is
+ * included. A pipeline inserted without a version row shows its current config as its only version.
+ * CX_NOTFOUND when there is no such pipeline. */
+int cx_db_pipeline_versions(const char *id, int page, int page_size, json_object **items, int64_t *total);
+
+/* cx_db_pipeline_has_active_run -- 1 when the pipeline has a pending, running or paused run, 0 when not,
+ * or a negative CX_ code. */
+int cx_db_pipeline_has_active_run(const char *id);
+
+/* ---- input checks (src/api/pipelines.c; pure, unit-tested). Each returns CX_OK, or CX_INVALID with
+ * a message for the client in msg (without the field name). ---- */
+
+/* cx_pipeline_check_name -- 1..255 UTF-8 characters, valid UTF-8, no control characters, no leading or
+ * trailing white space. */
+int cx_pipeline_check_name(const char *s, size_t len, char *msg, size_t msglen);
+
+/* cx_pipeline_check_yaml -- non-empty, at most 1 MiB, parses as YAML (event level: aliases are not
+ * expanded); a syntax error gives "invalid YAML at line L, column C: problem". */
+int cx_pipeline_check_yaml(const char *s, size_t len, char *msg, size_t msglen);
+
+/* cx_pipeline_parse_body -- check a create (update = 0) or update (update = 1) body and fill in
+ * (pointers into body). On CX_INVALID, *details is a new object {field: message} for every bad field.
+ * Unknown fields are rejected. */
+int cx_pipeline_parse_body(json_object *body, int update, cx_pipeline_input_t *in, json_object **details);
+
+/* cx_pipeline_parse_if_match -- the version of an If-Match header value ("3", "\"3\""; "*" = 0, any);
+ * CX_INVALID for weak (W/) or malformed tags or a list. */
+int cx_pipeline_parse_if_match(const char *v, int64_t *version);
+
+/* cx_pipeline_id_valid -- 1 when s is UUID-shaped (8-4-4-4-12 hex digits). */
+int cx_pipeline_id_valid(const char *s);
+
+/* ---- the delete hook ----
+ * cx_lifecycle_stop_for_delete -- called by DELETE /pipelines/:id before the delete. Returns CX_OK when
+ * the delete may go on (no active run, or force and the run was stopped), CX_STATE when a run is active
+ * and !force, or a negative CX_ code (CX_NOTFOUND, CX_UNAVAIL, CX_ERR). It does not reply. Implemented by
+ * the lifecycle (src/api/lifecycle.c); src/api/pipelines.c has a weak default that only refuses an
+ * active run without force. */
+int cx_lifecycle_stop_for_delete(cx_req_t *r, const char *id, int force);
+
 #endif

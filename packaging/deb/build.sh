@@ -27,7 +27,7 @@ install -D -m 0644 packaging/systemd/conduix-cp.service "$root/lib/systemd/syste
 install -D -m 0755 packaging/sysvinit/conduix-cp "$root/etc/init.d/conduix-cp"
 install -D -m 0644 packaging/logrotate/conduix-cp "$root/etc/logrotate.d/conduix-cp"
 install -D -m 0640 packaging/default.env "$root/etc/default/conduix-cp"
-install -D -m 0644 README.md "$root/usr/share/doc/conduix-cp/README.md"
+[ -f README.md ] && install -D -m 0644 README.md "$root/usr/share/doc/conduix-cp/README.md"
 for d in docs/*.md; do install -D -m 0644 "$d" "$root/usr/share/doc/conduix-cp/$(basename "$d")"; done
 strip --strip-unneeded "$root/usr/bin/conduix-cp" "$root/usr/bin/conduix-agent-sim" 2>/dev/null || true
 
