@@ -1,4 +1,125 @@
-/* commands.h -- XXX filled by its issue. */
+/*
+ * commands.h -- the agent command outbox: rows of agent_commands (src/db/commands.c) and their delivery
+ * over Redis pub/sub (src/redis/commands.c), in the shapes of spec/agent-protocol.md §2-3.
+ *
+ * A command is a row first (status queued), then delivered: a deliverer claims one attempt with a
+ * compare-and-set on (id, attempts) and publishes only when its claim won, so whatever runs the
+ * delivery (a worker right after the API call, the dispatcher child, another replica) no attempt is
+ * published twice. Statuses: queued -> sent -> acked | failed | expired (queued -> expired too).
+ */
 #ifndef CONDUIX_COMMANDS_H
 #define CONDUIX_COMMANDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <json.h>
+#include <hiredis.h>
+
+#include "conduix/config.h"
+
+typedef struct cx_command {
+    char id[37];
+    uint64_t seq;
+    char agent_id[256];
+    char type[33];
+    char pipeline_id[37]; /* "" for none (shutdown) */
+    char run_id[37];      /* "" for none */
+    char *payload;        /* JSON object text (owned), or NULL */
+    char status[17];
+    int attempts;
+    char created_at[32]; /* RFC 3339 UTC with milliseconds, "" when NULL */
+    char expires_at[32];
+    char last_sent_at[32];
+    char acked_at[32];
+    char *result_message; /* owned, or NULL */
+    char *result_error;   /* owned, or NULL */
+} cx_command_t;
+
+/* cx_command_free -- free what a loaded command owns (not the struct). */
+void cx_command_free(cx_command_t *c);
+
+/* cx_command_json -- the Command of the REST API: {"id","agent_id","type","pipeline_id","run_id",
+ * "payload","status","attempts","created_at","expires_at","last_sent_at","acked_at"} (+ "result_message",
+ * "result_error" once acknowledged). */
+json_object *cx_command_json(const cx_command_t *c);
+
+/* cx_command_wire_json -- the protocol message of one delivery: exactly {"id","type","pipeline_id",
+ * "payload","timestamp","expires_at","attempt"} (pipeline_id omitted when the command has none). */
+json_object *cx_command_wire_json(const cx_command_t *c, int attempt, const char *timestamp);
+
+/* cx_command_is_control -- stop/pause/resume_pipeline. */
+int cx_command_is_control(const char *type);
+
+/* --- src/db/commands.c --------------------------------------------------------------------------- */
+
+/* cx_db_command_insert -- a new queued command expiring ttl_ms from now (database clock). Runs on this
+ * process's connection (inside the caller's transaction when there is one). */
+int cx_db_command_insert(const char *id, const char *agent_id, const char *type, const char *pipeline_id, const char *run_id,
+                         const char *payload_json, int64_t ttl_ms, const char *created_by);
+
+/* cx_db_command_load -- one command by id (and agent_id when not NULL). CX_NOTFOUND. */
+int cx_db_command_load(const char *id, const char *agent_id, cx_command_t *c);
+
+/* cx_db_command_claim -- claim delivery attempt attempts_seen+1 of an unexpired queued or sent command:
+ * UPDATE … WHERE id AND attempts = attempts_seen. CX_OK when this caller won (publish it), CX_CONFLICT
+ * when someone else did or the command is no longer deliverable. */
+int cx_db_command_claim(const char *id, int attempts_seen);
+
+/* cx_db_command_unclaim -- the publish of a claimed attempt failed: back to queued (the attempt number
+ * stays used, so no number is ever published twice). */
+int cx_db_command_unclaim(const char *id, int attempts_now);
+
+/* cx_db_commands_due -- commands to publish now, in seq order: queued ones, and sent ones not
+ * acknowledged for redeliver_ms; unexpired. *out is an array of *n commands (cx_db_commands_free). */
+int cx_db_commands_due(int64_t redeliver_ms, int limit, cx_command_t **out, size_t *n);
+void cx_db_commands_free(cx_command_t *v, size_t n);
+
+/* cx_db_commands_waiting_before -- how many queued (never delivered) unexpired commands of agent_id
+ * precede seq: a command may be published at once only when none do (delivery keeps seq order). */
+int cx_db_commands_waiting_before(const char *agent_id, uint64_t seq, int64_t *n);
+
+/* cx_db_commands_expire -- queued/sent commands past expires_at become expired; *n how many. */
+int cx_db_commands_expire(uint64_t *n);
+
+/* cx_db_commands_expire_run -- outstanding commands of run_id become expired (the run is over). */
+int cx_db_commands_expire_run(const char *run_id);
+
+/* cx_db_commands_pending -- queued + sent commands not yet expired (the pending gauge). */
+int cx_db_commands_pending(int64_t *n);
+
+/* cx_db_commands_outstanding -- the unacknowledged, unexpired commands of agent_id, oldest first, as
+ * protocol messages plus "status", "agent_id", "run_id", "attempts", "created_at" (REST fallback). */
+int cx_db_commands_outstanding(const char *agent_id, json_object **arr);
+
+/* cx_db_command_outstanding_for_run -- the newest unacknowledged unexpired command of run_id whose type
+ * is type (NULL: any control command). CX_OK with c filled, or CX_NOTFOUND. */
+int cx_db_command_outstanding_for_run(const char *run_id, const char *type, cx_command_t *c);
+
+/* cx_db_command_exists_for_run -- CX_OK when run_id has a command of type not failed (e.g. a stop was
+ * asked), else CX_NOTFOUND. */
+int cx_db_command_exists_for_run(const char *run_id, const char *type);
+
+/* cx_db_command_result -- record an acknowledgement: a queued, sent or expired command becomes acked
+ * (success) or failed, with the agent's message and error. CX_OK when it changed now, CX_STATE when it
+ * was already acknowledged (a repeated ack), CX_NOTFOUND. */
+int cx_db_command_result(const char *id, const char *agent_id, int success, const char *message, const char *error);
+
+/* --- src/redis/commands.c ------------------------------------------------------------------------ */
+
+/* cx_redis_command_publish -- PUBLISH agent:commands:{agent_id} msg. CX_OK (whether or not an agent
+ * listened), CX_UNAVAIL when Redis is unavailable or refused it. */
+int cx_redis_command_publish(const char *agent_id, const char *msg, size_t len);
+
+/* cx_redis_pipeline_json -- GET pipeline:{pipeline_id}:{what} ("metrics", "checkpoint") as a JSON object.
+ * CX_OK, CX_NOTFOUND (no key, or not a JSON object: logged), CX_UNAVAIL. */
+int cx_redis_pipeline_json(const char *pipeline_id, const char *what, json_object **out);
+
+/* cx_redis_events_subscribe -- a new connection (outside the breaker) subscribed to pipeline:events and
+ * agent:responses:*, for the dispatcher. NULL when Redis cannot be reached (logged). */
+redisContext *cx_redis_events_subscribe(const cx_config_t *cfg);
+
+/* cx_redis_events_read -- read what the socket has (call when it is readable) and hand each message to
+ * cb(channel, payload, len, arg). CX_OK, or CX_UNAVAIL when the connection is gone (free it). */
+int cx_redis_events_read(redisContext *c, void (*cb)(const char *channel, const char *msg, size_t len, void *arg), void *arg);
+
 #endif

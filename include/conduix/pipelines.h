@@ -16,10 +16,10 @@
 
 #include "conduix/http.h"
 
-#define CX_PIPELINE_NAME_MAX 255            /* characters (UTF-8 code points) */
-#define CX_PIPELINE_DESC_MAX 65535          /* bytes (a TEXT column) */
+#define CX_PIPELINE_NAME_MAX 255           /* characters (UTF-8 code points) */
+#define CX_PIPELINE_DESC_MAX 65535         /* bytes (a TEXT column) */
 #define CX_PIPELINE_YAML_MAX (1024 * 1024) /* bytes */
-#define CX_PIPELINE_SEARCH_MAX 255          /* characters */
+#define CX_PIPELINE_SEARCH_MAX 255         /* characters */
 
 typedef enum { CX_PIPELINE_SORT_CREATED_AT = 0, CX_PIPELINE_SORT_UPDATED_AT, CX_PIPELINE_SORT_NAME } cx_pipeline_sort_t;
 
@@ -58,8 +58,7 @@ int cx_db_pipeline_list(const cx_pipeline_query_t *q, json_object **items, int64
 
 /* cx_db_pipeline_create -- a new pipeline at version 1 (and its version row); the Pipeline into *out.
  * CX_CONFLICT when the name is taken (field "name"). in->name and in->config_yaml are required. */
-int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, json_object **out, char *field,
-                          char *why);
+int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, json_object **out, char *field, char *why);
 
 /* cx_db_pipeline_update -- apply the given fields. A change of any field bumps version by one and
  * records the new version in pipeline_versions; an update that changes nothing returns the pipeline as it

@@ -42,6 +42,19 @@ static char *decode(h2o_mem_pool_t *pool, const char *s, size_t len)
     return out;
 }
 
+/* valid_escapes -- every '%' starts two hex digits, and none encodes a NUL. */
+static int valid_escapes(const char *s, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (s[i] == '%') {
+            if (i + 2 >= len || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0 || (s[i + 1] == '0' && s[i + 2] == '0'))
+                return 0;
+            i += 2;
+        }
+    return 1;
+}
+
 /* match_one -- does path match pattern? Fills params when out is non-NULL. */
 static int match_one(const char *pattern, const char *path, size_t path_len, h2o_mem_pool_t *pool, cx_req_t *out)
 {
@@ -60,6 +73,8 @@ static int match_one(const char *pattern, const char *path, size_t path_len, h2o
 
         if (p[0] == ':') {
             if (slen == 0 || np >= CX_MAX_PARAMS)
+                return 0;
+            if (!valid_escapes(s, slen))
                 return 0;
             if (out != NULL) {
                 char *v = decode(pool, s, slen);
