@@ -192,3 +192,79 @@ const char *cx_kind_name(cx_kind_t kind)
     static const char *names[] = {"master", "worker", "scheduler", "hbmon", "migrate", "dispatcher"};
     return (unsigned)kind < CX_KIND_MAX ? names[kind] : "unknown";
 }
+
+/* ---- rate limiting ---- */
+
+static uint64_t hash_key(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h ? h : 1;
+}
+
+static void rl_lock(cx_shm_rl_t *e)
+{
+    int spins = 0;
+    while (__atomic_exchange_n(&e->lock, 1, __ATOMIC_ACQUIRE)) {
+        /* the holder runs a handful of instructions; a holder that died there is taken over */
+        if (++spins > 100000)
+            break;
+        __builtin_ia32_pause();
+    }
+}
+
+static void rl_unlock(cx_shm_rl_t *e)
+{
+    __atomic_store_n(&e->lock, 0, __ATOMIC_RELEASE);
+}
+
+/* cx_shm_rate_take -- a token bucket per client key in the shared segment, so that the limit holds for
+ * the whole instance and not per worker. A set of CX_SHM_RL_WAYS entries is chosen by the key's hash;
+ * a new key takes a free entry or the one refilled longest ago (which has refilled to a full bucket
+ * anyway when it is older than burst/rate). */
+int cx_shm_rate_take(const char *key, double rate, int burst, int64_t now_ms, int64_t *retry_after_ms)
+{
+    uint64_t h = hash_key(key);
+    size_t set = (size_t)(h % (CX_SHM_RL_ENTRIES / CX_SHM_RL_WAYS)) * CX_SHM_RL_WAYS, i, victim = set;
+    int64_t cap = (int64_t)burst * 1000, oldest = INT64_MAX;
+    cx_shm_rl_t *e = NULL;
+    int ok;
+
+    if (cx_shm == NULL || rate <= 0)
+        return 1;
+    for (i = set; i < set + CX_SHM_RL_WAYS; i++) {
+        uint64_t k = __atomic_load_n(&cx_shm->ratelimit[i].key, __ATOMIC_RELAXED);
+        if (k == h) {
+            e = &cx_shm->ratelimit[i];
+            break;
+        }
+        if (cx_shm->ratelimit[i].last_ms < oldest) {
+            oldest = cx_shm->ratelimit[i].last_ms;
+            victim = i;
+        }
+    }
+    if (e == NULL)
+        e = &cx_shm->ratelimit[victim];
+    rl_lock(e);
+    if (e->key != h) {
+        e->key = h;
+        e->millitokens = cap;
+        e->last_ms = now_ms;
+    }
+    if (now_ms > e->last_ms) {
+        e->millitokens += (int64_t)((double)(now_ms - e->last_ms) * rate);
+        if (e->millitokens > cap)
+            e->millitokens = cap;
+        e->last_ms = now_ms;
+    }
+    ok = e->millitokens >= 1000;
+    if (ok)
+        e->millitokens -= 1000;
+    else if (retry_after_ms != NULL)
+        *retry_after_ms = (int64_t)((double)(1000 - e->millitokens) / rate) + 1;
+    rl_unlock(e);
+    return ok;
+}

@@ -57,20 +57,14 @@ typedef enum {
 } cx_counter_t;
 
 /* Instance-wide gauges, each written by exactly one process (e.g. hbmon). */
-typedef enum {
-    CX_G_AGENTS_ONLINE = 0,
-    CX_G_AGENTS_OFFLINE,
-    CX_G_AGENTS_UNKNOWN,
-    CX_G_COMMANDS_PENDING,
-    CX_G_MAX_
-} cx_gauge_t;
+typedef enum { CX_G_AGENTS_ONLINE = 0, CX_G_AGENTS_OFFLINE, CX_G_AGENTS_UNKNOWN, CX_G_COMMANDS_PENDING, CX_G_MAX_ } cx_gauge_t;
 
 typedef struct cx_shm_slot {
-    volatile pid_t pid;       /* 0 when free */
-    volatile int kind;        /* cx_kind_t */
-    volatile int index;       /* worker index */
-    volatile int generation;  /* worker generation */
-    volatile int up;          /* 1 while the process runs (written by the master and the process) */
+    volatile pid_t pid;          /* 0 when free */
+    volatile int kind;           /* cx_kind_t */
+    volatile int index;          /* worker index */
+    volatile int generation;     /* worker generation */
+    volatile int up;             /* 1 while the process runs (written by the master and the process) */
     volatile int64_t started_ms; /* wall clock */
     uint64_t requests[CX_SHM_ROUTES][CX_SHM_NSTATUS];
     uint64_t latency_buckets[CX_SHM_ROUTES][CX_SHM_NBUCKETS];
@@ -79,6 +73,17 @@ typedef struct cx_shm_slot {
     uint64_t counters[CX_SHM_NCOUNTERS];
 } cx_shm_slot_t;
 
+#define CX_SHM_RL_ENTRIES 8192 /* rate-limit buckets, 4-way set associative */
+#define CX_SHM_RL_WAYS 4
+
+/* One client's token bucket. lock is a spin flag held only for a few instructions (no syscall). */
+typedef struct cx_shm_rl {
+    volatile int lock;
+    uint64_t key;        /* hash of the client key; 0 = free */
+    int64_t millitokens; /* tokens x 1000 */
+    int64_t last_ms;     /* monotonic clock of the last refill */
+} cx_shm_rl_t;
+
 typedef struct cx_shm {
     uint32_t magic;
     volatile int64_t started_ms;
@@ -86,6 +91,7 @@ typedef struct cx_shm {
     volatile int generation;
     int64_t gauges[CX_SHM_NGAUGES];
     cx_shm_slot_t slots[CX_SHM_SLOTS];
+    cx_shm_rl_t ratelimit[CX_SHM_RL_ENTRIES];
 } cx_shm_t;
 
 extern cx_shm_t *cx_shm;
@@ -117,5 +123,9 @@ void cx_shm_observe_request(int route_index, int status, int64_t duration_us);
 int cx_shm_kind_up(cx_kind_t kind);
 
 const char *cx_kind_name(cx_kind_t kind);
+
+/* cx_shm_rate_take -- take one token from the bucket of key (rate per second, burst capacity) at
+ * monotonic time now_ms. 1 allowed; 0 refused, with *retry_after_ms until a token is back. */
+int cx_shm_rate_take(const char *key, double rate, int burst, int64_t now_ms, int64_t *retry_after_ms);
 
 #endif

@@ -74,8 +74,7 @@ int cx_reply_raw(cx_req_t *r, int status, const char *content_type, const char *
     req->res.content_length = len;
     if (content_type != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, r->request_id,
-                          strlen(r->request_id));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, r->request_id, strlen(r->request_id));
     r->status = status;
     r->bytes = len;
     if (status == 204 || status == 304 || len == 0) {
@@ -127,10 +126,10 @@ int cx_reply_error(cx_req_t *r, int status, const char *code, const char *msg, j
     if (details != NULL)
         json_object_object_add(o, "details", details);
     if (status == 401)
-        cx_reply_add_header(r, "www-authenticate", strcmp(code, "TOKEN_EXPIRED") == 0
-                                                       ? "Bearer error=\"invalid_token\", error_description=\"token expired\""
-                                                       : "Bearer");
-    if (status == 429 || status == 503)
+        cx_reply_add_header(
+            r, "www-authenticate",
+            strcmp(code, "TOKEN_EXPIRED") == 0 ? "Bearer error=\"invalid_token\", error_description=\"token expired\"" : "Bearer");
+    if ((status == 429 || status == 503) && h2o_find_header_by_str(&r->req->res.headers, H2O_STRLIT("retry-after"), -1) == -1)
         cx_reply_add_header(r, "retry-after", status == 429 ? "1" : "5");
     return cx_reply_json_raw(r, status, o);
 }

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "conduix/api.h"
@@ -17,6 +19,7 @@
 #include "conduix/log.h"
 #include "conduix/reply.h"
 #include "conduix/router.h"
+#include "conduix/shm.h"
 
 #define CORS_METHODS "GET, POST, PUT, DELETE, OPTIONS"
 #define CORS_HEADERS "Authorization, Content-Type, If-Match, X-Request-ID"
@@ -93,6 +96,34 @@ static int cors(cx_req_t *r)
     return 0;
 }
 
+/* rate_limited -- the per-client limit of rate_limit.*: the token's sub for an authenticated caller,
+ * else the peer address. Probes (/health, /ready, /metrics) are never limited. Returns 1 after a 429. */
+static int rate_limited(cx_req_t *r, const cx_route_t *route)
+{
+    char key[300], host[64], secs[24];
+    int64_t retry_ms = 1000;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+
+    if (!cx_cfg->rate_limit.enabled || strncmp(route->pattern, "/api/", 5) != 0)
+        return 0;
+    if (r->id.authenticated) {
+        snprintf(key, sizeof(key), "sub:%s", r->id.sub);
+    } else {
+        host[0] = '\0';
+        sl = r->req->conn->callbacks->get_peername(r->req->conn, (struct sockaddr *)&ss);
+        if (sl > 0)
+            getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
+        snprintf(key, sizeof(key), "ip:%s", host);
+    }
+    if (cx_shm_rate_take(key, cx_cfg->rate_limit.requests_per_second, cx_cfg->rate_limit.burst, cx_now_ms(), &retry_ms))
+        return 0;
+    snprintf(secs, sizeof(secs), "%lld", (long long)((retry_ms + 999) / 1000));
+    cx_reply_add_header(r, "retry-after", secs);
+    cx_reply_error(r, 429, "RATE_LIMITED", "too many requests; slow down", NULL);
+    return 1;
+}
+
 static void dispatch(cx_req_t *r)
 {
     h2o_req_t *req = r->req;
@@ -123,6 +154,8 @@ static void dispatch(cx_req_t *r)
     if (cors(r))
         return;
     if (cx_authz_request(r, route) != CX_OK)
+        return;
+    if (rate_limited(r, route))
         return;
     if (cx_body_parse(r, route) != CX_OK)
         return;

@@ -88,6 +88,19 @@ sub services_up {
     }
     services_cmd('start');
     redis_cmd('FLUSHALL');
+    drop_stale_databases();
+}
+
+# drop_stale_databases -- databases cx_t_<test>_<pid> left by a test process that no longer runs (killed
+# before its cleanup, or run with CX_TEST_KEEP).
+sub drop_stale_databases {
+    return if $ENV{CX_TEST_KEEP};
+    my $dbh = root_dbh();
+    for my $db (@{ $dbh->selectcol_arrayref("SHOW DATABASES LIKE 'cx\\_t\\_%'") }) {
+        my ($pid) = $db =~ /^cx_t_\w+?_(\d+)(?:_\d+)?$/ or next;
+        next if $pid == $$ || kill(0, $pid);
+        eval { $dbh->do("DROP DATABASE IF EXISTS `$db`") };
+    }
 }
 
 sub stop_service($what) {
