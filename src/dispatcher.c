@@ -1,26 +1,194 @@
 /*
- * dispatcher.c -- the dispatcher child: owns delivery of the agent_commands outbox (publish, redeliver,
- * expire) and listens for acknowledgements and run events. XXX: the loop comes with the pipelines
- * issue; the child already exists, is supervised and answers signals.
+ * dispatcher.c -- the dispatcher child: owns delivery of the agent_commands outbox and listens to the
+ * agents.
+ *
+ * Every tick (250 ms) it expires commands past expires_at, then publishes the due ones in seq order:
+ * queued commands (new, or left queued while Redis was down) and sent ones not acknowledged for
+ * commands.redeliver_interval. Each publish is claimed first by compare-and-set on the attempt
+ * number (cx_runs_deliver), so with a worker delivering at once, or several replicas each with its
+ * dispatcher, no attempt is published twice. The first failed publish ends the tick: later commands
+ * never overtake an earlier one, and nothing waits on a dead Redis.
+ *
+ * A second Redis connection, outside the breaker, is SUBSCRIBEd to pipeline:events and PSUBSCRIBEd to
+ * agent:responses:*; its socket is the fd of the child loop. When it drops, the loop is left and
+ * entered again without the fd, and the tick reconnects with a doubling backoff (250 ms to 8 s).
+ * Acknowledgements and events published while it was down are lost to pub/sub; the redelivery of
+ * unacknowledged commands makes agents acknowledge again.
  */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conduix/commands.h"
 #include "conduix/config.h"
 #include "conduix/cx.h"
 #include "conduix/db.h"
+#include "conduix/log.h"
 #include "conduix/proc.h"
 #include "conduix/redis.h"
+#include "conduix/runs.h"
+#include "conduix/shm.h"
+
+#define TICK_MS 250
+#define BATCH 500
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 8000
+#define RESUBSCRIBE 100 /* loop exit code: enter the loop again with the new subscription fd */
+
+typedef struct state {
+    redisContext *sub;
+    int64_t retry_at; /* monotonic ms of the next subscribe attempt */
+    int64_t backoff;
+    int was_down; /* log the recovery once */
+} state_t;
+
+static int fd_of(const state_t *st)
+{
+    return st->sub != NULL ? st->sub->fd : -1;
+}
+
+/* on_message -- one pub/sub message: an ack on agent:responses:{id} or a run event on pipeline:events. */
+static void on_message(const char *channel, const char *msg, size_t len, void *arg)
+{
+    static const char prefix[] = "agent:responses:";
+    json_tokener *tok = json_tokener_new();
+    json_object *o = json_tokener_parse_ex(tok, msg, (int)len), *v;
+    (void)arg;
+
+    json_tokener_free(tok);
+    if (o == NULL || !json_object_is_type(o, json_type_object)) {
+        cx_log_warnx("redis: %s: a message that is not a JSON object; ignored", channel);
+        goto out;
+    }
+    if (strncmp(channel, prefix, sizeof(prefix) - 1) == 0) {
+        const char *agent = channel + sizeof(prefix) - 1, *id = NULL, *message = NULL, *error = NULL;
+        int success = -1, rc;
+        if (json_object_object_get_ex(o, "command_id", &v) && json_object_is_type(v, json_type_string))
+            id = json_object_get_string(v);
+        if (json_object_object_get_ex(o, "success", &v) && json_object_is_type(v, json_type_boolean))
+            success = json_object_get_boolean(v);
+        if (json_object_object_get_ex(o, "message", &v) && json_object_is_type(v, json_type_string))
+            message = json_object_get_string(v);
+        if (json_object_object_get_ex(o, "error", &v) && json_object_is_type(v, json_type_string))
+            error = json_object_get_string(v);
+        if (json_object_object_get_ex(o, "agent_id", &v) && json_object_is_type(v, json_type_string) &&
+            strcmp(json_object_get_string(v), agent) != 0) {
+            cx_log_warnx("redis: %s: ack names agent %s; ignored", channel, json_object_get_string(v));
+            goto out;
+        }
+        if (id == NULL || success < 0) {
+            cx_log_warnx("redis: %s: ack without command_id or boolean success; ignored", channel);
+            goto out;
+        }
+        rc = cx_runs_ack(agent, id, success, message, error, NULL);
+        if (rc == CX_NOTFOUND)
+            cx_log_warnx("redis: %s: ack of unknown command %s; ignored", channel, id);
+        else if (rc != CX_OK)
+            cx_log_warnx("redis: %s: ack of command %s not recorded (database unavailable); the agent will be asked again", channel,
+                         id);
+    } else {
+        cx_runs_event(o);
+    }
+out:
+    if (o)
+        json_object_put(o);
+}
+
+static void drop_sub(state_t *st)
+{
+    if (st->sub != NULL) {
+        redisFree(st->sub);
+        st->sub = NULL;
+    }
+    st->was_down = 1;
+    st->backoff = BACKOFF_MIN_MS;
+    st->retry_at = cx_now_ms() + st->backoff;
+}
+
+/* subscribe -- (re)connect the subscription when it is due. 1 when a new connection is up. */
+static int subscribe(state_t *st)
+{
+    if (st->sub != NULL || cx_now_ms() < st->retry_at)
+        return 0;
+    if ((st->sub = cx_redis_events_subscribe(cx_cfg)) == NULL) {
+        st->retry_at = cx_now_ms() + st->backoff;
+        st->backoff = st->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : st->backoff * 2;
+        return 0;
+    }
+    if (st->was_down)
+        cx_log_info("redis: subscribed again to pipeline:events and agent:responses:*");
+    st->was_down = 0;
+    st->backoff = BACKOFF_MIN_MS;
+    return 1;
+}
+
+/* deliver -- expire, then publish what is due, in seq order, stopping at the first failed publish. */
+static void deliver(void)
+{
+    cx_command_t *due = NULL;
+    size_t n = 0;
+    uint64_t expired = 0;
+    int64_t pending = 0;
+
+    if (cx_db_commands_expire(&expired) == CX_OK && expired > 0) {
+        cx_shm_count(CX_C_COMMANDS_EXPIRED, expired);
+        cx_log_info("%llu command(s) expired unacknowledged", (unsigned long long)expired);
+    }
+    if (cx_redis_available() && cx_db_commands_due(cx_cfg->commands.redeliver_interval_ms, BATCH, &due, &n) == CX_OK) {
+        /* A PING first: a publish that fails uses up its attempt number (it may have gone out before
+         * the error), so claim no numbers while Redis does not answer. */
+        size_t todo = n > 0 && cx_redis_ping() == CX_OK ? n : 0;
+        for (size_t i = 0; i < todo; i++) {
+            int rc = cx_runs_deliver(&due[i]);
+            if (rc == CX_UNAVAIL)
+                break; /* Redis went away: keep the order, try again next tick */
+            if (rc != CX_OK && rc != CX_CONFLICT)
+                break; /* database trouble */
+        }
+        cx_db_commands_free(due, n);
+    }
+    if (cx_db_commands_pending(&pending) == CX_OK)
+        cx_shm_gauge_set(CX_G_COMMANDS_PENDING, pending);
+}
 
 static int tick(void *arg)
 {
-    (void)arg;
+    state_t *st = arg;
+
+    if (subscribe(st))
+        return RESUBSCRIBE + 1; /* enter the loop again, now polling the subscription */
+    if (st->sub != NULL && cx_redis_events_read(st->sub, 0, on_message, st) != CX_OK) {
+        drop_sub(st);
+        return RESUBSCRIBE + 1;
+    }
+    deliver();
+    return 0;
+}
+
+static int on_fd(void *arg)
+{
+    state_t *st = arg;
+
+    if (cx_redis_events_read(st->sub, 1, on_message, st) != CX_OK) {
+        drop_sub(st);
+        return RESUBSCRIBE + 1; /* enter the loop again without the dead fd */
+    }
     return 0;
 }
 
 int cx_dispatcher_run(void)
 {
+    state_t st = {.sub = NULL, .retry_at = 0, .backoff = BACKOFF_MIN_MS, .was_down = 0};
     int rc;
+
     cx_db_open(cx_cfg);
     cx_redis_open(cx_cfg);
-    rc = cx_child_loop(1000, tick, NULL);
+    do
+        rc = cx_child_loop_fd(TICK_MS, tick, fd_of(&st), st.sub != NULL ? on_fd : NULL, &st);
+    while (rc == RESUBSCRIBE && !cx_child_stop);
+    if (rc == RESUBSCRIBE)
+        rc = 0;
+    if (st.sub != NULL)
+        redisFree(st.sub);
     cx_db_close();
     cx_redis_close();
     return rc;

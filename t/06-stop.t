@@ -1,5 +1,5 @@
-# 06-stop.t -- SIGTERM, SIGINT and `conduix-cp stop` exit 0 with no child left and the pidfile removed,
-# letting a request in flight complete; kill -9 of the master leaves no child behind.
+# 06-stop.t -- SIGTERM, SIGQUIT, SIGINT and `conduix-cp stop` exit 0 with no child left and the pidfile
+# removed, letting a request in flight complete; kill -9 of the master leaves no child behind.
 use v5.36;
 use Test::More;
 use CxTest;
@@ -7,9 +7,10 @@ use Time::HiRes qw(sleep time);
 
 my $s = CxTest->new(workers => 2);
 
-# SIGTERM with a request in flight: its headers and half its body are sent before the signal, the rest
-# after; the worker must answer it before exiting.
-{
+# in_flight -- SIG with a request in flight: its headers and most of its body are sent before the signal,
+# the rest 2 s after it (past any short grace, well within server.shutdown_timeout = 10 s); the worker
+# must answer it, then everything exits 0.
+sub in_flight($sig) {
     $s->start;
     ok($s->wait_children, 'children up');
     my @kids = $s->children;
@@ -22,22 +23,33 @@ my $s = CxTest->new(workers => 2);
     $c->send_raw(substr($req, 0, $half));
     sleep 0.5;
     my $t0 = time;
-    $s->signal('TERM');
-    sleep 1;
+    $s->signal($sig);
+    sleep 2;
     my $alive = $s->master_alive;
-    ok($alive, 'the master waits for the request in flight');
+    ok($alive, "SIG$sig: the master waits for the request in flight");
     $c->send_raw(substr($req, $half)) if $alive;
     my $r = $c->read_response(timeout => 15);
     ok($r->{status} >= 200 && $r->{status} < 600 && defined $r->{headers}{'content-length'},
-        "the request in flight got a complete response ($r->{status})") or diag explain $r;
+        "SIG$sig: the request in flight got a complete response ($r->{status})") or diag explain $r;
     my $st = $s->wait_exit(30);
-    is($st, 0, 'SIGTERM: the master exits 0');
-    cmp_ok(time - $t0, '<', 15, 'stopped within shutdown_timeout (10 s) and a margin');
-    ok(!-e $s->pidfile, 'pidfile removed');
-    wait_ok { !$s->leftover_children } 10, 'no child left after SIGTERM' or diag explain [$s->leftover_children];
+    is($st, 0, "SIG$sig: the master exits 0");
+    cmp_ok(time - $t0, '<', 15, "SIG$sig: stopped within shutdown_timeout (10 s) and a margin");
+    ok(!-e $s->pidfile, "SIG$sig: pidfile removed");
+    wait_ok { !$s->leftover_children } 10, "SIG$sig: no child left" or diag explain [$s->leftover_children];
     ok(scalar(@kids) >= 4, 'there were children to stop (' . scalar(@kids) . ')');
     ok(!IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $s->port, Proto => 'tcp', Timeout => 2),
-        'the port is closed');
+        "SIG$sig: the port is closed");
+}
+
+in_flight('TERM');
+in_flight('QUIT');
+
+# An idle server stops at once (nothing to wait for).
+{
+    $s->start;
+    my $t0 = time;
+    is($s->stop, 0, 'SIGTERM on an idle server: exit 0');
+    cmp_ok(time - $t0, '<', 3 * $CxTest::SCALE, 'and within 3 s');
 }
 
 # SIGINT

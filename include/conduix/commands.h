@@ -27,7 +27,7 @@ typedef struct cx_command {
     char *payload;        /* JSON object text (owned), or NULL */
     char status[17];
     int attempts;
-    char created_at[32]; /* RFC 3339 UTC with milliseconds, "" when NULL */
+    char created_at[32]; /* RFC 3339 UTC, "" when NULL */
     char expires_at[32];
     char last_sent_at[32];
     char acked_at[32];
@@ -95,9 +95,9 @@ int cx_db_commands_outstanding(const char *agent_id, json_object **arr);
  * is type (NULL: any control command). CX_OK with c filled, or CX_NOTFOUND. */
 int cx_db_command_outstanding_for_run(const char *run_id, const char *type, cx_command_t *c);
 
-/* cx_db_command_exists_for_run -- CX_OK when run_id has a command of type not failed (e.g. a stop was
- * asked), else CX_NOTFOUND. */
-int cx_db_command_exists_for_run(const char *run_id, const char *type);
+/* cx_db_command_status_for_run -- the status of the newest command of type for run_id into status[17].
+ * CX_NOTFOUND when the run has none. */
+int cx_db_command_status_for_run(const char *run_id, const char *type, char status[17]);
 
 /* cx_db_command_result -- record an acknowledgement: a queued, sent or expired command becomes acked
  * (success) or failed, with the agent's message and error. CX_OK when it changed now, CX_STATE when it
@@ -118,8 +118,10 @@ int cx_redis_pipeline_json(const char *pipeline_id, const char *what, json_objec
  * agent:responses:*, for the dispatcher. NULL when Redis cannot be reached (logged). */
 redisContext *cx_redis_events_subscribe(const cx_config_t *cfg);
 
-/* cx_redis_events_read -- read what the socket has (call when it is readable) and hand each message to
- * cb(channel, payload, len, arg). CX_OK, or CX_UNAVAIL when the connection is gone (free it). */
-int cx_redis_events_read(redisContext *c, void (*cb)(const char *channel, const char *msg, size_t len, void *arg), void *arg);
+/* cx_redis_events_read -- with do_read, read what the socket has (call it only when the socket is
+ * readable); then hand each complete message buffered to cb(channel, payload, len, arg) (do_read 0 only
+ * drains the buffer). CX_OK, or CX_UNAVAIL when the connection is gone (free it). */
+int cx_redis_events_read(redisContext *c, int do_read, void (*cb)(const char *channel, const char *msg, size_t len, void *arg),
+                         void *arg);
 
 #endif

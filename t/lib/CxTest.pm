@@ -458,15 +458,15 @@ sub server_env($s, $extra = {}) {
 # server.log) and wait until GET /health answers 200. Options: env => {...}, args => [...],
 # port => N (where to poll; default: env PORT or the config's port), wait => 0 (do not wait).
 sub start($s, %o) {
-    croak "CxTest: server already running (pid $s->{pid})" if $s->{pid} && proc_alive($s->{pid});
+    croak "CxTest: server already running (pid $s->{pid})" if $s->{pid} && $s->master_alive;
     my $env = $s->server_env($o{env} // {});
     $s->{port} = $o{port} // $env->{PORT} // $s->{config}{server}{port};
     my @argv = ($BIN, 'serve', '-c', $s->{cfg_file}, @{ $o{args} // [] });
-    $s->{log_offset_at_start} = -s $s->{log_file} // 0;
     my $pid = fork // croak "fork: $!";
     if (!$pid) {
         eval {
             setpgrp(0, 0);
+            die_with_parent();
             CORE::delete @ENV{@OVERRIDE_ENV};
             for (keys %$env) { defined $env->{$_} ? ($ENV{$_} = $env->{$_}) : CORE::delete $ENV{$_} }
             open(STDIN, '<', '/dev/null');
@@ -500,6 +500,13 @@ sub start($s, %o) {
         }
         sleep 0.1;
     }
+}
+
+# die_with_parent -- in a forked child: SIGTERM when the test process dies, even by SIGKILL, so that no
+# server outlives its test (prctl PR_SET_PDEATHSIG survives exec). Best effort.
+sub die_with_parent {
+    my $nr = eval { require 'sys/syscall.ph'; &SYS_prctl() } // return;
+    syscall($nr, 1, 15);    # PR_SET_PDEATHSIG = 1, SIGTERM = 15
 }
 
 # wait_exit -- wait up to TIMEOUT s for the master to exit; its raw wait status, or undef.
