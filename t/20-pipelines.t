@@ -248,7 +248,7 @@ sub together($n, $method, $path, $bodies, $headers = {}) {
     return [sort @st];
 }
 my $race = create('race', config_yaml => "r: 0\n");
-my $st = together(8, 'PUT', "$P/$race->{id}", sub($i) { { config_yaml => "r: $i\n" } }, { 'If-Match' => '"1"' });
+my $st = together(8, 'PUT', "$P/$race->{id}", sub($i) { { config_yaml => "r: " . ($i + 1) . "\n" } }, { 'If-Match' => '"1"' });
 is_deeply($st, [200, (409) x 7], '8 concurrent updates expecting version 1: one 200, seven 409') or diag explain $st;
 is($s->sql('SELECT version FROM pipelines WHERE id = ?', $race->{id})->[0]{version}, 2, '... and version 2');
 $st = together(6, 'POST', $P, sub($i) { { name => 'same-name-race', config_yaml => "i: $i\n" } });

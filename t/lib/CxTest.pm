@@ -1,7 +1,7 @@
 # CxTest -- the integration-test harness of conduix-cp: starts the real binary against a real MariaDB and
 # Redis, and speaks HTTP, SQL and RESP to it.
 #
-#   use CxTest;                       # exports wait_until
+#   use CxTest;                       # exports wait_until and wait_ok
 #   my $s = CxTest->new(config => {'server.workers' => 2});
 #   $s->start;                        # serve -c CFG in the background, waits for GET /health = 200
 #   my $r = $s->get('/health');       # {status, headers, content, json, request_id}
@@ -22,12 +22,10 @@ use v5.36;
 use Carp qw(croak);
 use Cwd qw(abs_path);
 use Digest::SHA qw(hmac_sha256);
-use Errno qw(EINTR);
 use Exporter qw(import);
 use Fcntl qw(:flock);
 use File::Basename qw(basename dirname);
 use File::Path qw(make_path);
-use File::Spec;
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
 use IO::Select;
