@@ -42,6 +42,7 @@
 #define SAME_BEAT_MS 250    /* first read of a key whose beat is already recorded (respawn) */
 #define REST_MARGIN_MS 5000 /* direct REST beats may commit late: re-read this far back */
 #define CHUNK 512           /* agents per flush transaction */
+#define STATS_MS 60000      /* a line of tick statistics this often */
 #define LOG_TRANSITIONS 50  /* transition lines per tick; the rest are summed up */
 
 enum { ST_NONE = 0, ST_UNKNOWN, ST_ONLINE, ST_OFFLINE };
@@ -78,6 +79,8 @@ static struct {
     char reason_off[64];
     int logged; /* transition lines this tick */
     uint32_t tick;
+    int64_t stats_at, tick_ms_sum, tick_ms_max;
+    uint64_t stats_ticks, stats_beats;
     int runs_known; /* 1: runs_tick marks are current for this tick; -1: the query failed */
 } H;
 
@@ -159,6 +162,7 @@ static void accept_beat(agent_t *a, cx_heartbeat_t *hb, int64_t recv)
     *a->beat = *hb;
     if (recv > a->last_seen)
         a->last_seen = recv;
+    H.stats_beats++;
     if (a->status != ST_ONLINE) {
         a->status = ST_ONLINE;
         a->changed_ms = cx_wall_ms();
@@ -581,9 +585,31 @@ static void gauges(void)
     cx_shm_gauge_set(CX_G_AGENTS_UNKNOWN, n[ST_UNKNOWN]);
 }
 
+/* stats -- one line a minute: how long ticks take and how many beats they took. */
+static void stats(int64_t t0)
+{
+    int64_t ms = cx_now_ms() - t0;
+
+    H.stats_ticks++;
+    H.tick_ms_sum += ms;
+    if (ms > H.tick_ms_max)
+        H.tick_ms_max = ms;
+    if (H.stats_at == 0)
+        H.stats_at = t0;
+    if (t0 - H.stats_at < STATS_MS)
+        return;
+    cx_log_info("hbmon: %zu agents; %llu ticks in %lld s, %lld ms on average, %lld ms at most; %llu beats", H.n,
+                (unsigned long long)H.stats_ticks, (long long)(t0 - H.stats_at) / 1000,
+                (long long)(H.tick_ms_sum / (int64_t)H.stats_ticks), (long long)H.tick_ms_max, (unsigned long long)H.stats_beats);
+    H.stats_at = t0;
+    H.stats_ticks = 0;
+    H.tick_ms_sum = H.tick_ms_max = 0;
+    H.stats_beats = 0;
+}
+
 static int tick(void *arg)
 {
-    int64_t t0;
+    int64_t t0, m0 = cx_now_ms();
     int ok;
 
     (void)arg;
@@ -597,6 +623,7 @@ static int tick(void *arg)
     judge(t0, ok);
     flush();
     gauges();
+    stats(m0);
     return 0;
 }
 

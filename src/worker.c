@@ -1,8 +1,9 @@
 /*
  * worker.c -- an HTTP worker: the h2o event loop on the listen socket inherited from the master, its
  * own MySQL and Redis connections, and signals from a signalfd on the loop. SIGQUIT (reload, graceful
- * stop) stops accepting and waits for every connection to end, bounded by server.shutdown_timeout;
- * SIGTERM (fast stop) stops accepting, lets the responses already produced go out, and exits.
+ * stop) and SIGTERM/SIGINT (stop) both stop accepting and let every connection end (a request whose body
+ * is still arriving is read and answered), bounded by server.shutdown_timeout: systemd stops services
+ * with SIGTERM, and a stop must not cut a request in flight.
  */
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -17,14 +18,12 @@
 #include "conduix/proc.h"
 #include "conduix/redis.h"
 
-#define FAST_STOP_GRACE_MS 1000
-
 static h2o_globalconf_t config;
 static h2o_context_t ctx;
 static h2o_accept_ctx_t accept_ctx;
 static h2o_socket_t *listener;
 static int nconns;
-static int draining;     /* 0 serving, 1 graceful drain, 2 fast stop */
+static int draining; /* 1 after SIGQUIT/SIGTERM: no more accepts, waiting for connections to end */
 static int64_t drain_deadline;
 
 static void on_conn_close(void *data)
@@ -48,14 +47,11 @@ static void on_accept(h2o_socket_t *l, const char *err)
     }
 }
 
-static void stop_accepting(int how)
+static void stop_accepting(void)
 {
-    int64_t limit = how == 1 ? cx_cfg->server.shutdown_timeout_ms : FAST_STOP_GRACE_MS;
-    if (how > draining) {
-        int64_t d = cx_now_ms() + limit;
-        if (draining == 0 || d < drain_deadline)
-            drain_deadline = d;
-        draining = how;
+    if (!draining) {
+        drain_deadline = cx_now_ms() + cx_cfg->server.shutdown_timeout_ms;
+        draining = 1;
     }
     if (listener != NULL) {
         h2o_socket_read_stop(listener);
@@ -73,11 +69,9 @@ static void on_signal(h2o_socket_t *sock, const char *err)
     while (read(fd, &si, sizeof(si)) == sizeof(si)) {
         switch (si.ssi_signo) {
         case SIGQUIT:
-            stop_accepting(1);
-            break;
         case SIGTERM:
         case SIGINT:
-            stop_accepting(2);
+            stop_accepting();
             break;
         case SIGUSR1:
             cx_log_reopen();

@@ -31,12 +31,14 @@
 #define STATS_MS 10000 /* progress line interval */
 #define IO_TIMEOUT_MS 5000
 
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, stop_beating;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_flag = 1;
+    if (sig == SIGUSR1)
+        stop_beating = 1;
+    else
+        stop_flag = 1;
 }
 
 static void say(const sim_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -382,8 +384,8 @@ static size_t beat_json(sim_t *s, sim_agent_t *a, size_t k, char *out, size_t ca
             snprintf(h, sizeof(h), "host-%s", a->id);
             sim_json_str(out, cap, &o, h);
         }
-        o += (size_t)snprintf(out + o, cap - o, ",\"ip_address\":\"10.%zu.%zu.%zu\",\"version\":", (k >> 16) & 255, (k >> 8) & 255,
-                              k & 255);
+        o += (size_t)snprintf(out + o, cap - o, ",\"ip_address\":\"10.%zu.%zu.%zu\",\"version\":", ((k + 1) >> 16) & 255,
+                              ((k + 1) >> 8) & 255, (k + 1) & 255);
         sim_json_str(out, cap, &o, s->o.version);
         o += (size_t)snprintf(out + o, cap - o, ",\"labels\":%s", s->o.labels);
     }
@@ -456,7 +458,7 @@ static void usage(FILE *f)
                "      --issuer I              issuer of minted tokens (default conduix-cp)\n"
                "      --token T               one token for every agent\n"
                "      --token-cmd CMD         run `CMD ID` to get each agent's token\n"
-               "      --stop-beating-after D  stop heartbeats (the agents hang) after D (seconds)\n"
+               "      --stop-beating-after D  stop heartbeats (the agents hang) after D (seconds); SIGUSR1: now\n"
                "      --crash-after D         exit at once without cleanup after D (seconds)\n"
                "      --duration D            run D (seconds), then exit 0\n"
                "      --slow-ack D            delay every acknowledgement by D (a bare number is ms)\n"
@@ -703,7 +705,7 @@ static int run(sim_t *s)
         if (!s->o.no_subscribe && s->sub == NULL && now >= s->sub_retry_ms && subscribe(s) == 0)
             drain_sub(s);
 
-        beating = !(s->o.stop_beating_after_ms >= 0 && now - t0 >= s->o.stop_beating_after_ms);
+        beating = !stop_beating && !(s->o.stop_beating_after_ms >= 0 && now - t0 >= s->o.stop_beating_after_ms);
         if (!beating && !beats_written) {
             sim_cmd_flush(s);
             write_beats(s);
@@ -784,6 +786,7 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     if (s.o.log_path != NULL && (s.log = fopen(s.o.log_path, "a")) == NULL) {

@@ -90,13 +90,13 @@ sub services_up {
 }
 
 # drop_stale_databases -- databases cx_t_<test>_<pid> left by a test process that no longer runs (killed
-# before its cleanup, or run with CX_TEST_KEEP).
+# before its cleanup), except those kept on purpose with CX_TEST_KEEP (marked in DIR/kept/).
 sub drop_stale_databases {
     return if $ENV{CX_TEST_KEEP};
     my $dbh = root_dbh();
     for my $db (@{ $dbh->selectcol_arrayref("SHOW DATABASES LIKE 'cx\\_t\\_%'") }) {
         my ($pid) = $db =~ /^cx_t_\w+?_(\d+)(?:_\d+)?$/ or next;
-        next if $pid == $$ || kill(0, $pid);
+        next if $pid == $$ || kill(0, $pid) || -e "$SVC_DIR/kept/$db";
         eval { $dbh->do("DROP DATABASE IF EXISTS `$db`") };
     }
 }
@@ -794,7 +794,14 @@ sub cleanup($s) {
         Test::More::diag("server log of $s->{db} ($s->{log_file}):\n" . $s->log_tail(30));
     }
     if ($ENV{CX_TEST_KEEP}) {
-        Test::More::diag("CX_TEST_KEEP: kept database $s->{db} and $s->{tmp}");
+        if ($s->{db_created}) {
+            make_path("$SVC_DIR/kept");
+            spew("$SVC_DIR/kept/$s->{db}", "$s->{tmp}\n");
+            Test::More::diag("CX_TEST_KEEP: kept database $s->{db} and $s->{tmp}; removing"
+                . " $SVC_DIR/kept/$s->{db} lets the next test run drop the database");
+        } else {
+            Test::More::diag("CX_TEST_KEEP: kept $s->{tmp}");
+        }
         return;
     }
     if ($s->{db_created}) {
