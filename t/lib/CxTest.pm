@@ -57,6 +57,7 @@ our @OVERRIDE_ENV = qw(PORT DB_HOST DB_PORT DB_USER DB_PASSWORD DB_NAME DB_SOCKE
 my $JSON = JSON::PP->new->canonical->allow_nonref;
 my $lock_fh;           # held for the whole test process
 my %faults;            # service => 1 while a test has it stopped
+my $sanitizer_reports = 0;    # reports found in server logs; the test file then exits non-zero
 my @instances;         # for cleanup at exit
 my $seq = 0;
 my $owner = $$;
@@ -789,7 +790,18 @@ sub cleanup($s) {
         kill 'KILL', map { $_->{pid} } @left if @left;
         kill 'KILL', -$s->{pid};    # its process group: anything it forked that we did not see
     }
-    my $failed = !Test::More->builder->is_passing;
+    # A sanitizer report anywhere in the server's output fails the test file, even when every check
+    # passed: under --enable-sanitizers a child that hits one aborts and is respawned, which the
+    # checks alone might not notice.
+    my @files = grep { defined && -s } ($s->{log_file}, $s->get_config('logging.file'));
+    for my $f (@files) {
+        my $text = slurp($f) // '';
+        if ($text =~ /^(.*(?:ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:).*)$/m) {
+            Test::More::diag("CxTest: sanitizer report in $f: $1");
+            $sanitizer_reports++;
+        }
+    }
+    my $failed = !Test::More->builder->is_passing || $sanitizer_reports;
     if ($failed && -s $s->{log_file}) {
         Test::More::diag("server log of $s->{db} ($s->{log_file}):\n" . $s->log_tail(30));
     }
@@ -821,7 +833,7 @@ END {
             Test::More::diag("CxTest: restarting $what, stopped by this test");
             eval { start_service($what) };
         }
-        $? = $rc;
+        $? = $rc || ($sanitizer_reports ? 1 : 0);
     }
 }
 
