@@ -14,6 +14,9 @@
  * entered again without the fd, and the tick reconnects with a doubling backoff (250 ms to 8 s).
  * Acknowledgements and events published while it was down are lost to pub/sub; the redelivery of
  * unacknowledged commands makes agents acknowledge again.
+ *
+ * Every 5 s it also looks for runs still active on agents recorded offline (hbmon's call to
+ * cx_runs_agent_offline failed, e.g. MySQL was down) and finishes that work.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +36,14 @@
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 8000
 #define RESUBSCRIBE 100 /* loop exit code: enter the loop again with the new subscription fd */
+#define SWEEP_MS 5000   /* how often runs left active on offline agents are looked for */
 
 typedef struct state {
     redisContext *sub;
     int64_t retry_at; /* monotonic ms of the next subscribe attempt */
     int64_t backoff;
-    int was_down; /* log the recovery once */
+    int was_down;     /* log the recovery once */
+    int64_t sweep_at; /* monotonic ms of the next sweep */
 } state_t;
 
 static int fd_of(const state_t *st)
@@ -121,7 +126,17 @@ static int subscribe(state_t *st)
     return 1;
 }
 
-/* deliver -- expire, then publish what is due, in seq order, stopping at the first failed publish. */
+static int is_held(const char **held, size_t n, const char *agent_id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(held[i], agent_id) == 0)
+            return 1;
+    return 0;
+}
+
+/* deliver -- expire, then publish what is due, in seq order, stopping at the first failed publish; an
+ * agent one of whose commands another process claimed first gets nothing more this round, so none of
+ * its commands overtakes that one. */
 static void deliver(void)
 {
     cx_command_t *due = NULL;
@@ -137,17 +152,44 @@ static void deliver(void)
         /* A PING first: a publish that fails uses up its attempt number (it may have gone out before
          * the error), so claim no numbers while Redis does not answer. */
         size_t todo = n > 0 && cx_redis_ping() == CX_OK ? n : 0;
+        const char **held = cx_calloc(n + 1, sizeof(char *));
+        size_t nheld = 0;
         for (size_t i = 0; i < todo; i++) {
-            int rc = cx_runs_deliver(&due[i]);
-            if (rc == CX_UNAVAIL)
+            int rc;
+            if (is_held(held, nheld, due[i].agent_id))
+                continue;
+            if ((rc = cx_runs_deliver(&due[i])) == CX_CONFLICT)
+                held[nheld++] = due[i].agent_id; /* someone else is publishing for this agent: its later ones wait */
+            else if (rc == CX_UNAVAIL)
                 break; /* Redis went away: keep the order, try again next tick */
-            if (rc != CX_OK && rc != CX_CONFLICT)
+            else if (rc != CX_OK)
                 break; /* database trouble */
         }
+        free(held);
         cx_db_commands_free(due, n);
     }
     if (cx_db_commands_pending(&pending) == CX_OK)
         cx_shm_gauge_set(CX_G_COMMANDS_PENDING, pending);
+}
+
+/* sweep -- runs still active on agents recorded offline: hbmon's cx_runs_agent_offline did not get
+ * through (MySQL was down then); do it now. A second call for the same agent finds nothing to do. */
+static void sweep(state_t *st)
+{
+    char **ids = NULL;
+    size_t n = 0;
+
+    if (cx_now_ms() < st->sweep_at)
+        return;
+    st->sweep_at = cx_now_ms() + SWEEP_MS;
+    if (cx_db_runs_orphaned(&ids, &n) != CX_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        cx_log_warnx("agent %s has been offline for a while but still has active runs: marking them lost", ids[i]);
+        cx_runs_agent_offline(ids[i]);
+        free(ids[i]);
+    }
+    free(ids);
 }
 
 static int tick(void *arg)
@@ -161,6 +203,7 @@ static int tick(void *arg)
         return RESUBSCRIBE + 1;
     }
     deliver();
+    sweep(st);
     return 0;
 }
 
@@ -177,7 +220,7 @@ static int on_fd(void *arg)
 
 int cx_dispatcher_run(void)
 {
-    state_t st = {.sub = NULL, .retry_at = 0, .backoff = BACKOFF_MIN_MS, .was_down = 0};
+    state_t st = {.sub = NULL, .retry_at = 0, .backoff = BACKOFF_MIN_MS, .was_down = 0, .sweep_at = cx_now_ms() + SWEEP_MS};
     int rc;
 
     cx_db_open(cx_cfg);

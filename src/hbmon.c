@@ -21,6 +21,8 @@
  * multi-row statements inside one transaction per chunk, and are retried on the next tick when MySQL
  * is down. Unchanged agents cost no write.
  */
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +43,7 @@
 #define JUMP_MS 500         /* same value, expiry later by more than this: a new beat */
 #define SAME_BEAT_MS 250    /* first read of a key whose beat is already recorded (respawn) */
 #define REST_MARGIN_MS 5000 /* direct REST beats may commit late: re-read this far back */
+#define CHECK_MAX_MS 5000   /* the longest an online agent's key goes unread */
 #define CHUNK 512           /* agents per flush transaction */
 #define STATS_MS 60000      /* a line of tick statistics this often */
 #define LOG_TRANSITIONS 50  /* transition lines per tick; the rest are summed up */
@@ -68,18 +71,22 @@ typedef struct agent {
 } agent_t;
 
 static struct {
-    agent_t **tab;
+    agent_t **tab; /* hash buckets */
     size_t cap, n;
+    agent_t **all; /* every agent, for the sweeps (denser than the buckets) */
+    size_t capall;
+    int64_t count[4]; /* agents by recorded status, for the gauges */
     agent_t **work;
     size_t nwork, capwork;
     int loaded;
     uint32_t gen;
     int64_t rest_mark;
-    int64_t timeout_ms;
+    int64_t timeout_ms, interval_ms;
+    int64_t check_ms; /* an online agent's key is read at least this often (see due) */
     char reason_off[64];
     int logged; /* transition lines this tick */
     uint32_t tick;
-    int64_t stats_at, tick_ms_sum, tick_ms_max;
+    int64_t stats_at, tick_ms_sum, tick_ms_max, scan_ms_sum, flush_ms_sum;
     uint64_t stats_ticks, stats_beats;
     int runs_known; /* 1: runs_tick marks are current for this tick; -1: the query failed */
 } H;
@@ -129,7 +136,11 @@ static agent_t *find(const char *id, size_t len, int add)
     a->h = h;
     a->next = H.tab[h & (H.cap - 1)];
     H.tab[h & (H.cap - 1)] = a;
-    H.n++;
+    if (H.n == H.capall) {
+        H.capall = H.capall ? H.capall * 2 : 1024;
+        H.all = cx_realloc(H.all, H.capall * sizeof(*H.all));
+    }
+    H.all[H.n++] = a;
     return a;
 }
 
@@ -186,6 +197,7 @@ static void on_load(void *arg, const char *id, const char *status, int64_t last_
     agent_t *a = find(id, strlen(id), 1);
     (void)arg;
     a->status = a->db_status = (uint8_t)status_of(status);
+    H.count[a->db_status]++;
     a->last_seen = last_hb_ms;
     a->bad = !cx_agent_id_valid(id, strlen(id));
 }
@@ -198,16 +210,16 @@ static int load(void)
 
     if ((rc = cx_db_agents_load(on_load, NULL)) != CX_OK)
         return rc;
-    for (size_t i = 0; i < H.cap; i++)
-        for (agent_t *a = H.tab[i]; a != NULL; a = a->next) {
-            online += a->db_status == ST_ONLINE;
-            /* a beat written to MySQL directly (Redis down) while no hbmon recorded it */
-            if (a->status != ST_ONLINE && a->last_seen > 0 && now - a->last_seen < H.timeout_ms && !a->bad) {
-                a->status = ST_ONLINE;
-                a->changed_ms = now;
-                queue(a);
-            }
+    for (size_t i = 0; i < H.n; i++) {
+        agent_t *a = H.all[i];
+        online += a->db_status == ST_ONLINE;
+        /* a beat written to MySQL directly (Redis down) while no hbmon recorded it */
+        if (a->status != ST_ONLINE && a->last_seen > 0 && now - a->last_seen < H.timeout_ms && !a->bad) {
+            a->status = ST_ONLINE;
+            a->changed_ms = now;
+            queue(a);
         }
+    }
     H.loaded = 1;
     H.rest_mark = now - H.timeout_ms;
     cx_log_info("hbmon: %zu agents known, %zu recorded online; timeout %lld ms, every %lld ms", H.n, online,
@@ -217,10 +229,18 @@ static int load(void)
 
 /* ---- the Redis scan ---- */
 
+/* One key of a scan batch with its PTTL (-1: no TTL, -2: gone). */
+typedef struct key {
+    const char *s;
+    size_t len;
+    long long pttl;
+    agent_t *a; /* NULL: not known yet */
+} key_t_;
+
 typedef struct need {
     agent_t *a;
     int64_t exp, prev_observed;
-    const redisReply *key;
+    const key_t_ *key;
 } need_t;
 
 /* reject_key -- count a bad value once per write of the key. */
@@ -281,54 +301,110 @@ static void value(const need_t *nd, const redisReply *v, int64_t tr)
     accept_beat(a, &hb, recv);
 }
 
-/* batch -- one SCAN batch of keys: PTTL of each (one pipelined round trip), then MGET of those written
- * since the last read. 0, or -1 when Redis failed. */
-static int batch(const redisReply *keys)
+/* Per-batch arrays, kept between batches: at 100,000 agents hbmon frees some 300,000 small blocks a
+ * second (reply objects, parsed beats), and every malloc of a large block would make glibc consolidate
+ * them all again. */
+static struct {
+    size_t cap;
+    int *argcs;
+    const char ***argvs;
+    const size_t **lens;
+    const char **argv; /* 2 per key */
+    size_t *len;
+    redisReply **rep;
+    key_t_ *d, *k;
+    need_t *need;
+    const char **mv; /* MGET: 1 + 1 per key */
+    size_t *ml;
+} S;
+
+static void scratch(size_t n)
 {
-    size_t n = keys->elements, nn = 0, i;
-    int *argcs = cx_malloc(n * sizeof(*argcs));
-    const char ***argvs = cx_malloc(n * sizeof(*argvs));
-    const size_t **lens = cx_malloc(n * sizeof(*lens));
-    const char **argv = cx_malloc(2 * n * sizeof(*argv));
-    size_t *len = cx_malloc(2 * n * sizeof(*len));
-    redisReply **rep = cx_calloc(n, sizeof(*rep));
-    need_t *need = cx_malloc(n * sizeof(*need));
-    int rc = -1;
-    int64_t tr;
+    if (n <= S.cap)
+        return;
+    S.cap = n;
+    S.argcs = cx_realloc(S.argcs, n * sizeof(*S.argcs));
+    S.argvs = cx_realloc(S.argvs, n * sizeof(*S.argvs));
+    S.lens = cx_realloc(S.lens, n * sizeof(*S.lens));
+    S.argv = cx_realloc(S.argv, 2 * n * sizeof(*S.argv));
+    S.len = cx_realloc(S.len, 2 * n * sizeof(*S.len));
+    S.rep = cx_realloc(S.rep, n * sizeof(*S.rep));
+    S.d = cx_realloc(S.d, n * sizeof(*S.d));
+    S.k = cx_realloc(S.k, n * sizeof(*S.k));
+    S.need = cx_realloc(S.need, n * sizeof(*S.need));
+    S.mv = cx_realloc(S.mv, (n + 1) * sizeof(*S.mv));
+    S.ml = cx_realloc(S.ml, (n + 1) * sizeof(*S.ml));
+}
+
+static void scratch_free(void)
+{
+    free(S.argcs);
+    free(S.argvs);
+    free(S.lens);
+    free(S.argv);
+    free(S.len);
+    free(S.rep);
+    free(S.d);
+    free(S.k);
+    free(S.need);
+    free(S.mv);
+    free(S.ml);
+    memset(&S, 0, sizeof(S));
+}
+
+/* key_agent -- the agent of a heartbeat key (created when add is set). A key whose id is not a valid
+ * agent id is tracked as "\x01<key>" (no valid id starts so), only to count each of its writes once. */
+static agent_t *key_agent(const char *key, size_t len, int add)
+{
+    const size_t pre = sizeof("agent:") - 1, suf = sizeof(":heartbeat") - 1;
+    char id[CX_AGENT_ID_MAX + 2];
+    agent_t *a;
+    size_t kl;
+
+    if (len > pre + suf && (a = find(key + pre, len - pre - suf, 0)) != NULL)
+        return a; /* known, hence valid */
+    if (cx_heartbeat_key_id(key, len, id) >= 0)
+        return find(id, strlen(id), add);
+    kl = len > CX_AGENT_ID_MAX ? CX_AGENT_ID_MAX : len;
+    id[0] = '\x01';
+    memcpy(id + 1, key, kl);
+    id[kl + 1] = '\0';
+    a = find(id, strnlen(id, kl + 1), add);
+    if (a != NULL)
+        a->bad = 1;
+    return a;
+}
+
+/* due -- must the key's PTTL be read this tick? Always for agents not online, keys never read or
+ * without TTL, and online agents whose timeout is near; otherwise every check_ms. A beat's receive time
+ * comes from the TTL, so reading the key later does not make it less exact; it only delays when the
+ * table shows it, by at most check_ms. At 100,000 agents this divides the per-tick work by five. */
+static int due(const agent_t *a, int64_t now)
+{
+    if (a->status != ST_ONLINE || a->expire_at <= 0 || a->bad)
+        return 1;
+    if (now - a->observed >= H.check_ms)
+        return 1;
+    return a->last_seen + H.timeout_ms - now < H.check_ms + 2 * H.interval_ms;
+}
+
+/* check -- n keys with their PTTL read at tr: the keys written since hbmon's last read of them (their
+ * expiry moved later) and the keys new to it are fetched with one MGET and looked at. 0, or -1 when
+ * Redis failed. */
+static int check(const key_t_ *keys, size_t n, int64_t tr)
+{
+    need_t *need = S.need;
+    size_t nn = 0, i;
 
     for (i = 0; i < n; i++) {
-        const redisReply *k = keys->element[i];
-        argv[2 * i] = "PTTL";
-        len[2 * i] = 4;
-        argv[2 * i + 1] = k->type == REDIS_REPLY_STRING ? k->str : "";
-        len[2 * i + 1] = k->type == REDIS_REPLY_STRING ? k->len : 0;
-        argcs[i] = 2;
-        argvs[i] = &argv[2 * i];
-        lens[i] = &len[2 * i];
-    }
-    if (cx_redis_pipeline((int)n, argcs, argvs, lens, rep) != CX_OK)
-        goto out;
-    tr = cx_wall_ms();
-    for (i = 0; i < n; i++) {
-        const redisReply *k = keys->element[i];
-        char id[CX_AGENT_ID_MAX + 2];
+        const key_t_ *k = &keys[i];
         agent_t *a;
         int64_t exp, prev;
 
-        if (k->type != REDIS_REPLY_STRING || rep[i] == NULL || rep[i]->type != REDIS_REPLY_INTEGER || rep[i]->integer == -2)
+        if (k->pttl == -2)
             continue;
-        exp = rep[i]->integer >= 0 ? tr + rep[i]->integer : -1;
-        if (cx_heartbeat_key_id(k->str, k->len, id) >= 0) {
-            a = find(id, strlen(id), 1);
-        } else {
-            /* tracked under "\x01<key>" (no valid id starts so) to count each write once */
-            size_t kl = k->len > CX_AGENT_ID_MAX ? CX_AGENT_ID_MAX : k->len;
-            id[0] = '\x01';
-            memcpy(id + 1, k->str, kl);
-            id[kl + 1] = '\0';
-            a = find(id, strnlen(id, kl + 1), 1);
-            a->bad = 1;
-        }
+        exp = k->pttl >= 0 ? tr + k->pttl : -1;
+        a = k->a != NULL ? k->a : key_agent(k->s, k->len, 1);
         prev = a->observed;
         a->observed = tr;
         a->gen = H.gen;
@@ -336,51 +412,87 @@ static int batch(const redisReply *keys)
             need[nn++] = (need_t){a, exp, prev, k};
     }
     if (nn > 0) {
-        const char **mv = cx_malloc((nn + 1) * sizeof(*mv));
-        size_t *ml = cx_malloc((nn + 1) * sizeof(*ml));
+        const char **mv = S.mv;
+        size_t *ml = S.ml;
         redisReply *r;
 
         mv[0] = "MGET";
         ml[0] = 4;
         for (i = 0; i < nn; i++) {
-            mv[i + 1] = need[i].key->str;
+            mv[i + 1] = need[i].key->s;
             ml[i + 1] = need[i].key->len;
         }
         r = cx_redis_cmdargv((int)nn + 1, mv, ml);
-        free(mv);
-        free(ml);
         if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != nn) {
             if (r != NULL)
                 freeReplyObject(r);
-            goto out;
+            return -1;
         }
         tr = cx_wall_ms();
         for (i = 0; i < nn; i++)
             value(&need[i], r->element[i], tr);
         freeReplyObject(r);
     }
-    rc = 0;
-out:
-    for (i = 0; i < n; i++)
+    return 0;
+}
+
+/* batch -- one SCAN batch: the PTTL of each key that is due, in one pipelined round trip, then check. */
+static int batch(const redisReply *keys)
+{
+    size_t n = keys->elements, i, nd = 0, nk = 0;
+    int64_t now = cx_wall_ms();
+    int rc = -1;
+
+    scratch(n);
+    int *argcs = S.argcs;
+    const char ***argvs = S.argvs;
+    const size_t **lens = S.lens;
+    const char **argv = S.argv;
+    size_t *len = S.len;
+    redisReply **rep = S.rep;
+    key_t_ *d = S.d, *k = S.k;
+
+    for (i = 0; i < n; i++) {
+        const redisReply *e = keys->element[i];
+        agent_t *a;
+        if (e->type != REDIS_REPLY_STRING)
+            continue;
+        if ((a = key_agent(e->str, e->len, 0)) != NULL && !due(a, now))
+            continue;
+        d[nd] = (key_t_){e->str, e->len, 0, a};
+        argv[2 * nd] = "PTTL";
+        len[2 * nd] = 4;
+        argv[2 * nd + 1] = e->str;
+        len[2 * nd + 1] = e->len;
+        argcs[nd] = 2;
+        nd++;
+    }
+    for (i = 0; i < nd; i++) {
+        argvs[i] = &argv[2 * i];
+        lens[i] = &len[2 * i];
+    }
+    if (nd == 0) {
+        rc = 0;
+    } else if (cx_redis_pipeline((int)nd, argcs, argvs, lens, rep) == CX_OK) {
+        for (i = 0; i < nd; i++)
+            if (rep[i] != NULL && rep[i]->type == REDIS_REPLY_INTEGER) {
+                k[nk] = d[i];
+                k[nk++].pttl = rep[i]->integer;
+            }
+        rc = check(k, nk, cx_wall_ms());
+    }
+    for (i = 0; i < nd; i++)
         if (rep[i] != NULL)
             freeReplyObject(rep[i]);
-    free(argcs);
-    free(argvs);
-    free(lens);
-    free(argv);
-    free(len);
-    free(rep);
-    free(need);
     return rc;
 }
 
-/* scan -- one full SCAN of the heartbeat keys. 1 when it completed, 0 when Redis failed. */
-static int scan(void)
+/* scan_plain -- one full SCAN with a PTTL pipeline per batch. 1 completed, 0 Redis failed. */
+static int scan_plain(void)
 {
     char cursor[32] = "0";
     redisReply *r;
 
-    H.gen++;
     do {
         r = cx_redis_cmd("SCAN %s MATCH " KEY_MATCH " COUNT %d", cursor, SCAN_COUNT);
         if (r == NULL)
@@ -399,6 +511,13 @@ static int scan(void)
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0 && !cx_child_stop);
     return strcmp(cursor, "0") == 0;
+}
+
+/* scan -- one full scan of the heartbeat keys. 1 when it completed, 0 when Redis failed. */
+static int scan(void)
+{
+    H.gen++;
+    return scan_plain();
 }
 
 /* ---- REST beats that reached MySQL directly ---- */
@@ -447,18 +566,18 @@ static void judge(int64_t t0, int scan_ok)
 {
     int64_t now = cx_wall_ms();
 
-    for (size_t i = 0; i < H.cap; i++)
-        for (agent_t *a = H.tab[i]; a != NULL; a = a->next) {
-            int64_t at;
-            if (a->status != ST_ONLINE)
-                continue;
-            at = a->gen == H.gen ? a->observed : scan_ok ? t0 : now;
-            if (a->last_seen + H.timeout_ms < at) {
-                a->status = ST_OFFLINE;
-                a->changed_ms = now;
-                queue(a);
-            }
+    for (size_t i = 0; i < H.n; i++) {
+        agent_t *a = H.all[i];
+        int64_t at;
+        if (a->status != ST_ONLINE)
+            continue;
+        at = a->gen == H.gen ? a->observed : scan_ok ? t0 : now;
+        if (a->last_seen + H.timeout_ms < at) {
+            a->status = ST_OFFLINE;
+            a->changed_ms = now;
+            queue(a);
         }
+    }
 }
 
 /* ---- writing a tick's changes ---- */
@@ -505,7 +624,11 @@ static void done(agent_t *a, const cx_agent_change_t *c)
         if (H.logged++ < LOG_TRANSITIONS)
             cx_log_info("hbmon: agent %s %s -> %s (%s)", a->id, c->from, c->status, c->reason);
     }
-    a->db_status = a->status;
+    if (a->db_status != a->status) {
+        H.count[a->db_status]--;
+        H.count[a->status]++;
+        a->db_status = a->status;
+    }
     a->queued = 0;
     if (c->from != NULL && a->status == ST_OFFLINE)
         cx_runs_agent_offline(a->id);
@@ -525,64 +648,75 @@ static void failed(agent_t *a)
     a->queued = 0;
 }
 
-static void flush(void)
+/* pass -- write the queued agents that have a transition (transitions set) or the others, in chunks of
+ * one transaction each, until deadline (cx_now_ms). -1 when MySQL is unavailable. */
+static int pass(int transitions, int64_t deadline)
 {
-    cx_agent_change_t *ch;
-    size_t i = 0, keep = 0;
-    int unavail = 0;
+    cx_agent_change_t *ch = cx_malloc(CHUNK * sizeof(*ch));
+    agent_t **chunk = cx_malloc(CHUNK * sizeof(*chunk));
+    size_t i = 0;
+    int rc = 0;
 
-    if (H.nwork == 0)
-        return;
-    H.logged = 0;
-    ch = cx_malloc(CHUNK * sizeof(*ch));
-    while (i < H.nwork && !unavail) {
-        size_t k = 0, j, start = i;
-        agent_t *chunk[CHUNK];
-        int rc;
-
+    while (i < H.nwork && cx_now_ms() < deadline) {
+        size_t k = 0, j;
         for (; i < H.nwork && k < CHUNK; i++) {
             agent_t *a = H.work[i];
+            if (!a->queued)
+                continue;
             fill(&ch[k], a);
+            if ((ch[k].from != NULL) != transitions)
+                continue;
             if (ch[k].beat == NULL && ch[k].from == NULL) {
                 a->queued = 0;
                 continue;
             }
             chunk[k++] = a;
         }
+        if (k == 0)
+            break;
         rc = cx_db_agents_flush(ch, k);
-        if (rc == CX_OK) {
-            for (j = 0; j < k; j++)
-                done(chunk[j], &ch[j]);
-        } else if (rc == CX_UNAVAIL) {
-            unavail = 1;
-            i = start; /* this chunk and the rest wait for the next tick */
-        } else {
-            for (j = 0; j < k; j++) {
-                if (cx_db_agents_flush(&ch[j], 1) == CX_OK)
-                    done(chunk[j], &ch[j]);
-                else
-                    failed(chunk[j]);
-            }
+        if (rc == CX_UNAVAIL) {
+            rc = -1;
+            break; /* this chunk and the rest wait for the next tick */
         }
+        for (j = 0; j < k; j++) {
+            if (rc == CX_OK || cx_db_agents_flush(&ch[j], 1) == CX_OK)
+                done(chunk[j], &ch[j]);
+            else
+                failed(chunk[j]);
+        }
+        rc = 0;
     }
+    free(ch);
+    free(chunk);
+    return rc;
+}
+
+/* flush -- the tick's changes to MySQL: every transition first, whatever it takes, then the new beats
+ * until deadline; beats left over stay queued for the next tick (a newer beat of the same agent
+ * replaces its older one), so a slow MySQL delays last_heartbeat in the table, never a transition. */
+static void flush(int64_t deadline)
+{
+    size_t i, keep = 0;
+
+    if (H.nwork == 0)
+        return;
+    H.logged = 0;
+    if (pass(1, INT64_MAX) == 0)
+        pass(0, deadline);
     if (H.logged > LOG_TRANSITIONS)
         cx_log_info("hbmon: %d more transitions this tick", H.logged - LOG_TRANSITIONS);
-    for (; i < H.nwork; i++)
+    for (i = 0; i < H.nwork; i++)
         if (H.work[i]->queued)
             H.work[keep++] = H.work[i];
     H.nwork = keep;
-    free(ch);
 }
 
 static void gauges(void)
 {
-    int64_t n[4] = {0};
-    for (size_t i = 0; i < H.cap; i++)
-        for (agent_t *a = H.tab[i]; a != NULL; a = a->next)
-            n[a->db_status]++;
-    cx_shm_gauge_set(CX_G_AGENTS_ONLINE, n[ST_ONLINE]);
-    cx_shm_gauge_set(CX_G_AGENTS_OFFLINE, n[ST_OFFLINE]);
-    cx_shm_gauge_set(CX_G_AGENTS_UNKNOWN, n[ST_UNKNOWN]);
+    cx_shm_gauge_set(CX_G_AGENTS_ONLINE, H.count[ST_ONLINE]);
+    cx_shm_gauge_set(CX_G_AGENTS_OFFLINE, H.count[ST_OFFLINE]);
+    cx_shm_gauge_set(CX_G_AGENTS_UNKNOWN, H.count[ST_UNKNOWN]);
 }
 
 /* stats -- one line a minute: how long ticks take and how many beats they took. */
@@ -598,18 +732,20 @@ static void stats(int64_t t0)
         H.stats_at = t0;
     if (t0 - H.stats_at < STATS_MS)
         return;
-    cx_log_info("hbmon: %zu agents; %llu ticks in %lld s, %lld ms on average, %lld ms at most; %llu beats", H.n,
-                (unsigned long long)H.stats_ticks, (long long)(t0 - H.stats_at) / 1000,
-                (long long)(H.tick_ms_sum / (int64_t)H.stats_ticks), (long long)H.tick_ms_max, (unsigned long long)H.stats_beats);
+    cx_log_info("hbmon: %zu agents; %llu ticks in %lld s, %lld ms on average (scan %lld, writes %lld), %lld ms at most; "
+                "%llu beats",
+                H.n, (unsigned long long)H.stats_ticks, (long long)(t0 - H.stats_at) / 1000,
+                (long long)(H.tick_ms_sum / (int64_t)H.stats_ticks), (long long)(H.scan_ms_sum / (int64_t)H.stats_ticks),
+                (long long)(H.flush_ms_sum / (int64_t)H.stats_ticks), (long long)H.tick_ms_max, (unsigned long long)H.stats_beats);
     H.stats_at = t0;
     H.stats_ticks = 0;
-    H.tick_ms_sum = H.tick_ms_max = 0;
+    H.tick_ms_sum = H.tick_ms_max = H.scan_ms_sum = H.flush_ms_sum = 0;
     H.stats_beats = 0;
 }
 
 static int tick(void *arg)
 {
-    int64_t t0, m0 = cx_now_ms();
+    int64_t t0, m0 = cx_now_ms(), m1;
     int ok;
 
     (void)arg;
@@ -621,7 +757,10 @@ static int tick(void *arg)
     ok = scan();
     rest_poll();
     judge(t0, ok);
-    flush();
+    m1 = cx_now_ms();
+    H.scan_ms_sum += m1 - m0;
+    flush(m0 + H.interval_ms * 3 / 4);
+    H.flush_ms_sum += cx_now_ms() - m1;
     gauges();
     stats(m0);
     return 0;
@@ -629,15 +768,13 @@ static int tick(void *arg)
 
 static void cleanup(void)
 {
-    for (size_t i = 0; i < H.cap; i++) {
-        agent_t *a = H.tab[i], *next;
-        for (; a != NULL; a = next) {
-            next = a->next;
-            drop_beat(a);
-            free(a);
-        }
+    for (size_t i = 0; i < H.n; i++) {
+        drop_beat(H.all[i]);
+        free(H.all[i]);
     }
+    free(H.all);
     free(H.tab);
+    scratch_free();
     free(H.work);
     memset(&H, 0, sizeof(H));
 }
@@ -648,6 +785,10 @@ int cx_hbmon_run(void)
 
     memset(&H, 0, sizeof(H));
     H.timeout_ms = cx_cfg->agents.heartbeat_timeout_ms;
+    H.interval_ms = cx_cfg->agents.monitor_interval_ms;
+    H.check_ms = H.timeout_ms / 6 < CHECK_MAX_MS ? H.timeout_ms / 6 : CHECK_MAX_MS;
+    if (H.check_ms < H.interval_ms)
+        H.check_ms = H.interval_ms;
     snprintf(H.reason_off, sizeof(H.reason_off), "no heartbeat for %.1f s", (double)H.timeout_ms / 1000.0);
     cx_db_open(cx_cfg);
     cx_redis_open(cx_cfg);

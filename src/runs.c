@@ -85,19 +85,27 @@ int cx_runs_deliver(struct cx_command *c)
     return CX_OK;
 }
 
-/* deliver_now -- right after the commit: publish command id unless an older command of its agent is
- * still queued (the dispatcher keeps seq order), then describe it in res. */
+#define BACKLOG_MAX 16 /* older queued commands a request publishes before its own; more: the dispatcher's job */
+
+/* deliver_now -- right after the commit: publish command id, after the older queued commands of its
+ * agent (seq order per agent), unless Redis is known to be down or the backlog is long; stop at the
+ * first command someone else is delivering, so nothing is published out of order. Then describe it in
+ * res (status sent: 200; still queued: 202). */
 static void deliver_now(const char *id, cx_runs_result_t *res)
 {
-    cx_command_t c;
-    int64_t waiting = 1;
+    cx_command_t c, *backlog = NULL;
+    size_t n = 0;
 
     if (cx_db_command_load(id, NULL, &c) != CX_OK)
         return; /* committed: the dispatcher will deliver it; res keeps the command as written */
     /* not while the breaker is open: a failed publish would use up an attempt number */
-    if (cx_redis_available() && cx_db_commands_waiting_before(c.agent_id, c.seq, &waiting) == CX_OK && waiting == 0 &&
-        strcmp(c.status, "queued") == 0)
-        cx_runs_deliver(&c);
+    if (cx_redis_available() && strcmp(c.status, "queued") == 0 &&
+        cx_db_commands_backlog(c.agent_id, c.seq, BACKLOG_MAX + 1, &backlog, &n) == CX_OK && n <= BACKLOG_MAX) {
+        for (size_t i = 0; i < n; i++)
+            if (cx_runs_deliver(&backlog[i]) != CX_OK)
+                break;
+    }
+    cx_db_commands_free(backlog, n);
     cx_command_free(&c);
     if (cx_db_command_load(id, NULL, &c) != CX_OK)
         return;
@@ -140,9 +148,11 @@ static void audit(const char *actor, const char *action, const char *type, const
 
 /* launch -- the transaction of a start: run (pending) + start_pipeline command (queued) + audit row, on
  * agent_id or else the least loaded online agent other than exclude; then one delivery attempt. */
-static int launch(const char *pipeline_id, const char *agent_id, const char *exclude, const char *trigger, const char *failover_of,
-                  json_object *checkpoint, const char *actor, const char *request_id, const char *action, cx_runs_result_t *res)
+static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char *failover_of, json_object *checkpoint,
+                  const char *action, cx_runs_result_t *res)
 {
+    const char *pipeline_id = o->pipeline_id, *agent_id = o->agent_id, *actor = o->actor, *request_id = o->request_id;
+    const char *trigger = o->trigger != NULL ? o->trigger : "manual";
     char agent[256], run_id[37], cmd_id[37];
     char *yaml = NULL;
     cx_run_t cur;
@@ -188,8 +198,11 @@ static int launch(const char *pipeline_id, const char *agent_id, const char *exc
     json_object_object_add(payload, "run_id", json_object_new_string(run_id));
     json_object_object_add(payload, "config_yaml", json_object_new_string(yaml));
     json_object_object_add(payload, "checkpoint", checkpoint ? json_object_get(checkpoint) : NULL);
-    rc = cx_db_run_insert(run_id, pipeline_id, agent, trigger, failover_of, checkpoint ? json_text(checkpoint) : NULL, actor);
-    if (rc == CX_CONFLICT) {
+    rc = cx_db_run_insert(run_id, pipeline_id, agent, trigger, failover_of, checkpoint ? json_text(checkpoint) : NULL, actor,
+                          o->schedule_id, o->scheduled_for);
+    if (rc == CX_CONFLICT && strcmp(cx_db_conflict_key(), "uq_runs_fire") == 0) {
+        snprintf(res->message, sizeof(res->message), "this scheduled fire already has a run");
+    } else if (rc == CX_CONFLICT) {
         /* uq_runs_active: a concurrent start won */
         snprintf(res->message, sizeof(res->message), "pipeline is already running");
         rc = CX_STATE;
@@ -223,7 +236,13 @@ out:
 
 int cx_runs_start(const char *pipeline_id, const char *agent_id, const char *actor, const char *request_id, cx_runs_result_t *res)
 {
-    return launch(pipeline_id, agent_id, NULL, "manual", NULL, NULL, actor, request_id, "pipeline_start", res);
+    cx_runs_start_opts_t o = {.pipeline_id = pipeline_id, .agent_id = agent_id, .actor = actor, .request_id = request_id};
+    return launch(&o, NULL, NULL, NULL, "pipeline_start", res);
+}
+
+int cx_runs_start_ex(const cx_runs_start_opts_t *o, cx_runs_result_t *res)
+{
+    return launch(o, NULL, NULL, NULL, "pipeline_start", res);
 }
 
 /* goal -- the run status a control command asks for. */
@@ -647,8 +666,8 @@ int cx_runs_agent_offline(const char *agent_id)
     for (size_t i = 0; i < n && cx_cfg->agents.failover; i++) {
         cx_runs_result_t res;
         json_object *cp = checkpoint_of(runs[i].pipeline_id);
-        int frc =
-            launch(runs[i].pipeline_id, NULL, agent_id, "failover", runs[i].id, cp, SYSTEM_ACTOR, NULL, "pipeline_failover", &res);
+        cx_runs_start_opts_t o = {.pipeline_id = runs[i].pipeline_id, .trigger = "failover", .actor = SYSTEM_ACTOR};
+        int frc = launch(&o, agent_id, runs[i].id, cp, "pipeline_failover", &res);
         if (frc == CX_OK) {
             json_object *r;
             cx_shm_count(CX_C_RUNS_FAILED_OVER, 1);

@@ -114,5 +114,13 @@ wait_ok { (CxAgent::run_status($t, $q->{id}) // '') eq 'lost' } 20, 'lost';
 sleep 1.5;
 is($t->sql('SELECT COUNT(*) AS n FROM pipeline_runs')->[0]{n}, 1, 'failover off: no new run');
 ok(!(grep { $_->{msg}{type} eq 'start_pipeline' } $b2->messages), 'b2 got nothing');
+
+# a run left active on an agent recorded offline (as when MySQL was down when hbmon told the lifecycle)
+# is found by the dispatcher's sweep and marked lost
+my $q2 = CxAgent::create_pipeline($t, 'orphan');
+$t->sql("INSERT INTO pipeline_runs (id, pipeline_id, agent_id, status, started_at) VALUES "
+    . "('0000000a-0000-4000-8000-000000000001', ?, 't24-b1', 'running', NOW(3))", $q2->{id});
+$t->sql("UPDATE agents SET status_changed_at = NOW(3) - INTERVAL 1 MINUTE WHERE id = 't24-b1'");
+wait_ok { (CxAgent::run_status($t, $q2->{id}) // '') eq 'lost' } 30, 'the orphaned run is marked lost by the sweep';
 is($t->stop, 0, 'server stops cleanly');
 done_testing;

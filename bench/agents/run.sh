@@ -55,6 +55,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+mkdir -p "$DIR"
+exec 9>"$DIR.lock"
+flock -n 9 || { say "another run holds $DIR.lock"; exit 1; }
+if curl -s -o /dev/null "http://127.0.0.1:$HPORT/health"; then say "port $HPORT is in use"; exit 1; fi
 say "services in $DIR (MariaDB $MYPORT, Redis $RPORT)"
 "$top/scripts/services" start "$DIR" "$MYPORT" "$RPORT" >/dev/null
 redis-cli -p "$RPORT" FLUSHALL >/dev/null

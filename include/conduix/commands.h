@@ -74,9 +74,9 @@ int cx_db_command_unclaim(const char *id, int attempts_now);
 int cx_db_commands_due(int64_t redeliver_ms, int limit, cx_command_t **out, size_t *n);
 void cx_db_commands_free(cx_command_t *v, size_t n);
 
-/* cx_db_commands_waiting_before -- how many queued (never delivered) unexpired commands of agent_id
- * precede seq: a command may be published at once only when none do (delivery keeps seq order). */
-int cx_db_commands_waiting_before(const char *agent_id, uint64_t seq, int64_t *n);
+/* cx_db_commands_backlog -- the queued unexpired commands of agent_id up to and including seq, oldest
+ * first, at most limit (a command is published only after the older ones of its agent). */
+int cx_db_commands_backlog(const char *agent_id, uint64_t seq, int limit, cx_command_t **out, size_t *n);
 
 /* cx_db_commands_expire -- queued/sent commands past expires_at become expired; *n how many. */
 int cx_db_commands_expire(uint64_t *n);

@@ -42,6 +42,22 @@ void cx_runs_result_free(cx_runs_result_t *res);
  * CX_ERR. */
 int cx_runs_start(const char *pipeline_id, const char *agent_id, const char *actor, const char *request_id, cx_runs_result_t *res);
 
+/* A start with every option (the scheduler's): trigger "manual", "schedule" or "failover";
+ * schedule_id/scheduled_for ("YYYY-MM-DD HH:MM:SS" UTC) record a scheduled fire, unique per pair. */
+typedef struct cx_runs_start_opts {
+    const char *pipeline_id;
+    const char *agent_id; /* NULL: the least loaded online agent */
+    const char *trigger;  /* NULL: "manual" */
+    const char *schedule_id;
+    const char *scheduled_for;
+    const char *actor;
+    const char *request_id;
+} cx_runs_start_opts_t;
+
+/* cx_runs_start_ex -- cx_runs_start with options; also CX_CONFLICT when this (schedule_id,
+ * scheduled_for) fire already has a run (uq_runs_fire). */
+int cx_runs_start_ex(const cx_runs_start_opts_t *o, cx_runs_result_t *res);
+
 /* cx_runs_control -- type is stop_pipeline, pause_pipeline or resume_pipeline: a command to the active
  * run's agent (same transaction and delivery rules as start). CX_STATE with res->message when the run is
  * not in a state that allows it or a previous control command still awaits its acknowledgement. */
@@ -54,7 +70,8 @@ int cx_runs_force_stop(const char *pipeline_id, const char *actor, const char *r
 /* cx_runs_ack -- an acknowledgement from agent_id (REST or Redis): the command becomes acked/failed
  * and the run follows. *cmd (may be NULL) gets the command's JSON. CX_OK (also for a repeated ack),
  * CX_NOTFOUND (unknown command, or another agent's). */
-int cx_runs_ack(const char *agent_id, const char *command_id, int success, const char *message, const char *error, json_object **cmd);
+int cx_runs_ack(const char *agent_id, const char *command_id, int success, const char *message, const char *error,
+                json_object **cmd);
 
 /* cx_runs_event -- a run event from pipeline:events ({"type":"run_status",…}): status (when the
  * transition is legal) and counts. CX_OK, CX_INVALID (malformed, logged), CX_NOTFOUND. */
@@ -120,9 +137,14 @@ int cx_db_run_latest(const char *pipeline_id, cx_run_t *run);
 int cx_db_run_get(const char *run_id, cx_run_t *run);
 
 /* cx_db_run_insert -- a new run (status pending); CX_CONFLICT when the pipeline already has an active
- * run (the uq_runs_active key is the arbiter of concurrent starts). */
+ * run (the uq_runs_active key is the arbiter of concurrent starts) or the scheduled fire has a run
+ * (uq_runs_fire; cx_db_conflict_key tells which). */
 int cx_db_run_insert(const char *id, const char *pipeline_id, const char *agent_id, const char *trigger, const char *failover_of,
-                     const char *checkpoint_json, const char *created_by);
+                     const char *checkpoint_json, const char *created_by, const char *schedule_id, const char *scheduled_for);
+
+/* cx_db_runs_orphaned -- the ids of agents recorded offline for more than 10 s that still have active
+ * runs (a missed cx_runs_agent_offline: MySQL was down when hbmon called it). *ids is a malloc'ed array of n strings. */
+int cx_db_runs_orphaned(char ***ids, size_t *n);
 
 /* cx_db_run_transition -- compare-and-set run_id from `from` to `to` (started_at on the first running,
  * ended_at on a terminal status, error_message when not NULL). CX_OK, CX_STATE when the run was not

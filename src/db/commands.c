@@ -192,6 +192,19 @@ int cx_db_command_unclaim(const char *id, int attempts_now)
                       p, 2, NULL, NULL);
 }
 
+/* rows -- the result's rows as an array of commands. */
+static void rows(cx_db_result_t *res, cx_command_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (res->nrows == 0)
+        return;
+    *out = cx_calloc(res->nrows, sizeof(cx_command_t));
+    for (size_t i = 0; i < res->nrows; i++)
+        fill(res, i, &(*out)[i]);
+    *n = res->nrows;
+}
+
 int cx_db_commands_due(int64_t redeliver_ms, int limit, cx_command_t **out, size_t *n)
 {
     cx_db_param_t p[] = {CX_DB_P_INT(redeliver_ms * 1000), CX_DB_P_INT(limit)};
@@ -203,29 +216,23 @@ int cx_db_commands_due(int64_t redeliver_ms, int limit, cx_command_t **out, size
     rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands WHERE (status = 'queued' OR (status = 'sent' AND "
                     "last_sent_at <= NOW(3) - INTERVAL ? MICROSECOND)) AND expires_at > NOW(3) ORDER BY seq LIMIT ?",
                     p, 2, &res, NULL);
-    if (rc != CX_OK)
-        return rc;
-    if (res->nrows > 0) {
-        *out = cx_calloc(res->nrows, sizeof(cx_command_t));
-        for (size_t i = 0; i < res->nrows; i++)
-            fill(res, i, &(*out)[i]);
-        *n = res->nrows;
-    }
+    if (rc == CX_OK)
+        rows(res, out, n);
     cx_db_result_free(res);
-    return CX_OK;
+    return rc;
 }
 
-int cx_db_commands_waiting_before(const char *agent_id, uint64_t seq, int64_t *n)
+int cx_db_commands_backlog(const char *agent_id, uint64_t seq, int limit, cx_command_t **out, size_t *n)
 {
-    cx_db_param_t p[] = {CX_DB_P_STR(agent_id), CX_DB_P_INT((long long)seq)};
+    cx_db_param_t p[] = {CX_DB_P_STR(agent_id), CX_DB_P_INT((long long)seq), CX_DB_P_INT(limit)};
     cx_db_result_t *res = NULL;
-    int rc = cx_db_exec("SELECT COUNT(*) AS n FROM agent_commands WHERE status = 'queued' AND agent_id = ? AND seq < ? "
-                        "AND expires_at > NOW(3)",
-                        p, 2, &res, NULL);
-    if (rc == CX_OK) {
-        const char *v = cx_db_value(res, 0, "n");
-        *n = v ? strtoll(v, NULL, 10) : 0;
-    }
+    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands WHERE status = 'queued' AND agent_id = ? AND seq <= ? "
+                        "AND expires_at > NOW(3) ORDER BY seq LIMIT ?",
+                        p, 3, &res, NULL);
+    *out = NULL;
+    *n = 0;
+    if (rc == CX_OK)
+        rows(res, out, n);
     cx_db_result_free(res);
     return rc;
 }

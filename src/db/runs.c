@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conduix/agents.h"
 #include "conduix/cx.h"
 #include "conduix/db.h"
 #include "conduix/log.h"
@@ -179,15 +180,36 @@ int cx_db_run_get(const char *run_id, cx_run_t *run)
 }
 
 int cx_db_run_insert(const char *id, const char *pipeline_id, const char *agent_id, const char *trigger, const char *failover_of,
-                     const char *checkpoint_json, const char *created_by)
+                     const char *checkpoint_json, const char *created_by, const char *schedule_id, const char *scheduled_for)
 {
     cx_db_param_t p[] = {
-        CX_DB_P_STR(id),          CX_DB_P_STR(pipeline_id),     CX_DB_P_STR(agent_id),   CX_DB_P_STR(trigger),
-        CX_DB_P_STR(failover_of), CX_DB_P_STR(checkpoint_json), CX_DB_P_STR(created_by),
+        CX_DB_P_STR(id),         CX_DB_P_STR(pipeline_id), CX_DB_P_STR(agent_id),
+        CX_DB_P_STR(trigger),    CX_DB_P_STR(failover_of), CX_DB_P_STR(checkpoint_json),
+        CX_DB_P_STR(created_by), CX_DB_P_STR(schedule_id), CX_DB_P_STR(scheduled_for),
     };
     return cx_db_exec("INSERT INTO pipeline_runs (id, pipeline_id, agent_id, `trigger`, status, failover_of, checkpoint, "
-                      "created_by, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, NOW(3), NOW(3))",
+                      "created_by, schedule_id, scheduled_for, created_at, updated_at) "
+                      "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, NOW(3), NOW(3))",
                       p, CX_ARRAY_SIZE(p), NULL, NULL);
+}
+
+int cx_db_runs_orphaned(char ***ids, size_t *n)
+{
+    cx_db_result_t *res = NULL;
+    int rc = cx_db_exec("SELECT DISTINCT r.agent_id AS id FROM pipeline_runs r JOIN agents a ON a.id = r.agent_id "
+                        "WHERE r.status IN ('pending', 'running', 'paused') AND a.status = 'offline' "
+                        "AND (a.status_changed_at IS NULL OR a.status_changed_at < NOW(3) - INTERVAL 10 SECOND)",
+                        NULL, 0, &res, NULL);
+    *ids = NULL;
+    *n = 0;
+    if (rc == CX_OK && res->nrows > 0) {
+        *ids = cx_calloc(res->nrows, sizeof(char *));
+        for (size_t i = 0; i < res->nrows; i++)
+            (*ids)[i] = cx_strdup(res->rows[i][0] ? res->rows[i][0] : "");
+        *n = res->nrows;
+    }
+    cx_db_result_free(res);
+    return rc;
 }
 
 int cx_db_run_transition(const char *run_id, const char *from, const char *to, const char *error_message)
@@ -282,38 +304,13 @@ out:
     return rc;
 }
 
-/* agent_json -- the Agent of the API for agent_id, or NULL when unknown. */
+/* agent_json -- the Agent of the API (the registry's own shape, without its active runs), or NULL. */
 static json_object *agent_json(const char *agent_id)
 {
-    cx_db_param_t p[] = {CX_DB_P_STR(agent_id)};
-    cx_db_result_t *res = NULL;
     json_object *o = NULL;
-    char t[32];
-
-    if (cx_db_exec("SELECT id, hostname, ip_address, status, last_heartbeat, registered_at, version, labels FROM agents "
-                   "WHERE id = ?",
-                   p, 1, &res, NULL) != CX_OK ||
-        res->nrows == 0)
-        goto out;
-    o = json_object_new_object();
-    json_object_object_add(o, "id", json_object_new_string(cx_db_value(res, 0, "id")));
-    json_object_object_add(o, "hostname", str_or_null(cx_db_value(res, 0, "hostname")));
-    json_object_object_add(o, "ip_address", str_or_null(cx_db_value(res, 0, "ip_address")));
-    json_object_object_add(o, "status", str_or_null(cx_db_value(res, 0, "status")));
-    iso(cx_db_value(res, 0, "last_heartbeat"), t);
-    json_object_object_add(o, "last_heartbeat", str_or_null(t));
-    iso(cx_db_value(res, 0, "registered_at"), t);
-    json_object_object_add(o, "registered_at", str_or_null(t));
-    json_object_object_add(o, "version", str_or_null(cx_db_value(res, 0, "version")));
-    const char *l = cx_db_value(res, 0, "labels");
-    json_object *labels = l != NULL ? json_tokener_parse(l) : NULL;
-    if (labels != NULL && !json_object_is_type(labels, json_type_object)) {
-        json_object_put(labels);
-        labels = NULL;
-    }
-    json_object_object_add(o, "labels", labels != NULL ? labels : json_object_new_object());
-out:
-    cx_db_result_free(res);
+    if (cx_db_agent_get(agent_id, &o) != CX_OK)
+        return NULL;
+    json_object_object_del(o, "active_runs");
     return o;
 }
 

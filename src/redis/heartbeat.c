@@ -278,6 +278,8 @@ static int check(json_object *o, const char *agent_id, cx_heartbeat_t *hb, cx_hb
     return CX_OK;
 }
 
+static json_tokener *tokener;
+
 int cx_heartbeat_parse(const char *text, size_t len, const char *agent_id, cx_heartbeat_t *hb, cx_hb_error_t *err)
 {
     json_tokener *tok;
@@ -297,23 +299,25 @@ int cx_heartbeat_parse(const char *text, size_t len, const char *agent_id, cx_he
     copy = cx_malloc(len + 1);
     memcpy(copy, text, len);
     copy[len] = '\0';
-    tok = json_tokener_new_ex(JSON_DEPTH);
-    if (tok == NULL)
-        abort();
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    /* one tokener per process, reset for each text (hbmon parses thousands a second) */
+    if (tokener == NULL) {
+        if ((tokener = json_tokener_new_ex(JSON_DEPTH)) == NULL)
+            abort();
+        json_tokener_set_flags(tokener, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    }
+    tok = tokener;
+    json_tokener_reset(tok);
     o = json_tokener_parse_ex(tok, copy, (int)len + 1);
     end = json_tokener_get_parse_end(tok);
     if (o == NULL || end < len) {
         enum json_tokener_error e = json_tokener_get_error(tok);
         json_object_put(o);
-        json_tokener_free(tok);
         free(copy);
         return fail(err, "body", "the heartbeat is not valid JSON: %s",
                     o != NULL                   ? "unexpected data after the value"
                     : e == json_tokener_success ? "unexpected end of input"
                                                 : json_tokener_error_desc(e));
     }
-    json_tokener_free(tok);
     free(copy);
     hb->obj = o;
     if (check(o, agent_id, hb, err) != CX_OK) {
