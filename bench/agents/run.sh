@@ -60,7 +60,7 @@ exec 9>"$DIR.lock"
 flock -n 9 || { say "another run holds $DIR.lock"; exit 1; }
 if curl -s -o /dev/null "http://127.0.0.1:$HPORT/health"; then say "port $HPORT is in use"; exit 1; fi
 say "services in $DIR (MariaDB $MYPORT, Redis $RPORT)"
-"$top/scripts/services" start "$DIR" "$MYPORT" "$RPORT" >/dev/null
+"$top/scripts/services" start "$DIR" "$MYPORT" "$RPORT" >/dev/null 9>&-
 redis-cli -p "$RPORT" FLUSHALL >/dev/null
 mariadb --no-defaults -uconduix -pconduix -h127.0.0.1 -P"$MYPORT" -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB"
 
@@ -75,7 +75,7 @@ migrations: {auto: true, dir: $top/migrations}
 rate_limit: {enabled: false}
 EOF
 : >"$DIR/server.log"
-"$BIN" serve -c "$DIR/config.yaml" >>"$DIR/server.log" 2>&1 &
+"$BIN" serve -c "$DIR/config.yaml" >>"$DIR/server.log" 2>&1 9>&- &
 master=$!
 wait_for 30 "/health" sh -c "curl -sf http://127.0.0.1:$HPORT/health >/dev/null"
 hbmon=""
@@ -87,9 +87,9 @@ say "conduix-cp $master, hbmon $hbmon; timeout ${TIMEOUT_S}s, monitor_interval $
 
 main=$((AGENTS - SAMPLE))
 t_start=$(date +%s.%N)
-"$SIM" -p "$RPORT" -n "$main" --prefix bench- -i "$INTERVAL" -q 2>"$DIR/sim-main.err" &
+"$SIM" -p "$RPORT" -n "$main" --prefix bench- -i "$INTERVAL" -q 2>"$DIR/sim-main.err" 9>&- &
 sim_main=$!
-"$SIM" -p "$RPORT" -n "$SAMPLE" --prefix bstop- -i "$INTERVAL" -q --beats-file "$DIR/beats.jsonl" 2>"$DIR/sim-sample.err" &
+"$SIM" -p "$RPORT" -n "$SAMPLE" --prefix bstop- -i "$INTERVAL" -q --beats-file "$DIR/beats.jsonl" 2>"$DIR/sim-sample.err" 9>&- &
 sim_sample=$!
 pids="$sim_main $sim_sample"
 say "$AGENTS simulated agents ($main + $SAMPLE to stop), one beat every ${INTERVAL}s"
