@@ -69,7 +69,7 @@ typedef struct agent {
     uint64_t vhash;       /* hash of the value last read */
     cx_heartbeat_t *beat; /* accepted, not yet written */
     uint32_t gen;         /* the scan that last read the key */
-    uint32_t runs_tick;   /* the tick in which it was seen to have active runs */
+    uint32_t runs_tick;   /* H.runs_gen when it was last seen to have active runs */
     uint8_t status;       /* decided */
     uint8_t db_status;    /* recorded (ST_NONE: no row known) */
     uint8_t queued;
@@ -94,10 +94,10 @@ static struct {
     size_t pass_keys, pass_last; /* keys seen in this pass, in the last whole pass */
     char reason_off[64];
     int logged; /* transition lines this tick */
-    uint32_t tick;
     int64_t stats_at, tick_ms_sum, tick_ms_max, scan_ms_sum, flush_ms_sum;
     uint64_t stats_ticks, stats_beats;
-    int runs_known; /* 1: runs_tick marks are current for this tick; -1: the query failed */
+    int runs_known;    /* 1: agents' runs_tick marks are current; 0: ask again; -1: the query failed */
+    uint32_t runs_gen; /* one per query of the agents with active runs */
 } H;
 
 static uint64_t fnv(const void *p, size_t n)
@@ -659,18 +659,21 @@ static void on_runs(void *arg, const char *id)
     agent_t *a = find(id, strlen(id), 0);
     (void)arg;
     if (a != NULL)
-        a->runs_tick = H.tick;
+        a->runs_tick = H.runs_gen;
 }
 
-/* has_runs -- may the agent have active runs? Asked once per tick, for all agents at once: at 100,000
- * agents a query per beat would cost more than the whole scan, and cx_runs_heartbeat only reconciles
- * the agent's active runs, so an agent without any has nothing to reconcile. When the query fails,
- * every agent may. */
+/* has_runs -- may the agent have active runs? Asked once per written chunk, for all agents at once: at
+ * 100,000 agents a query per beat would cost more than the whole scan, and cx_runs_heartbeat and
+ * cx_runs_agent_offline only act on the agent's active runs, so an agent without any has nothing for
+ * them (a run started meanwhile is seen by the next chunk or tick: its agent was online, and a beat of
+ * it comes every few seconds). When the query fails, every agent may. */
 static int has_runs(agent_t *a)
 {
-    if (H.runs_known == 0)
+    if (H.runs_known == 0) {
+        H.runs_gen++;
         H.runs_known = cx_db_agents_with_runs(on_runs, NULL) == CX_OK ? 1 : -1;
-    return H.runs_known < 0 || a->runs_tick == H.tick;
+    }
+    return H.runs_known < 0 || a->runs_tick == H.runs_gen;
 }
 
 /* done -- a change is recorded: count, log, tell the run bookkeeping. */
@@ -688,7 +691,7 @@ static void done(agent_t *a, const cx_agent_change_t *c)
         a->db_status = a->status;
     }
     a->queued = 0;
-    if (c->from != NULL && a->status == ST_OFFLINE)
+    if (c->from != NULL && a->status == ST_OFFLINE && has_runs(a))
         cx_runs_agent_offline(a->id);
     if (a->beat != NULL) {
         if (has_runs(a))
@@ -737,6 +740,7 @@ static int pass(int transitions, int64_t deadline)
             rc = -1;
             break; /* this chunk and the rest wait for the next tick */
         }
+        H.runs_known = 0; /* who has active runs: asked again after each commit (see has_runs) */
         for (j = 0; j < k; j++) {
             if (rc == CX_OK || cx_db_agents_flush(&ch[j], 1) == CX_OK)
                 done(chunk[j], &ch[j]);
@@ -806,7 +810,6 @@ static int tick(void *arg)
     int64_t m0 = cx_now_ms(), m1;
 
     (void)arg;
-    H.tick++;
     H.runs_known = 0;
     if (!H.loaded && load() != CX_OK)
         return 0; /* MySQL down: nothing can be recorded yet; try again next tick */

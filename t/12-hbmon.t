@@ -71,7 +71,7 @@ my $logged0 = () = grep { /rejected a heartbeat/ && /hbmon/ } split /\n/, $s->lo
 $s->redis('SET', "agent:flood-$_:heartbeat", 'garbage', 'EX', 30) for 1 .. 60;
 wait_ok { (metric('conduix_agent_heartbeats_rejected_total') // 0) >= $rej0 + 72 } 15, '60 more rejections counted';
 my $logged1 = () = grep { /rejected a heartbeat/ && /hbmon/ } split /\n/, $s->log;
-cmp_ok($logged1 - $logged0, '<=', 20, 'but at most 20 log lines per 10 s');
+cmp_ok($logged1 - $logged0, '<=', 40, 'but at most 20 log lines per 10 s (the flood may straddle two windows)');
 is($s->child_pid('hbmon'), $hbmon, 'hbmon still the same process');
 
 # ---- 50 simulated agents: online, then offline when they stop beating ------------------------------

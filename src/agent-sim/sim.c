@@ -801,7 +801,10 @@ int main(int argc, char **argv)
     if (!s.o.no_subscribe && subscribe(&s) == 0)
         drain_sub(&s);
     say(&s, "%zu agents %s%04d… on redis %s:%d, every %lld ms%s%s", s.n, s.o.prefix, s.o.start_index, s.o.redis_host,
-        s.o.redis_port, (long long)s.o.interval_ms, s.o.legacy ? ", legacy" : "", s.o.rest_url ? ", REST heartbeats" : "");
+        s.o.redis_port, (long long)s.o.interval_ms, s.o.legacy ? ", legacy" : "",
+        s.o.rest_url == NULL ? ""
+        : s.o.rest_fallback  ? ", REST when Redis is down"
+                             : ", heartbeats over REST");
     if (s.log != NULL) {
         fprintf(s.log, "{\"event\":\"ready\",\"agents\":%zu,\"subscribed\":%s,\"ts\":%lld}\n", s.n,
                 s.sub != NULL ? "true" : "false", (long long)sim_wall_ms());
