@@ -98,6 +98,8 @@ static struct {
     uint64_t stats_ticks, stats_beats;
     int runs_known;    /* 1: agents' runs_tick marks are current; 0: ask again; -1: the query failed */
     uint32_t runs_gen; /* one per query of the agents with active runs */
+    int blind;         /* the last scan failed: Redis is down and its beats cannot be seen */
+    int64_t sight_ms;  /* wall clock when Redis came back after an outage; beats count from here */
 } H;
 
 static uint64_t fnv(const void *p, size_t n)
@@ -618,19 +620,36 @@ static void rest_poll(void)
 /* ---- offline detection ---- */
 
 /* judge -- online agents whose last beat is older than the timeout as of the moment hbmon last looked at
- * their key in this tick go offline; agents near their timeout are always looked at (direct). When Redis
- * failed, as of now: only the beats MySQL has (REST) keep agents online then. */
-static void judge(void)
+ * their key in this tick go offline; agents near their timeout are always looked at (direct).
+ *
+ * While Redis is down hbmon is blind to the beats agents write there, so it records no offline verdict
+ * at all: a Redis outage must not turn into "every agent lost, every run failed over". REST beats that
+ * reached MySQL still bring agents online meanwhile. When Redis is back, every agent is given a full
+ * heartbeat_timeout from that moment (agents write every 10 s, so a live one is seen again well within
+ * it); only then are the silent ones declared offline. */
+static void judge(int seen)
 {
     int64_t now = cx_wall_ms();
 
+    if (!seen) {
+        if (!H.blind)
+            cx_log_warnx("hbmon: Redis unavailable: no agent is declared offline until it is back");
+        H.blind = 1;
+        return;
+    }
+    if (H.blind) {
+        H.blind = 0;
+        H.sight_ms = now;
+        cx_log_info("hbmon: Redis is back: agents silent for %lld ms from now will be declared offline", (long long)H.timeout_ms);
+    }
     for (size_t i = 0; i < H.n; i++) {
         agent_t *a = H.all[i];
-        int64_t at;
+        int64_t at, last;
         if (a->status != ST_ONLINE)
             continue;
         at = a->gen == H.gen ? a->observed : now;
-        if (a->last_seen + H.timeout_ms < at) {
+        last = a->last_seen > H.sight_ms ? a->last_seen : H.sight_ms;
+        if (last + H.timeout_ms < at) {
             a->status = ST_OFFLINE;
             a->changed_ms = now;
             queue(a);
@@ -813,9 +832,9 @@ static int tick(void *arg)
     H.runs_known = 0;
     if (!H.loaded && load() != CX_OK)
         return 0; /* MySQL down: nothing can be recorded yet; try again next tick */
-    scan();
+    int seen = scan();
     rest_poll();
-    judge();
+    judge(seen);
     m1 = cx_now_ms();
     H.scan_ms_sum += m1 - m0;
     flush(m0 + H.interval_ms * 3 / 4);

@@ -131,15 +131,20 @@ ok($ok, 'REST heartbeats answer 200 while Redis is down') or diag $bad_status;
 cmp_ok($via_db, '>', 4, "they went to MySQL ($via_db)");
 is($flaps, 0, 'rest-1 stayed online for longer than the timeout with Redis down');
 wait_ok { status_of('rest-new') eq 'online' } 10, 'an agent first seen through REST while Redis is down is online';
-wait_ok { status_of('redis-only') eq 'offline' } 10, 'an agent heard only through Redis goes offline';
+is(status_of('redis-only'), 'online', 'an agent heard only through Redis is not declared offline while Redis is down');
 is(status_of('rest-1'), 'online', 'rest-1 still online');
 my $rb = $s->sql('SELECT COUNT(*) AS n FROM agent_rest_heartbeats WHERE agent_id IN (?, ?)', 'rest-1', 'rest-new')->[0]{n};
 is($rb, 2, 'the direct beats are in agent_rest_heartbeats');
 is($s->child_pid('hbmon'), $hbmon, 'hbmon did not crash meanwhile');
 $s->start_redis;
+my $t_back = time;
 
 wait_ok { my $res = post_beat('rest-1', $tok{'rest-1'}); ($res->{json}{data}{via} // '') eq 'redis' } 30,
     'Redis back: REST beats go to Redis again';
+# Redis came back empty (no persistence): redis-only has a full timeout from now to be heard again.
+wait_ok { grep { /hbmon: Redis is back/ } split /\n/, $s->log } 15, 'hbmon noticed that Redis is back';
+wait_ok { status_of('redis-only') eq 'offline' } ($TIMEOUT + 10), 'a Redis-only agent still silent a timeout after the outage goes offline';
+cmp_ok(time - $t_back, '>=', $TIMEOUT - 1, 'not before a whole timeout after Redis came back');
 $s->redis('SET', 'agent:redis-only:heartbeat', '{"agent_id":"redis-only","pipelines":[]}', 'EX', 30);
 wait_ok { status_of('redis-only') eq 'online' } 15, 'and Redis-only agents are seen again';
 
