@@ -121,6 +121,10 @@ is($r->{json}{data}{agent}{id}, 't21-agent-a', 'status.agent');
 is($r->{json}{data}{agent}{status}, 'online', 'status.agent online');
 like($r->{json}{data}{run}{started_at} // '', $TIME, 'started_at set');
 is($s->sql('SELECT status FROM agent_commands WHERE id = ?', $cmd->{id})->[0]{status}, 'acked', 'command acked');
+$r = $s->get('/api/v1/agents/t21-agent-a', token => $viewer);
+is_deeply([map { $_->{id} } @{ $r->{json}{data}{active_runs} // [] }], [$run->{id}], 'GET /agents/:id lists the run among its active runs');
+is_deeply($r->{json}{data}{active_runs}[0], $s->get("$P/$pid/status", token => $viewer)->{json}{data}{run},
+    'the same Run as /pipelines/:id/status');
 
 # ---- illegal transitions while running ----
 $r = post_as($oper, "$P/$pid/start");

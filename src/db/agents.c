@@ -19,6 +19,7 @@
 #include "conduix/agents.h"
 #include "conduix/cx.h"
 #include "conduix/db.h"
+#include "conduix/runs.h"
 #include "conduix/log.h"
 
 #define BATCH_MAX 256
@@ -34,15 +35,6 @@
 #define SQL_COUNT "SELECT COUNT(*) AS n FROM agents"
 #define SQL_COUNT_STATUS "SELECT COUNT(*) AS n FROM agents WHERE status = ?"
 #define SQL_GET "SELECT " ACOLS " FROM agents WHERE id = ?"
-#define SQL_RUNS                                                                                                                   \
-    "SELECT id, pipeline_id, agent_id, schedule_id, `trigger`, status, " MS("started_at") " AS started_at_ms, " MS(                \
-        "ended_at") " AS ended_at_ms, processed_count, error_count, error_message, " MS("created_at") " AS created_at_ms "         \
-                                                                                                      "FROM pipeline_runs WHERE "  \
-                                                                                                      "agent_id = ? AND status "   \
-                                                                                                      "IN "                        \
-                                                                                                      "('pending', 'running', "    \
-                                                                                                      "'paused') ORDER BY "        \
-                                                                                                      "created_at, id"
 #define SQL_REGISTER                                                                                                               \
     "INSERT IGNORE INTO agents (id, hostname, ip_address, version, labels, status, registered_at, cpu_usage, memory_usage, "       \
     "disk_usage, pipelines) VALUES (?, ?, ?, ?, ?, 'unknown', ?, ?, ?, ?, ?)"
@@ -135,11 +127,6 @@ int cx_agent_status_valid(const char *s)
     return s != NULL && (strcmp(s, "online") == 0 || strcmp(s, "offline") == 0 || strcmp(s, "unknown") == 0);
 }
 
-static int64_t ms_of(const char *v)
-{
-    return v != NULL ? strtoll(v, NULL, 10) : -1;
-}
-
 static json_object *time_or_null(const char *v)
 {
     char buf[32];
@@ -189,26 +176,6 @@ static json_object *agent_json(const cx_db_result_t *res, size_t i)
     return o;
 }
 
-/* run_json -- row i of SQL_RUNS as a Run. */
-static json_object *run_json(const cx_db_result_t *res, size_t i)
-{
-    json_object *o = json_object_new_object();
-    const char *trig = cx_db_value(res, i, "trigger");
-    json_object_object_add(o, "id", str_or_null(cx_db_value(res, i, "id")));
-    json_object_object_add(o, "pipeline_id", str_or_null(cx_db_value(res, i, "pipeline_id")));
-    json_object_object_add(o, "agent_id", str_or_null(cx_db_value(res, i, "agent_id")));
-    json_object_object_add(o, "schedule_id", str_or_null(cx_db_value(res, i, "schedule_id")));
-    json_object_object_add(o, "trigger", str_or_null(trig));
-    json_object_object_add(o, "status", str_or_null(cx_db_value(res, i, "status")));
-    json_object_object_add(o, "started_at", time_or_null(cx_db_value(res, i, "started_at_ms")));
-    json_object_object_add(o, "ended_at", time_or_null(cx_db_value(res, i, "ended_at_ms")));
-    json_object_object_add(o, "processed_count", json_object_new_int64(ms_of(cx_db_value(res, i, "processed_count"))));
-    json_object_object_add(o, "error_count", json_object_new_int64(ms_of(cx_db_value(res, i, "error_count"))));
-    json_object_object_add(o, "error_message", str_or_null(cx_db_value(res, i, "error_message")));
-    json_object_object_add(o, "created_at", time_or_null(cx_db_value(res, i, "created_at_ms")));
-    return o;
-}
-
 /* ---- the API's reads ---- */
 
 int cx_db_agents_list(const char *status, int page, int page_size, json_object **items, int64_t *total)
@@ -243,6 +210,8 @@ int cx_db_agent_get(const char *id, json_object **out)
     cx_db_result_t *res = NULL;
     cx_db_param_t p[1] = {CX_DB_P_STR(id)};
     json_object *runs;
+    cx_run_t *active = NULL;
+    size_t nactive = 0;
     int rc;
 
     *out = NULL;
@@ -254,16 +223,16 @@ int cx_db_agent_get(const char *id, json_object **out)
     }
     *out = agent_json(res, 0);
     cx_db_result_free(res);
-    res = NULL;
-    if ((rc = cx_db_exec(SQL_RUNS, p, 1, &res, NULL)) != CX_OK) {
+    /* the active runs, as the runs module writes a Run everywhere else */
+    if ((rc = cx_db_runs_of_agent(id, &active, &nactive)) != CX_OK) {
         json_object_put(*out);
         *out = NULL;
         return rc;
     }
     runs = json_object_new_array();
-    for (size_t i = 0; i < res->nrows; i++)
-        json_object_array_add(runs, run_json(res, i));
-    cx_db_result_free(res);
+    for (size_t i = 0; i < nactive; i++)
+        json_object_array_add(runs, cx_run_json(&active[i]));
+    cx_db_runs_free(active, nactive);
     json_object_object_add(*out, "active_runs", runs);
     return CX_OK;
 }
