@@ -69,6 +69,11 @@ const char *cx_db_conflict_key(void);
 /* cx_db_value -- the value of column name in row i, or NULL (SQL NULL, or no such column). */
 const char *cx_db_value(const cx_db_result_t *res, size_t row, const char *col);
 
+/* cx_db_time_iso -- a DATETIME value as MySQL returns it ("2026-11-25 21:00:00.123", UTC) in the API's
+ * RFC 3339 form to the second ("2026-11-25T21:00:00Z"; the milliseconds stay in the database for
+ * ordering); "" for NULL or anything shorter. */
+void cx_db_time_iso(const char *db, char out[32]);
+
 /* Transactions on this process's connection. cx_db_begin fails with CX_UNAVAIL when MySQL is down.
  * A connection lost inside a transaction ends it: the statement returns CX_UNAVAIL, cx_db_in_tx() is 0,
  * and cx_db_commit returns CX_UNAVAIL; cx_db_rollback always ends the transaction (CX_OK when the

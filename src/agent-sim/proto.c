@@ -211,7 +211,7 @@ static void log_command(sim_t *s, sim_agent_t *a, json_object *cmd, const char *
     json_object_object_add(o, "attempt", json_object_new_int64(integer(cmd, "attempt", 0)));
     json_object_object_add(o, "repeat", json_object_new_boolean(repeat));
     json_object_object_add(o, "expired", json_object_new_boolean(expired));
-    json_object_object_add(o, "ts", json_object_new_int64(sim_wall_ms()));
+    json_object_object_add(o, "ts", json_object_new_int64(cx_wall_ms()));
     fprintf(s->log, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     fflush(s->log);
     json_object_put(o);
@@ -221,7 +221,7 @@ void sim_on_command(sim_t *s, sim_agent_t *a, const char *payload, size_t len)
 {
     json_object *cmd = NULL, *pl = NULL, *ck;
     const char *id, *type, *pipeline_id, *run_id, *exp, *error = NULL, *message = "ok";
-    int64_t now = sim_wall_ms(), due = sim_mono_ms() + s->o.slow_ack_ms, exp_ms;
+    int64_t now = cx_wall_ms(), due = cx_now_ms() + s->o.slow_ack_ms, exp_ms;
     int success = 1, expired;
     sim_seen_t *seen;
     sim_pipe_t *p;
@@ -328,12 +328,12 @@ void sim_on_command(sim_t *s, sim_agent_t *a, const char *payload, size_t len)
 out:
     json_object_put(cmd);
     if (s->o.slow_ack_ms <= 0)
-        sim_acks_due(s, sim_mono_ms());
+        sim_acks_due(s, cx_now_ms());
 }
 
 void sim_metrics(sim_t *s)
 {
-    int64_t now = sim_wall_ms();
+    int64_t now = cx_wall_ms();
     char ts[48], key[320];
 
     if (s->o.legacy)

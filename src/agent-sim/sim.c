@@ -54,23 +54,6 @@ static void say(const sim_t *s, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-static int64_t clock_ms(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t sim_wall_ms(void)
-{
-    return clock_ms(CLOCK_REALTIME);
-}
-
-int64_t sim_mono_ms(void)
-{
-    return clock_ms(CLOCK_MONOTONIC);
-}
-
 void sim_time_rfc3339(char out[48])
 {
     struct timespec ts;
@@ -204,7 +187,7 @@ static void cmd_lost(sim_t *s)
         s->cmd = NULL;
     }
     s->pending_out = 0;
-    s->cmd_retry_ms = sim_mono_ms() + RETRY_MS;
+    s->cmd_retry_ms = cx_now_ms() + RETRY_MS;
 }
 
 /* sim_cmd_flush -- read the replies of the commands appended so far. -1 when the connection failed. */
@@ -265,7 +248,7 @@ static void sub_lost(sim_t *s)
         redisFree(s->sub);
         s->sub = NULL;
     }
-    s->sub_retry_ms = sim_mono_ms() + RETRY_MS;
+    s->sub_retry_ms = cx_now_ms() + RETRY_MS;
 }
 
 /* subscribe -- a new subscriber connection with every agent's command channel. */
@@ -276,7 +259,7 @@ static int subscribe(sim_t *s)
     const char **argv;
 
     if ((s->sub = rconnect(s, "subscriber")) == NULL) {
-        s->sub_retry_ms = sim_mono_ms() + RETRY_MS;
+        s->sub_retry_ms = cx_now_ms() + RETRY_MS;
         return -1;
     }
     names = cx_calloc(SUB_BATCH, sizeof(*names));
@@ -402,9 +385,9 @@ static void beat(sim_t *s, size_t k)
 
     if (a->stopped)
         return;
-    sim_pipes_update(s, a, sim_wall_ms());
+    sim_pipes_update(s, a, cx_wall_ms());
     len = beat_json(s, a, k, body, sizeof(body));
-    a->last_beat_ms = sim_wall_ms();
+    a->last_beat_ms = cx_wall_ms();
     if (s->o.rest_url != NULL && (!s->o.rest_fallback || s->cmd == NULL)) {
         if (sim_rest_beat(s, a, body, len) == 0)
             s->beats_rest++;
@@ -680,20 +663,20 @@ static void stats(sim_t *s)
 
 static int run(sim_t *s)
 {
-    int64_t t0 = sim_mono_ms(), next_metrics = t0 + s->o.metrics_interval_ms, next_stats = t0 + STATS_MS;
+    int64_t t0 = cx_now_ms(), next_metrics = t0 + s->o.metrics_interval_ms, next_stats = t0 + STATS_MS;
     int64_t iv = s->o.interval_ms;
     size_t cursor = 0;
     int64_t round = 0;
     int beats_written = 0;
 
     while (!stop_flag) {
-        int64_t now = sim_mono_ms(), wake, next_beat = -1, ack;
+        int64_t now = cx_now_ms(), wake, next_beat = -1, ack;
         struct pollfd pfd = {.fd = -1, .events = POLLIN};
         int beating;
 
         if (s->o.crash_after_ms >= 0 && now - t0 >= s->o.crash_after_ms) {
             if (s->log != NULL) {
-                fprintf(s->log, "{\"event\":\"crash\",\"ts\":%lld}\n", (long long)sim_wall_ms());
+                fprintf(s->log, "{\"event\":\"crash\",\"ts\":%lld}\n", (long long)cx_wall_ms());
                 fflush(s->log);
             }
             _exit(3); /* no cleanup: connections and keys are left as a crashed agent leaves them */
@@ -711,7 +694,7 @@ static int run(sim_t *s)
             write_beats(s);
             beats_written = 1;
             if (s->log != NULL) {
-                fprintf(s->log, "{\"event\":\"stop_beating\",\"ts\":%lld}\n", (long long)sim_wall_ms());
+                fprintf(s->log, "{\"event\":\"stop_beating\",\"ts\":%lld}\n", (long long)cx_wall_ms());
                 fflush(s->log);
             }
             say(s, "stopped beating");
@@ -797,7 +780,7 @@ int main(int argc, char **argv)
     if (s.o.rest_url != NULL && sim_rest_init(&s) != 0)
         return 2;
     if ((s.cmd = rconnect(&s, "commands")) == NULL)
-        s.cmd_retry_ms = sim_mono_ms() + RETRY_MS;
+        s.cmd_retry_ms = cx_now_ms() + RETRY_MS;
     if (!s.o.no_subscribe && subscribe(&s) == 0)
         drain_sub(&s);
     say(&s, "%zu agents %s%04d… on redis %s:%d, every %lld ms%s%s", s.n, s.o.prefix, s.o.start_index, s.o.redis_host,
@@ -807,12 +790,12 @@ int main(int argc, char **argv)
                              : ", heartbeats over REST");
     if (s.log != NULL) {
         fprintf(s.log, "{\"event\":\"ready\",\"agents\":%zu,\"subscribed\":%s,\"ts\":%lld}\n", s.n,
-                s.sub != NULL ? "true" : "false", (long long)sim_wall_ms());
+                s.sub != NULL ? "true" : "false", (long long)cx_wall_ms());
         fflush(s.log);
     }
     rc = run(&s);
     if (s.log != NULL) {
-        fprintf(s.log, "{\"event\":\"exit\",\"ts\":%lld}\n", (long long)sim_wall_ms());
+        fprintf(s.log, "{\"event\":\"exit\",\"ts\":%lld}\n", (long long)cx_wall_ms());
         fclose(s.log);
     }
     if (s.o.rest_url != NULL)

@@ -89,8 +89,6 @@ typedef struct sim {
 } sim_t;
 
 /* sim.c */
-int64_t sim_wall_ms(void);
-int64_t sim_mono_ms(void);
 void sim_time_rfc3339(char out[48]); /* now, RFC 3339 with nanoseconds like Go's time.RFC3339Nano */
 sim_agent_t *sim_find(sim_t *s, const char *id, size_t len);
 int sim_cmd_append(sim_t *s, int argc, const char **argv, const size_t *lens);

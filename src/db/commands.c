@@ -20,20 +20,6 @@
 
 #define CONTROL_TYPES "('stop_pipeline', 'pause_pipeline', 'resume_pipeline')"
 
-/* iso -- "2026-11-25 21:00:00.123" (DATETIME(3), UTC) as "2026-11-25T21:00:00Z", the API's form (the
- * milliseconds stay in the database for ordering); "" for NULL. */
-static void iso(const char *db, char out[32])
-{
-    if (db == NULL || strlen(db) < 19) {
-        out[0] = '\0';
-        return;
-    }
-    memcpy(out, db, 19);
-    out[10] = 'T';
-    out[19] = 'Z';
-    out[20] = '\0';
-}
-
 static void copy(char *dst, size_t size, const char *src)
 {
     snprintf(dst, size, "%s", src != NULL ? src : "");
@@ -53,10 +39,10 @@ static void fill(const cx_db_result_t *res, size_t i, cx_command_t *c)
     c->payload = (v = cx_db_value(res, i, "payload")) ? cx_strdup(v) : NULL;
     copy(c->status, sizeof(c->status), cx_db_value(res, i, "status"));
     c->attempts = (v = cx_db_value(res, i, "attempts")) ? atoi(v) : 0;
-    iso(cx_db_value(res, i, "created_at"), c->created_at);
-    iso(cx_db_value(res, i, "expires_at"), c->expires_at);
-    iso(cx_db_value(res, i, "last_sent_at"), c->last_sent_at);
-    iso(cx_db_value(res, i, "acked_at"), c->acked_at);
+    cx_db_time_iso(cx_db_value(res, i, "created_at"), c->created_at);
+    cx_db_time_iso(cx_db_value(res, i, "expires_at"), c->expires_at);
+    cx_db_time_iso(cx_db_value(res, i, "last_sent_at"), c->last_sent_at);
+    cx_db_time_iso(cx_db_value(res, i, "acked_at"), c->acked_at);
     c->result_message = (v = cx_db_value(res, i, "result_message")) ? cx_strdup(v) : NULL;
     c->result_error = (v = cx_db_value(res, i, "result_error")) ? cx_strdup(v) : NULL;
 }

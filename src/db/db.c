@@ -767,3 +767,15 @@ int cx_db_available(void)
 {
     return D.opened && !D.down;
 }
+
+void cx_db_time_iso(const char *db, char out[32])
+{
+    if (db == NULL || strlen(db) < 19) {
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, db, 19);
+    out[10] = 'T';
+    out[19] = 'Z';
+    out[20] = '\0';
+}

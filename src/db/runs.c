@@ -21,20 +21,6 @@
 
 static const char *const statuses[] = {"pending", "running", "paused", "completed", "failed", "stopped", "lost"};
 
-/* iso -- "2026-11-25 21:00:00.123" (DATETIME(3), UTC) as "2026-11-25T21:00:00Z", the API's form (the
- * milliseconds stay in the database for ordering); "" for NULL. */
-static void iso(const char *db, char out[32])
-{
-    if (db == NULL || strlen(db) < 19) {
-        out[0] = '\0';
-        return;
-    }
-    memcpy(out, db, 19);
-    out[10] = 'T';
-    out[19] = 'Z';
-    out[20] = '\0';
-}
-
 static void copy(char *dst, size_t size, const char *src)
 {
     snprintf(dst, size, "%s", src != NULL ? src : "");
@@ -56,14 +42,14 @@ static void fill(const cx_db_result_t *res, size_t i, cx_run_t *run)
     copy(run->schedule_id, sizeof(run->schedule_id), cx_db_value(res, i, "schedule_id"));
     copy(run->trigger, sizeof(run->trigger), cx_db_value(res, i, "trigger"));
     copy(run->status, sizeof(run->status), cx_db_value(res, i, "status"));
-    iso(cx_db_value(res, i, "started_at"), run->started_at);
-    iso(cx_db_value(res, i, "ended_at"), run->ended_at);
+    cx_db_time_iso(cx_db_value(res, i, "started_at"), run->started_at);
+    cx_db_time_iso(cx_db_value(res, i, "ended_at"), run->ended_at);
     run->processed_count = num(cx_db_value(res, i, "processed_count"), 0);
     run->error_count = num(cx_db_value(res, i, "error_count"), 0);
     run->error_message = (v = cx_db_value(res, i, "error_message")) ? cx_strdup(v) : NULL;
     copy(run->failover_of, sizeof(run->failover_of), cx_db_value(res, i, "failover_of"));
-    iso(cx_db_value(res, i, "created_at"), run->created_at);
-    iso(cx_db_value(res, i, "updated_at"), run->updated_at);
+    cx_db_time_iso(cx_db_value(res, i, "created_at"), run->created_at);
+    cx_db_time_iso(cx_db_value(res, i, "updated_at"), run->updated_at);
     run->age_ms = num(cx_db_value(res, i, "age_ms"), 0);
     run->running_for_ms = num(cx_db_value(res, i, "running_for_ms"), -1);
 }
