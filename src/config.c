@@ -126,7 +126,7 @@ static const key_t_ keys[] = {
     DUR ("scheduler.starting_deadline",               scheduler.starting_deadline_ms, "5m",         RELOAD,  0),
 
     DUR ("agents.heartbeat_timeout",                  agents.heartbeat_timeout_ms,    "30s",        RELOAD,  1),
-    DUR ("agents.monitor_interval",                   agents.monitor_interval_ms,     "2s",         RELOAD,  1),
+    DUR ("agents.monitor_interval",                   agents.monitor_interval_ms,     "1s",         RELOAD,  1),
     BOOL("agents.failover",                           agents.failover,                "false",      RELOAD),
 
     DUR ("commands.ttl",                              commands.ttl_ms,                "5m",         RELOAD,  1),

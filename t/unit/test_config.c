@@ -120,7 +120,7 @@ static void t_defaults(void **state)
     assert_string_equal(c->scheduler.timezone, "UTC");
     assert_int_equal(c->scheduler.starting_deadline_ms, 300000);
     assert_int_equal(c->agents.heartbeat_timeout_ms, 30000);
-    assert_int_equal(c->agents.monitor_interval_ms, 2000);
+    assert_int_equal(c->agents.monitor_interval_ms, 1000);
     assert_int_equal(c->agents.failover, 0);
     assert_int_equal(c->commands.ttl_ms, 300000);
     assert_int_equal(c->commands.redeliver_interval_ms, 10000);
