@@ -134,6 +134,40 @@ static int is_held(const char **held, size_t n, const char *agent_id)
     return 0;
 }
 
+/* Agents whose last publish reached no subscriber, and when to try them again: a small table that
+ * forgets its oldest entry when full (then that agent is merely tried again sooner). */
+#define UNHEARD_RETRY_MS 1000
+#define UNHEARD_MAX 1024
+static struct {
+    char agent_id[256];
+    int64_t retry_at;
+} unheard[UNHEARD_MAX];
+static size_t unheard_next;
+
+static void unheard_note(const char *agent_id)
+{
+    size_t i, slot = unheard_next;
+    for (i = 0; i < UNHEARD_MAX; i++)
+        if (strcmp(unheard[i].agent_id, agent_id) == 0) {
+            slot = i;
+            break;
+        }
+    if (slot == unheard_next)
+        unheard_next = (unheard_next + 1) % UNHEARD_MAX;
+    snprintf(unheard[slot].agent_id, sizeof(unheard[slot].agent_id), "%s", agent_id);
+    unheard[slot].retry_at = cx_now_ms() + UNHEARD_RETRY_MS;
+}
+
+/* unheard_wait -- is the agent still in its retry delay after an unheard publish? */
+static int unheard_wait(const char *agent_id)
+{
+    int64_t now = cx_now_ms();
+    for (size_t i = 0; i < UNHEARD_MAX; i++)
+        if (unheard[i].retry_at > now && strcmp(unheard[i].agent_id, agent_id) == 0)
+            return 1;
+    return 0;
+}
+
 /* deliver -- expire, then publish what is due, in seq order, stopping at the first failed publish; an
  * agent one of whose commands another process claimed first gets nothing more this round, so none of
  * its commands overtakes that one. */
@@ -158,9 +192,18 @@ static void deliver(void)
             int rc;
             if (is_held(held, nheld, due[i].agent_id))
                 continue;
+            if (unheard_wait(due[i].agent_id)) {
+                held[nheld++] = due[i].agent_id;
+                continue;
+            }
             if ((rc = cx_runs_deliver(&due[i])) == CX_CONFLICT)
                 held[nheld++] = due[i].agent_id; /* someone else is publishing for this agent: its later ones wait */
-            else if (rc == CX_UNAVAIL)
+            else if (rc == CX_NOTFOUND) {
+                /* the agent does not listen now: its later commands wait too (order), and it is asked
+                 * again after UNHEARD_RETRY_MS, not every tick */
+                held[nheld++] = due[i].agent_id;
+                unheard_note(due[i].agent_id);
+            } else if (rc == CX_UNAVAIL)
                 break; /* Redis went away: keep the order, try again next tick */
             else if (rc != CX_OK)
                 break; /* database trouble */

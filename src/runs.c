@@ -70,6 +70,13 @@ int cx_runs_deliver(struct cx_command *c)
     text = json_text(wire);
     rc = cx_redis_command_publish(c->agent_id, text, strlen(text));
     json_object_put(wire);
+    if (rc == CX_NOTFOUND) {
+        /* Nobody subscribed (the agent is reconnecting, or polls REST): not a delivery. */
+        if (cx_db_command_unheard(c->id, attempt) != CX_OK)
+            cx_log_warnx("command %s: published to nobody and could not be queued again; it will be redelivered", c->id);
+        snprintf(c->status, sizeof(c->status), "queued");
+        return CX_NOTFOUND;
+    }
     if (rc != CX_OK) {
         /* Not delivered (or not known to be): back to the queue; the number stays used. */
         if (cx_db_command_unclaim(c->id, attempt) != CX_OK)

@@ -80,7 +80,9 @@ my $tok = $s->token(role => 'agent', sub => 't22-rest');
 my $other = $s->token(role => 'agent', sub => 't22-legacy');
 my $p2 = CxAgent::create_pipeline($s, 'rest-one');
 $r = $s->post("$P/$p2->{id}/start", { agent_id => 't22-rest' }, token => $oper);
-is($r->{status}, 200, 'start on the REST agent');
+is($r->{status}, 202, 'start on the REST agent: 202, nobody subscribed to hear it');
+is($r->{json}{data}{command}{status}, 'queued', 'the command stays queued for polling');
+is($r->{json}{data}{command}{attempts}, 0, 'no attempt number used by a publish nobody heard');
 my $c2 = $r->{json}{data}{command};
 
 $r = $s->get('/api/v1/agents/t22-rest/commands', token => $tok);
@@ -138,7 +140,7 @@ is(cmd_row($c2->{id})->{acked_at}, $acked_at, 'acked_at unchanged');
 is(CxAgent::run_status($s, $p2->{id}), 'running', 'the run unchanged');
 is_deeply($s->get('/api/v1/agents/t22-rest/commands', token => $tok)->{json}{data}, [], 'nothing left to poll');
 $r = $s->post("$P/$p2->{id}/stop", undef, token => $oper);
-is($r->{status}, 200, 'stop: 200');
+is($r->{status}, 202, 'stop: 202 (queued for polling)');
 my $stop_id = $r->{json}{data}{command}{id};
 is($s->get('/api/v1/agents/t22-rest/commands', token => $tok)->{json}{data}[0]{type}, 'stop_pipeline', 'the stop is polled');
 is($s->post("/api/v1/agents/t22-rest/commands/$stop_id/ack", { success => JSON::PP::true }, token => $tok)->{status}, 200,
@@ -164,7 +166,8 @@ $deaf->kill;    # from now on its key lives 30 s: online, but nothing listens an
 $s->redis('SET', 'agent:t22-deaf:heartbeat', encode_json({ agent_id => 't22-deaf', timestamp => '2026-11-25T21:00:00Z',
     cpu_usage => 0, memory_usage => 0, disk_usage => 0, pipelines => [] }), 'EX', 30);
 $r = $s->post("$P/$p4->{id}/start", { agent_id => 't22-deaf' }, token => $oper);
-is($r->{status}, 200, 'start on an agent that does not listen: 200 (published)');
+is($r->{status}, 202, 'start on an agent that does not listen: 202 (queued, not delivered)');
+is($r->{json}{data}{command}{status}, 'queued', 'its command is queued');
 my $c4 = $r->{json}{data}{command}{id};
 # keep beating without the pipeline until the start expires
 my $failed = wait_until {

@@ -69,6 +69,10 @@ int cx_db_command_claim(const char *id, int attempts_seen);
  * stays used, so no number is ever published twice). */
 int cx_db_command_unclaim(const char *id, int attempts_now);
 
+/* cx_db_command_unheard -- the publish of a claimed attempt reached no subscriber: back to queued and
+ * the attempt number given back (nobody received that attempt, so it is not a delivery). */
+int cx_db_command_unheard(const char *id, int attempts_now);
+
 /* cx_db_commands_due -- commands to publish now, in seq order: queued ones, and sent ones not
  * acknowledged for redeliver_ms; unexpired. *out is an array of *n commands (cx_db_commands_free). */
 int cx_db_commands_due(int64_t redeliver_ms, int limit, cx_command_t **out, size_t *n);
@@ -106,8 +110,9 @@ int cx_db_command_result(const char *id, const char *agent_id, int success, cons
 
 /* --- src/redis/commands.c ------------------------------------------------------------------------ */
 
-/* cx_redis_command_publish -- PUBLISH agent:commands:{agent_id} msg. CX_OK (whether or not an agent
- * listened), CX_UNAVAIL when Redis is unavailable or refused it. */
+/* cx_redis_command_publish -- PUBLISH agent:commands:{agent_id} msg. CX_OK when at least one subscriber
+ * received it, CX_NOTFOUND when nobody listens on the channel (pub/sub drops it), CX_UNAVAIL when Redis
+ * is unavailable or refused it. */
 int cx_redis_command_publish(const char *agent_id, const char *msg, size_t len);
 
 /* cx_redis_pipeline_json -- GET pipeline:{pipeline_id}:{what} ("metrics", "checkpoint") as a JSON object.

@@ -80,7 +80,10 @@ int cx_runs_event(json_object *ev);
 /* cx_runs_deliver -- one delivery attempt of a loaded command (c->attempts as read): claim attempt
  * c->attempts + 1, publish it, and put the command back in the queue when the publish fails. CX_OK
  * published (c->attempts and c->status updated), CX_CONFLICT (someone else claimed it, or it is no longer
- * deliverable), CX_UNAVAIL (Redis), or a database error. */
+ * deliverable), CX_NOTFOUND (no subscriber received it: the agent is not listening now; the command is
+ * queued again with its attempt number given back), CX_UNAVAIL (Redis), or a database error. A caller
+ * publishes nothing later for the same agent after anything but CX_OK, so an agent always hears its
+ * commands in seq order. */
 struct cx_command;
 int cx_runs_deliver(struct cx_command *c);
 

@@ -170,6 +170,14 @@ int cx_db_command_claim(const char *id, int attempts_seen)
     return n == 1 ? CX_OK : CX_CONFLICT;
 }
 
+int cx_db_command_unheard(const char *id, int attempts_now)
+{
+    cx_db_param_t p[] = {CX_DB_P_STR(id), CX_DB_P_INT(attempts_now)};
+    return cx_db_exec("UPDATE agent_commands SET status = 'queued', attempts = attempts - 1, updated_at = NOW(3) "
+                      "WHERE id = ? AND attempts = ? AND status = 'sent'",
+                      p, 2, NULL, NULL);
+}
+
 int cx_db_command_unclaim(const char *id, int attempts_now)
 {
     cx_db_param_t p[] = {CX_DB_P_STR(id), CX_DB_P_INT(attempts_now)};

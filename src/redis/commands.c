@@ -28,6 +28,8 @@ int cx_redis_command_publish(const char *agent_id, const char *msg, size_t len)
         cx_log_warnx("redis: PUBLISH %s: unexpected reply %.*s", chan, r->type == REDIS_REPLY_ERROR ? (int)r->len : 0,
                      r->type == REDIS_REPLY_ERROR ? r->str : "");
         rc = CX_UNAVAIL;
+    } else if (r->integer == 0) {
+        rc = CX_NOTFOUND; /* the agent is not subscribed (yet): nobody received it */
     }
     freeReplyObject(r);
     return rc;
