@@ -377,16 +377,26 @@ void cx_heartbeat_rejected(const char *source, const char *agent_id, const cx_hb
 int cx_heartbeat_receive(const cx_heartbeat_t *hb, const char *body, size_t len, int64_t recv_ms, const char **via)
 {
     redisReply *r;
-    int rc;
+    int rc, isnew = 1;
 
-    r = cx_redis_cmd("SET " KEY_PREFIX "%s" KEY_SUFFIX " %b EX %d", hb->agent_id, body, len, CX_HB_TTL_S);
-    if (r != NULL && r->type == REDIS_REPLY_STATUS) {
+    /* SET … GET (Redis 6.2+) says whether the key existed: only a beat that finds no key may come from an
+     * agent the registry does not know yet, so the registry insert (a MySQL write) is skipped for the
+     * others. An older Redis refuses the option: then a plain SET, and always the insert. */
+    r = cx_redis_cmd("SET " KEY_PREFIX "%s" KEY_SUFFIX " %b EX %d GET", hb->agent_id, body, len, CX_HB_TTL_S);
+    if (r != NULL && r->type == REDIS_REPLY_ERROR && strstr(r->str, "syntax") != NULL) {
+        freeReplyObject(r);
+        r = cx_redis_cmd("SET " KEY_PREFIX "%s" KEY_SUFFIX " %b EX %d", hb->agent_id, body, len, CX_HB_TTL_S);
+    } else if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        isnew = 0;
+    }
+    if (r != NULL && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL)) {
         freeReplyObject(r);
         *via = "redis";
         cx_shm_count(CX_C_HEARTBEATS_REST, 1);
-        /* hbmon records the beat from the key; registering here makes the agent visible at once. A
+        /* hbmon records the beat from the key; registering here makes a new agent visible at once. A
          * database failure is harmless: hbmon registers it from the key too. */
-        cx_db_agent_register(hb, recv_ms);
+        if (isnew)
+            cx_db_agent_register(hb, recv_ms);
         return CX_OK;
     }
     if (r != NULL) {
