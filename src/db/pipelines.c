@@ -253,8 +253,9 @@ int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor
     rc = cx_db_exec(SQL_INSERT, p, CX_ARRAY_SIZE(p), NULL, NULL);
     if (rc == CX_CONFLICT)
         rc = name_conflict(field, why);
-    if (rc == CX_OK)
-        rc = snapshot(id, who->actor);
+    /* No pipeline_versions row yet: version 1 is the row itself, and the history shows it from there
+     * (versions() reads a never-updated pipeline as its only version); the first update writes it
+     * before the change. One round trip less per create. */
     if (rc == CX_OK) {
         after = json_object_new_object();
         json_object_object_add(after, "id", json_object_new_string(id));
