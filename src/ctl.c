@@ -69,8 +69,7 @@ int cx_ctl_signal(const cx_config_t *cfg, const char *verb, int graceful)
     return 0;
 }
 
-int cx_ctl_token(const cx_config_t *cfg, const char *role, const char *sub, const char *email, const char *name,
-                 const char *ttl)
+int cx_ctl_token(const cx_config_t *cfg, const char *role, const char *sub, const char *email, const char *name, const char *ttl)
 {
     int64_t ttl_ms = ttl != NULL ? cx_duration_parse(ttl) : cfg->auth.token_expiry_ms;
     char *tok;

@@ -36,8 +36,8 @@ int cx_sd_notify(const char *state)
         cx_log_warn("socket for sd_notify");
         return -1;
     }
-    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen)) <
-        0) {
+    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen)) < 0) {
         cx_log_warn("sd_notify to %s", path);
         rc = -1;
     }

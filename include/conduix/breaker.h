@@ -12,13 +12,13 @@ typedef enum { CX_BREAKER_CLOSED = 0, CX_BREAKER_OPEN, CX_BREAKER_HALF_OPEN } cx
 
 typedef struct cx_breaker {
     cx_breaker_state_t state;
-    int failures;        /* consecutive, in closed */
-    int successes;       /* in half-open */
-    int64_t open_until;  /* ms, when open */
-    int max_failures;    /* N */
+    int failures;       /* consecutive, in closed */
+    int successes;      /* in half-open */
+    int64_t open_until; /* ms, when open */
+    int max_failures;   /* N */
     int64_t cooldown_ms;
     int half_open_successes; /* M */
-    uint64_t opened_total; /* how many times it opened */
+    uint64_t opened_total;   /* how many times it opened */
 } cx_breaker_t;
 
 void cx_breaker_init(cx_breaker_t *b, int max_failures, int64_t cooldown_ms, int half_open_successes);

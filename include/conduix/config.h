@@ -29,9 +29,9 @@ typedef struct cx_config {
     char *path; /* file read, or NULL when none */
 
     struct {
-        char *host; /* listen address; restart required */
-        int port;   /* restart required */
-        char *mode; /* debug | release */
+        char *host;  /* listen address; restart required */
+        int port;    /* restart required */
+        char *mode;  /* debug | release */
         int workers; /* 0 = 2 per core; resolved value in workers_effective */
         int workers_effective;
         int64_t shutdown_timeout_ms;

@@ -9,7 +9,6 @@
 
 int cx_ctl_signal(const cx_config_t *cfg, const char *verb, int graceful); /* reload | stop */
 int cx_ctl_status(const cx_config_t *cfg);
-int cx_ctl_token(const cx_config_t *cfg, const char *role, const char *sub, const char *email, const char *name,
-                 const char *ttl);
+int cx_ctl_token(const cx_config_t *cfg, const char *role, const char *sub, const char *email, const char *name, const char *ttl);
 
 #endif

@@ -39,8 +39,8 @@ typedef struct cx_req {
     char request_id[65];
     cx_identity_t id;
     json_object *body; /* parsed JSON body, or NULL; freed when the request ends */
-    int64_t start_us; /* monotonic microseconds */
-    int status; /* set by reply */
+    int64_t start_us;  /* monotonic microseconds */
+    int status;        /* set by reply */
     size_t bytes;
 } cx_req_t;
 

@@ -13,8 +13,8 @@ cx_role_t cx_role_parse(const char *s);
 const char *cx_role_name(cx_role_t role);
 
 /* cx_jwt_mint -- a signed token (free() it) or NULL. ttl_s > 0. jti is generated. */
-char *cx_jwt_mint(const char *secret, const char *issuer, const char *sub, const char *role, const char *email,
-                  const char *name, int64_t ttl_s);
+char *cx_jwt_mint(const char *secret, const char *issuer, const char *sub, const char *role, const char *email, const char *name,
+                  int64_t ttl_s);
 
 /* cx_jwt_verify -- CX_OK and *id filled; CX_EXPIRED when only exp is in the past; CX_INVALID otherwise
  * (with a short reason for the log in why, may be NULL). */

@@ -72,12 +72,15 @@ int cx_authz_request(cx_req_t *r, const cx_route_t *route)
             return CX_OK;
         if (r->id.role == CX_ROLE_AGENT && agent != NULL && strcmp(agent, r->id.sub) == 0)
             return CX_OK;
-        return deny(r, 403, "FORBIDDEN", r->id.role == CX_ROLE_AGENT ? "an agent token may only act for its own agent id"
-                                                                      : "this endpoint is for agents");
+        return deny(r, 403, "FORBIDDEN",
+                    r->id.role == CX_ROLE_AGENT ? "an agent token may only act for its own agent id"
+                                                : "this endpoint is for agents");
     }
     need = route->access == CX_ACCESS_VIEWER ? 1 : route->access == CX_ACCESS_OPERATOR ? 2 : 3;
     if (role_rank(r->id.role) < need)
         return deny(r, 403, "FORBIDDEN",
-                    need == 3 ? "this action requires the admin role" : need == 2 ? "this action requires the operator role" : "this action requires a user role");
+                    need == 3   ? "this action requires the admin role"
+                    : need == 2 ? "this action requires the operator role"
+                                : "this action requires a user role");
     return CX_OK;
 }
