@@ -205,22 +205,30 @@ int cx_db_agents_list(const char *status, int page, int page_size, json_object *
     return CX_OK;
 }
 
+/* get_row -- the agents row of id into *res (free it); CX_NOTFOUND when there is none. */
+static int get_row(const char *id, cx_db_result_t **res)
+{
+    cx_db_param_t p[1] = {CX_DB_P_STR(id)};
+    int rc = cx_db_exec(SQL_GET, p, 1, res, NULL);
+    if (rc == CX_OK && (*res)->nrows == 0) {
+        cx_db_result_free(*res);
+        *res = NULL;
+        rc = CX_NOTFOUND;
+    }
+    return rc;
+}
+
 int cx_db_agent_get(const char *id, json_object **out)
 {
     cx_db_result_t *res = NULL;
-    cx_db_param_t p[1] = {CX_DB_P_STR(id)};
     json_object *runs;
     cx_run_t *active = NULL;
     size_t nactive = 0;
     int rc;
 
     *out = NULL;
-    if ((rc = cx_db_exec(SQL_GET, p, 1, &res, NULL)) != CX_OK)
+    if ((rc = get_row(id, &res)) != CX_OK)
         return rc;
-    if (res->nrows == 0) {
-        cx_db_result_free(res);
-        return CX_NOTFOUND;
-    }
     *out = agent_json(res, 0);
     cx_db_result_free(res);
     /* the active runs, as the runs module writes a Run everywhere else */
@@ -240,17 +248,12 @@ int cx_db_agent_get(const char *id, json_object **out)
 int cx_db_agent_status(const char *id, json_object **out)
 {
     cx_db_result_t *res = NULL;
-    cx_db_param_t p[1] = {CX_DB_P_STR(id)};
     const char *hb;
     int rc;
 
     *out = NULL;
-    if ((rc = cx_db_exec(SQL_GET, p, 1, &res, NULL)) != CX_OK)
+    if ((rc = get_row(id, &res)) != CX_OK)
         return rc;
-    if (res->nrows == 0) {
-        cx_db_result_free(res);
-        return CX_NOTFOUND;
-    }
     *out = json_object_new_object();
     json_object_object_add(*out, "agent_id", str_or_null(cx_db_value(res, 0, "id")));
     json_object_object_add(*out, "status", str_or_null(cx_db_value(res, 0, "status")));

@@ -47,6 +47,18 @@ static void fill(const cx_db_result_t *res, size_t i, cx_command_t *c)
     c->result_error = (v = cx_db_value(res, i, "result_error")) ? cx_strdup(v) : NULL;
 }
 
+/* first -- the end of a one-command query: its first row into c, CX_NOTFOUND when it found none; frees
+ * res. */
+static int first(int rc, cx_db_result_t *res, cx_command_t *c)
+{
+    if (rc == CX_OK && res->nrows == 0)
+        rc = CX_NOTFOUND;
+    if (rc == CX_OK)
+        fill(res, 0, c);
+    cx_db_result_free(res);
+    return rc;
+}
+
 void cx_command_free(cx_command_t *c)
 {
     if (c == NULL)
@@ -149,12 +161,7 @@ int cx_db_command_load(const char *id, const char *agent_id, cx_command_t *c)
         cx_db_param_t p[] = {CX_DB_P_STR(id)};
         rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands WHERE id = ?", p, 1, &res, NULL);
     }
-    if (rc == CX_OK && res->nrows == 0)
-        rc = CX_NOTFOUND;
-    if (rc == CX_OK)
-        fill(res, 0, c);
-    cx_db_result_free(res);
-    return rc;
+    return first(rc, res, c);
 }
 
 int cx_db_command_claim(const char *id, int attempts_seen)
@@ -302,12 +309,7 @@ int cx_db_command_outstanding_for_run(const char *run_id, const char *type, cx_c
                         " AND status IN ('queued', 'sent') AND expires_at > NOW(3) ORDER BY seq DESC LIMIT 1",
                         p, 1, &res, NULL);
     }
-    if (rc == CX_OK && res->nrows == 0)
-        rc = CX_NOTFOUND;
-    if (rc == CX_OK)
-        fill(res, 0, c);
-    cx_db_result_free(res);
-    return rc;
+    return first(rc, res, c);
 }
 
 int cx_db_command_status_for_run(const char *run_id, const char *type, char status[17])
