@@ -1,7 +1,11 @@
 /*
  * child.c -- what every child does first after fork: die with the master (PR_SET_PDEATHSIG and a
- * getppid check for the race before it), reset signals, drop the master's pidfile duty, take its
- * shared-memory slot and set its title. Redis's closeChildUnusedResourceAfterFork, OpenBSD proc.c.
+ * getppid check for the race before it), reset signals, close the descriptors that are the master's
+ * alone (its signalfd, the locked pidfile, the listen socket for a kind that does not serve), take its
+ * shared-memory slot and set its title. Redis's closeChildUnusedResourceAfterFork, OpenBSD proc.c: there
+ * is no exec, so close-on-exec does not help.
+ *
+ * Also the loop of the singleton children, and the database.max_idle_conns rule every child follows.
  */
 #include <errno.h>
 #include <poll.h>
@@ -13,11 +17,43 @@
 #include <unistd.h>
 
 #include "conduix/cx.h"
+#include "conduix/db.h"
+#include "conduix/kinds.h"
 #include "conduix/log.h"
 #include "conduix/proc.h"
 #include "conduix/shm.h"
 
+#define MAX_PARENT_FDS 16
+#define IDLE_CLOSE_MS 2000 /* a connection unused this long counts as idle (database.max_idle_conns) */
+
 volatile sig_atomic_t cx_child_stop;
+
+static int parent_fds[MAX_PARENT_FDS];
+static int nparent_fds;
+static int keep_idle = 1; /* may this process keep an idle MySQL connection open? */
+
+void cx_child_parent_fd(int fd)
+{
+    if (fd < 0)
+        return;
+    for (int i = 0; i < nparent_fds; i++)
+        if (parent_fds[i] == fd)
+            return;
+    if (nparent_fds == MAX_PARENT_FDS) {
+        cx_log_errorx("too many parent-only descriptors; fd %d stays open in children", fd); /* a programming error */
+        return;
+    }
+    parent_fds[nparent_fds++] = fd;
+}
+
+void cx_child_parent_fd_closed(int fd)
+{
+    for (int i = 0; i < nparent_fds; i++)
+        if (parent_fds[i] == fd) {
+            parent_fds[i] = parent_fds[--nparent_fds];
+            return;
+        }
+}
 
 void cx_child_prologue(cx_kind_t kind, int index, int slot)
 {
@@ -29,6 +65,15 @@ void cx_child_prologue(cx_kind_t kind, int index, int slot)
     if (getppid() != cx_master_pid)
         _exit(0); /* the master died between fork and prctl */
 
+    for (int i = 0; i < nparent_fds; i++)
+        close(parent_fds[i]);
+    nparent_fds = 0;
+    if (!(cx_kinds[kind].flags & CX_KIND_LISTENS) && cx_listen_fd >= 0) {
+        close(cx_listen_fd);
+        cx_listen_fd = -1;
+    }
+    keep_idle = cx_kinds_idle_rank(kind, index, cx_cfg) < cx_cfg->database.max_idle_conns;
+
     cx_shm_attach(slot);
     if (cx_shm_self != NULL) {
         cx_shm_self->kind = kind;
@@ -37,14 +82,20 @@ void cx_child_prologue(cx_kind_t kind, int index, int slot)
         cx_shm_self->up = 1;
         __atomic_store_n(&cx_shm_self->pid, getpid(), __ATOMIC_RELEASE);
     }
-    if (kind == CX_KIND_WORKER) {
-        snprintf(procname, sizeof(procname), "worker %d", index);
-        cx_proc_set_title("conduix-cp: worker %d", index);
+    if (cx_kinds[kind].flags & CX_KIND_POOL) {
+        snprintf(procname, sizeof(procname), "%s %d", cx_kind_name(kind), index);
+        cx_proc_set_title("conduix-cp: %s %d", cx_kind_name(kind), index);
     } else {
         snprintf(procname, sizeof(procname), "%s", cx_kind_name(kind));
         cx_proc_set_title("conduix-cp: %s", cx_kind_name(kind));
     }
     cx_log_set_proc(procname);
+}
+
+void cx_child_idle(int draining)
+{
+    if (!keep_idle || draining)
+        cx_db_close_idle(IDLE_CLOSE_MS);
 }
 
 int cx_child_loop_fd(int64_t interval_ms, int (*tick)(void *arg), int fd, int (*on_fd)(void *arg), void *arg)
@@ -78,6 +129,7 @@ int cx_child_loop_fd(int64_t interval_ms, int (*tick)(void *arg), int fd, int (*
             else if (si.ssi_signo == SIGUSR1)
                 cx_log_reopen();
         }
+        cx_child_idle(0);
         if (!cx_child_stop && fd >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) && on_fd != NULL) {
             if ((rc = on_fd(arg)) != 0) {
                 close(sfd);

@@ -23,11 +23,8 @@
 
 #include "conduix/config.h"
 #include "conduix/cx.h"
+#include "conduix/kinds.h"
 #include "conduix/log.h"
-
-#ifndef CX_DATADIR
-#define CX_DATADIR "/usr/local/share/conduix-cp"
-#endif
 
 #define MAX_FILE_SIZE (4 << 20) /* a config file larger than this is a mistake */
 #define MAX_DEPTH 16            /* nesting levels accepted in the YAML text */
@@ -64,7 +61,7 @@ typedef struct key {
  * LIST the count field. Restart-only keys must be scalars (cx_config_diff_restart compares them). */
 // clang-format off
 #define PIDFILE    "/run/conduix-cp/conduix-cp.pid"
-#define MIGRATIONS CX_DATADIR "/migrations"
+#define WMAX       CX_WORKERS_MAX
 #define MODES      "debug|release"
 #define LEVELS     "debug|info|warn|error"
 #define FORMATS    "json|text"
@@ -85,7 +82,7 @@ static const key_t_ keys[] = {
     STR ("server.host",                               server.host,                    "0.0.0.0",    RESTART, 1),
     INT ("server.port",                               server.port,                    "8080",       RESTART, 1, 65535),
     ENUM("server.mode",                               server.mode,                    "release",    RELOAD,  MODES),
-    INT ("server.workers",                            server.workers,                 "0",          RELOAD,  0, 256),
+    INT ("server.workers",                            server.workers,                 "0",          RELOAD,  0, WMAX),
     DUR ("server.shutdown_timeout",                   server.shutdown_timeout_ms,     "30s",        RELOAD,  0),
     SIZE("server.max_body_size",                      server.max_body_size,           "1MiB",       RELOAD,  1),
     STR ("server.pidfile",                            server.pidfile,                 PIDFILE,      RESTART, 0),
@@ -143,7 +140,7 @@ static const key_t_ keys[] = {
     STR ("logging.file",                              logging.file,                   "",           RELOAD,  0),
 
     BOOL("migrations.auto",                           migrations.auto_run,            "true",       RELOAD),
-    STR ("migrations.dir",                            migrations.dir,                 MIGRATIONS,   RESTART, 1),
+    STR ("migrations.dir",                            migrations.dir,                 "",           RESTART, 0),
 };
 // clang-format on
 
@@ -900,6 +897,36 @@ static int timezone_ok(const char *tz)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* check_workers -- server.workers within database.max_open_conns: every process but the master holds one
+ * MySQL connection, and during a reload the draining generation of workers still holds its own, so
+ * 2 x workers + the other children must fit (kinds.h says how many there are). server.workers 0 is 2
+ * per online CPU, as many as fit. */
+static int check_workers(load_t *L)
+{
+    cx_config_t *c = L->cfg;
+    char w[PATH_MAX + 64];
+    int max = c->database.max_open_conns, others, fit, n;
+
+    c->server.workers_effective = 0;
+    others = cx_kinds_db_conns(c, 0);
+    fit = (max - others) / CX_POOL_GENERATIONS;
+    if (c->server.workers > 0) {
+        n = c->server.workers;
+    } else {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (int)(cpus > CX_WORKERS_MAX / 2 ? CX_WORKERS_MAX : 2 * cpus) : 2;
+        if (n > fit)
+            n = fit > 1 ? fit : 1;
+    }
+    c->server.workers_effective = n;
+    if (n > fit)
+        return fail(L, key_where(L, c->server.workers > 0 ? "server.workers" : "database.max_open_conns", w, sizeof(w)),
+                    "%d workers (%d during a reload, old and new generation) and %d other processes need %d MySQL "
+                    "connections, more than database.max_open_conns %d",
+                    n, CX_POOL_GENERATIONS * n, others, cx_kinds_db_conns(c, 1), max);
+    return 0;
+}
+
 /* check -- the rules that look at the final values, after file and environment. */
 static int check(load_t *L, int flags)
 {
@@ -938,11 +965,12 @@ static int check(load_t *L, int flags)
     L->oauth2 = L->oidc = NULL;
     L->noauth2 = L->noidc = 0;
 
-    if (c->server.workers > 0) {
-        c->server.workers_effective = c->server.workers;
-    } else {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        c->server.workers_effective = cpus > 0 ? (int)(cpus > 128 ? 256 : 2 * cpus) : 2;
+    if ((rc = check_workers(L)) != 0)
+        return rc;
+    /* debug mode: debug lines unless the level is set */
+    if (strcmp(c->server.mode, "debug") == 0 && L->origin[find_key("logging.level") - keys] == 0) {
+        free(c->logging.level);
+        c->logging.level = cx_strdup("debug");
     }
     return 0;
 }

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conduix/backoff.h"
 #include "conduix/commands.h"
 #include "conduix/config.h"
 #include "conduix/cx.h"
@@ -41,7 +42,7 @@
 typedef struct state {
     redisContext *sub;
     int64_t retry_at; /* monotonic ms of the next subscribe attempt */
-    int64_t backoff;
+    cx_backoff_t backoff;
     int was_down;     /* log the recovery once */
     int64_t sweep_at; /* monotonic ms of the next sweep */
 } state_t;
@@ -105,8 +106,8 @@ static void drop_sub(state_t *st)
         st->sub = NULL;
     }
     st->was_down = 1;
-    st->backoff = BACKOFF_MIN_MS;
-    st->retry_at = cx_now_ms() + st->backoff;
+    cx_backoff_reset(&st->backoff);
+    st->retry_at = cx_now_ms() + cx_backoff_next(&st->backoff);
 }
 
 /* subscribe -- (re)connect the subscription when it is due. 1 when a new connection is up. */
@@ -115,14 +116,13 @@ static int subscribe(state_t *st)
     if (st->sub != NULL || cx_now_ms() < st->retry_at)
         return 0;
     if ((st->sub = cx_redis_events_subscribe(cx_cfg)) == NULL) {
-        st->retry_at = cx_now_ms() + st->backoff;
-        st->backoff = st->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : st->backoff * 2;
+        st->retry_at = cx_now_ms() + cx_backoff_next(&st->backoff);
         return 0;
     }
     if (st->was_down)
         cx_log_info("redis: subscribed again to pipeline:events and agent:responses:*");
     st->was_down = 0;
-    st->backoff = BACKOFF_MIN_MS;
+    cx_backoff_reset(&st->backoff);
     return 1;
 }
 
@@ -263,9 +263,10 @@ static int on_fd(void *arg)
 
 int cx_dispatcher_run(void)
 {
-    state_t st = {.sub = NULL, .retry_at = 0, .backoff = BACKOFF_MIN_MS, .was_down = 0, .sweep_at = cx_now_ms() + SWEEP_MS};
+    state_t st = {.sub = NULL, .retry_at = 0, .was_down = 0, .sweep_at = cx_now_ms() + SWEEP_MS};
     int rc;
 
+    cx_backoff_init(&st.backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     cx_db_open(cx_cfg);
     cx_redis_open(cx_cfg);
     do

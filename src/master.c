@@ -1,8 +1,14 @@
 /*
- * master.c -- the supervisor. It loads nothing but the config, forks the children (a one-shot migrate
- * child, N HTTP workers, the scheduler, hbmon), reaps them, respawns them with backoff, and acts on
- * signals read from a signalfd in a fixed order: reap, terminate, quit, reconfigure, reopen (nginx
- * ngx_master_process_cycle). It never touches MySQL, Redis or a request, so it cannot hang on them.
+ * master.c -- the supervisor. It loads nothing but the config, runs the one-shot children (migrations),
+ * then keeps the children of every kind of the kinds table (kinds.h) running: it forks them, reaps
+ * them, respawns them with backoff, and acts on signals read from a signalfd in a fixed order: reap,
+ * terminate, quit, reconfigure, reopen (nginx ngx_master_process_cycle). It never touches MySQL, Redis
+ * or a request, so it cannot hang on them.
+ *
+ * The child table has one entry per shared-memory slot, both sized from the kinds table for the largest
+ * configuration. A reload starts a new generation of every pool next to the one that drains; if an
+ * older generation still drains and the new one does not fit (slots, or database.max_open_conns), the
+ * reload waits until it has exited, and a reload that could never fit is refused.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,16 +23,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "conduix/api.h"
+#include "conduix/backoff.h"
 #include "conduix/cx.h"
 #include "conduix/config.h"
-#include "conduix/db.h"
 #include "conduix/http.h"
+#include "conduix/kinds.h"
 #include "conduix/log.h"
+#include "conduix/pidfile.h"
 #include "conduix/proc.h"
 #include "conduix/sdnotify.h"
 #include "conduix/shm.h"
 
-#define MAX_CHILDREN 80
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 30000
 #define STABLE_UPTIME_MS 60000
@@ -45,13 +53,16 @@ typedef struct child {
     int slot;
     int64_t started_ms;
     int64_t respawn_at;
-    int64_t backoff_ms;
+    cx_backoff_t backoff;
 } child_t;
 
-static child_t children[MAX_CHILDREN];
+static child_t *children;
+static int nchildren; /* entries of children[] */
 static int generation;
 static const char *cfg_path;
-static int pidfile_written;
+static int pid_fd = -1;
+static cx_config_t *pending;  /* a loaded configuration waiting for room to start its generation */
+static int pending_announced; /* the wait was logged */
 
 static struct {
     int reap, terminate, quit, reconfigure, reopen;
@@ -61,105 +72,38 @@ static int stopping; /* 1 after TERM/INT/QUIT or a fatal child */
 static int64_t stop_deadline;
 static int exit_code;
 
-/* ---- pidfile ---- */
-
-static int pidfile_check_running(const char *path)
+static int is_live(const child_t *c)
 {
-    char buf[32];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n;
-    long pid;
-    if (fd < 0)
-        return 0;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    pid = strtol(buf, NULL, 10);
-    if (pid <= 1 || pid == getpid())
-        return 0;
-    if (kill((pid_t)pid, 0) == 0 || errno == EPERM)
-        return (int)pid;
-    return 0;
+    return c->state == CH_RUNNING || c->state == CH_STOPPING || c->state == CH_RESTARTING;
 }
 
-static int pidfile_write(const char *path)
+static int is_pool(const child_t *c)
 {
-    char buf[32], tmp[PATH_MAX], dir[PATH_MAX];
-    int fd, running;
-    char *slash;
-
-    if (path == NULL || path[0] == '\0')
-        return 0;
-    if ((running = pidfile_check_running(path)) > 0) {
-        cx_log_errorx("another conduix-cp master is running (pid %d, pidfile %s)", running, path);
-        return -1;
-    }
-    snprintf(dir, sizeof(dir), "%s", path);
-    if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
-        *slash = '\0';
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-            cx_log_error("mkdir %s for the pidfile", dir);
-            return -1;
-        }
-    }
-    snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-        cx_log_error("open pidfile %s", tmp);
-        return -1;
-    }
-    int len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-    if (write(fd, buf, (size_t)len) != len || close(fd) != 0 || rename(tmp, path) != 0) {
-        cx_log_error("write pidfile %s", path);
-        unlink(tmp);
-        return -1;
-    }
-    pidfile_written = 1;
-    return 0;
+    return (cx_kinds[c->kind].flags & CX_KIND_POOL) != 0;
 }
 
-static void pidfile_remove(void)
+/* children_init -- the table, one entry per shared-memory slot but the master's. */
+static void children_init(int n)
 {
-    if (pidfile_written && cx_cfg->server.pidfile[0] != '\0' && pidfile_check_running(cx_cfg->server.pidfile) == 0)
-        unlink(cx_cfg->server.pidfile);
-    pidfile_written = 0;
+    free(children);
+    children = cx_calloc((size_t)n, sizeof(*children));
+    nchildren = n;
 }
-
-/* ---- children ---- */
 
 static child_t *child_new(cx_kind_t kind, int index)
 {
-    int i;
-    for (i = 0; i < MAX_CHILDREN; i++)
+    for (int i = 0; i < nchildren; i++)
         if (children[i].state == CH_FREE) {
             memset(&children[i], 0, sizeof(children[i]));
             children[i].kind = kind;
             children[i].index = index;
             children[i].slot = -1;
-            children[i].backoff_ms = BACKOFF_MIN_MS;
+            cx_backoff_init(&children[i].backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
             return &children[i];
         }
-    cx_log_errorx("child table full (%d)", MAX_CHILDREN);
+    /* reload_room() keeps this from happening; if it does anyway, say so loudly */
+    cx_log_errorx("child table full (%d entries): %s %d not started", nchildren, cx_kind_name(kind), index);
     return NULL;
-}
-
-static int child_main(child_t *c)
-{
-    switch (c->kind) {
-    case CX_KIND_WORKER:
-        return cx_worker_run(cx_listen_fd, c->index);
-    case CX_KIND_SCHEDULER:
-        return cx_scheduler_run();
-    case CX_KIND_HBMON:
-        return cx_hbmon_run();
-    case CX_KIND_DISPATCHER:
-        return cx_dispatcher_run();
-    case CX_KIND_MIGRATE:
-        return cx_migrate_run(cx_cfg, cx_cfg->migrations.dir, 0) == CX_OK ? 0 : 2;
-    default:
-        return 2;
-    }
 }
 
 /* spawn -- fork one child for the record c; the child never returns from here. */
@@ -184,16 +128,12 @@ static int spawn(child_t *c)
         cx_shm_slot_release(c->slot);
         c->slot = -1;
         c->state = CH_WAIT_RESPAWN;
-        c->respawn_at = cx_now_ms() + c->backoff_ms;
+        c->respawn_at = cx_now_ms() + cx_backoff_next(&c->backoff);
         return -1;
     }
     if (pid == 0) {
         cx_child_prologue(c->kind, c->index, c->slot);
-        if (c->kind != CX_KIND_WORKER) {
-            close(cx_listen_fd);
-            cx_listen_fd = -1;
-        }
-        exit(child_main(c));
+        exit(cx_kinds[c->kind].main());
     }
     if (c->slot >= 0) {
         cx_shm->slots[c->slot].pid = pid;
@@ -203,58 +143,56 @@ static int spawn(child_t *c)
     c->pid = pid;
     c->state = CH_RUNNING;
     c->started_ms = cx_now_ms();
-    if (c->kind == CX_KIND_WORKER)
-        cx_log_info("started worker %d (pid %d, generation %d)", c->index, (int)pid, generation);
+    if (is_pool(c))
+        cx_log_info("started %s %d (pid %d, generation %d)", cx_kind_name(c->kind), c->index, (int)pid, generation);
     else
         cx_log_info("started %s (pid %d)", cx_kind_name(c->kind), (int)pid);
     return 0;
 }
 
-static void start_workers(void)
+static void start(cx_kind_t kind, int index)
 {
-    int i;
-    for (i = 0; i < cx_cfg->server.workers_effective; i++) {
-        child_t *c = child_new(CX_KIND_WORKER, i);
-        if (c != NULL)
-            spawn(c);
-    }
+    child_t *c = child_new(kind, index);
+    if (c != NULL)
+        spawn(c);
 }
 
-static void start_singletons(void)
+/* start_children -- every kind the master keeps running, in table order: a new generation of each pool,
+ * and the instances of the other kinds that have no entry yet. */
+static void start_children(void)
 {
-    child_t *c;
-    if ((c = child_new(CX_KIND_SCHEDULER, 0)) != NULL)
-        spawn(c);
-    if ((c = child_new(CX_KIND_HBMON, 0)) != NULL)
-        spawn(c);
-    if ((c = child_new(CX_KIND_DISPATCHER, 0)) != NULL)
-        spawn(c);
+    for (int k = 0; k < CX_KIND_MAX; k++) {
+        int n = cx_kinds[k].flags & CX_KIND_ONESHOT ? 0 : cx_kind_count((cx_kind_t)k, cx_cfg);
+        for (int i = 0; i < n; i++) {
+            int have = 0;
+            for (int j = 0; j < nchildren && !(cx_kinds[k].flags & CX_KIND_POOL) && !have; j++)
+                have = children[j].state != CH_FREE && children[j].kind == (cx_kind_t)k && children[j].index == i;
+            if (!have)
+                start((cx_kind_t)k, i);
+        }
+    }
 }
 
 static void signal_children(int signo, int (*match)(const child_t *))
 {
-    int i;
-    for (i = 0; i < MAX_CHILDREN; i++) {
+    for (int i = 0; i < nchildren; i++) {
         child_t *c = &children[i];
-        if ((c->state == CH_RUNNING || c->state == CH_STOPPING || c->state == CH_RESTARTING) && c->pid > 0 &&
-            (match == NULL || match(c)))
+        if (is_live(c) && c->pid > 0 && (match == NULL || match(c)))
             kill(c->pid, signo);
     }
 }
 
 static int live_children(void)
 {
-    int i, n = 0;
-    for (i = 0; i < MAX_CHILDREN; i++)
-        if (children[i].state == CH_RUNNING || children[i].state == CH_STOPPING || children[i].state == CH_RESTARTING)
-            n++;
+    int n = 0;
+    for (int i = 0; i < nchildren; i++)
+        n += is_live(&children[i]);
     return n;
 }
 
 static child_t *child_by_pid(pid_t pid)
 {
-    int i;
-    for (i = 0; i < MAX_CHILDREN; i++)
+    for (int i = 0; i < nchildren; i++)
         if (children[i].pid == pid && children[i].state != CH_FREE && children[i].state != CH_WAIT_RESPAWN)
             return &children[i];
     return NULL;
@@ -262,92 +200,103 @@ static child_t *child_by_pid(pid_t pid)
 
 static void begin_stop(int signo, const char *why)
 {
-    int i;
     if (!stopping) {
         cx_log_info("stopping (%s)", why);
         cx_sd_notify("STOPPING=1");
     }
     stopping = 1;
     stop_deadline = cx_now_ms() + cx_cfg->server.shutdown_timeout_ms + 1000;
-    for (i = 0; i < MAX_CHILDREN; i++) {
+    for (int i = 0; i < nchildren; i++) {
         if (children[i].state == CH_WAIT_RESPAWN)
             children[i].state = CH_FREE;
         else if (children[i].state == CH_RUNNING || children[i].state == CH_RESTARTING)
             children[i].state = CH_STOPPING;
     }
+    cx_config_free(pending);
+    pending = NULL;
     signal_children(signo, NULL);
 }
 
-/* reap -- collect every exited child; log it once, and decide: forget, respawn now, respawn later, or
- * (exit code 2) shut the whole server down. */
+/* exited -- what the master does when child c has ended with status: forget it, respawn it now or
+ * later, or (exit code 2) shut the whole server down. Logged once. */
+static void exited(child_t *c, pid_t pid, int status)
+{
+    char how[64];
+    int code = -1;
+
+    if (WIFEXITED(status)) {
+        code = WEXITSTATUS(status);
+        snprintf(how, sizeof(how), "exited with code %d", code);
+    } else if (WIFSIGNALED(status)) {
+        snprintf(how, sizeof(how), "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    } else {
+        snprintf(how, sizeof(how), "ended with status %d", status);
+    }
+    if (c == NULL) {
+        cx_log_info("unknown child pid %d %s", (int)pid, how);
+        return;
+    }
+    cx_shm_slot_release(c->slot);
+    c->slot = -1;
+    c->pid = 0;
+    if (c->state == CH_STOPPING) {
+        cx_log_info("%s %d (pid %d, generation %d) %s", cx_kind_name(c->kind), c->index, (int)pid, c->generation, how);
+        c->state = CH_FREE;
+        return;
+    }
+    if (c->state == CH_RESTARTING) {
+        cx_log_info("%s (pid %d) %s; starting it with the new configuration", cx_kind_name(c->kind), (int)pid, how);
+        cx_backoff_reset(&c->backoff);
+        spawn(c);
+        return;
+    }
+    if (code == 2) {
+        cx_log_errorx("%s %d (pid %d) %s: fatal, not respawning; shutting down", cx_kind_name(c->kind), c->index, (int)pid, how);
+        c->state = CH_FREE;
+        exit_code = 1;
+        begin_stop(SIGTERM, "fatal child exit");
+        return;
+    }
+    if (cx_now_ms() - c->started_ms >= STABLE_UPTIME_MS)
+        cx_backoff_reset(&c->backoff);
+    int64_t delay = cx_backoff_next(&c->backoff);
+    cx_log_warnx("%s %d (pid %d) %s unexpectedly; respawning in %lld ms", cx_kind_name(c->kind), c->index, (int)pid, how,
+                 (long long)delay);
+    cx_shm_restart(c->kind);
+    c->state = CH_WAIT_RESPAWN;
+    c->respawn_at = cx_now_ms() + delay;
+}
+
+/* reap -- collect every exited child. Each is first looked at without being reaped (WNOWAIT): while it
+ * is a zombie its pid cannot be given to a new process, so the shared-memory locks it died holding are
+ * freed with no risk of freeing a newcomer's. */
 static void reap(void)
 {
-    int status;
-    pid_t pid;
+    for (;;) {
+        siginfo_t si;
+        int status;
+        pid_t pid;
 
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        child_t *c = child_by_pid(pid);
-        char how[64];
-        int code = -1;
-
-        if (WIFEXITED(status)) {
-            code = WEXITSTATUS(status);
-            snprintf(how, sizeof(how), "exited with code %d", code);
-        } else if (WIFSIGNALED(status)) {
-            snprintf(how, sizeof(how), "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
-        } else {
-            snprintf(how, sizeof(how), "ended with status %d", status);
-        }
-        if (c == NULL) {
-            cx_log_info("unknown child pid %d %s", (int)pid, how);
-            continue;
-        }
-        cx_shm_slot_release(c->slot);
-        c->slot = -1;
-        c->pid = 0;
-        if (c->state == CH_STOPPING) {
-            cx_log_info("%s %d (pid %d, generation %d) %s", cx_kind_name(c->kind), c->index, (int)pid, c->generation, how);
-            c->state = CH_FREE;
-            continue;
-        }
-        if (c->state == CH_RESTARTING) {
-            cx_log_info("%s (pid %d) %s; starting it with the new configuration", cx_kind_name(c->kind), (int)pid, how);
-            c->backoff_ms = BACKOFF_MIN_MS;
-            spawn(c);
-            continue;
-        }
-        if (code == 2) {
-            cx_log_errorx("%s %d (pid %d) %s: fatal, not respawning; shutting down", cx_kind_name(c->kind), c->index, (int)pid,
-                          how);
-            c->state = CH_FREE;
-            exit_code = 1;
-            begin_stop(SIGTERM, "fatal child exit");
-            continue;
-        }
-        if (cx_now_ms() - c->started_ms >= STABLE_UPTIME_MS)
-            c->backoff_ms = BACKOFF_MIN_MS;
-        cx_log_warnx("%s %d (pid %d) %s unexpectedly; respawning in %lld ms", cx_kind_name(c->kind), c->index, (int)pid, how,
-                     (long long)c->backoff_ms);
-        cx_shm_count(c->kind == CX_KIND_WORKER      ? CX_C_CHILD_RESTARTS_WORKER
-                     : c->kind == CX_KIND_SCHEDULER ? CX_C_CHILD_RESTARTS_SCHEDULER
-                     : c->kind == CX_KIND_HBMON     ? CX_C_CHILD_RESTARTS_HBMON
-                                                    : CX_C_CHILD_RESTARTS_DISPATCHER,
-                     1);
-        c->state = CH_WAIT_RESPAWN;
-        c->respawn_at = cx_now_ms() + c->backoff_ms;
-        c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+        memset(&si, 0, sizeof(si));
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0)
+            break;
+        pid = si.si_pid;
+        if (cx_shm_locks_release(pid) > 0)
+            cx_log_warnx("pid %d died holding a shared-memory lock; released", (int)pid);
+        if (waitpid(pid, &status, 0) != pid)
+            break;
+        exited(child_by_pid(pid), pid, status);
     }
 }
 
 static void respawn_due(int64_t now)
 {
-    int i;
-    for (i = 0; i < MAX_CHILDREN; i++) {
+    for (int i = 0; i < nchildren; i++) {
         child_t *c = &children[i];
         if (c->state != CH_WAIT_RESPAWN || c->respawn_at > now)
             continue;
-        /* a worker of an older generation is not brought back: the new generation serves */
-        if (c->kind == CX_KIND_WORKER && c->generation != generation) {
+        /* a pool child of an older generation is not brought back: the new generation serves */
+        if (is_pool(c) && c->generation != generation) {
             c->state = CH_FREE;
             continue;
         }
@@ -355,18 +304,136 @@ static void respawn_due(int64_t now)
     }
 }
 
-static int is_old_worker(const child_t *c)
+static int is_old_pool(const child_t *c)
 {
-    return c->kind == CX_KIND_WORKER && c->generation != generation;
+    return is_pool(c) && c->generation != generation;
 }
 
-/* reconfigure -- all-or-nothing reload: a config that does not load changes nothing; a good one starts a
- * new worker generation on the same socket, then drains the old one and restarts the singletons. */
+/* reload_room -- can the generation of next start now? 1 yes; 0 not yet: an older generation still drains
+ * and holds what the new one needs; -1 never: even with every older generation gone, the running
+ * processes and the new generation would hold more MySQL connections than next allows (why says so). */
+static int reload_room(const cx_config_t *next, char *why, size_t len)
+{
+    int entries = 0, conns = 0, draining = 0, fresh = 0;
+
+    for (int i = 0; i < nchildren; i++) {
+        const child_t *c = &children[i];
+        if (c->state == CH_FREE || (c->state == CH_WAIT_RESPAWN && is_pool(c)))
+            continue; /* pool entries waiting to respawn are dropped by the reload */
+        entries++;
+        conns += (cx_kinds[c->kind].flags & CX_KIND_DB) != 0;
+        draining += is_old_pool(c);
+    }
+    for (int k = 0; k < CX_KIND_MAX; k++) {
+        if (!(cx_kinds[k].flags & CX_KIND_POOL))
+            continue;
+        int n = cx_kind_count((cx_kind_t)k, next);
+        fresh += n;
+        if (cx_kinds[k].flags & CX_KIND_DB)
+            conns += n;
+    }
+    entries += fresh;
+    if (entries <= nchildren && conns <= next->database.max_open_conns)
+        return 1;
+    if (draining > 0)
+        return 0;
+    snprintf(why, len,
+             "the %d running processes and a new generation of %d would hold %d MySQL connections during the switch, more "
+             "than database.max_open_conns %d; restart the service to apply it",
+             entries - fresh, fresh, conns, next->database.max_open_conns);
+    return -1;
+}
+
+/* stop_child -- ask a running child to end (as TERM does), in the given state. */
+static void stop_child(child_t *c, ch_state_t state)
+{
+    c->state = state;
+    if (c->pid > 0)
+        kill(c->pid, SIGTERM);
+}
+
+/* next_generation -- the child table for a new generation under cx_cfg: the pools' children become the
+ * old generation (told to drain by the caller), the other kinds are restarted, or stopped when the
+ * configuration wants fewer of them. */
+static void next_generation(void)
+{
+    generation++;
+    cx_shm->generation = generation;
+    for (int i = 0; i < nchildren; i++) {
+        child_t *c = &children[i];
+        if (c->state == CH_FREE)
+            continue;
+        if (is_pool(c)) {
+            if (c->state == CH_WAIT_RESPAWN)
+                c->state = CH_FREE;
+            else if (c->state == CH_RUNNING)
+                c->state = CH_STOPPING;
+        } else if (c->index >= cx_kind_count(c->kind, cx_cfg)) {
+            if (c->state == CH_RUNNING)
+                stop_child(c, CH_STOPPING);
+            else if (c->state == CH_WAIT_RESPAWN)
+                c->state = CH_FREE;
+        } else if (c->state == CH_RUNNING) {
+            stop_child(c, CH_RESTARTING); /* respawned with the new configuration when reaped */
+        } else if (c->state == CH_WAIT_RESPAWN) {
+            c->respawn_at = 0;
+        }
+    }
+}
+
+/* apply -- switch to next: a new generation of every pool on the same socket, the old one told to drain,
+ * the other kinds restarted with the new configuration. */
+static void apply(cx_config_t *next)
+{
+    if (cx_log_init(next->logging.level, next->logging.format, next->logging.file) != 0)
+        cx_log_warn("reopening log %s", next->logging.file);
+    cx_config_free(cx_cfg);
+    cx_cfg = next;
+    next_generation();
+    start_children();
+    signal_children(SIGQUIT, is_old_pool);
+    cx_shm_count(CX_C_RELOADS, 1);
+    cx_log_info("configuration reloaded: generation %d with %d workers", generation, cx_kind_count(CX_KIND_WORKER, cx_cfg));
+    cx_sd_notify("READY=1\nSTATUS=serving");
+}
+
+/* try_pending -- apply the pending configuration if there is room for it, refuse it if there never will
+ * be, or keep waiting. */
+static void try_pending(void)
+{
+    char why[512];
+    int rc;
+
+    if (pending == NULL || stopping)
+        return;
+    rc = reload_room(pending, why, sizeof(why));
+    if (rc > 0) {
+        cx_config_t *next = pending;
+        pending = NULL;
+        apply(next);
+    } else if (rc < 0) {
+        cx_log_errorx("reload refused, keeping the running configuration: %s", why);
+        cx_shm_count(CX_C_RELOAD_FAILURES, 1);
+        cx_config_free(pending);
+        pending = NULL;
+        cx_sd_notify("READY=1\nSTATUS=reload refused: no room for the new generation");
+    } else if (!pending_announced) {
+        int draining = 0;
+        for (int i = 0; i < nchildren; i++)
+            draining += is_old_pool(&children[i]) && children[i].state != CH_FREE;
+        cx_log_warnx("reload deferred: %d process(es) of an older generation still drain; the new generation starts when "
+                     "they have exited",
+                     draining);
+        pending_announced = 1;
+    }
+}
+
+/* reconfigure -- all-or-nothing reload: a config that does not load changes nothing; a good one becomes
+ * the pending configuration (replacing one that was still waiting) and starts as soon as it fits. */
 static void reconfigure(void)
 {
     char err[1024];
     cx_config_t *next;
-    int i;
 
     cx_sd_notify("RELOADING=1");
     cx_log_info("reloading configuration from %s", cfg_path ? cfg_path : "(defaults and environment)");
@@ -374,74 +441,54 @@ static void reconfigure(void)
     if (next == NULL) {
         cx_log_errorx("reload refused, keeping the running configuration: %s", err);
         cx_shm_count(CX_C_RELOAD_FAILURES, 1);
-        cx_sd_notify("READY=1\nSTATUS=reload refused: invalid configuration");
+        cx_sd_notify(pending != NULL ? "STATUS=reload refused: invalid configuration"
+                                     : "READY=1\nSTATUS=reload refused: invalid configuration");
         return;
     }
     cx_config_diff_restart(cx_cfg, next);
-    if (cx_log_init(next->logging.level, next->logging.format, next->logging.file) != 0)
-        cx_log_warn("reopening log %s", next->logging.file);
-    cx_config_free(cx_cfg);
-    cx_cfg = next;
-    generation++;
-    cx_shm->generation = generation;
-
-    for (i = 0; i < MAX_CHILDREN; i++) {
-        child_t *c = &children[i];
-        if (c->kind == CX_KIND_WORKER && c->state == CH_WAIT_RESPAWN)
-            c->state = CH_FREE;
-        else if (c->kind == CX_KIND_WORKER && c->state == CH_RUNNING)
-            c->state = CH_STOPPING;
-    }
-    start_workers();
-    signal_children(SIGQUIT, is_old_worker);
-    for (i = 0; i < MAX_CHILDREN; i++) {
-        child_t *c = &children[i];
-        if (c->kind == CX_KIND_SCHEDULER || c->kind == CX_KIND_HBMON || c->kind == CX_KIND_DISPATCHER) {
-            if (c->state == CH_RUNNING) {
-                c->state = CH_RESTARTING;
-                kill(c->pid, SIGTERM);
-            } else if (c->state == CH_WAIT_RESPAWN) {
-                c->respawn_at = 0;
-            }
-        }
-    }
-    cx_shm_count(CX_C_RELOADS, 1);
-    cx_log_info("configuration reloaded: generation %d with %d workers", generation, cx_cfg->server.workers_effective);
-    cx_sd_notify("READY=1\nSTATUS=serving");
+    cx_config_free(pending);
+    pending = next;
+    pending_announced = 0;
+    try_pending();
 }
 
-/* run_migrations -- the one-shot migrate child; the master waits for it (still answering TERM). */
-static int run_migrations(int sfd)
+/* run_oneshots -- every one-shot kind (migrations), one after the other, before anything else starts;
+ * the master waits for each (still answering TERM). Any failure means no start. */
+static int run_oneshots(int sfd)
 {
-    child_t *c = child_new(CX_KIND_MIGRATE, 0);
-    int status;
+    for (int k = 0; k < CX_KIND_MAX; k++) {
+        child_t *c;
+        int status;
 
-    if (c == NULL)
-        return -1;
-    spawn(c);
-    for (;;) {
-        struct pollfd pfd = {.fd = sfd, .events = POLLIN};
-        pid_t pid = waitpid(c->pid, &status, WNOHANG);
-        if (pid == c->pid)
-            break;
-        if (poll(&pfd, 1, 200) > 0) {
-            struct signalfd_siginfo si;
-            while (read(sfd, &si, sizeof(si)) == sizeof(si))
-                if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGQUIT) {
-                    cx_log_info("stopping during migrations");
-                    kill(c->pid, SIGTERM);
-                    waitpid(c->pid, &status, 0);
-                    cx_shm_slot_release(c->slot);
-                    c->state = CH_FREE;
-                    return -1;
-                }
+        if (!(cx_kinds[k].flags & CX_KIND_ONESHOT) || cx_kind_count((cx_kind_t)k, cx_cfg) == 0)
+            continue;
+        if ((c = child_new((cx_kind_t)k, 0)) == NULL)
+            return -1;
+        spawn(c);
+        for (;;) {
+            struct pollfd pfd = {.fd = sfd, .events = POLLIN};
+            pid_t pid = waitpid(c->pid, &status, WNOHANG);
+            if (pid == c->pid)
+                break;
+            if (poll(&pfd, 1, 200) > 0) {
+                struct signalfd_siginfo si;
+                while (read(sfd, &si, sizeof(si)) == sizeof(si))
+                    if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGQUIT) {
+                        cx_log_info("stopping during %s", cx_kind_name((cx_kind_t)k));
+                        kill(c->pid, SIGTERM);
+                        waitpid(c->pid, &status, 0);
+                        cx_shm_slot_release(c->slot);
+                        c->state = CH_FREE;
+                        return -1;
+                    }
+            }
         }
-    }
-    cx_shm_slot_release(c->slot);
-    c->state = CH_FREE;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        cx_log_errorx("migrations failed; not starting");
-        return -1;
+        cx_shm_slot_release(c->slot);
+        c->state = CH_FREE;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            cx_log_errorx("%s failed; not starting", cx_kind_name((cx_kind_t)k));
+            return -1;
+        }
     }
     return 0;
 }
@@ -449,8 +496,7 @@ static int run_migrations(int sfd)
 static int64_t next_timeout(int64_t now)
 {
     int64_t t = 1000;
-    int i;
-    for (i = 0; i < MAX_CHILDREN; i++)
+    for (int i = 0; i < nchildren; i++)
         if (children[i].state == CH_WAIT_RESPAWN && children[i].respawn_at - now < t)
             t = children[i].respawn_at - now;
     if (stopping && stop_deadline - now < t)
@@ -511,10 +557,22 @@ static int daemonize(void)
     return 0;
 }
 
+/* announce_mode -- server.mode debug: say so, and list the routes (what a developer wants to see first). */
+static void announce_mode(void)
+{
+    if (strcmp(cx_cfg->server.mode, "debug") != 0)
+        return;
+    cx_log_warnx("server.mode is debug: the log level defaults to debug and the routes are listed; use release in "
+                 "production");
+    for (size_t i = 0; i < cx_nroutes; i++)
+        cx_log_info("route %-6s %s (%s)", cx_routes[i].method, cx_routes[i].pattern, cx_routes[i].name);
+}
+
 int cx_master_run(const char *config_path, int daemon_mode)
 {
     static const int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1};
     sigset_t set;
+    pid_t holder;
     int sfd;
 
     cfg_path = config_path;
@@ -528,20 +586,23 @@ int cx_master_run(const char *config_path, int daemon_mode)
     signal(SIGPIPE, SIG_IGN);
     if (cx_signals_block(sigs, (int)CX_ARRAY_SIZE(sigs), &set) != 0 || (sfd = cx_signals_fd(&set)) < 0)
         return 1;
-    if (pidfile_write(cx_cfg->server.pidfile) != 0)
+    cx_child_parent_fd(sfd);
+    if ((pid_fd = cx_pidfile_create(cx_cfg->server.pidfile, &holder)) == -1)
         return 1;
+    cx_child_parent_fd(pid_fd);
     if ((cx_listen_fd = cx_listen_open(cx_cfg->server.host, cx_cfg->server.port)) < 0)
         goto fail;
-    if (cx_shm_create() != 0)
+    if (cx_shm_create(cx_kinds_slots()) != 0)
         goto fail;
+    children_init(cx_shm->nslots - 1);
     cx_shm->generation = generation;
-    if (cx_cfg->migrations.auto_run && run_migrations(sfd) != 0)
+    announce_mode();
+    if (run_oneshots(sfd) != 0)
         goto fail;
 
-    start_workers();
-    start_singletons();
+    start_children();
     cx_log_info("conduix-cp %s serving on %s:%d with %d workers (master pid %d)", CX_VERSION, cx_cfg->server.host,
-                cx_cfg->server.port, cx_cfg->server.workers_effective, (int)getpid());
+                cx_cfg->server.port, cx_kind_count(CX_KIND_WORKER, cx_cfg), (int)getpid());
     cx_sd_notify("READY=1\nSTATUS=serving");
 
     for (;;) {
@@ -556,6 +617,7 @@ int cx_master_run(const char *config_path, int daemon_mode)
         if (sig.reap) {
             sig.reap = 0;
             reap();
+            try_pending();
         }
         if (sig.terminate) {
             sig.terminate = 0;
@@ -589,13 +651,13 @@ int cx_master_run(const char *config_path, int daemon_mode)
         }
     }
     close(cx_listen_fd);
-    pidfile_remove();
+    cx_pidfile_remove(cx_cfg->server.pidfile, pid_fd);
     cx_log_info("stopped");
     return exit_code;
 
 fail:
     if (cx_listen_fd >= 0)
         close(cx_listen_fd);
-    pidfile_remove();
+    cx_pidfile_remove(cx_cfg->server.pidfile, pid_fd);
     return 1;
 }

@@ -2,8 +2,12 @@
  * shm.c -- the shared-memory segment: mapping, slot ownership, and the lock-free counters each process
  * adds to its own slot. See shm.h for the rules.
  */
+#include <errno.h>
+#include <sched.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conduix/cx.h"
@@ -21,10 +25,6 @@ const int cx_shm_status_codes[CX_SHM_NSTATUS] = {200, 201, 202, 204, 301, 302, 3
 const double cx_shm_buckets_s[CX_SHM_NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
 
 const char *const cx_counter_names[CX_C_MAX_] = {
-    [CX_C_CHILD_RESTARTS_WORKER] = "conduix_child_restarts_total{kind=\"worker\"}",
-    [CX_C_CHILD_RESTARTS_SCHEDULER] = "conduix_child_restarts_total{kind=\"scheduler\"}",
-    [CX_C_CHILD_RESTARTS_HBMON] = "conduix_child_restarts_total{kind=\"hbmon\"}",
-    [CX_C_CHILD_RESTARTS_DISPATCHER] = "conduix_child_restarts_total{kind=\"dispatcher\"}",
     [CX_C_RELOADS] = "conduix_reloads_total",
     [CX_C_RELOAD_FAILURES] = "conduix_reload_failures_total",
     [CX_C_DB_ERRORS] = "conduix_db_errors_total",
@@ -48,10 +48,6 @@ const char *const cx_counter_names[CX_C_MAX_] = {
 };
 
 const char *const cx_counter_help[CX_C_MAX_] = {
-    [CX_C_CHILD_RESTARTS_WORKER] = "Children respawned after an unexpected exit, by kind.",
-    [CX_C_CHILD_RESTARTS_SCHEDULER] = "Children respawned after an unexpected exit, by kind.",
-    [CX_C_CHILD_RESTARTS_HBMON] = "Children respawned after an unexpected exit, by kind.",
-    [CX_C_CHILD_RESTARTS_DISPATCHER] = "Children respawned after an unexpected exit, by kind.",
     [CX_C_RELOADS] = "Configuration reloads that took effect.",
     [CX_C_RELOAD_FAILURES] = "Reloads refused because the new configuration was invalid.",
     [CX_C_DB_ERRORS] = "MySQL calls that failed.",
@@ -88,16 +84,21 @@ const char *const cx_gauge_help[CX_G_MAX_] = {
     [CX_G_COMMANDS_PENDING] = "Agent commands queued or sent and not yet acknowledged or expired.",
 };
 
-int cx_shm_create(void)
+/* cx_shm_create -- the segment is anonymous shared memory, which the kernel hands out zeroed and page by
+ * page on first touch: slots that are never used cost address space, not memory. So it is sized for the
+ * largest configuration (kinds.h), and nothing here writes to the whole of it. */
+int cx_shm_create(int nslots)
 {
-    void *p = mmap(NULL, sizeof(cx_shm_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    size_t size = offsetof(cx_shm_t, slots) + (size_t)(nslots > 1 ? nslots : 1) * sizeof(cx_shm_slot_t);
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
-        cx_log_error("mmap of %zu bytes for the shared segment", sizeof(cx_shm_t));
+        cx_log_error("mmap of %zu bytes for the shared segment", size);
         return -1;
     }
-    memset(p, 0, sizeof(cx_shm_t));
     cx_shm = p;
     cx_shm->magic = CX_SHM_MAGIC;
+    cx_shm->nslots = nslots > 1 ? nslots : 1;
+    cx_shm->nused = 1;
     cx_shm->started_ms = cx_wall_ms();
     cx_shm->master_pid = getpid();
     /* slot 0 is the master's own */
@@ -114,8 +115,9 @@ int cx_shm_slot_alloc(cx_kind_t kind, int index)
     int i, free_slot = -1;
     if (cx_shm == NULL)
         return -1;
-    /* A slot whose last owner was the same kind and index continues its counts; any free slot else. */
-    for (i = 1; i < CX_SHM_SLOTS; i++) {
+    /* A slot whose last owner was the same kind and index continues its counts; any free used slot else;
+     * a never used one last. Only the master allocates, so nused needs no atomic increment. */
+    for (i = 1; i < cx_shm->nused; i++) {
         cx_shm_slot_t *s = &cx_shm->slots[i];
         if (s->pid != 0)
             continue;
@@ -124,12 +126,16 @@ int cx_shm_slot_alloc(cx_kind_t kind, int index)
         if (free_slot < 0)
             free_slot = i;
     }
+    if (free_slot < 0 && cx_shm->nused < cx_shm->nslots) {
+        free_slot = cx_shm->nused;
+        __atomic_store_n(&cx_shm->nused, free_slot + 1, __ATOMIC_RELEASE);
+    }
     return free_slot;
 }
 
 void cx_shm_slot_release(int slot)
 {
-    if (cx_shm == NULL || slot <= 0 || slot >= CX_SHM_SLOTS)
+    if (cx_shm == NULL || slot <= 0 || slot >= cx_shm->nused)
         return;
     cx_shm->slots[slot].up = 0;
     __atomic_store_n(&cx_shm->slots[slot].pid, 0, __ATOMIC_RELEASE);
@@ -137,7 +143,7 @@ void cx_shm_slot_release(int slot)
 
 void cx_shm_attach(int slot)
 {
-    if (cx_shm == NULL || slot <= 0 || slot >= CX_SHM_SLOTS) {
+    if (cx_shm == NULL || slot <= 0 || slot >= cx_shm->nused) {
         cx_shm_self = NULL;
         return;
     }
@@ -176,21 +182,79 @@ void cx_shm_observe_request(int route_index, int status, int64_t duration_us)
     __atomic_fetch_add(&s->latency_sum_us[r], (uint64_t)(duration_us < 0 ? 0 : duration_us), __ATOMIC_RELAXED);
 }
 
+void cx_shm_restart(cx_kind_t kind)
+{
+    if (cx_shm != NULL && (unsigned)kind < CX_KIND_MAX)
+        __atomic_fetch_add(&cx_shm->restarts[kind], 1, __ATOMIC_RELAXED);
+}
+
 int cx_shm_kind_up(cx_kind_t kind)
 {
-    int i;
+    int i, n;
     if (cx_shm == NULL)
         return 0;
-    for (i = 1; i < CX_SHM_SLOTS; i++)
+    n = __atomic_load_n(&cx_shm->nused, __ATOMIC_ACQUIRE);
+    for (i = 1; i < n; i++)
         if (cx_shm->slots[i].pid != 0 && cx_shm->slots[i].kind == (int)kind && cx_shm->slots[i].up)
             return 1;
     return 0;
 }
 
-const char *cx_kind_name(cx_kind_t kind)
+/* ---- locks ---- */
+
+/* cpu_relax -- tell the CPU we are spinning (a hint; no instruction is needed for correctness). */
+static inline void cpu_relax(void)
 {
-    static const char *names[] = {"master", "worker", "scheduler", "hbmon", "migrate", "dispatcher"};
-    return (unsigned)kind < CX_KIND_MAX ? names[kind] : "unknown";
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("pause" ::: "memory");
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/* cx_shm_lock -- spin briefly, then yield the CPU, then sleep a little between tries: the holder runs a
+ * handful of instructions, but on a busy machine it may have been descheduled in the middle of them, and
+ * spinning would only keep it from running. Never a takeover: see cx_shm_lock_t. */
+void cx_shm_lock(cx_shm_lock_t *l)
+{
+    int self = (int)getpid(), expected;
+    unsigned tries = 0;
+
+    for (;;) {
+        expected = 0;
+        if (atomic_load_explicit(&l->owner, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_weak_explicit(&l->owner, &expected, self, memory_order_acquire, memory_order_relaxed))
+            return;
+        if (++tries < 100) {
+            cpu_relax();
+        } else if (tries < 200) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, 100 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+void cx_shm_unlock(cx_shm_lock_t *l)
+{
+    atomic_store_explicit(&l->owner, 0, memory_order_release);
+}
+
+int cx_shm_locks_release(pid_t pid)
+{
+    int n = 0;
+    if (cx_shm == NULL || pid <= 0)
+        return 0;
+    for (size_t i = 0; i < CX_SHM_RL_ENTRIES; i++) {
+        int expected = (int)pid;
+        if (atomic_compare_exchange_strong_explicit(&cx_shm->ratelimit[i].lock.owner, &expected, 0, memory_order_release,
+                                                    memory_order_relaxed))
+            n++;
+    }
+    return n;
 }
 
 /* ---- rate limiting ---- */
@@ -203,22 +267,6 @@ static uint64_t hash_key(const char *s)
         h *= 1099511628211ULL;
     }
     return h ? h : 1;
-}
-
-static void rl_lock(cx_shm_rl_t *e)
-{
-    int spins = 0;
-    while (__atomic_exchange_n(&e->lock, 1, __ATOMIC_ACQUIRE)) {
-        /* the holder runs a handful of instructions; a holder that died there is taken over */
-        if (++spins > 100000)
-            break;
-        __builtin_ia32_pause();
-    }
-}
-
-static void rl_unlock(cx_shm_rl_t *e)
-{
-    __atomic_store_n(&e->lock, 0, __ATOMIC_RELEASE);
 }
 
 /* cx_shm_rate_take -- a token bucket per client key in the shared segment, so that the limit holds for
@@ -241,30 +289,33 @@ int cx_shm_rate_take(const char *key, double rate, int burst, int64_t now_ms, in
             e = &cx_shm->ratelimit[i];
             break;
         }
-        if (cx_shm->ratelimit[i].last_ms < oldest) {
-            oldest = cx_shm->ratelimit[i].last_ms;
+        int64_t last = __atomic_load_n(&cx_shm->ratelimit[i].last_ms, __ATOMIC_RELAXED);
+        if (last < oldest) {
+            oldest = last;
             victim = i;
         }
     }
     if (e == NULL)
         e = &cx_shm->ratelimit[victim];
-    rl_lock(e);
+    /* The fields are written with atomic stores because the lookup above reads key and last_ms without
+     * the lock (a stale value there only picks a worse victim). */
+    cx_shm_lock(&e->lock);
     if (e->key != h) {
-        e->key = h;
+        __atomic_store_n(&e->key, h, __ATOMIC_RELAXED);
         e->millitokens = cap;
-        e->last_ms = now_ms;
+        __atomic_store_n(&e->last_ms, now_ms, __ATOMIC_RELAXED);
     }
     if (now_ms > e->last_ms) {
         e->millitokens += (int64_t)((double)(now_ms - e->last_ms) * rate);
         if (e->millitokens > cap)
             e->millitokens = cap;
-        e->last_ms = now_ms;
+        __atomic_store_n(&e->last_ms, now_ms, __ATOMIC_RELAXED);
     }
     ok = e->millitokens >= 1000;
     if (ok)
         e->millitokens -= 1000;
     else if (retry_after_ms != NULL)
         *retry_after_ms = (int64_t)((double)(1000 - e->millitokens) / rate) + 1;
-    rl_unlock(e);
+    cx_shm_unlock(&e->lock);
     return ok;
 }

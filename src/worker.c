@@ -82,13 +82,12 @@ static void on_signal(h2o_socket_t *sock, const char *err)
     }
 }
 
-int cx_worker_run(int listen_fd, int worker_index)
+int cx_worker_run(int listen_fd)
 {
     static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1};
     sigset_t set;
     int sfd;
 
-    (void)worker_index;
     if (cx_signals_block(sigs, (int)CX_ARRAY_SIZE(sigs), &set) != 0 || (sfd = cx_signals_fd(&set)) < 0)
         return 1;
     cx_server_init(&config);
@@ -103,8 +102,11 @@ int cx_worker_run(int listen_fd, int worker_index)
     listener = h2o_evloop_socket_create(ctx.loop, listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     h2o_socket_read_start(listener, on_accept);
 
-    while (!draining || (nconns > 0 && cx_now_ms() < drain_deadline))
-        h2o_evloop_run(ctx.loop, draining ? 50 : INT32_MAX);
+    /* the loop wakes at least once a second for cx_child_idle (database.max_idle_conns) */
+    while (!draining || (nconns > 0 && cx_now_ms() < drain_deadline)) {
+        h2o_evloop_run(ctx.loop, draining ? 50 : 1000);
+        cx_child_idle(draining);
+    }
     if (nconns > 0)
         cx_log_info("exiting with %d connection(s) still open", nconns);
     cx_db_close();

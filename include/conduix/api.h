@@ -52,6 +52,8 @@ void cx_access_log(cx_req_t *r);
 
 /* server.c: per-process HTTP state. */
 int cx_server_init(h2o_globalconf_t *config);
+/* errors.c: h2o's own error responses rewritten into the envelope (a filter on path and the fallback). */
+void cx_server_errors(h2o_hostconf_t *host, h2o_pathconf_t *path);
 
 /* Paging helper for list handlers: reads ?page= and ?page_size= (defaults 1 and 20, size 1..100);
  * a bad value is a 400 reply and CX_INVALID. */

@@ -1,22 +1,28 @@
 /*
- * breaker.h -- a circuit breaker: closed, open after N consecutive failures, half-open after the
- * cooldown (one probe at a time), closed again after M successes in half-open; a failure in half-open
- * opens it again. Pure: the caller passes the clock, so the state machine is unit-tested.
+ * breaker.h -- a circuit breaker: closed, open after N consecutive failures, half-open when the wait is
+ * over (one probe at a time), closed again after M successes in half-open; a failure in half-open opens
+ * it again. The wait doubles from CX_BREAKER_PROBE_MS after each failed probe, up to the cooldown. Pure:
+ * the caller passes the clock, so the state machine is unit-tested.
  */
 #ifndef CONDUIX_BREAKER_H
 #define CONDUIX_BREAKER_H
 
 #include <stdint.h>
 
+#include "conduix/backoff.h"
+
+#define CX_BREAKER_PROBE_MS 250 /* the first wait after opening */
+
 typedef enum { CX_BREAKER_CLOSED = 0, CX_BREAKER_OPEN, CX_BREAKER_HALF_OPEN } cx_breaker_state_t;
 
 typedef struct cx_breaker {
     cx_breaker_state_t state;
-    int failures;       /* consecutive, in closed */
-    int successes;      /* in half-open */
-    int64_t open_until; /* ms, when open */
-    int max_failures;   /* N */
-    int64_t cooldown_ms;
+    int failures;            /* consecutive, in closed */
+    int successes;           /* in half-open */
+    int64_t open_until;      /* ms, when open */
+    int max_failures;        /* N */
+    int64_t cooldown_ms;     /* the longest wait between probes */
+    cx_backoff_t probe;      /* the wait before the next probe */
     int half_open_successes; /* M */
     uint64_t opened_total;   /* how many times it opened */
 } cx_breaker_t;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #define CX_CONFIG_DEFAULT_PATH "/etc/conduix-cp/config.yaml"
+#define CX_WORKERS_MAX 256 /* the largest server.workers */
 
 typedef struct cx_provider {
     char *provider; /* id used in URLs: google, github, keycloak … */
@@ -32,7 +33,7 @@ typedef struct cx_config {
         char *host;  /* listen address; restart required */
         int port;    /* restart required */
         char *mode;  /* debug | release */
-        int workers; /* 0 = 2 per core; resolved value in workers_effective */
+        int workers; /* 0 = 2 per core, within database.max_open_conns; resolved value in workers_effective */
         int workers_effective;
         int64_t shutdown_timeout_ms;
         int64_t max_body_size;
@@ -114,7 +115,7 @@ typedef struct cx_config {
 
     struct {
         int auto_run;
-        char *dir;
+        char *dir; /* "" = the copies built into the binary */
     } migrations;
 } cx_config_t;
 

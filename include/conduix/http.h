@@ -61,6 +61,6 @@ const char *cx_req_actor(cx_req_t *r);
 int cx_listen_open(const char *host, int port);
 
 /* cx_worker_run -- a worker's life: h2o event loop on the inherited listen fd until told to stop. */
-int cx_worker_run(int listen_fd, int worker_index);
+int cx_worker_run(int listen_fd);
 
 #endif

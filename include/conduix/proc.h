@@ -17,6 +17,15 @@ int cx_master_run(const char *config_path, int daemonize);
  * to the master, take the shared-memory slot, set the process title. */
 void cx_child_prologue(cx_kind_t kind, int index, int slot);
 
+/* cx_child_parent_fd -- fd is the master's alone: every child closes it in its prologue.
+ * cx_child_parent_fd_closed -- the master closed it: forget it. */
+void cx_child_parent_fd(int fd);
+void cx_child_parent_fd_closed(int fd);
+
+/* cx_child_idle -- called by a child's loop about once a second: closes its MySQL connection after a
+ * while unused when database.max_idle_conns does not let this process keep it, or when draining. */
+void cx_child_idle(int draining);
+
 /* cx_proc_set_title -- "conduix-cp: worker 0" in ps (overwrites argv). cx_proc_title_init must run first
  * in main with argc/argv. */
 void cx_proc_title_init(int argc, char **argv);
@@ -28,7 +37,8 @@ int cx_signals_block(const int *sigs, int n, sigset_t *set);
 int cx_signals_fd(const sigset_t *set);
 void cx_signals_reset(void);
 
-/* Single-purpose child loops. Each returns the exit code (0 clean, 2 fatal: do not respawn). */
+/* Single-purpose child loops, the main functions of the kinds table (kinds.h). Each returns the exit
+ * code (0 clean, 2 fatal: do not respawn). */
 int cx_scheduler_run(void);
 int cx_hbmon_run(void);
 int cx_dispatcher_run(void);

@@ -17,6 +17,11 @@ int cx_reply_page(cx_req_t *r, json_object *items, int64_t total, int page, int 
  * ownership of details. Adds WWW-Authenticate on 401, Retry-After on 429 and 503. */
 int cx_reply_error(cx_req_t *r, int status, const char *code, const char *msg, json_object *details);
 
+/* cx_reply_error_head -- the status, headers and Content-Length of cx_reply_error, with the body
+ * returned (in the request's pool) instead of sent: for a response that h2o already started
+ * (http/errors.c). */
+h2o_iovec_t cx_reply_error_head(cx_req_t *r, int status, const char *code, const char *msg);
+
 /* cx_reply_validation -- 400 VALIDATION_ERROR with details {field: message}. */
 int cx_reply_validation(cx_req_t *r, const char *field, const char *msg);
 

@@ -7,33 +7,22 @@
 #ifndef CONDUIX_SHM_H
 #define CONDUIX_SHM_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#define CX_SHM_SLOTS 96    /* processes: master, workers of two generations, singletons */
+#include "conduix/kinds.h"
+
 #define CX_SHM_ROUTES 96   /* routes in the table, plus one for "unmatched" */
 #define CX_SHM_NSTATUS 24  /* distinct HTTP status codes tracked; the last is "other" */
 #define CX_SHM_NBUCKETS 12 /* latency histogram buckets (+Inf is the count) */
 #define CX_SHM_NCOUNTERS 64
 #define CX_SHM_NGAUGES 32
 
+/* Generic counters, summed over processes. Names and help text are in src/shm.c (cx_counter_defs);
+ * restarts of children are counted by kind apart (cx_shm_t.restarts). */
 typedef enum {
-    CX_KIND_MASTER = 0,
-    CX_KIND_WORKER,
-    CX_KIND_SCHEDULER,
-    CX_KIND_HBMON,
-    CX_KIND_MIGRATE,
-    CX_KIND_DISPATCHER,
-    CX_KIND_MAX
-} cx_kind_t;
-
-/* Generic counters, summed over processes. Names and help text are in src/shm.c (cx_counter_defs). */
-typedef enum {
-    CX_C_CHILD_RESTARTS_WORKER = 0, /* written by the master */
-    CX_C_CHILD_RESTARTS_SCHEDULER,
-    CX_C_CHILD_RESTARTS_HBMON,
-    CX_C_CHILD_RESTARTS_DISPATCHER,
-    CX_C_RELOADS,
+    CX_C_RELOADS = 0,
     CX_C_RELOAD_FAILURES,
     CX_C_DB_ERRORS,
     CX_C_REDIS_ERRORS,
@@ -76,9 +65,17 @@ typedef struct cx_shm_slot {
 #define CX_SHM_RL_ENTRIES 8192 /* rate-limit buckets, 4-way set associative */
 #define CX_SHM_RL_WAYS 4
 
-/* One client's token bucket. lock is a spin flag held only for a few instructions (no syscall). */
+/* A lock word in the segment: 0 when free, else the pid of the process that holds it. It is held for a
+ * few instructions, never across a syscall. A waiter never takes it over, however long it waits (the
+ * holder may merely be descheduled); a holder that dies with it is a child of the master, which frees
+ * its locks when it reaps it, before its pid can be used again (cx_shm_locks_release). */
+typedef struct cx_shm_lock {
+    _Atomic int owner;
+} cx_shm_lock_t;
+
+/* One client's token bucket, under its lock. */
 typedef struct cx_shm_rl {
-    volatile int lock;
+    cx_shm_lock_t lock;
     uint64_t key;        /* hash of the client key; 0 = free */
     int64_t millitokens; /* tokens x 1000 */
     int64_t last_ms;     /* monotonic clock of the last refill */
@@ -89,9 +86,12 @@ typedef struct cx_shm {
     volatile int64_t started_ms;
     volatile pid_t master_pid;
     volatile int generation;
+    int nslots;         /* slots[] has this many, sized from the kinds table at creation */
+    volatile int nused; /* slots [0, nused) have been used at least once; the rest were never touched */
     int64_t gauges[CX_SHM_NGAUGES];
-    cx_shm_slot_t slots[CX_SHM_SLOTS];
+    uint64_t restarts[CX_KIND_MAX]; /* children respawned after an unexpected exit, by kind (the master's) */
     cx_shm_rl_t ratelimit[CX_SHM_RL_ENTRIES];
+    cx_shm_slot_t slots[]; /* nslots; pages of slots never used are never touched, so cost no memory */
 } cx_shm_t;
 
 extern cx_shm_t *cx_shm;
@@ -104,8 +104,9 @@ extern const char *const cx_counter_help[CX_C_MAX_];
 extern const char *const cx_gauge_names[CX_G_MAX_];
 extern const char *const cx_gauge_help[CX_G_MAX_];
 
-/* cx_shm_create -- map the segment (master, before fork). 0 or -1. */
-int cx_shm_create(void);
+/* cx_shm_create -- map the segment with nslots process slots (master, before fork; slot 0 is the
+ * master's). 0 or -1. */
+int cx_shm_create(int nslots);
 
 /* cx_shm_slot_alloc -- a free slot for a new child (master), preferring the slot last used by the same
  * kind/index so counts continue; -1 when full. */
@@ -119,10 +120,19 @@ void cx_shm_count(cx_counter_t c, uint64_t n);
 void cx_shm_gauge_set(cx_gauge_t g, int64_t v);
 void cx_shm_observe_request(int route_index, int status, int64_t duration_us);
 
-/* cx_shm_child_up -- is a process of this kind up now (for /ready)? */
+/* cx_shm_restart -- count a respawn of a child of this kind (the master). */
+void cx_shm_restart(cx_kind_t kind);
+
+/* cx_shm_kind_up -- is a process of this kind up now (for /ready)? */
 int cx_shm_kind_up(cx_kind_t kind);
 
-const char *cx_kind_name(cx_kind_t kind);
+/* cx_shm_lock, cx_shm_unlock -- take and give back a lock word of the segment (see cx_shm_lock_t). */
+void cx_shm_lock(cx_shm_lock_t *l);
+void cx_shm_unlock(cx_shm_lock_t *l);
+
+/* cx_shm_locks_release -- free every lock word held by pid, a child that died (the master calls it
+ * before reaping the child, while its pid cannot be reused). Returns how many it freed. */
+int cx_shm_locks_release(pid_t pid);
 
 /* cx_shm_rate_take -- take one token from the bucket of key (rate per second, burst capacity) at
  * monotonic time now_ms. 1 allowed; 0 refused, with *retry_after_ms until a token is back. */

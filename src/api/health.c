@@ -1,6 +1,7 @@
 /*
- * health.c -- /health (the process serves) and /ready (MySQL answers, every child kind is up; Redis down
- * alone is "degraded" but ready). No envelope: load balancers and probes read these.
+ * health.c -- /health (the process serves) and /ready (MySQL answers, and a process of every kind the
+ * kinds table marks CX_KIND_READY is up; Redis down alone is "degraded" but ready). No envelope: load
+ * balancers and probes read these.
  */
 #include "conduix/api.h"
 #include "conduix/cx.h"
@@ -22,21 +23,19 @@ int cx_api_health(cx_req_t *r)
 int cx_api_ready(cx_req_t *r)
 {
     json_object *o = json_object_new_object(), *checks = json_object_new_object();
-    int ready = 1;
     int db = cx_db_ping();
-    int sched = cx_shm_kind_up(CX_KIND_SCHEDULER), hb = cx_shm_kind_up(CX_KIND_HBMON);
-    int disp = cx_shm_kind_up(CX_KIND_DISPATCHER);
+    int ready = db == CX_OK;
     const char *redis = cx_redis_ping() == CX_OK ? "ok" : "degraded";
 
-    if (db != CX_OK)
-        ready = 0;
-    if (!sched || !hb || !disp)
-        ready = 0;
     json_object_object_add(checks, "database", json_object_new_string(db == CX_OK ? "ok" : "unavailable"));
     json_object_object_add(checks, "redis", json_object_new_string(redis));
-    json_object_object_add(checks, "scheduler", json_object_new_string(sched ? "ok" : "down"));
-    json_object_object_add(checks, "hbmon", json_object_new_string(hb ? "ok" : "down"));
-    json_object_object_add(checks, "dispatcher", json_object_new_string(disp ? "ok" : "down"));
+    for (int k = 0; k < CX_KIND_MAX; k++) {
+        if (!(cx_kinds[k].flags & CX_KIND_READY))
+            continue;
+        int up = cx_shm_kind_up((cx_kind_t)k);
+        ready = ready && up;
+        json_object_object_add(checks, cx_kinds[k].name, json_object_new_string(up ? "ok" : "down"));
+    }
     json_object_object_add(o, "status", json_object_new_string(ready ? "ready" : "not_ready"));
     json_object_object_add(o, "checks", checks);
     if (!ready)

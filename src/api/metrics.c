@@ -61,9 +61,15 @@ static void route_label(int r, const char **name, const char **method)
     }
 }
 
+/* slots_used -- slots [0, n) have been used; the others were never touched and hold only zeros. */
+static int slots_used(void)
+{
+    return __atomic_load_n(&cx_shm->nused, __ATOMIC_ACQUIRE);
+}
+
 static void requests(buf_t *b)
 {
-    int r, k, s, bk;
+    int r, k, s, bk, nused = slots_used();
     const char *name, *method;
 
     put(b, "# HELP conduix_http_requests_total HTTP requests by route and status.\n"
@@ -71,7 +77,7 @@ static void requests(buf_t *b)
     for (r = 0; r < CX_SHM_ROUTES; r++)
         for (k = 0; k < CX_SHM_NSTATUS; k++) {
             uint64_t n = 0;
-            for (s = 0; s < CX_SHM_SLOTS; s++)
+            for (s = 0; s < nused; s++)
                 n += __atomic_load_n(&cx_shm->slots[s].requests[r][k], __ATOMIC_RELAXED);
             if (n == 0)
                 continue;
@@ -88,7 +94,7 @@ static void requests(buf_t *b)
            "# TYPE conduix_http_request_duration_seconds histogram\n");
     for (r = 0; r < CX_SHM_ROUTES; r++) {
         uint64_t count = 0, sum = 0, cum = 0;
-        for (s = 0; s < CX_SHM_SLOTS; s++) {
+        for (s = 0; s < nused; s++) {
             count += __atomic_load_n(&cx_shm->slots[s].latency_count[r], __ATOMIC_RELAXED);
             sum += __atomic_load_n(&cx_shm->slots[s].latency_sum_us[r], __ATOMIC_RELAXED);
         }
@@ -96,7 +102,7 @@ static void requests(buf_t *b)
             continue;
         route_label(r == CX_SHM_ROUTES - 1 ? -1 : r, &name, &method);
         for (bk = 0; bk < CX_SHM_NBUCKETS; bk++) {
-            for (s = 0; s < CX_SHM_SLOTS; s++)
+            for (s = 0; s < nused; s++)
                 cum += __atomic_load_n(&cx_shm->slots[s].latency_buckets[r][bk], __ATOMIC_RELAXED);
             put(b, "conduix_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n", name, cx_shm_buckets_s[bk],
                 (unsigned long long)cum);
@@ -109,11 +115,18 @@ static void requests(buf_t *b)
 
 static void counters(buf_t *b)
 {
-    int c, s;
+    int c, s, nused = slots_used();
     const char *prev = NULL;
+
+    put(b, "# HELP conduix_child_restarts_total Children respawned after an unexpected exit, by kind.\n"
+           "# TYPE conduix_child_restarts_total counter\n");
+    for (c = 0; c < CX_KIND_MAX; c++)
+        if (cx_kinds[c].count != NULL && !(cx_kinds[c].flags & CX_KIND_ONESHOT))
+            put(b, "conduix_child_restarts_total{kind=\"%s\"} %llu\n", cx_kinds[c].name,
+                (unsigned long long)__atomic_load_n(&cx_shm->restarts[c], __ATOMIC_RELAXED));
     for (c = 0; c < CX_C_MAX_; c++) {
         uint64_t n = 0;
-        for (s = 0; s < CX_SHM_SLOTS; s++)
+        for (s = 0; s < nused; s++)
             n += __atomic_load_n(&cx_shm->slots[s].counters[c], __ATOMIC_RELAXED);
         header(b, cx_counter_names[c], prev, cx_counter_help[c], "counter");
         put(b, "%s %llu\n", cx_counter_names[c], (unsigned long long)n);
@@ -129,9 +142,9 @@ static void counters(buf_t *b)
 
 static void processes(buf_t *b)
 {
-    int s;
+    int s, nused = slots_used();
     put(b, "# HELP conduix_process_up 1 for each live process of this instance.\n# TYPE conduix_process_up gauge\n");
-    for (s = 0; s < CX_SHM_SLOTS; s++) {
+    for (s = 0; s < nused; s++) {
         cx_shm_slot_t *p = &cx_shm->slots[s];
         pid_t pid = __atomic_load_n(&p->pid, __ATOMIC_ACQUIRE);
         if (pid <= 0 || !p->up)

@@ -24,6 +24,7 @@
 #include <errmsg.h>
 #include <mysqld_error.h>
 
+#include "conduix/backoff.h"
 #include "conduix/cx.h"
 #include "conduix/log.h"
 #include "conduix/db.h"
@@ -57,7 +58,7 @@ static struct {
     int64_t last_used_ms; /* cx_now_ms of the last successful round trip */
     int down;             /* the last connect attempt failed */
     int logged_down;      /* that failure was logged; the recovery will be too */
-    int64_t backoff_ms;
+    cx_backoff_t backoff;
     int64_t next_try_ms;
     int in_tx;
     int tx_aborted; /* the server ended the transaction behind the caller: CX_UNAVAIL or CX_ERR for commit */
@@ -194,16 +195,17 @@ static int ensure(void)
     D.m = dial(D.host, D.port, D.user, D.password, D.name, D.socket, secs(D.connect_ms, DEFAULT_CONNECT_MS),
                secs(D.read_ms, DEFAULT_IO_MS), secs(D.write_ms, DEFAULT_IO_MS), 0, err, sizeof(err));
     if (D.m == NULL) {
-        D.backoff_ms = D.down ? D.backoff_ms * 2 : BACKOFF_MIN_MS;
-        if (D.backoff_ms > BACKOFF_MAX_MS)
-            D.backoff_ms = BACKOFF_MAX_MS;
+        int64_t wait;
+        if (!D.down)
+            cx_backoff_reset(&D.backoff);
+        wait = cx_backoff_next(&D.backoff);
         D.down = 1;
-        D.next_try_ms = cx_now_ms() + D.backoff_ms;
+        D.next_try_ms = cx_now_ms() + wait;
         if (!D.logged_down) {
             cx_log_errorx("mysql: cannot connect to %s: %s; retrying in the background", where(), err);
             D.logged_down = 1;
         } else {
-            cx_log_debug("mysql: reconnect to %s failed: %s; next try in %lld ms", where(), err, (long long)D.backoff_ms);
+            cx_log_debug("mysql: reconnect to %s failed: %s; next try in %lld ms", where(), err, (long long)wait);
         }
         return CX_UNAVAIL;
     }
@@ -211,7 +213,6 @@ static int ensure(void)
         cx_log_info("mysql: connected to %s again", where());
     D.down = 0;
     D.logged_down = 0;
-    D.backoff_ms = 0;
     D.last_used_ms = cx_now_ms();
     return CX_OK;
 }
@@ -228,6 +229,7 @@ int cx_db_open(const cx_config_t *cfg)
     D.connect_ms = cfg->database.connect_timeout_ms;
     D.read_ms = cfg->database.read_timeout_ms;
     D.write_ms = cfg->database.write_timeout_ms;
+    cx_backoff_init(&D.backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     D.opened = 1;
     return ensure();
 }
@@ -241,6 +243,16 @@ void cx_db_close(void)
     free(D.name);
     free(D.socket);
     memset(&D, 0, sizeof(D));
+}
+
+int cx_db_close_idle(int64_t idle_ms)
+{
+    if (D.m == NULL || D.in_tx || cx_now_ms() - D.last_used_ms < idle_ms)
+        return 0;
+    cx_log_debug("mysql: closing the connection to %s, idle for %lld ms (database.max_idle_conns)", where(),
+                 (long long)(cx_now_ms() - D.last_used_ms));
+    drop();
+    return 1;
 }
 
 /* is_conn_err -- errors after which the connection cannot be trusted any more. */

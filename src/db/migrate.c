@@ -1,6 +1,8 @@
 /*
  * migrate.c -- schema migrations: the files migrations/NNNN_name.sql, applied in version order on a
- * connection of their own and recorded, with the SHA-256 of their bytes, in schema_migrations.
+ * connection of their own and recorded, with the SHA-256 of their bytes, in schema_migrations. The
+ * files are built into the binary (cx_migrations_builtin, generated at build time from the list in
+ * Makefile.am), so a binary needs no data directory; migrations.dir names a directory to use instead.
  *
  * Everything runs under GET_LOCK('conduix_migrate'), so replicas starting together serialise: the
  * second one finds the rows of the first and applies nothing. Every applied file is checked against its
@@ -110,16 +112,60 @@ static void files_free(mfile_t *fs, size_t n)
     free(fs);
 }
 
-/* scan -- the migration files of dir, read and checksummed, sorted by name. CX_OK or CX_ERR (logged). */
+/* check_files -- sorted by name, every version once. */
+static int check_files(mfile_t *fs, size_t n)
+{
+    if (n > 0)
+        qsort(fs, n, sizeof(*fs), by_name);
+    for (size_t i = 1; i < n; i++) {
+        if (fs[i].version == fs[i - 1].version) {
+            cx_log_errorx("migrate: %s and %s have the same version number", fs[i - 1].name, fs[i].name);
+            return CX_ERR;
+        }
+    }
+    return CX_OK;
+}
+
+/* builtin -- the migrations built into the binary, checksummed, sorted by name. */
+static int builtin(mfile_t **out, size_t *nout)
+{
+    size_t n = cx_migrations_builtin_count;
+    mfile_t *fs = cx_calloc(n + 1, sizeof(*fs));
+
+    for (size_t i = 0; i < n; i++) {
+        const cx_migration_t *m = &cx_migrations_builtin[i];
+        fs[i].name = cx_strdup(m->name);
+        fs[i].version = atoi(m->name);
+        fs[i].sql = cx_strndup((const char *)m->sql, m->len);
+        fs[i].len = m->len;
+        if (!valid_name(m->name) || sha256_hex(fs[i].sql, fs[i].len, fs[i].sum) != 0) {
+            cx_log_errorx("migrate: built-in migration %s: bad name or checksum failure", m->name);
+            files_free(fs, n);
+            return CX_ERR;
+        }
+    }
+    if (check_files(fs, n) != CX_OK) {
+        files_free(fs, n);
+        return CX_ERR;
+    }
+    *out = fs;
+    *nout = n;
+    return CX_OK;
+}
+
+/* scan -- the migration files of dir (NULL or "": the built-in ones), read and checksummed, sorted by
+ * name. CX_OK or CX_ERR (logged). */
 static int scan(const char *dir, mfile_t **out, size_t *nout)
 {
-    DIR *d = opendir(dir);
+    DIR *d;
     mfile_t *fs = NULL;
     size_t n = 0, cap = 0;
     struct dirent *de;
     char path[4096];
 
-    if (d == NULL) {
+    if (dir == NULL || dir[0] == '\0')
+        return builtin(out, nout);
+    if ((d = opendir(dir)) == NULL) {
         cx_log_error("migrate: cannot open the migrations directory %s", dir);
         return CX_ERR;
     }
@@ -147,14 +193,8 @@ static int scan(const char *dir, mfile_t **out, size_t *nout)
     }
     closedir(d);
     d = NULL;
-    if (n > 0)
-        qsort(fs, n, sizeof(*fs), by_name);
-    for (size_t i = 1; i < n; i++) {
-        if (fs[i].version == fs[i - 1].version) {
-            cx_log_errorx("migrate: %s and %s have the same version number", fs[i - 1].name, fs[i].name);
-            goto fail;
-        }
-    }
+    if (check_files(fs, n) != CX_OK)
+        goto fail;
     *out = fs;
     *nout = n;
     return CX_OK;
@@ -283,13 +323,11 @@ int cx_migrate_run(const cx_config_t *cfg, const char *dir, int verbose)
     size_t nf = 0, na = 0, done = 0;
     int locked = 0, rc = CX_ERR, bad = 0;
     char err[512];
+    const char *from;
 
     if (dir == NULL || dir[0] == '\0')
         dir = cfg->migrations.dir;
-    if (dir == NULL || dir[0] == '\0') {
-        cx_log_errorx("migrate: no migrations directory configured");
-        return CX_ERR;
-    }
+    from = dir != NULL && dir[0] != '\0' ? dir : "the binary (built in)";
     if (scan(dir, &fs, &nf) != CX_OK)
         return CX_ERR;
     m = cx_db_connect_new(cfg, CLIENT_MULTI_STATEMENTS, IO_TIMEOUT_MS, err, sizeof(err));
@@ -330,7 +368,7 @@ int cx_migrate_run(const cx_config_t *cfg, const char *dir, int verbose)
         for (size_t j = 0; j < nf && !found; j++)
             found = fs[j].version == as[i].version;
         if (!found)
-            cx_log_warnx("migrate: migration %s is recorded as applied but its file is missing in %s", as[i].name, dir);
+            cx_log_warnx("migrate: migration %s is recorded as applied but its file is missing in %s", as[i].name, from);
     }
     if (bad)
         goto out;
@@ -347,7 +385,7 @@ int cx_migrate_run(const cx_config_t *cfg, const char *dir, int verbose)
             fflush(stdout);
         }
     }
-    cx_log_info("migrate: %zu applied, %zu already applied", done, nf - done);
+    cx_log_info("migrate: %zu applied, %zu already applied (migrations from %s)", done, nf - done, from);
     rc = CX_OK;
 out:
     if (locked)

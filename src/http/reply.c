@@ -65,7 +65,8 @@ void cx_reply_add_header(cx_req_t *r, const char *name, const char *value)
     h2o_add_header_by_str(&req->pool, &req->res.headers, n, nlen, 0, NULL, v, vlen);
 }
 
-int cx_reply_raw(cx_req_t *r, int status, const char *content_type, const char *body, size_t len)
+/* head -- the status line and the headers every response has. */
+static void head(cx_req_t *r, int status, const char *content_type, size_t len)
 {
     h2o_req_t *req = r->req;
 
@@ -77,6 +78,13 @@ int cx_reply_raw(cx_req_t *r, int status, const char *content_type, const char *
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, r->request_id, strlen(r->request_id));
     r->status = status;
     r->bytes = len;
+}
+
+int cx_reply_raw(cx_req_t *r, int status, const char *content_type, const char *body, size_t len)
+{
+    h2o_req_t *req = r->req;
+
+    head(r, status, content_type, len);
     if (status == 204 || status == 304 || len == 0) {
         req->res.content_length = 0;
         h2o_send_inline(req, "", 0);
@@ -116,7 +124,8 @@ int cx_reply_page(cx_req_t *r, json_object *items, int64_t total, int page, int 
     return cx_reply_ok(r, 200, d, NULL);
 }
 
-int cx_reply_error(cx_req_t *r, int status, const char *code, const char *msg, json_object *details)
+/* error_object -- the error envelope, and the headers that go with some statuses. */
+static json_object *error_object(cx_req_t *r, int status, const char *code, const char *msg, json_object *details)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "success", json_object_new_boolean(0));
@@ -131,7 +140,24 @@ int cx_reply_error(cx_req_t *r, int status, const char *code, const char *msg, j
             strcmp(code, "TOKEN_EXPIRED") == 0 ? "Bearer error=\"invalid_token\", error_description=\"token expired\"" : "Bearer");
     if ((status == 429 || status == 503) && h2o_find_header_by_str(&r->req->res.headers, H2O_STRLIT("retry-after"), -1) == -1)
         cx_reply_add_header(r, "retry-after", status == 429 ? "1" : "5");
-    return cx_reply_json_raw(r, status, o);
+    return o;
+}
+
+int cx_reply_error(cx_req_t *r, int status, const char *code, const char *msg, json_object *details)
+{
+    return cx_reply_json_raw(r, status, error_object(r, status, code, msg, details));
+}
+
+h2o_iovec_t cx_reply_error_head(cx_req_t *r, int status, const char *code, const char *msg)
+{
+    json_object *o = error_object(r, status, code, msg, NULL);
+    size_t len;
+    const char *s = json_object_to_json_string_length(o, JSON_FLAGS, &len);
+    h2o_iovec_t body = h2o_strdup(&r->req->pool, s, len);
+
+    json_object_put(o);
+    head(r, status, "application/json; charset=utf-8", body.len);
+    return body;
 }
 
 int cx_reply_validation(cx_req_t *r, const char *field, const char *msg)

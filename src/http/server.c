@@ -24,8 +24,6 @@
 #define CORS_METHODS "GET, POST, PUT, DELETE, OPTIONS"
 #define CORS_HEADERS "Authorization, Content-Type, If-Match, X-Request-ID"
 
-void cx_server_set_host(h2o_hostconf_t *host);
-
 static void on_dispose(void *p)
 {
     cx_req_t *r = p;
@@ -191,7 +189,7 @@ int cx_server_init(h2o_globalconf_t *config)
     config->max_request_entity_size = (size_t)cx_cfg->server.max_body_size;
     host = h2o_config_register_host(config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     path = h2o_config_register_path(host, "/", 0);
-    cx_server_set_host(host);
+    cx_server_errors(host, path);
     h = h2o_create_handler(path, sizeof(*h));
     h->on_req = on_req;
     return 0;
@@ -295,67 +293,4 @@ int cx_api_paging(cx_req_t *r, int *page, int *page_size)
         *page_size = (int)v;
     }
     return CX_OK;
-}
-
-/* ---- errors h2o sends by itself ---- */
-
-static h2o_hostconf_t *default_host;
-
-void cx_server_set_host(h2o_hostconf_t *host)
-{
-    default_host = host;
-}
-
-/* h2o_send_error_generic -- replaces libh2o-evloop's own (the library calls it through its PLT, so this
- * definition in the executable wins). h2o answers some requests before any handler runs: 413 for a
- * Content-Length over server.max_body_size (without reading the body), 400 for a malformed request line
- * or headers. Those answers must be the same JSON envelope, with an X-Request-ID and a Content-Length, as
- * every other one, and must be counted and logged like them. */
-void h2o_send_error_generic(h2o_req_t *req, int status, const char *reason, const char *body, int flags)
-{
-    cx_req_t *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), on_dispose);
-    const char *code, *msg;
-    char text[160];
-
-    (void)body;
-    if (req->pathconf == NULL && default_host != NULL)
-        h2o_req_bind_conf(req, default_host, &default_host->fallback_path);
-    if ((flags & H2O_SEND_ERROR_HTTP1_CLOSE_CONNECTION) != 0)
-        req->http1_is_persistent = 0;
-    if ((flags & H2O_SEND_ERROR_KEEP_HEADERS) == 0)
-        memset(&req->res.headers, 0, sizeof(req->res.headers));
-    memset(r, 0, sizeof(*r));
-    r->req = req;
-    r->start_us = now_us();
-    r->route_index = -1;
-    cx_uuid(r->request_id);
-    switch (status) {
-    case 413:
-        code = "PAYLOAD_TOO_LARGE";
-        snprintf(text, sizeof(text), "request body larger than %lld bytes", (long long)cx_cfg->server.max_body_size);
-        msg = text;
-        break;
-    case 400:
-        code = "BAD_REQUEST";
-        msg = "malformed HTTP request";
-        break;
-    case 404:
-        code = "NOT_FOUND";
-        msg = "no such endpoint";
-        break;
-    case 405:
-        code = "METHOD_NOT_ALLOWED";
-        msg = "method not allowed";
-        break;
-    case 503:
-        code = "SERVICE_UNAVAILABLE";
-        msg = "service unavailable";
-        break;
-    default:
-        code = status >= 500 ? "INTERNAL_ERROR" : "BAD_REQUEST";
-        msg = reason != NULL ? reason : "error";
-        break;
-    }
-    cx_reply_error(r, status, code, msg, NULL);
-    cx_access_log(r);
 }

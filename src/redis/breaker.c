@@ -1,8 +1,13 @@
 /*
  * breaker.c -- the circuit breaker state machine of breaker.h: closed (consecutive failures counted, a
  * success resets the count), open after max_failures (calls refused until open_until), half-open once the
- * cooldown is over, closed again after half_open_successes successes, open again on any failure in
+ * wait is over, closed again after half_open_successes successes, open again on any failure in
  * half-open. Pure: no clock, no I/O, no logging; the caller passes now_ms.
+ *
+ * The wait before a probe is an exponential backoff: CX_BREAKER_PROBE_MS after opening, doubling after
+ * each failed probe up to the cooldown, and back to the start once the breaker closes. A Redis that
+ * returns after a short outage is noticed within about a second, and a long outage still costs a probe
+ * only once per cooldown.
  *
  * "One probe at a time" in half-open is not enforced: each process (worker, scheduler …) owns its breaker
  * and makes its Redis calls synchronously from one thread, so at most one call is in flight anyway, and
@@ -12,27 +17,34 @@
 
 void cx_breaker_init(cx_breaker_t *b, int max_failures, int64_t cooldown_ms, int half_open_successes)
 {
+    int64_t cooldown = cooldown_ms > 0 ? cooldown_ms : 0;
+
     b->state = CX_BREAKER_CLOSED;
     b->failures = 0;
     b->successes = 0;
     b->open_until = 0;
     b->max_failures = max_failures > 0 ? max_failures : 1;
-    b->cooldown_ms = cooldown_ms > 0 ? cooldown_ms : 0;
+    b->cooldown_ms = cooldown;
     b->half_open_successes = half_open_successes > 0 ? half_open_successes : 1;
     b->opened_total = 0;
+    cx_backoff_init(&b->probe, cooldown < CX_BREAKER_PROBE_MS ? cooldown : CX_BREAKER_PROBE_MS, cooldown);
 }
 
-static void trip(cx_breaker_t *b, int64_t now_ms)
+/* trip -- open: calls are refused until the next probe. first: opened from closed, so the probe wait
+ * starts over; else a probe failed, and the wait doubles. */
+static void trip(cx_breaker_t *b, int64_t now_ms, int first)
 {
+    if (first)
+        cx_backoff_reset(&b->probe);
     b->state = CX_BREAKER_OPEN;
-    b->open_until = now_ms + b->cooldown_ms;
+    b->open_until = now_ms + (b->cooldown_ms > 0 ? cx_backoff_next(&b->probe) : 0);
     b->failures = 0;
     b->successes = 0;
     b->opened_total++;
 }
 
 /* cx_breaker_allow -- may a call be made now?
- * Open turns half-open when the cooldown is over (now_ms >= open_until); the call then allowed is the
+ * Open turns half-open when the wait is over (now_ms >= open_until); the call then allowed is the
  * probe whose outcome decides between closed and open. */
 int cx_breaker_allow(cx_breaker_t *b, int64_t now_ms)
 {
@@ -62,6 +74,7 @@ void cx_breaker_success(cx_breaker_t *b, int64_t now_ms)
             b->state = CX_BREAKER_CLOSED;
             b->failures = 0;
             b->successes = 0;
+            cx_backoff_reset(&b->probe);
         }
         break;
     case CX_BREAKER_OPEN:
@@ -75,10 +88,10 @@ void cx_breaker_failure(cx_breaker_t *b, int64_t now_ms)
     switch (b->state) {
     case CX_BREAKER_CLOSED:
         if (++b->failures >= b->max_failures)
-            trip(b, now_ms);
+            trip(b, now_ms, 1);
         break;
     case CX_BREAKER_HALF_OPEN:
-        trip(b, now_ms);
+        trip(b, now_ms, 0);
         break;
     case CX_BREAKER_OPEN:
         break;

@@ -131,17 +131,18 @@ static void fail(const char *cause)
         R.failing = 1;
         R.failing_since = now;
         if (opened)
-            cx_log_warnx("redis: %s:%d: %s; circuit breaker open, calls fail fast for %lld ms", R.host, R.port, cause,
-                         (long long)R.br.cooldown_ms);
+            cx_log_warnx("redis: %s:%d: %s; circuit breaker open, calls fail fast until a probe in %lld ms", R.host, R.port, cause,
+                         (long long)(R.br.open_until - now));
         else
             cx_log_warnx("redis: %s:%d: %s (failure 1 of %d before the circuit breaker opens)", R.host, R.port, cause,
                          R.br.max_failures);
     } else if (opened && before == CX_BREAKER_CLOSED) {
-        cx_log_warnx("redis: %s:%d: %s; circuit breaker open after %d consecutive failures, calls fail fast for %lld ms", R.host,
-                     R.port, cause, R.br.max_failures, (long long)R.br.cooldown_ms);
+        cx_log_warnx("redis: %s:%d: %s; circuit breaker open after %d consecutive failures, calls fail fast until a probe in "
+                     "%lld ms",
+                     R.host, R.port, cause, R.br.max_failures, (long long)(R.br.open_until - now));
     } else if (opened) {
-        cx_log_debug("redis: %s:%d: probe failed: %s; circuit breaker open again for %lld ms", R.host, R.port, cause,
-                     (long long)R.br.cooldown_ms);
+        cx_log_debug("redis: %s:%d: probe failed: %s; circuit breaker open again, next probe in %lld ms", R.host, R.port, cause,
+                     (long long)(R.br.open_until - now));
     }
 }
 

@@ -353,7 +353,7 @@ sub new($class, %o) {
             circuit_breaker => { failures => 3, cooldown => '1s', half_open_successes => 1 } },
         auth => { jwt_secret => $self->{secret} },
         logging => { level => 'info', format => 'json' },
-        migrations => { auto => 'true', dir => "$SRCDIR/migrations" },
+        migrations => { auto => 'true' },    # the migrations built into the binary
         agents => { heartbeat_timeout => '30s', monitor_interval => '1s' },
         rate_limit => { enabled => 'false' },    # the load tests send thousands of requests from one address
     };

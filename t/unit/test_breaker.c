@@ -1,5 +1,7 @@
 /*
- * test_breaker.c -- every transition of the circuit breaker, with an explicit clock.
+ * test_breaker.c -- every transition of the circuit breaker, with an explicit clock, and the probe
+ * backoff: the first probe CX_BREAKER_PROBE_MS after opening, doubling after each failed probe up to the
+ * cooldown, starting over once the breaker closed.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,7 @@
 #define N 3
 #define COOLDOWN 1000
 #define M 2
+#define PROBE CX_BREAKER_PROBE_MS /* 250: the first wait */
 
 static void fail_n(cx_breaker_t *b, int n, int64_t now)
 {
@@ -59,7 +62,7 @@ static void test_opens_at_threshold(void **state)
     cx_breaker_init(&b, N, COOLDOWN, M);
     fail_n(&b, N, 100);
     assert_int_equal(b.state, CX_BREAKER_OPEN);
-    assert_int_equal(b.open_until, 100 + COOLDOWN);
+    assert_int_equal(b.open_until, 100 + PROBE);
     assert_int_equal(b.opened_total, 1);
     assert_false(cx_breaker_allow(&b, 100));
 }
@@ -86,14 +89,14 @@ static void test_open_refuses_until_cooldown(void **state)
     cx_breaker_init(&b, N, COOLDOWN, M);
     fail_n(&b, N, 5000);
     assert_false(cx_breaker_allow(&b, 5000));
-    assert_false(cx_breaker_allow(&b, 5000 + COOLDOWN / 2));
-    assert_false(cx_breaker_allow(&b, 5000 + COOLDOWN - 1));
+    assert_false(cx_breaker_allow(&b, 5000 + PROBE / 2));
+    assert_false(cx_breaker_allow(&b, 5000 + PROBE - 1));
     assert_int_equal(b.state, CX_BREAKER_OPEN);
     /* Outcomes of calls that were in flight when it opened change nothing. */
     cx_breaker_failure(&b, 5001);
     cx_breaker_success(&b, 5001);
     assert_int_equal(b.state, CX_BREAKER_OPEN);
-    assert_int_equal(b.open_until, 5000 + COOLDOWN);
+    assert_int_equal(b.open_until, 5000 + PROBE);
     assert_int_equal(b.opened_total, 1);
 }
 
@@ -103,37 +106,71 @@ static void test_half_open_after_cooldown(void **state)
 
     cx_breaker_init(&b, N, COOLDOWN, M);
     fail_n(&b, N, 5000);
-    assert_true(cx_breaker_allow(&b, 5000 + COOLDOWN));
+    assert_true(cx_breaker_allow(&b, 5000 + PROBE));
     assert_int_equal(b.state, CX_BREAKER_HALF_OPEN);
     assert_int_equal(b.successes, 0);
-    assert_true(cx_breaker_allow(&b, 5000 + COOLDOWN + 1));
+    assert_true(cx_breaker_allow(&b, 5000 + PROBE + 1));
 }
 
 static void test_half_open_failure_reopens(void **state)
 {
     cx_breaker_t b;
-    int64_t t = 5000 + COOLDOWN + 10;
+    int64_t t = 5000 + PROBE + 10;
 
     cx_breaker_init(&b, N, COOLDOWN, M);
     fail_n(&b, N, 5000);
     assert_true(cx_breaker_allow(&b, t));
     cx_breaker_success(&b, t);
     assert_int_equal(b.state, CX_BREAKER_HALF_OPEN);
-    /* One failure in half-open is enough, and the cooldown starts again from now. */
+    /* One failure in half-open is enough, and the next wait, twice as long, starts from now. */
     cx_breaker_failure(&b, t + 1);
     assert_int_equal(b.state, CX_BREAKER_OPEN);
-    assert_int_equal(b.open_until, t + 1 + COOLDOWN);
+    assert_int_equal(b.open_until, t + 1 + 2 * PROBE);
     assert_int_equal(b.opened_total, 2);
-    assert_false(cx_breaker_allow(&b, t + COOLDOWN));
-    assert_true(cx_breaker_allow(&b, t + 1 + COOLDOWN));
+    assert_false(cx_breaker_allow(&b, t + 2 * PROBE));
+    assert_true(cx_breaker_allow(&b, t + 1 + 2 * PROBE));
     assert_int_equal(b.state, CX_BREAKER_HALF_OPEN);
     assert_int_equal(b.successes, 0);
+}
+
+/* Failed probes: 250, 500, 1000 (the cooldown), 1000 … ms; once closed, the next opening waits 250 again.
+ * The waits were the full cooldown each before: a Redis back after 2 s was noticed after 30. */
+static void test_probe_backoff(void **state)
+{
+    cx_breaker_t b;
+    int64_t t = 0, want[] = {PROBE, 2 * PROBE, COOLDOWN, COOLDOWN, COOLDOWN};
+
+    cx_breaker_init(&b, N, COOLDOWN, 1);
+    fail_n(&b, N, t);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        assert_int_equal(b.open_until - t, want[i]);
+        assert_false(cx_breaker_allow(&b, b.open_until - 1));
+        t = b.open_until;
+        assert_true(cx_breaker_allow(&b, t)); /* the probe */
+        cx_breaker_failure(&b, t);            /* fails */
+    }
+    t = b.open_until;
+    assert_true(cx_breaker_allow(&b, t));
+    cx_breaker_success(&b, t);
+    assert_int_equal(b.state, CX_BREAKER_CLOSED);
+    fail_n(&b, N, t + 5);
+    assert_int_equal(b.open_until, t + 5 + PROBE);
+
+    /* a cooldown shorter than the first probe wait caps it */
+    cx_breaker_init(&b, 1, 100, 1);
+    fail_n(&b, 1, 0);
+    assert_int_equal(b.open_until, 100);
+    /* no cooldown at all: the next call is the probe */
+    cx_breaker_init(&b, 1, 0, 1);
+    fail_n(&b, 1, 7);
+    assert_int_equal(b.open_until, 7);
+    assert_true(cx_breaker_allow(&b, 7));
 }
 
 static void test_half_open_successes_close(void **state)
 {
     cx_breaker_t b;
-    int64_t t = 5000 + COOLDOWN;
+    int64_t t = 5000 + PROBE;
 
     cx_breaker_init(&b, N, COOLDOWN, M);
     fail_n(&b, N, 5000);
@@ -191,6 +228,7 @@ int main(void)
         cmocka_unit_test(test_half_open_after_cooldown),
         cmocka_unit_test(test_half_open_failure_reopens),
         cmocka_unit_test(test_half_open_successes_close),
+        cmocka_unit_test(test_probe_backoff),
         cmocka_unit_test(test_opened_total_counts),
         cmocka_unit_test(test_state_names),
     };

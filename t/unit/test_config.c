@@ -82,7 +82,8 @@ static void t_defaults(void **state)
     assert_string_equal(c->server.mode, "release");
     assert_int_equal(c->server.workers, 0);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    assert_int_equal(c->server.workers_effective, cpus > 128 ? 256 : 2 * cpus);
+    /* 2 per CPU, at most what max_open_conns 100 leaves two generations of: (100 - 3) / 2 */
+    assert_int_equal(c->server.workers_effective, 2 * cpus < 48 ? 2 * cpus : 48);
     assert_int_equal(c->server.shutdown_timeout_ms, 30000);
     assert_int_equal(c->server.max_body_size, 1048576);
     assert_string_equal(c->server.pidfile, "/run/conduix-cp/conduix-cp.pid");
@@ -133,7 +134,7 @@ static void t_defaults(void **state)
     assert_string_equal(c->logging.format, "json");
     assert_string_equal(c->logging.file, "");
     assert_int_equal(c->migrations.auto_run, 1);
-    assert_string_equal(c->migrations.dir, CX_DATADIR "/migrations");
+    assert_string_equal(c->migrations.dir, ""); /* the migrations built into the binary */
     cx_config_free(c);
 
     /* comments only, an explicit null document, and empty sections are defaults too */
@@ -514,6 +515,57 @@ static void t_cross_checks(void **state)
     cx_config_free(c);
 }
 
+/* database.max_open_conns bounds the MySQL connections of the whole instance: one per worker of two
+ * generations (a reload) and one per other child (3). An explicit worker count that does not fit is an
+ * error naming it; server.workers 0 takes as many as fit. */
+static void t_max_open_conns(void **state)
+{
+    cx_config_t *c;
+    (void)state;
+
+    c = load("server:\n  workers: 45\n"); /* 2 x 45 + 3 = 93 <= 100 */
+    assert_non_null(c);
+    assert_int_equal(c->server.workers_effective, 45);
+    cx_config_free(c);
+    c = load("server:\n  workers: 4\ndatabase:\n  max_open_conns: 11\n  max_idle_conns: 2\n"); /* exactly */
+    assert_non_null(c);
+    cx_config_free(c);
+    expect_err("server:\n  workers: 49\n", "t.yaml:2: server.workers: 49 workers (98 during a reload, old and new generation) "
+                                           "and 3 other processes need 101 MySQL connections, more than "
+                                           "database.max_open_conns 100");
+    expect_err("server:\n  workers: 4\ndatabase:\n  max_open_conns: 10\n  max_idle_conns: 2\n",
+               "t.yaml:2: server.workers: 4 workers");
+    /* auto: as many as fit, at least one */
+    c = load("database:\n  max_open_conns: 7\n  max_idle_conns: 2\n");
+    assert_non_null(c);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_int_equal(c->server.workers_effective, 2 * cpus < 2 ? 2 * cpus : 2);
+    cx_config_free(c);
+    expect_err("database:\n  max_open_conns: 4\n  max_idle_conns: 2\n",
+               "t.yaml:2: database.max_open_conns: 1 workers (2 during a reload, old and new generation) and 3 other processes "
+               "need 5 MySQL connections, more than database.max_open_conns 4");
+}
+
+/* server.mode debug: the log level is debug unless logging.level says otherwise. */
+static void t_mode(void **state)
+{
+    cx_config_t *c;
+    (void)state;
+
+    c = load("server:\n  mode: debug\n");
+    assert_non_null(c);
+    assert_string_equal(c->logging.level, "debug");
+    cx_config_free(c);
+    c = load("server:\n  mode: debug\nlogging:\n  level: warn\n");
+    assert_non_null(c);
+    assert_string_equal(c->logging.level, "warn");
+    cx_config_free(c);
+    c = load("server:\n  mode: release\n");
+    assert_non_null(c);
+    assert_string_equal(c->logging.level, "info");
+    cx_config_free(c);
+}
+
 static void t_diff_restart(void **state)
 {
     (void)state;
@@ -618,6 +670,8 @@ int main(void)
         cmocka_unit_test_setup(t_provider_env, setup),
         cmocka_unit_test_setup(t_flow_breaker, setup),
         cmocka_unit_test_setup(t_cross_checks, setup),
+        cmocka_unit_test_setup(t_max_open_conns, setup),
+        cmocka_unit_test_setup(t_mode, setup),
         cmocka_unit_test_setup(t_diff_restart, setup),
         cmocka_unit_test_setup(t_load_file, setup),
         cmocka_unit_test_setup(t_shipped_config, setup),
