@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,21 @@ static pid_t read_pid(int fd)
     buf[n] = '\0';
     pid = strtol(buf, NULL, 10);
     return pid > 0 && pid <= INT_MAX ? (pid_t)pid : 0;
+}
+
+/* holder_pid -- the pid of the master holding the lock on fd. It writes its pid right after locking,
+ * so a file still empty, or naming a process that is gone (a master killed with -9 left it), is read
+ * again for a moment. 0 when none showed up. */
+static pid_t holder_pid(int fd)
+{
+    for (int i = 0; i < 40; i++) {
+        pid_t pid = read_pid(fd);
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM))
+            return pid;
+        nanosleep(&ts, NULL);
+    }
+    return 0;
 }
 
 /* make_dir -- the pidfile's directory (one level), as /run/conduix-cp after a reboot. */
@@ -70,7 +87,7 @@ int cx_pidfile_create(const char *path, pid_t *holder)
         }
         if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
             if (errno == EWOULDBLOCK) {
-                *holder = read_pid(fd);
+                *holder = holder_pid(fd);
                 if (*holder > 0)
                     cx_log_errorx("another conduix-cp master is running (pid %d, pidfile %s locked); not starting", (int)*holder,
                                   path);

@@ -65,6 +65,35 @@ envelope($s->post($PROTECTED, $big, token => $admin), 413, 'PAYLOAD_TOO_LARGE', 
         or diag explain $x;
 }
 
+# Other answers h2o gives by itself, before or without our handler, are the envelope too (a response
+# filter rewrites them; the binary does not replace any of libh2o's functions, which a static link,
+# -Bsymbolic or an h2o upgrade would silently undo).
+{
+    my $c = $s->conn;
+    $c->send_raw("POST $PROTECTED HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $admin\r\n"
+        . "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nnot a chunk\r\n");
+    envelope($c->read_response(timeout => 10), 400, 'BAD_REQUEST', 'a broken chunked body (h2o\'s 400)');
+    $c = $s->conn;
+    $c->send_raw("POST $PROTECTED HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n");
+    envelope($c->read_response(timeout => 10), 400, 'BAD_REQUEST', 'a broken Content-Length (h2o\'s 400)');
+    $c = $s->conn;
+    envelope($c->request('POST', $PROTECTED, body => '{}', headers => { Expect => 'something-else',
+        'Content-Type' => 'application/json' }), 417, 'EXPECTATION_FAILED', 'an unknown Expect (h2o\'s 417)');
+    $c = $s->conn;
+    my $x = $c->request('HEAD', '/no/such/thing', method => 'HEAD');
+    is($x->{status}, 404, 'HEAD of an unknown path: 404');
+    is($x->{content}, '', 'without a body');
+    wait_ok { grep { ($_->{type} // '') eq 'access' && ($_->{status} // 0) == 417 } $s->log_lines } 10,
+        'h2o\'s own answers are in the access log';
+    like($s->get('/metrics')->{content}, qr/^conduix_http_requests_total\{route="unmatched",method="",status="413"\} [1-9]/m,
+        'and counted in /metrics');
+  SKIP: {
+        my $nm = `nm -D --defined-only '$CxTest::BIN' 2>/dev/null` . `nm --defined-only '$CxTest::BIN' 2>/dev/null`;
+        ok(length $nm, 'nm reads the binary') or last SKIP;
+        unlike($nm, qr/\bh2o_send_error_generic\b/, 'the binary does not define h2o_send_error_generic');
+    }
+}
+
 # Content type and JSON errors
 $r = $s->post($PROTECTED, '{"name":"x"}', token => $admin, 'Content-Type' => 'text/plain');
 envelope($r, 415, 'UNSUPPORTED_MEDIA_TYPE', 'text/plain body');

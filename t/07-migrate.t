@@ -5,6 +5,7 @@ use Test::More;
 use CxTest;
 use File::Basename qw(basename);
 use File::Copy qw(copy);
+use Digest::SHA ();
 
 my @files = sort glob("$CxTest::SRCDIR/migrations/*.sql");
 ok(@files >= 1, 'migration files found: ' . join(' ', map { basename $_ } @files));
@@ -72,6 +73,36 @@ my @h = map { $f->cli('migrate', { background => 1 }) } 1, 2;
 my @res = map { CxTest::finish_cmd($_, 60) } @h;
 is($res[$_]->{exit}, 0, 'concurrent migrate ' . ($_ + 1) . ' exits 0') or diag "$res[$_]{out}$res[$_]{err}" for 0, 1;
 is(count_applied($f), scalar @files, 'each migration recorded once');
+
+# The migrations are built into the binary: without migrations.dir, migrate applies them (no data
+# directory needed), and says where they came from.
+{
+    my $e = CxTest->new(config => { 'migrations.auto' => 'false', 'migrations.dir' => undef });
+    my $r = $e->cli('migrate');
+    is($r->{exit}, 0, 'migrate without migrations.dir exits 0') or diag "$r->{out}$r->{err}";
+    is(count_applied($e), scalar @files, 'and applies every migration, from the copies in the binary');
+    like($r->{err}, qr/migrations from the binary \(built in\)/, 'the log says they are the built-in ones');
+    my %sum = map { $_->{name} => $_->{checksum} } @{ $e->sql('SELECT name, checksum FROM schema_migrations') };
+    my %want = map { basename($_) => Digest::SHA::sha256_hex(CxTest::slurp($_)) } @files;
+    is_deeply(\%sum, \%want, 'recorded with the checksums of the files in migrations/');
+}
+
+# The shipped configuration (conf/config.yaml) served from the build tree, with the environment giving
+# the connections: the seed's own start. Only the pidfile is moved out of /run.
+{
+    my $e = CxTest->new;
+    my ($text, $pf) = (CxTest::slurp("$CxTest::SRCDIR/conf/config.yaml"), $e->pidfile);
+    $text =~ s{^(\s*pidfile:).*$}{$1 $pf}m;
+    $e->write_config($text);
+    my $port = CxTest::free_port();
+    $e->start(env => { PORT => $port, DB_HOST => '127.0.0.1', DB_PORT => $CxTest::MYSQL_PORT, DB_USER => $CxTest::DB_USER,
+        DB_PASSWORD => $CxTest::DB_PASSWORD, DB_NAME => $e->db_name, REDIS_HOST => '127.0.0.1',
+        REDIS_PORT => $CxTest::REDIS_PORT, JWT_SECRET => $e->secret });
+    wait_ok { ($e->get('/ready')->{status} // 0) == 200 } 30, 'serve -c conf/config.yaml: /ready 200';
+    is(count_applied($e), scalar @files, 'the migrations were applied from the binary');
+    unlike($e->log, qr/cannot open the migrations directory/, 'no migrations directory needed');
+    is($e->stop, 0, 'stop exits 0');
+}
 
 # serve with migrations.auto on a fresh database creates the schema.
 my $auto = CxTest->new;

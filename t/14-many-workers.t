@@ -12,79 +12,90 @@ my $s = CxTest->new(workers => $N, config => { 'server.shutdown_timeout' => '20s
 $s->start(timeout => 60);
 ok($s->wait_children(60), "$N workers, scheduler and hbmon up") or diag explain $s->titles;
 
-# workers -- the live worker processes: {index => [pids]}.
-sub workers() {
+# workers -- the live worker processes, but those of OLD: {index => [pids]}.
+sub workers(@old) {
+    my %old = map { $_ => 1 } @old;
     my %w;
-    for ($s->children) { push @{ $w{$1} }, $_->{pid} if $_->{title} =~ /^conduix-cp: worker (\d+)$/ }
+    for ($s->children) {
+        push @{ $w{$1} }, $_->{pid} if $_->{title} =~ /^conduix-cp: worker (\d+)$/ && !$old{ $_->{pid} };
+    }
     return \%w;
 }
 
-# generation_done -- exactly N workers, one per index 0..N-1, none of them in OLD.
-sub generation_done($n, @old) {
-    my %old = map { $_ => 1 } @old;
-    my $w = workers();
+# generation_up -- exactly N workers besides OLD, one per index 0..N-1.
+sub generation_up($n, @old) {
+    my $w = workers(@old);
     return 0 if grep { $_ >= $n } keys %$w;
-    for my $i (0 .. $n - 1) { return 0 unless @{ $w->{$i} // [] } == 1 && !$old{ $w->{$i}[0] } }
+    for my $i (0 .. $n - 1) { return 0 unless @{ $w->{$i} // [] } == 1 }
     return 1;
 }
 
 sub all_worker_pids() { map { @$_ } values %{ workers() } }
+sub alive(@pids) { scalar grep { CxTest::proc_alive($_) } @pids }
 
-for my $round (1 .. 2) {
+# reload_to -- SIGHUP and wait for a complete new generation of N workers and for the old one to be gone.
+sub reload_to($n, $what) {
     my @old = all_worker_pids();
     $s->signal('HUP');
-    ok(wait_until(sub { generation_done($N, @old) }, 60, "a new generation of $N workers"),
-        "SIGHUP $round: $N new workers, one per index, the old ones gone")
-        or diag explain { map { $_ => scalar @{ workers()->{$_} } } keys %{ workers() } };
-    is(scalar(all_worker_pids()), $N, "SIGHUP $round: exactly $N worker processes");
+    ok(wait_until(sub { generation_up($n, @old) }, 60, "a new generation of $n workers"), "$what: $n new workers, one per index")
+        or diag scalar(all_worker_pids()) . ' workers';
+    ok(wait_until(sub { !alive(@old) }, 60, 'the old generation gone'), "$what: the old generation has exited");
+    is(scalar(all_worker_pids()), $n, "$what: exactly $n worker processes");
 }
+
+reload_to($N, 'SIGHUP 1');
+reload_to($N, 'SIGHUP 2');
 like($s->log, qr/configuration reloaded: generation 2 with $N workers/, 'the log counts what runs');
 unlike($s->log, qr/child table full/, 'no "child table full"');
 is($s->get('/health')->{status}, 200, '/health 200 after the reloads');
 
-# More workers by reload: all of them start.
-my $M = 60;
-$s->set_config('server.workers' => $M);
+# More workers by reload: all of them start (two generations of 60 and 3 other processes need 123
+# MySQL connections: max_open_conns says so).
+$s->set_config('server.workers' => 60, 'database.max_open_conns' => 130);
 $s->write_config;
-{
-    my @old = all_worker_pids();
-    $s->signal('HUP');
-    ok(wait_until(sub { generation_done($M, @old) }, 60, "$M workers"), "reload to $M workers: $M new workers")
-        or diag scalar(all_worker_pids()) . " workers";
-    is(scalar(all_worker_pids()), $M, "exactly $M worker processes");
-}
+reload_to(60, 'reload to 60 workers');
 
-# A reload while an older generation still drains. A connection with a request in progress keeps its
-# worker alive (draining, up to shutdown_timeout); a second SIGHUP then needs room for a third
-# generation, which max_open_conns does not give: it waits until the drain is over, then happens.
-$s->set_config('server.workers' => 4, 'database.max_open_conns' => 12);    # 2 x 4 + 3 singletons fit, 3 x 4 do not
+# Lowering max_open_conns below what the switch needs (60 running + 4 new + 3) can never fit: refused.
+$s->set_config('server.workers' => 4, 'database.max_open_conns' => 11);
 $s->write_config;
 {
-    my @old = all_worker_pids();
+    my @before = sort { $a <=> $b } all_worker_pids();
     $s->signal('HUP');
-    ok(wait_until(sub { generation_done(4, @old) }, 60, '4 workers'), 'reload to 4 workers');
+    wait_ok { $s->log =~ /reload refused, keeping the running configuration: .*max_open_conns 11/ } 20,
+        'a reload that can never fit is refused, naming database.max_open_conns';
+    is_deeply([sort { $a <=> $b } all_worker_pids()], \@before, 'the 60 workers keep serving');
 }
+$s->set_config('database.max_open_conns' => 100);
+$s->write_config;
+reload_to(4, 'reload to 4 workers');
+$s->set_config('database.max_open_conns' => 11);    # 2 x 4 + 3: two generations fit, three do not
+$s->write_config;
+reload_to(4, 'reload with max_open_conns 11');
+
+# A reload while an older generation still drains. A connection with a request half sent keeps its
+# worker alive (draining); the next SIGHUP would need room for a third generation, which
+# max_open_conns does not give: it waits until the drain is over, then happens.
 {
     my $c = $s->conn;
-    is($c->request('GET', '/health')->{status}, 200, 'a keep-alive connection to a worker of generation 4');
-    # half a request: the worker that owns the connection keeps draining until it is answered
-    $c->send_raw("GET /health HTTP/1.1\r\nHost: x\r\n");
-    my @gen4 = all_worker_pids();
-    $s->signal('HUP');
-    ok(wait_until(sub { generation_done(4, @gen4) }, 60, 'generation 5'), 'SIGHUP: generation 5 replaces generation 4');
+    is($c->request('GET', '/health')->{status}, 200, 'a keep-alive connection to a worker of generation 5');
+    $c->send_raw("GET /health HTTP/1.1\r\nHost: x\r\n");    # half a request
     my @gen5 = all_worker_pids();
-    my $draining = () = grep { CxTest::proc_alive($_) } @gen4;
-    is($draining, 1, 'one worker of generation 4 still drains (it owns the half-sent request)');
     $s->signal('HUP');
-    wait_ok { $s->log =~ /reload deferred/ } 20, 'the next SIGHUP is deferred while generation 4 drains' or diag $s->log_tail;
-    is(scalar(all_worker_pids()), 4, 'meanwhile: generation 5 serves, 4 workers');
-    ok(!grep({ !CxTest::proc_alive($_) } @gen5), 'none of generation 5 was stopped');
+    ok(wait_until(sub { generation_up(4, @gen5) }, 60, 'generation 6'), 'SIGHUP: generation 6 starts');
+    ok(wait_until(sub { alive(@gen5) == 1 }, 30, 'one draining worker'),
+        'one worker of generation 5 still drains (it owns the half-sent request)');
+    my @gen6 = keys %{ { map { $_ => 1 } map { @$_ } values %{ workers(@gen5) } } };
+    $s->signal('HUP');
+    wait_ok { $s->log =~ /reload deferred/ } 20, 'the next SIGHUP is deferred while generation 5 drains' or diag $s->log_tail;
+    is(scalar(keys %{ workers(@gen5) }), 4, 'meanwhile generation 6 serves, 4 workers');
+    is(alive(@gen6), 4, 'none of generation 6 was stopped');
     $c->send_raw("\r\n");
     is($c->read_response->{status}, 200, 'the half-sent request is answered');
     $c->close;
-    ok(wait_until(sub { generation_done(4, @gen5) }, 60, 'generation 6'), 'then the deferred reload happens: generation 6');
+    ok(wait_until(sub { generation_up(4, @gen5, @gen6) }, 60, 'generation 7'), 'then the deferred reload happens');
+    ok(wait_until(sub { !alive(@gen5, @gen6) }, 60, 'generations 5 and 6 gone'), 'the older generations have exited');
     is(scalar(all_worker_pids()), 4, 'exactly 4 workers');
-    like($s->log, qr/configuration reloaded: generation 6 with 4 workers/, 'logged as generation 6');
+    like($s->log, qr/configuration reloaded: generation 7 with 4 workers/, 'logged as generation 7');
 }
 
 is($s->stop, 0, 'stop exits 0');

@@ -10,10 +10,13 @@ use JSON::PP;
 use Time::HiRes qw(time);
 
 # heartbeat_timeout stays long: with Redis down no heartbeat arrives, and the agents must not go offline
-# (and their runs lost) during the outage.
+# (and their runs lost) during the outage. The circuit breaker has its default cooldown of 30 s: probes
+# start 250 ms after it opens and double up to the cooldown, so a short outage is over for the server
+# within about a second of Redis's return (it used to wait out the whole cooldown: delivery ~28 s late).
 my $s = CxTest->new(workers => 2, config => {
     'agents.heartbeat_timeout' => '60s', 'agents.monitor_interval' => '500ms',
     'commands.redeliver_interval' => '1s', 'commands.ttl' => '5m',
+    'redis.circuit_breaker' => { failures => 3, cooldown => '30s', half_open_successes => 2 },
 });
 $s->start;
 
@@ -39,7 +42,10 @@ sleep 1.5;    # the dispatcher ticks meanwhile: still queued, nothing lost
 is($s->sql('SELECT status FROM agent_commands WHERE id = ?', $cid)->[0]{status}, 'queued', 'still queued while Redis is down');
 
 $s->start_redis;
+my $back = time;
 wait_ok { $agent->commands_of($cid) } 30, 'Redis back: the agent receives the command';
+my $lag = time - $back;
+cmp_ok($lag, '<', 5 * $CxTest::SCALE, sprintf('delivered %.1f s after Redis returned, not after the 30 s cooldown', $lag));
 wait_ok { (CxAgent::run_status($s, $p->{id}) // '') eq 'running' } 30, 'and acknowledges it: running';
 # Published when Redis answers again: attempt 1, unless the agent had not subscribed again yet and the
 # first one it hears is the redelivery.
