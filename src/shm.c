@@ -250,7 +250,8 @@ int cx_shm_locks_release(pid_t pid)
         return 0;
     for (size_t i = 0; i < CX_SHM_RL_ENTRIES; i++) {
         int expected = (int)pid;
-        if (atomic_compare_exchange_strong_explicit(&cx_shm->ratelimit[i].lock.owner, &expected, 0, memory_order_release,
+        if (atomic_load_explicit(&cx_shm->ratelimit[i].lock.owner, memory_order_relaxed) == expected &&
+            atomic_compare_exchange_strong_explicit(&cx_shm->ratelimit[i].lock.owner, &expected, 0, memory_order_release,
                                                     memory_order_relaxed))
             n++;
     }
