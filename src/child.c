@@ -46,15 +46,6 @@ void cx_child_parent_fd(int fd)
     parent_fds[nparent_fds++] = fd;
 }
 
-void cx_child_parent_fd_closed(int fd)
-{
-    for (int i = 0; i < nparent_fds; i++)
-        if (parent_fds[i] == fd) {
-            parent_fds[i] = parent_fds[--nparent_fds];
-            return;
-        }
-}
-
 void cx_child_prologue(cx_kind_t kind, int index, int slot)
 {
     static char procname[32];

@@ -325,9 +325,12 @@ static int reload_room(const cx_config_t *next, char *why, size_t len)
         draining += is_old_pool(c);
     }
     for (int k = 0; k < CX_KIND_MAX; k++) {
-        if (!(cx_kinds[k].flags & CX_KIND_POOL))
+        if (cx_kinds[k].flags & CX_KIND_ONESHOT)
             continue;
+        /* a new generation of each pool; of the other kinds, only the instances the new count adds */
         int n = cx_kind_count((cx_kind_t)k, next);
+        if (!(cx_kinds[k].flags & CX_KIND_POOL))
+            n = n > cx_kind_count((cx_kind_t)k, cx_cfg) ? n - cx_kind_count((cx_kind_t)k, cx_cfg) : 0;
         fresh += n;
         if (cx_kinds[k].flags & CX_KIND_DB)
             conns += n;
@@ -338,7 +341,7 @@ static int reload_room(const cx_config_t *next, char *why, size_t len)
     if (draining > 0)
         return 0;
     snprintf(why, len,
-             "the %d running processes and a new generation of %d would hold %d MySQL connections during the switch, more "
+             "the %d running processes and %d new ones would hold %d MySQL connections during the switch, more "
              "than database.max_open_conns %d; restart the service to apply it",
              entries - fresh, fresh, conns, next->database.max_open_conns);
     return -1;

@@ -17,10 +17,9 @@ int cx_master_run(const char *config_path, int daemonize);
  * to the master, take the shared-memory slot, set the process title. */
 void cx_child_prologue(cx_kind_t kind, int index, int slot);
 
-/* cx_child_parent_fd -- fd is the master's alone: every child closes it in its prologue.
- * cx_child_parent_fd_closed -- the master closed it: forget it. */
+/* cx_child_parent_fd -- fd is the master's alone (it stays open for the master's life): every child
+ * closes it in its prologue. */
 void cx_child_parent_fd(int fd);
-void cx_child_parent_fd_closed(int fd);
 
 /* cx_child_idle -- called by a child's loop about once a second: closes its MySQL connection after a
  * while unused when database.max_idle_conns does not let this process keep it, or when draining. */
