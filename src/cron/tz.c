@@ -8,6 +8,7 @@
  * the offset of time type 0 (RFC 8536 section 3.2); instants after the last one follow the footer rule,
  * or keep the last offset when there is none.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,13 +45,20 @@ struct cx_tz {
 #define OFF_MIN (-89999)
 #define OFF_MAX 93599
 #define MAX_TRANSITIONS 100000
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define CX_TZ_NAME_MAX_S STR(CX_TZ_NAME_MAX)
 /* Instants this far out (about 34,800 years) are clamped before calendar arithmetic on rules. */
 #define RULE_T_MAX ((int64_t)1 << 40)
 
-static int fail(char *err, size_t errlen, const char *fmt, const char *name, const char *what)
+static int __attribute__((format(printf, 3, 4))) fail(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (err != NULL && errlen > 0)
-        snprintf(err, errlen, fmt, name, what);
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
     return CX_INVALID;
 }
 
@@ -58,11 +66,11 @@ int cx_tz_check_name(const char *name, char *err, size_t errlen)
 {
     size_t len = name == NULL ? 0 : strlen(name);
     if (len == 0)
-        return fail(err, errlen, "%stime zone name is empty%s", "", "");
+        return fail(err, errlen, "empty zone name");
     if (len > CX_TZ_NAME_MAX) {
         char head[24];
         snprintf(head, sizeof(head), "%.20s", name);
-        return fail(err, errlen, "time zone name \"%s...\" is longer than %s bytes", head, "63");
+        return fail(err, errlen, "zone name \"%s...\" is longer than %s bytes", head, CX_TZ_NAME_MAX_S);
     }
     /* Each component: non-empty, not "." or "..", made of [A-Za-z0-9_+.-]. */
     for (const char *c = name; *c != '\0';) {
@@ -94,7 +102,7 @@ bad:;
             o += (size_t)snprintf(shown + o, sizeof(shown) - o, "\\x%02x", *p);
     }
     shown[o] = '\0';
-    return fail(err, errlen, "\"%s\" is not a time zone name%s", shown, "");
+    return fail(err, errlen, "\"%s\" is not a zone name", shown);
 }
 
 const char *cx_tz_name(const cx_tz_t *z)
