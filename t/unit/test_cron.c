@@ -1236,7 +1236,8 @@ static void t_tz_all_zones(void **state)
             int64_t t = -2208988800LL + (int64_t)((r >> 11) % (uint64_t)(300LL * 365 * 86400));
             cx_tz_span_t s;
             cx_tz_span(z, t, &s);
-            int64_t probes[5] = {t, s.start, s.start - 1, s.end - 1, s.end};
+            int64_t before = s.start == INT64_MIN ? t : s.start - 1;
+            int64_t probes[5] = {t, s.start, before, s.end - 1, s.end};
             for (int k = 0; k < 5; k++) {
                 int64_t p = probes[k];
                 if (p < -2208988800LL || p > 7258118400LL) /* 1900-2200 */
@@ -1293,7 +1294,7 @@ static void t_tz_posix(void **state)
             int64_t t = (int64_t)((r >> 11) % (uint64_t)(200LL * 365 * 86400)) + 946684800; /* 2000-2200 */
             cx_tz_span_t s;
             cx_tz_span(z, t, &s);
-            int64_t probes[4] = {t, s.start, s.start - 1, s.end};
+            int64_t probes[4] = {t, s.start, s.start == INT64_MIN ? t : s.start - 1, s.end};
             for (int j = 0; j < 4; j++) {
                 if (probes[j] < 946684800 || probes[j] > 7258118400LL)
                     continue;
