@@ -250,29 +250,24 @@ typedef struct {
     int32_t off;
 } change_t;
 
-/* rule_span -- the span containing t, for t at or after `base` (the last transition of the table, or
- * INT64_MIN), where the offset is base_off and was base_prev before base. The rule's changes of the years
- * around t are merged with that state: a change at or before base, or one that keeps the offset, is no
- * change. Two changes at one instant (DST all year: the end of one year's DST is the start of the next)
- * count as the last of them. */
-static void rule_span(const rule_t *r, int64_t base, int32_t base_off, int32_t base_prev, int64_t t, cx_tz_span_t *out)
+/* Years of rule changes looked at around an instant: enough to hold changes before and after it in any
+ * rule that changes every year, and a whole leap-year cycle. */
+#define RULE_YEARS 4
+
+/* rule_changes -- the changes of years y-RULE_YEARS .. y+RULE_YEARS, sorted; of two changes at one instant
+ * only the later one counts (DST all year: one year's DST ends when the next year's starts, so the year
+ * after the window is computed too, for its ties only). */
+static int rule_changes(const rule_t *r, int64_t t, change_t *ch)
 {
-    out->start = base;
-    out->end = INT64_MAX;
-    out->offset = base_off;
-    out->prev_offset = base_prev;
-    if (!r->has_dst || r->dst == r->std)
-        return;
-    int64_t ct = t < -RULE_T_MAX ? -RULE_T_MAX : t > RULE_T_MAX ? RULE_T_MAX : t;
-    int64_t y0, yy;
-    int m, d;
+    int64_t ct = t < -RULE_T_MAX ? -RULE_T_MAX : t > RULE_T_MAX ? RULE_T_MAX : t, y0, last = INT64_MIN;
+    int m, d, n = 0;
     civil_date(civil_div(ct, CIVIL_DAY), &y0, &m, &d);
-    change_t ch[10];
-    int n = 0;
-    for (yy = y0 - 2; yy <= y0 + 2; yy++) {
-        change_t c[2] = {{rule_day(&r->start, yy) * CIVIL_DAY + r->start.secs - r->std, r->dst},
-                         {rule_day(&r->end, yy) * CIVIL_DAY + r->end.secs - r->dst, r->std}};
+    for (int64_t y = y0 - RULE_YEARS; y <= y0 + RULE_YEARS + 1; y++) {
+        change_t c[2] = {{rule_day(&r->start, y) * CIVIL_DAY + r->start.secs - r->std, r->dst},
+                         {rule_day(&r->end, y) * CIVIL_DAY + r->end.secs - r->dst, r->std}};
         for (int k = 0; k < 2; k++) { /* insertion sort, stable for equal instants */
+            if (y <= y0 + RULE_YEARS && c[k].at > last)
+                last = c[k].at;
             int i = n++;
             while (i > 0 && ch[i - 1].at > c[k].at) {
                 ch[i] = ch[i - 1];
@@ -281,17 +276,55 @@ static void rule_span(const rule_t *r, int64_t base, int32_t base_off, int32_t b
             ch[i] = c[k];
         }
     }
-    for (int i = 0; i < n; i++) {
-        if (ch[i].at <= base || (i + 1 < n && ch[i + 1].at == ch[i].at) || ch[i].off == out->offset)
+    int k = 0;
+    for (int i = 0; i < n && ch[i].at <= last; i++) {
+        if (k > 0 && ch[k - 1].at == ch[i].at)
+            k--;
+        ch[k++] = ch[i];
+    }
+    return k;
+}
+
+/* rule_span -- the span containing t, for t at or after `base` (the last transition of the table, or
+ * INT64_MIN), where the offset is base_off and was base_prev before base. Within the window of years
+ * around t the rule's state is known from its own changes; a change that keeps the offset is none. When
+ * the table ends inside the window, the state from base on is base_off until the rule changes it. */
+static void rule_span(const rule_t *r, int64_t base, int32_t base_off, int32_t base_prev, int64_t t, cx_tz_span_t *out)
+{
+    change_t ch[4 * RULE_YEARS + 4];
+    *out = (cx_tz_span_t){base, INT64_MAX, base_off, base_prev};
+    if (!r->has_dst || r->dst == r->std)
+        return;
+    int n = rule_changes(r, t, ch), i = 0, known = base >= ch[0].at;
+    int32_t cur = known ? base_off : ch[i++].off; /* before the window: the rule's own state */
+    for (; i < n; i++) {
+        if (ch[i].at <= base || ch[i].off == cur)
             continue;
         if (ch[i].at > t) {
             out->end = ch[i].at;
-            return;
+            break;
         }
-        out->prev_offset = out->offset;
-        out->offset = ch[i].off;
+        out->prev_offset = cur;
         out->start = ch[i].at;
+        cur = ch[i].off;
+        known = 1;
     }
+    out->offset = cur;
+    if (known || cur == base_off)
+        return;
+    /* The rule keeps one offset for years (DST all year) and the table ended long before: the rule's
+     * offset took over at its first change after base that differs from base_off. */
+    if (base == INT64_MIN) {
+        out->prev_offset = cur;
+        return;
+    }
+    n = rule_changes(r, base, ch);
+    for (i = 0; i < n && (ch[i].at <= base || ch[i].off == base_off); i++)
+        ;
+    if (i == n || ch[i].at > t)
+        *out = (cx_tz_span_t){base, i == n ? INT64_MAX : ch[i].at, base_off, base_prev};
+    else
+        out->start = ch[i].at, out->prev_offset = base_off;
 }
 
 void cx_tz_span(const cx_tz_t *z, int64_t t, cx_tz_span_t *out)
