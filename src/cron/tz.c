@@ -45,9 +45,6 @@ struct cx_tz {
 #define OFF_MIN (-89999)
 #define OFF_MAX 93599
 #define MAX_TRANSITIONS 100000
-#define STR_(x) #x
-#define STR(x) STR_(x)
-#define CX_TZ_NAME_MAX_S STR(CX_TZ_NAME_MAX)
 /* Instants this far out (about 34,800 years) are clamped before calendar arithmetic on rules. */
 #define RULE_T_MAX ((int64_t)1 << 40)
 
@@ -62,16 +59,33 @@ static int __attribute__((format(printf, 3, 4))) fail(char *err, size_t errlen, 
     return CX_INVALID;
 }
 
+/* shown -- the first max bytes of name for a message: printable ASCII as is, the rest as \xNN, "..." when
+ * cut. Messages never carry control characters or invalid UTF-8. */
+static const char *shown(char out[CX_TZ_NAME_MAX * 4 + 4], const char *name, size_t max)
+{
+    size_t o = 0, i = 0;
+    for (; name[i] != '\0' && i < max; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+            out[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(out + o, 5, "\\x%02x", ch);
+    }
+    if (name[i] != '\0')
+        memcpy(out + o, "...", 4);
+    else
+        out[o] = '\0';
+    return out;
+}
+
 int cx_tz_check_name(const char *name, char *err, size_t errlen)
 {
+    char b[CX_TZ_NAME_MAX * 4 + 4];
     size_t len = name == NULL ? 0 : strlen(name);
     if (len == 0)
         return fail(err, errlen, "empty zone name");
-    if (len > CX_TZ_NAME_MAX) {
-        char head[24];
-        snprintf(head, sizeof(head), "%.20s", name);
-        return fail(err, errlen, "zone name \"%s...\" is longer than %s bytes", head, CX_TZ_NAME_MAX_S);
-    }
+    if (len > CX_TZ_NAME_MAX)
+        return fail(err, errlen, "zone name \"%s\" is longer than %d bytes", shown(b, name, 20), CX_TZ_NAME_MAX);
     /* Each component: non-empty, not "." or "..", made of [A-Za-z0-9_+.-]. */
     for (const char *c = name; *c != '\0';) {
         const char *e = c;
@@ -91,18 +105,8 @@ int cx_tz_check_name(const char *name, char *err, size_t errlen)
             goto bad;
     }
     return 0;
-bad:;
-    /* Say which name, without copying control characters or invalid UTF-8 into the message. */
-    char shown[CX_TZ_NAME_MAX * 4 + 1];
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)name; *p != '\0' && o + 5 < sizeof(shown); p++) {
-        if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
-            shown[o++] = (char)*p;
-        else
-            o += (size_t)snprintf(shown + o, sizeof(shown) - o, "\\x%02x", *p);
-    }
-    shown[o] = '\0';
-    return fail(err, errlen, "\"%s\" is not a zone name", shown);
+bad:
+    return fail(err, errlen, "\"%s\" is not a zone name", shown(b, name, CX_TZ_NAME_MAX));
 }
 
 const char *cx_tz_name(const cx_tz_t *z)

@@ -1538,8 +1538,23 @@ static const char *const fuzz_regressions[] = {
     "0-59/9223372036854775807 0 1 1 0",
 };
 
+/* Refusals found by fuzz_cron whose message once broke the rule "printable ASCII only". */
+static const struct {
+    const char *expr, *msg;
+} fuzz_messages[] = {
+    /* a zone name over 63 bytes was quoted raw in its message */
+    {"TZ=Abcdefgh\x97\x9bklmnopqrs[uvwxyz/Abcdefghijklmnopqrstuvwxyz/Abcdefghijklmqnropstuvlmyz * * * * *",
+     "time zone: zone name \"Abcdefgh\\x97\\x9bklmnopqrs[...\" is longer than 63 bytes"},
+};
+
 static void t_fuzz_regressions(void **state)
 {
+    for (size_t i = 0; i < CX_ARRAY_SIZE(fuzz_messages); i++) {
+        char err[256];
+        cx_cron_t c;
+        assert_int_equal(cx_cron_parse(&c, fuzz_messages[i].expr, err, sizeof(err)), CX_INVALID);
+        assert_string_equal(err, fuzz_messages[i].msg);
+    }
     (void)state;
     cx_cron_t c;
     char err[256];
