@@ -12,13 +12,13 @@
  * span local time is UTC plus a constant, so the first matching wall-clock minute of the span is found by
  * jumping through the calendar with the bit sets; at a span boundary the DST rules decide (cx_cron_next).
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "conduix/cx.h"
 #include "conduix/cron.h"
 #include "civil.h"
+#include "msg.h"
 
 typedef struct {
     const char *name;
@@ -40,32 +40,10 @@ static const field_t fields[NFIELDS] = {
 /* Longest piece of the user's input quoted in a message. */
 #define SHOW_MAX 40
 
-static int __attribute__((format(printf, 3, 4))) bad(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return CX_INVALID;
-}
-
-/* show -- s[0..len) for a message: printable ASCII as is, anything else as \xNN, cut at SHOW_MAX bytes. */
+/* show -- a piece of the user's input for a message (msg.h). */
 static const char *show(char out[SHOW_MAX * 4 + 4], const char *s, size_t len)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < len && i < SHOW_MAX; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
-            out[o++] = (char)ch;
-        else
-            o += (size_t)snprintf(out + o, 5, "\\x%02x", ch);
-    }
-    if (len > SHOW_MAX)
-        o += (size_t)snprintf(out + o, 4, "...");
-    out[o] = '\0';
-    return out;
+    return quote(out, s, len, SHOW_MAX);
 }
 
 /* parse_uint -- Go's strconv.Atoi restricted to what robfig lets through (an optional "+", then decimal
@@ -105,7 +83,7 @@ static int parse_value(const field_t *f, const char *s, size_t len, const char *
     char b1[SHOW_MAX * 4 + 4];
     uint64_t v;
     if (len == 0)
-        return bad(err, errlen, "%s: missing number in \"%s\"", f->name, show(b1, elem, elen));
+        return msg(err, errlen, "%s: missing number in \"%s\"", f->name, show(b1, elem, elen));
     if (f->names != NULL && is_alpha(s[0])) {
         for (int i = 0; len == 3 && i <= f->max - f->min; i++) {
             const char *n = f->names[i];
@@ -114,13 +92,13 @@ static int parse_value(const field_t *f, const char *s, size_t len, const char *
                 return 0;
             }
         }
-        return bad(err, errlen, "%s: unknown name \"%s\"", f->name, show(b1, s, len));
+        return msg(err, errlen, "%s: unknown name \"%s\"", f->name, show(b1, s, len));
     }
     int r = parse_uint(s, len, &v);
     if (r == -1)
-        return bad(err, errlen, "%s: \"%s\" is not a number", f->name, show(b1, s, len));
+        return msg(err, errlen, "%s: \"%s\" is not a number", f->name, show(b1, s, len));
     if (r == -2 || v < (uint64_t)f->min || v > (uint64_t)f->max)
-        return bad(err, errlen, "%s: %s is out of range %d-%d%s", f->name, show(b1, s, len), f->min, f->max,
+        return msg(err, errlen, "%s: %s is out of range %d-%d%s", f->name, show(b1, s, len), f->min, f->max,
                    f->max == 6 && r == 0 && v == 7 ? " (Sunday is 0)" : "");
     *out = (int)v;
     return 0;
@@ -138,10 +116,10 @@ static int parse_elem(const field_t *f, const char *s, size_t len, uint64_t *bit
     uint64_t step = 1;
 
     if (slash != NULL && memchr(slash + 1, '/', len - rlen - 1) != NULL)
-        return bad(err, errlen, "%s: \"%s\" has more than one \"/\"", f->name, show(b1, s, len));
+        return msg(err, errlen, "%s: \"%s\" has more than one \"/\"", f->name, show(b1, s, len));
     if (rlen >= 1 && (s[0] == '*' || s[0] == '?') && (rlen == 1 || s[1] == '-')) {
         if (rlen > 1) /* robfig ignores whatever follows "*-" */
-            return bad(err, errlen, "%s: \"%s\": a range cannot start with \"%c\"", f->name, show(b1, s, len), s[0]);
+            return msg(err, errlen, "%s: \"%s\": a range cannot start with \"%c\"", f->name, show(b1, s, len), s[0]);
         lo = f->min;
         hi = f->max;
         is_star = 1;
@@ -149,7 +127,7 @@ static int parse_elem(const field_t *f, const char *s, size_t len, uint64_t *bit
         const char *dash = memchr(s, '-', rlen);
         size_t l1 = dash != NULL ? (size_t)(dash - s) : rlen;
         if (dash != NULL && memchr(dash + 1, '-', rlen - l1 - 1) != NULL)
-            return bad(err, errlen, "%s: \"%s\" has more than one \"-\"", f->name, show(b1, s, len));
+            return msg(err, errlen, "%s: \"%s\" has more than one \"-\"", f->name, show(b1, s, len));
         if (parse_value(f, s, l1, s, len, &lo, err, errlen) < 0)
             return CX_INVALID;
         if (dash != NULL) {
@@ -164,14 +142,14 @@ static int parse_elem(const field_t *f, const char *s, size_t len, uint64_t *bit
         size_t sl = len - rlen - 1;
         int r = parse_uint(st, sl, &step);
         if (r == -1)
-            return bad(err, errlen, "%s: step \"%s\" is not a number", f->name, show(b1, st, sl));
+            return msg(err, errlen, "%s: step \"%s\" is not a number", f->name, show(b1, st, sl));
         if (r == -2)
-            return bad(err, errlen, "%s: step %s is too large", f->name, show(b1, st, sl));
+            return msg(err, errlen, "%s: step %s is too large", f->name, show(b1, st, sl));
         if (step == 0)
-            return bad(err, errlen, "%s: step must be at least 1 in \"%s\"", f->name, show(b1, s, len));
+            return msg(err, errlen, "%s: step must be at least 1 in \"%s\"", f->name, show(b1, s, len));
     }
     if (lo > hi)
-        return bad(err, errlen, "%s: range \"%s\" is backwards (%d is after %d)", f->name, show(b1, s, rlen), lo, hi);
+        return msg(err, errlen, "%s: range \"%s\" is backwards (%d is after %d)", f->name, show(b1, s, rlen), lo, hi);
     for (uint64_t v = (uint64_t)lo;; v += step) {
         *bits |= (uint64_t)1 << v;
         if ((uint64_t)hi - v < step)
@@ -192,7 +170,7 @@ static int parse_field(const field_t *f, const char *s, size_t len, uint64_t *bi
         const char *comma = memchr(p, ',', (size_t)(end - p));
         const char *e = comma != NULL ? comma : end;
         if (e == p) /* robfig drops empty elements; "," alone would then be a field that never matches */
-            return bad(err, errlen, "%s: empty list element in \"%s\"", f->name, show(b1, s, len));
+            return msg(err, errlen, "%s: empty list element in \"%s\"", f->name, show(b1, s, len));
         if (parse_elem(f, p, (size_t)(e - p), bits, star, wild, err, errlen) < 0)
             return CX_INVALID;
         if (comma == NULL)
@@ -319,14 +297,14 @@ static int descriptor(cx_cron_t *c, const char *s, size_t len, char *err, size_t
     if (len >= 7 && memcmp(s, "@every ", 7) == 0) {
         int64_t ns;
         if (go_duration(s + 7, len - 7, &ns) < 0)
-            return bad(err, errlen, "@every: \"%s\" is not a duration (like 90s, 10m or 1h30m)", show(b1, s + 7, len - 7));
+            return msg(err, errlen, "@every: \"%s\" is not a duration (like 90s, 10m or 1h30m)", show(b1, s + 7, len - 7));
         if (ns < 1000000000)
-            return bad(err, errlen, "@every: duration must be at least 1s");
+            return msg(err, errlen, "@every: duration must be at least 1s");
         c->every = ns / 1000000000; /* whole seconds, the rest dropped (robfig's Every) */
         c->flags |= CX_CRON_EVERY;
         return 0;
     }
-    return bad(err, errlen,
+    return msg(err, errlen,
                "unknown descriptor \"%s\" (use @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly or "
                "@every <duration>)",
                show(b1, s, len));
@@ -359,7 +337,7 @@ static int never_fires(const cx_cron_t *c, char *err, size_t errlen)
                                   : k == n ? " or "
                                            : ", ",
                                   month_long[m - 1]);
-    return bad(err, errlen, "can never fire: day of month %d does not occur in %s", first, months);
+    return msg(err, errlen, "can never fire: day of month %d does not occur in %s", first, months);
 }
 
 int cx_cron_parse(cx_cron_t *c, const char *expr, char *err, size_t errlen)
@@ -368,12 +346,12 @@ int cx_cron_parse(cx_cron_t *c, const char *expr, char *err, size_t errlen)
 
     memset(c, 0, sizeof(*c));
     if (s == NULL || *s == '\0')
-        return bad(err, errlen, "empty expression");
+        return msg(err, errlen, "empty expression");
     end = s + strlen(s);
     if (strncmp(s, "TZ=", 3) == 0 || strncmp(s, "CRON_TZ=", 8) == 0) {
         const char *eq = strchr(s, '='), *sp = strchr(s, ' ');
         if (sp == NULL) /* robfig panics here */
-            return bad(err, errlen, "time zone: \"%.*s\" must be followed by a space and the schedule", (int)(eq - s + 1), s);
+            return msg(err, errlen, "time zone: \"%.*s\" must be followed by a space and the schedule", (int)(eq - s + 1), s);
         size_t n = (size_t)(sp - eq - 1);
         char zone[CX_TZ_NAME_MAX + 2], why[200];
         if (n > CX_TZ_NAME_MAX + 1)
@@ -381,7 +359,7 @@ int cx_cron_parse(cx_cron_t *c, const char *expr, char *err, size_t errlen)
         memcpy(zone, eq + 1, n);
         zone[n] = '\0';
         if (cx_tz_check_name(zone, why, sizeof(why)) < 0)
-            return bad(err, errlen, "time zone: %s", why);
+            return msg(err, errlen, "time zone: %s", why);
         memcpy(c->zone, zone, n + 1);
         for (s = sp; s < end && is_space(*s); s++) /* robfig trims what follows the prefix */
             ;
@@ -410,7 +388,7 @@ int cx_cron_parse(cx_cron_t *c, const char *expr, char *err, size_t errlen)
         p = q;
     }
     if (n != NFIELDS)
-        return bad(err, errlen, "expected 5 fields, got %d", n);
+        return msg(err, errlen, "expected 5 fields, got %d", n);
     uint64_t bits[NFIELDS];
     int star[NFIELDS] = {0}, wild[NFIELDS] = {0};
     for (int i = 0; i < NFIELDS; i++)

@@ -8,7 +8,6 @@
  * the offset of time type 0 (RFC 8536 section 3.2); instants after the last one follow the footer rule,
  * or keep the last offset when there is none.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 #include "conduix/cx.h"
 #include "conduix/tz.h"
 #include "civil.h"
+#include "msg.h"
 
 /* A rule date of a POSIX TZ string: Jn (1-365, February 29th never counted), n (0-365) or Mm.w.d, and
  * the local time of day of the change in seconds (may be negative or past 24 h in version 3 strings). */
@@ -48,44 +48,14 @@ struct cx_tz {
 /* Instants this far out (about 34,800 years) are clamped before calendar arithmetic on rules. */
 #define RULE_T_MAX ((int64_t)1 << 40)
 
-static int __attribute__((format(printf, 3, 4))) fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return CX_INVALID;
-}
-
-/* shown -- the first max bytes of name for a message: printable ASCII as is, the rest as \xNN, "..." when
- * cut. Messages never carry control characters or invalid UTF-8. */
-static const char *shown(char out[CX_TZ_NAME_MAX * 4 + 4], const char *name, size_t max)
-{
-    size_t o = 0, i = 0;
-    for (; name[i] != '\0' && i < max; i++) {
-        unsigned char ch = (unsigned char)name[i];
-        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
-            out[o++] = (char)ch;
-        else
-            o += (size_t)snprintf(out + o, 5, "\\x%02x", ch);
-    }
-    if (name[i] != '\0')
-        memcpy(out + o, "...", 4);
-    else
-        out[o] = '\0';
-    return out;
-}
-
 int cx_tz_check_name(const char *name, char *err, size_t errlen)
 {
     char b[CX_TZ_NAME_MAX * 4 + 4];
     size_t len = name == NULL ? 0 : strlen(name);
     if (len == 0)
-        return fail(err, errlen, "empty zone name");
+        return msg(err, errlen, "empty zone name");
     if (len > CX_TZ_NAME_MAX)
-        return fail(err, errlen, "zone name \"%s\" is longer than %d bytes", shown(b, name, 20), CX_TZ_NAME_MAX);
+        return msg(err, errlen, "zone name \"%s\" is longer than %d bytes", quote(b, name, len, 20), CX_TZ_NAME_MAX);
     /* Each component: non-empty, not "." or "..", made of [A-Za-z0-9_+.-]. */
     for (const char *c = name; *c != '\0';) {
         const char *e = c;
@@ -106,7 +76,7 @@ int cx_tz_check_name(const char *name, char *err, size_t errlen)
     }
     return 0;
 bad:
-    return fail(err, errlen, "\"%s\" is not a zone name", shown(b, name, CX_TZ_NAME_MAX));
+    return msg(err, errlen, "\"%s\" is not a zone name", quote(b, name, len, CX_TZ_NAME_MAX));
 }
 
 const char *cx_tz_name(const cx_tz_t *z)
@@ -396,7 +366,9 @@ cx_tz_t *cx_tz_posix(const char *name, const char *tzstring, char *err, size_t e
     rule_t r;
     if (tzstring == NULL || posix_parse(tzstring, &r) < 0 || r.std < OFF_MIN || r.std > OFF_MAX || r.dst < OFF_MIN ||
         r.dst > OFF_MAX) {
-        fail(err, errlen, "time zone %s: \"%.40s\" is not a POSIX TZ string", name, tzstring ? tzstring : "");
+        char b[40 * 4 + 4];
+        const char *s = tzstring ? tzstring : "";
+        msg(err, errlen, "time zone %s: \"%s\" is not a POSIX TZ string", name, quote(b, s, strlen(s), 40));
         return NULL;
     }
     cx_tz_t *z = tz_new(name);
@@ -499,6 +471,6 @@ cx_tz_t *cx_tz_parse(const char *name, const void *data, size_t len, char *err, 
     return z;
 bad:
     cx_tz_free(z);
-    fail(err, errlen, "time zone %s: %s", name, why);
+    msg(err, errlen, "time zone %s: %s", name, why);
     return NULL;
 }

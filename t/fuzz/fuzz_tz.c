@@ -40,8 +40,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         s[size] = '\0';
         z = cx_tz_posix("fuzz", s, err, sizeof(err));
     }
-    if (z == NULL) {
+    if (z == NULL) { /* a message, printable ASCII only */
         FUZZ_CHECK(strlen(err) > 0);
+        for (const char *p = err; *p != '\0'; p++)
+            FUZZ_CHECK(*p >= 0x20 && *p < 0x7f);
         return 0;
     }
     static const int64_t probes[] = {INT64_MIN,        -2208988800LL, 0, 1710052200, 1730613600, 2147483647LL, 4102444800LL,

@@ -904,6 +904,11 @@ static const row_t dst_rows[] = {
      "*/30 1 * * *",
      {"2024-11-03T01:00:00-04:00", "2024-11-03T01:30:00-04:00", "2024-11-03T01:00:00-05:00", "2024-11-03T01:30:00-05:00",
       "2024-11-04T01:00:00-05:00"}},
+    /* the other rows of docs/schedules.md's table */
+    {"America/New_York", "2024-11-03T00:00:00-04:00", "0,30 2 * * *", {"2024-11-03T02:00:00-05:00", "2024-11-03T02:30:00-05:00"}},
+    {"America/New_York", "2024-11-03T00:00:00-04:00", "30 2 * * *", {"2024-11-03T02:30:00-05:00"}},
+    {"America/New_York", "2024-11-03T01:59:00-05:00", "* 2 * * *", {"2024-11-03T02:00:00-05:00", "2024-11-03T02:01:00-05:00"}},
+    {"America/New_York", "2024-03-09T12:00:00-05:00", "30 1 * * *", {"2024-03-10T01:30:00-05:00", "2024-03-11T01:30:00-04:00"}},
     /* elapsed time and a 25-hour day */
     {"America/New_York",
      "2024-11-03T01:15:00-04:00",
@@ -1353,6 +1358,8 @@ static void t_tz_posix(void **state)
             fail_msg("\"%s\" accepted", broken[i]);
         assert_non_null(strstr(err, "is not a POSIX TZ string"));
     }
+    assert_null(cx_tz_posix("x", "E\x01\xff", err, sizeof(err)));
+    assert_string_equal(err, "time zone x: \"E\\x01\\xff\" is not a POSIX TZ string");
 }
 
 static void t_tz_names(void **state)
