@@ -65,9 +65,8 @@ int cx_db_user_login(const char *provider, const char *subject, const char *emai
     if (rc != CX_OK)
         return rc;
     cx_db_param_t q[] = {CX_DB_P_STR(provider), CX_DB_P_STR(subject)};
-    rc = first(
-        cx_db_exec("SELECT " USER_COLS " FROM users WHERE provider = ? AND provider_subject = ?", q, CX_ARRAY_SIZE(q), &res, NULL),
-        res, out);
+    rc = cx_db_exec("SELECT " USER_COLS " FROM users WHERE provider = ? AND provider_subject = ?", q, CX_ARRAY_SIZE(q), &res, NULL);
+    rc = first(rc, res, out);
     if (rc == CX_OK && created != NULL)
         *created = strcmp(out->id, id) == 0;
     return rc;
@@ -78,7 +77,9 @@ int cx_db_user_get(const char *id, cx_user_t *out)
     cx_db_result_t *res = NULL;
     cx_db_param_t p[] = {CX_DB_P_STR(id)};
 
-    return first(cx_db_exec("SELECT " USER_COLS " FROM users WHERE id = ?", p, 1, &res, NULL), res, out);
+    int rc = cx_db_exec("SELECT " USER_COLS " FROM users WHERE id = ?", p, 1, &res, NULL);
+
+    return first(rc, res, out);
 }
 
 int cx_db_users_list(const char *role, int page, int size, cx_user_t **items, size_t *n, int64_t *total)
@@ -111,7 +112,8 @@ int cx_db_user_set_role(const char *id, const char *role, cx_user_t *before, cx_
     cx_db_param_t p[] = {CX_DB_P_STR(id)};
     int rc;
 
-    rc = first(cx_db_exec("SELECT " USER_COLS " FROM users WHERE id = ? FOR UPDATE", p, 1, &res, NULL), res, before);
+    rc = cx_db_exec("SELECT " USER_COLS " FROM users WHERE id = ? FOR UPDATE", p, 1, &res, NULL);
+    rc = first(rc, res, before);
     if (rc != CX_OK)
         return rc;
     *after = *before;
@@ -120,7 +122,8 @@ int cx_db_user_set_role(const char *id, const char *role, cx_user_t *before, cx_
     cx_db_param_t u[] = {CX_DB_P_STR(role), CX_DB_P_STR(id)};
     if ((rc = cx_db_exec("UPDATE users SET role = ?, role_changed_at = NOW(3) WHERE id = ?", u, 2, NULL, NULL)) != CX_OK)
         return rc;
-    return first(cx_db_exec("SELECT " USER_COLS " FROM users WHERE id = ?", p, 1, &res, NULL), res, after);
+    rc = cx_db_exec("SELECT " USER_COLS " FROM users WHERE id = ?", p, 1, &res, NULL);
+    return first(rc, res, after);
 }
 
 int cx_db_roles_changed_since(const char *since, cx_role_change_t **items, size_t *n, char now[32])
