@@ -2,7 +2,9 @@
  * src/db/sessions.c -- the sessions table (one row per token we issued, by jti: who, when, until when, last
  * use, client, address, revocation) and auth_states (the sign-ins in flight). users.h has the contracts.
  *
- * Every time comparison uses the database clock (NOW(3)), so workers and replicas agree.
+ * Every time comparison uses the database clock (NOW(3)), so workers and replicas agree. Unix times go in
+ * and out as '1970-01-01' + INTERVAL n SECOND and TIMESTAMPDIFF (the sessions run in UTC): FROM_UNIXTIME
+ * and UNIX_TIMESTAMP stop at 2038 on MariaDB 10.11, and a token may live 100 years.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +51,7 @@ int cx_db_session_create(const char *jti, const char *user_id, int64_t expires_s
     cx_db_param_t p[] = {CX_DB_P_STR(jti),      CX_DB_P_STR(user_id),           CX_DB_P_INT(expires_s),
                          CX_DB_P_STR(provider), CX_DB_P_STR(ua[0] ? ua : NULL), CX_DB_P_STR(ip)};
     return cx_db_exec("INSERT INTO sessions (jti, user_id, expires_at, provider, user_agent, ip_address) "
-                      "VALUES (?, ?, FROM_UNIXTIME(?), ?, ?, ?)",
+                      "VALUES (?, ?, TIMESTAMP('1970-01-01') + INTERVAL ? SECOND, ?, ?, ?)",
                       p, CX_ARRAY_SIZE(p), NULL, NULL);
 }
 
@@ -83,7 +85,7 @@ int cx_db_session_revoke(const char *jti, const char *sub, int64_t expires_s, co
     /* revoked_by is assigned before revoked_at: MySQL evaluates the assignments left to right */
     cx_db_param_t p[] = {CX_DB_P_STR(jti), CX_DB_P_STR(sub), CX_DB_P_INT(expires_s), CX_DB_P_STR(by)};
     rc = cx_db_exec("INSERT INTO sessions (jti, user_id, expires_at, revoked_at, revoked_by) "
-                    "VALUES (?, ?, FROM_UNIXTIME(?), NOW(3), ?) "
+                    "VALUES (?, ?, TIMESTAMP('1970-01-01') + INTERVAL ? SECOND, NOW(3), ?) "
                     "ON DUPLICATE KEY UPDATE revoked_by = IF(revoked_at IS NULL, VALUES(revoked_by), revoked_by), "
                     "revoked_at = COALESCE(revoked_at, NOW(3))",
                     p, CX_ARRAY_SIZE(p), NULL, NULL);
@@ -125,7 +127,7 @@ int cx_db_revoked_since(const char *since, cx_revoked_t **items, size_t *n, char
     *items = NULL;
     *n = 0;
     /* the derived table makes the clock come back even when nothing was revoked */
-    rc = cx_db_exec("SELECT c.now, s.jti, UNIX_TIMESTAMP(s.expires_at) AS exp FROM (SELECT NOW(3) AS now) c "
+    rc = cx_db_exec("SELECT c.now, s.jti, TIMESTAMPDIFF(SECOND, '1970-01-01', s.expires_at) AS exp FROM (SELECT NOW(3) AS now) c "
                     "LEFT JOIN sessions s ON s.revoked_at >= ? - INTERVAL 5 SECOND AND s.expires_at > c.now",
                     p, 1, &res, NULL);
     if (rc != CX_OK)
