@@ -7,7 +7,6 @@ use v5.36;
 use Test::More;
 use CxTest qw(:DEFAULT jwt_decode);
 use CxIdp;
-use URI::Escape qw(uri_unescape);
 
 my $s = CxTest->new(workers => 2);
 my $base = $s->base_url;
@@ -28,6 +27,11 @@ sub callback($url, $jar, %h) {
     my $r = CxIdp::http($jar, 'GET', $url, %h);
     $r->{json} = eval { JSON::PP->new->decode($r->{content}) };
     return $r;
+}
+sub uri_unescape($v) {
+    $v =~ tr/+/ /;
+    $v =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
+    return $v;
 }
 sub query_of($url) {
     my ($q) = $url =~ /\?(.*)$/;
