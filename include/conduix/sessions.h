@@ -21,7 +21,7 @@
 
 /* cx_session_check -- for a token whose signature and claims are good: CX_DENIED when its jti is revoked;
  * else CX_OK, with id->role replaced by the user's current role when an admin changed it. Also records
- * the token's use (last_seen_at). While MySQL is unreachable the last view is kept. */
+ * the token's use (last_seen_at; not for agent tokens). While MySQL is unreachable the last view is kept. */
 int cx_session_check(cx_identity_t *id);
 
 /* cx_session_note_revoked -- this worker revoked jti (until exp_s): refuse it at once, before the next poll. */

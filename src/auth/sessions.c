@@ -176,7 +176,8 @@ int cx_session_check(cx_identity_t *id)
         if (role != CX_ROLE_NONE && role != CX_ROLE_AGENT)
             id->role = role;
     }
-    if (id->jti[0] != '\0') {
+    /* agents are seen through their heartbeats; a fleet on the REST fallback would write a row a beat */
+    if (id->jti[0] != '\0' && id->role != CX_ROLE_AGENT) {
         s = find(&S.touched, id->jti);
         if (s == NULL || now - s->num >= CX_SESSION_TOUCH_MS) {
             if (s == NULL && S.touched.n >= TOUCHED_MAX) {
