@@ -19,6 +19,8 @@ $s->set_config(
         { provider => 'fake', issuer_url => $fake->url, client_id => 'fake-client', client_secret => 'fake-secret',
           redirect_url => "$base/api/v1/auth/callback/fake" },
         { provider => 'dead', issuer_url => "http://127.0.0.2:$dead", client_id => 'x', redirect_url => "$base/api/v1/auth/callback/dead" },
+        { provider => 'legacy', issuer_url => $fake->url, client_id => 'fake-client', client_secret => 'fake-secret',
+          redirect_url => "$base/api/v1/auth/callback" },
     ],
     'auth.admin_emails' => ['boss@example.test']);
 $s->write_config;
@@ -51,6 +53,11 @@ is($r2->{status}, 200, 'a second sign-in');
 is($fake->stats->{jwks}, 1, 'uses the cached JWKS');
 is($fake->stats->{discovery}, 1, 'and the cached discovery document');
 is($r2->{json}{data}{user}{id}, $r->{json}{data}{user}{id}, 'the same user');
+
+$r = login($s, 'legacy');
+is($r->{status}, 200, "the original server's callback URL (/auth/callback, no provider): the state names the provider")
+    or diag explain $r->{json};
+is($r->{json}{data}{user}{provider}, 'legacy', '  provider legacy');
 
 $fake->control(mode => 'es256');
 is(login()->{status}, 200, 'ES256 ID token (P-256 key of the JWKS): signed in');

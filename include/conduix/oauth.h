@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <json.h>
 #include "conduix/config.h"
 
 struct evp_pkey_st;
@@ -59,6 +60,12 @@ void cx_b64url_encode(const unsigned char *in, size_t len, char *out);
 /* cx_b64url_decode -- decode base64url (no padding, no other characters) into a malloc'd buffer; its
  * length in *outlen. NULL when malformed. */
 unsigned char *cx_b64url_decode(const char *in, size_t len, size_t *outlen);
+
+/* cx_json_object -- s[0..len) (NUL-terminated at len) parsed strictly as one JSON object, or NULL. */
+json_object *cx_json_object(const char *s, size_t len);
+
+/* cx_json_str -- the string member name of o, or NULL when absent or not a string. */
+const char *cx_json_str(json_object *o, const char *name);
 
 /* ---- the sign-in flow (src/auth/oauth.c) ---- */
 

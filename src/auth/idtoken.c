@@ -102,12 +102,27 @@ unsigned char *cx_b64url_decode(const char *in, size_t len, size_t *outlen)
 
 /* ---- JWK set ---- */
 
-static const char *str_member(json_object *o, const char *name)
+const char *cx_json_str(json_object *o, const char *name)
 {
     json_object *v;
     if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_string))
         return NULL;
     return json_object_get_string(v);
+}
+
+json_object *cx_json_object(const char *s, size_t len)
+{
+    json_tokener *tok = json_tokener_new();
+    json_object *o;
+
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    o = json_tokener_parse_ex(tok, s, (int)len + 1);
+    json_tokener_free(tok);
+    if (o != NULL && !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        o = NULL;
+    }
+    return o;
 }
 
 static BIGNUM *b64_bn(const char *s, size_t *nbytes)
@@ -151,7 +166,7 @@ out:
 
 static EVP_PKEY *rsa_key(json_object *k)
 {
-    BIGNUM *n = b64_bn(str_member(k, "n"), NULL), *e = b64_bn(str_member(k, "e"), NULL);
+    BIGNUM *n = b64_bn(cx_json_str(k, "n"), NULL), *e = b64_bn(cx_json_str(k, "e"), NULL);
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     EVP_PKEY *pkey = NULL;
 
@@ -166,7 +181,7 @@ static EVP_PKEY *rsa_key(json_object *k)
 
 static EVP_PKEY *ec_key(json_object *k)
 {
-    const char *x = str_member(k, "x"), *y = str_member(k, "y"), *crv = str_member(k, "crv");
+    const char *x = cx_json_str(k, "x"), *y = cx_json_str(k, "y"), *crv = cx_json_str(k, "crv");
     unsigned char *xr = NULL, *yr = NULL, point[65];
     size_t xn = 0, yn = 0;
     OSSL_PARAM_BLD *bld = NULL;
@@ -213,11 +228,11 @@ int cx_jwks_parse(const char *json, size_t len, cx_jwks_t *out, char *why, size_
         const char *kty, *use, *alg, *kid, *pin;
         EVP_PKEY *pkey;
 
-        if (!json_object_is_type(k, json_type_object) || (kty = str_member(k, "kty")) == NULL)
+        if (!json_object_is_type(k, json_type_object) || (kty = cx_json_str(k, "kty")) == NULL)
             continue;
-        use = str_member(k, "use");
-        alg = str_member(k, "alg");
-        kid = str_member(k, "kid");
+        use = cx_json_str(k, "use");
+        alg = cx_json_str(k, "alg");
+        kid = cx_json_str(k, "kid");
         if (use != NULL && strcmp(use, "sig") != 0)
             continue;
         if (strcmp(kty, "RSA") == 0)
@@ -263,20 +278,12 @@ static json_object *parse_segment(const char *seg, size_t len)
 {
     size_t n;
     unsigned char *raw = cx_b64url_decode(seg, len, &n);
-    json_tokener *tok;
     json_object *o;
 
     if (raw == NULL)
         return NULL;
-    tok = json_tokener_new();
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    o = json_tokener_parse_ex(tok, (const char *)raw, (int)n + 1);
-    json_tokener_free(tok);
+    o = cx_json_object((const char *)raw, n);
     free(raw);
-    if (o != NULL && !json_object_is_type(o, json_type_object)) {
-        json_object_put(o);
-        o = NULL;
-    }
     return o;
 }
 
@@ -381,7 +388,7 @@ static const char *aud_check(json_object *p, const char *client_id)
 /* copy_str -- an optional string claim into out (left "" when absent, not a string, or too long). */
 static void copy_str(json_object *p, const char *name, char *out, size_t cap)
 {
-    const char *s = str_member(p, name);
+    const char *s = cx_json_str(p, name);
     if (s != NULL && strlen(s) < cap)
         memcpy(out, s, strlen(s) + 1);
 }
@@ -407,7 +414,7 @@ int cx_idtoken_verify(const char *token, const cx_jwks_t *jwks, const char *issu
         goto out;
 
     /* the algorithm: exactly RS256 or ES256, and the one of the key that signed */
-    if ((alg = str_member(hdr, "alg")) == NULL) {
+    if ((alg = cx_json_str(hdr, "alg")) == NULL) {
         *why = "alg missing";
         goto out;
     }
@@ -423,7 +430,7 @@ int cx_idtoken_verify(const char *token, const cx_jwks_t *jwks, const char *issu
         *why = "kid is not a string";
         goto out;
     }
-    kid = str_member(hdr, "kid");
+    kid = cx_json_str(hdr, "kid");
     for (i = 0; i < jwks->n; i++) {
         const cx_jwk_t *k = &jwks->keys[i];
         if (kid != NULL ? strcmp(k->kid, kid) == 0 : strcmp(k->alg, alg) == 0) {
@@ -458,7 +465,7 @@ int cx_idtoken_verify(const char *token, const cx_jwks_t *jwks, const char *issu
         *why = "malformed payload";
         goto out;
     }
-    if ((s = str_member(pl, "iss")) == NULL || strcmp(s, issuer) != 0) {
+    if ((s = cx_json_str(pl, "iss")) == NULL || strcmp(s, issuer) != 0) {
         *why = s == NULL ? "iss missing" : "iss is not the provider's issuer";
         goto out;
     }
@@ -488,11 +495,11 @@ int cx_idtoken_verify(const char *token, const cx_jwks_t *jwks, const char *issu
         *why = "not yet valid (nbf)";
         goto out;
     }
-    if (nonce != NULL && ((s = str_member(pl, "nonce")) == NULL || strcmp(s, nonce) != 0)) {
+    if (nonce != NULL && ((s = cx_json_str(pl, "nonce")) == NULL || strcmp(s, nonce) != 0)) {
         *why = s == NULL ? "nonce missing" : "nonce mismatch";
         goto out;
     }
-    if ((s = str_member(pl, "sub")) == NULL || s[0] == '\0' || strlen(s) >= sizeof(out->sub)) {
+    if ((s = cx_json_str(pl, "sub")) == NULL || s[0] == '\0' || strlen(s) >= sizeof(out->sub)) {
         *why = "sub missing or too long";
         goto out;
     }

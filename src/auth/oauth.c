@@ -158,29 +158,6 @@ static void call_failed(flow_t *f, const char *what, const cx_client_res_t *res,
 
 /* ---- JSON helpers ---- */
 
-static json_object *parse_object(const char *s, size_t len)
-{
-    json_tokener *tok = json_tokener_new();
-    json_object *o;
-
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    o = json_tokener_parse_ex(tok, s, (int)len + 1);
-    json_tokener_free(tok);
-    if (o != NULL && !json_object_is_type(o, json_type_object)) {
-        json_object_put(o);
-        o = NULL;
-    }
-    return o;
-}
-
-static const char *jstr(json_object *o, const char *name)
-{
-    json_object *v;
-    if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_string))
-        return NULL;
-    return json_object_get_string(v);
-}
-
 /* jpath -- the value at a dotted path ("response.id") of o, or NULL. */
 static json_object *jpath(json_object *o, const char *path)
 {
@@ -264,13 +241,13 @@ static const char *discovery_done(flow_t *f, const cx_client_res_t *res)
 
     if (res->status != 200)
         return NULL;
-    if ((o = parse_object(res->body, res->len)) == NULL)
+    if ((o = cx_json_object(res->body, res->len)) == NULL)
         return "not a JSON object";
-    iss = jstr(o, "issuer");
-    az = jstr(o, "authorization_endpoint");
-    tok = jstr(o, "token_endpoint");
-    jw = jstr(o, "jwks_uri");
-    ui = jstr(o, "userinfo_endpoint");
+    iss = cx_json_str(o, "issuer");
+    az = cx_json_str(o, "authorization_endpoint");
+    tok = cx_json_str(o, "token_endpoint");
+    jw = cx_json_str(o, "jwks_uri");
+    ui = cx_json_str(o, "userinfo_endpoint");
     if (iss == NULL || az == NULL || tok == NULL || jw == NULL) {
         json_object_put(o);
         return "issuer, authorization_endpoint, token_endpoint or jwks_uri missing";
@@ -425,11 +402,11 @@ void cx_oauth_begin(cx_req_t *r, const cx_provider_t *p, cx_oauth_begin_cb done)
 /* token_done -- the token endpoint's answer: access_token (and id_token for OIDC) into f, else the error. */
 static int token_done(flow_t *f, const cx_client_res_t *res)
 {
-    json_object *o = res->len > 0 ? parse_object(res->body, res->len) : NULL;
-    const char *e = o ? jstr(o, "error") : NULL, *at, *it;
+    json_object *o = res->len > 0 ? cx_json_object(res->body, res->len) : NULL;
+    const char *e = o ? cx_json_str(o, "error") : NULL, *at, *it;
 
     if (e != NULL || (res->status >= 400 && res->status < 500)) {
-        const char *desc = o ? jstr(o, "error_description") : NULL;
+        const char *desc = o ? cx_json_str(o, "error_description") : NULL;
         /* a code that is unknown, used, expired or bound to another verifier is the browser's problem;
          * anything else (our credentials, the provider's health) is the provider's or ours */
         int grant = e != NULL && (strcmp(e, "invalid_grant") == 0 || strcmp(e, "bad_verification_code") == 0);
@@ -438,14 +415,14 @@ static int token_done(flow_t *f, const cx_client_res_t *res)
         json_object_put(o);
         return CX_INVALID;
     }
-    if (res->status != 200 || o == NULL || (at = jstr(o, "access_token")) == NULL || !at[0]) {
+    if (res->status != 200 || o == NULL || (at = cx_json_str(o, "access_token")) == NULL || !at[0]) {
         set_err(f, 502, NULL, "identity provider %s: the token endpoint answered HTTP %d without an access_token", f->p->provider,
                 res->status);
         json_object_put(o);
         return CX_INVALID;
     }
     f->access_token = cx_strdup(at);
-    if ((it = jstr(o, "id_token")) != NULL)
+    if ((it = cx_json_str(o, "id_token")) != NULL)
         f->id_token = cx_strdup(it);
     json_object_put(o);
     if (is_oidc(f->p) && f->id_token == NULL) {
@@ -486,7 +463,7 @@ static void userinfo_done(flow_t *f, const cx_client_res_t *res)
         call_failed(f, "userinfo", res, NULL);
         return;
     }
-    if ((o = parse_object(res->body, res->len)) == NULL) {
+    if ((o = cx_json_object(res->body, res->len)) == NULL) {
         call_failed(f, "userinfo", res, "the answer is not a JSON object");
         return;
     }
