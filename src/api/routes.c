@@ -18,7 +18,7 @@ const cx_route_t cx_routes[] = {
     {"GET", V1 "/auth/login/:provider", cx_api_auth_login_redirect, CX_ACCESS_PUBLIC, CX_BODY_NONE, "auth_login_redirect"},
     {"POST", V1 "/auth/login", cx_api_auth_login, CX_ACCESS_PUBLIC, CX_BODY_JSON, "auth_login"},
     {"GET", V1 "/auth/callback/:provider", cx_api_auth_callback, CX_ACCESS_PUBLIC, CX_BODY_NONE, "auth_callback"},
-    {"GET", V1 "/auth/callback", cx_api_auth_callback, CX_ACCESS_PUBLIC, CX_BODY_NONE, "auth_callback"},
+    {"GET", V1 "/auth/callback", cx_api_auth_callback, CX_ACCESS_PUBLIC, CX_BODY_NONE, "auth_callback_legacy"},
     {"POST", V1 "/auth/logout", cx_api_auth_logout, CX_ACCESS_VIEWER, CX_BODY_JSON_OPTIONAL, "auth_logout"},
     {"GET", V1 "/auth/me", cx_api_auth_me, CX_ACCESS_VIEWER, CX_BODY_NONE, "auth_me"},
 
