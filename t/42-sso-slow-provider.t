@@ -18,8 +18,8 @@ my $WORKERS = 2;
 my $fake = CxIdp->fake;
 my $s = CxTest->new(workers => $WORKERS);
 $s->set_config(
-    'auth.oidc' => [{ provider => 'slow', issuer_url => $fake->url, client_id => 'fake-client', client_secret => 'fake-secret',
-        redirect_url => $s->base_url . '/api/v1/auth/callback/slow' }],
+    'auth.oidc' => [map { { provider => $_, issuer_url => $fake->url, client_id => 'fake-client', client_secret => 'fake-secret',
+        redirect_url => $s->base_url . "/api/v1/auth/callback/$_" } } qw(slow slow2)],
     'auth.provider_timeout' => '60s');
 $s->write_config;
 $s->start;
@@ -36,12 +36,13 @@ sub worker_of($rid) {
     return $pid;
 }
 
-# Keep-alive connections, two per worker at least: one to probe, one to wait on the provider.
+# Keep-alive connections, three per worker: one to probe, one to wait on the provider, one whose client
+# goes away while it waits.
 my (%conns, $n);
 my %workers = map { $_ => 1 } $s->worker_pids;
 is(scalar(keys %workers), $WORKERS, "$WORKERS workers");
 for my $i (1 .. 300) {
-    last if keys(%conns) == $WORKERS && !grep { @{ $conns{$_} } < 2 } keys %conns;
+    last if keys(%conns) == $WORKERS && !grep { @{ $conns{$_} } < 3 } keys %conns;
     my $c = $s->conn;
     my $rid = "t42-map-$$-$i";
     my $r = $c->request('GET', '/health', headers => { 'X-Request-ID' => $rid });
@@ -52,7 +53,7 @@ for my $i (1 .. 300) {
 }
 my @pids = sort keys %conns;
 is(scalar(@pids), $WORKERS, 'connections to every worker') or BAIL_OUT('could not reach every worker');
-ok(!grep({ @{ $conns{$_} } < 2 } @pids), 'two connections to each') or BAIL_OUT('not enough connections per worker');
+ok(!grep({ @{ $conns{$_} } < 3 } @pids), 'three connections to each') or BAIL_OUT('not enough connections per worker');
 
 # probe -- /health, /ready and two API calls on connection c: the slowest answer's time, and all 200?
 sub probe($c) {
@@ -80,10 +81,12 @@ for my $pid (@pids) {
 $fake->control(mode => 'valid', delay_ms => { discovery => $DELAY_MS });
 my $t_slow = time;
 for my $pid (@pids) {
-    my $c = $conns{$pid}[1];
-    $c->send_raw($c->request_text('GET', '/api/v1/auth/login/slow'));
+    for my $c (@{ $conns{$pid} }[1, 2]) {
+        $c->send_raw($c->request_text('GET', '/api/v1/auth/login/slow'));
+    }
 }
-wait_ok { $fake->stats->{discovery} == $WORKERS } 5, 'every worker is waiting on the provider';
+wait_ok { $fake->stats->{discovery} == 2 * $WORKERS } 5, 'every worker is waiting on the provider, twice';
+$conns{$_}[2]->close for @pids;    # those browsers go away (HTTP/1 notices only when it answers)
 
 my ($rounds, %during, %all_ok) = (0);
 %all_ok = map { $_ => 1 } @pids;
@@ -114,7 +117,18 @@ for my $pid (@pids) {
     cmp_ok($took, '>=', $DELAY_MS / 1000 - 0.5, sprintf('worker %d: after the provider answered (%.1f s)', $pid, $took));
     like($r->{headers}{location} // '', qr{^\Q${\ $fake->url}\E/authorize\?}, "worker $pid: to the provider's authorization endpoint");
 }
+
+# Over HTTP/2 a client that gives up resets its stream: the pending call is cancelled there and then
+# (slow2: a provider whose discovery document no worker has yet).
+$fake->control(mode => 'valid', delay_ms => { discovery => 3000 });
+my $h2 = `curl -s -o /dev/null -w '%{http_version}' --http2-prior-knowledge --max-time 1 ${\ $s->base_url}/api/v1/auth/login/slow2`;
+is($h2, '0', 'an HTTP/2 client gives up after 1 s without an answer');
+wait_ok { $s->log =~ /sign-in with slow2 abandoned: the client went away while a call to the provider was in flight/ } 10,
+    'the worker drops that sign-in and its call to the provider';
 $fake->control(mode => 'valid');
+sleep 3;
+is_deeply([sort $s->worker_pids], \@pids, 'no worker died (the abandoned sign-ins were dropped cleanly)');
+is($s->get('/health')->{status}, 200, 'still serving');
 
 is($s->stop, 0, 'stop exits 0');
 done_testing;

@@ -85,7 +85,11 @@ static void flow_free(flow_t *f)
 /* on_abort -- the request is gone (the browser went away): drop the flow and its call. */
 static void on_abort(void *arg)
 {
-    flow_free(arg);
+    flow_t *f = arg;
+
+    cx_log_info("sign-in with %s abandoned: the client went away while %s", f->p != NULL ? f->p->provider : "?",
+                f->call != NULL ? "a call to the provider was in flight" : "it was being answered");
+    flow_free(f);
 }
 
 const cx_provider_t *cx_oauth_provider(const char *id)
