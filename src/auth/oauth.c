@@ -46,7 +46,7 @@ typedef struct pstate {
     int64_t jwks_at;
 } pstate_t;
 
-static pstate_t *pstates;
+static pstate_t **pstates; /* each allocated once: flows in flight hold pointers to them */
 static size_t npstates;
 
 typedef enum { STEP_DISCOVERY, STEP_TOKEN, STEP_JWKS, STEP_USERINFO } step_t;
@@ -107,13 +107,15 @@ static int is_oidc(const cx_provider_t *p)
 
 static pstate_t *pstate(const cx_provider_t *p)
 {
+    pstate_t *ps;
+
     for (size_t i = 0; i < npstates; i++)
-        if (strcmp(pstates[i].id, p->provider) == 0)
-            return &pstates[i];
-    pstates = cx_realloc(pstates, (npstates + 1) * sizeof(*pstates));
-    pstate_t *ps = &pstates[npstates++];
-    memset(ps, 0, sizeof(*ps));
+        if (strcmp(pstates[i]->id, p->provider) == 0)
+            return pstates[i];
+    ps = cx_calloc(1, sizeof(*ps));
     snprintf(ps->id, sizeof(ps->id), "%s", p->provider);
+    pstates = cx_realloc(pstates, (npstates + 1) * sizeof(*pstates));
+    pstates[npstates++] = ps;
     return ps;
 }
 
