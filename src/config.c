@@ -111,6 +111,7 @@ static const key_t_ keys[] = {
     STR ("auth.jwt_secret",                           auth.jwt_secret,                "",           RELOAD,  0),
     STR ("auth.issuer",                               auth.issuer,                    "conduix-cp", RELOAD,  1),
     DUR ("auth.token_expiry",                         auth.token_expiry_ms,           "24h",        RELOAD,  1000),
+    DUR ("auth.provider_timeout",                     auth.provider_timeout_ms,       "10s",        RELOAD,  100),
     STR ("auth.frontend_url",                         auth.frontend_url,              "",           RELOAD,  0),
     LIST("auth.admin_emails",                         auth.admin_emails,              "[]",         RELOAD,  auth.nadmin_emails),
     LIST("auth.operator_emails",                      auth.operator_emails,           "[]",         RELOAD,  auth.noperator_emails),
@@ -163,14 +164,15 @@ static const struct {
     {"JWT_SECRET", "auth.jwt_secret"},
 };
 
-/* Well-known endpoints filled in for an oauth2 provider that names them. */
+/* Well-known endpoints, userinfo fields and display names filled in for an oauth2 provider that names
+ * them. */
 static const struct {
-    const char *provider, *auth_url, *token_url, *userinfo_url, *scopes;
+    const char *provider, *name, *auth_url, *token_url, *userinfo_url, *scopes, *id_field;
 } known[] = {
-    {"google", "https://accounts.google.com/o/oauth2/v2/auth", "https://oauth2.googleapis.com/token",
-     "https://openidconnect.googleapis.com/v1/userinfo", "openid email profile"},
-    {"github", "https://github.com/login/oauth/authorize", "https://github.com/login/oauth/access_token",
-     "https://api.github.com/user", "read:user user:email"},
+    {"google", "Google", "https://accounts.google.com/o/oauth2/v2/auth", "https://oauth2.googleapis.com/token",
+     "https://openidconnect.googleapis.com/v1/userinfo", "openid email profile", "sub"},
+    {"github", "GitHub", "https://github.com/login/oauth/authorize", "https://github.com/login/oauth/access_token",
+     "https://api.github.com/user", "read:user user:email", "id"},
 };
 #define OIDC_DEFAULT_SCOPES "openid email profile"
 
@@ -563,9 +565,11 @@ static int set_list(load_t *L, yaml_document_t *doc, yaml_node_t *v, const char 
  * may still supply the client id or the issuer. */
 static int parse_providers(load_t *L, yaml_document_t *doc, yaml_node_t *v, const char *path)
 {
-    static const char *const oauth2_fields[] = {"provider", "client_id", "client_secret", "redirect_url",
-                                                "auth_url", "token_url", "userinfo_url",  "scopes"};
-    static const char *const oidc_fields[] = {"provider", "issuer_url", "client_id", "client_secret", "redirect_url", "scopes"};
+    static const char *const oauth2_fields[] = {"provider",     "name",     "client_id",   "client_secret",
+                                                "redirect_url", "auth_url", "token_url",   "userinfo_url",
+                                                "scopes",       "id_field", "email_field", "name_field"};
+    static const char *const oidc_fields[] = {"provider",      "name",         "issuer_url", "client_id",
+                                              "client_secret", "redirect_url", "scopes"};
     int oidc = strcmp(path, "auth.oidc") == 0;
     const char *const *fields = oidc ? oidc_fields : oauth2_fields;
     size_t nfields = oidc ? CX_ARRAY_SIZE(oidc_fields) : CX_ARRAY_SIZE(oauth2_fields);
@@ -611,6 +615,10 @@ static int parse_providers(load_t *L, yaml_document_t *doc, yaml_node_t *v, cons
             if (s == NULL)
                 return CX_INVALID;
             char **dst = strcmp(name, "provider") == 0        ? &pv->p.provider
+                         : strcmp(name, "name") == 0          ? &pv->p.name
+                         : strcmp(name, "id_field") == 0      ? &pv->p.id_field
+                         : strcmp(name, "email_field") == 0   ? &pv->p.email_field
+                         : strcmp(name, "name_field") == 0    ? &pv->p.name_field
                          : strcmp(name, "client_id") == 0     ? &pv->p.client_id
                          : strcmp(name, "client_secret") == 0 ? &pv->p.client_secret
                          : strcmp(name, "redirect_url") == 0  ? &pv->p.redirect_url
@@ -818,6 +826,24 @@ static void fill(char **dst, const char *def)
         *dst = cx_strdup(def);
 }
 
+/* field_path_ok -- a userinfo field: names of letters, digits, _ and -, joined by dots. */
+static int field_path_ok(const char *s)
+{
+    int seg = 0;
+    for (; *s; s++) {
+        if (*s == '.') {
+            if (seg == 0)
+                return 0;
+            seg = 0;
+        } else if (isalnum((unsigned char)*s) || *s == '_' || *s == '-') {
+            seg++;
+        } else {
+            return 0;
+        }
+    }
+    return seg > 0;
+}
+
 /* check_providers -- required fields, well-known defaults, unique URL-safe names. */
 static int check_providers(load_t *L)
 {
@@ -852,6 +878,10 @@ static int check_providers(load_t *L)
                 for (size_t k = 0; k < CX_ARRAY_SIZE(known); k++) {
                     if (strcmp(known[k].provider, p->provider) != 0)
                         continue;
+                    if (empty(p->name))
+                        free(p->name), p->name = cx_strdup(known[k].name);
+                    if (empty(p->id_field))
+                        free(p->id_field), p->id_field = cx_strdup(known[k].id_field);
                     if (empty(p->auth_url))
                         free(p->auth_url), p->auth_url = cx_strdup(known[k].auth_url);
                     if (empty(p->token_url))
@@ -870,7 +900,21 @@ static int check_providers(load_t *L)
                 if (p->scopes == NULL)
                     p->scopes = cx_calloc(1, sizeof(char *));
             }
+            const char *fields[] = {p->id_field, p->email_field, p->name_field};
+            static const char *const field_keys[] = {"id_field", "email_field", "name_field"};
+            for (size_t f = 0; f < CX_ARRAY_SIZE(fields); f++)
+                if (!empty(fields[f]) && !field_path_ok(fields[f]))
+                    return fail(L, w, "%s.%s: expected a field name or a dotted path of names (like response.id), got \"%s\"", item,
+                                field_keys[f], fields[f]);
             /* every string is non-NULL; "" when absent */
+            if (empty(p->name)) {
+                free(p->name);
+                p->name = cx_strdup(p->provider);
+                p->name[0] = (char)toupper((unsigned char)p->name[0]);
+            }
+            fill(&p->id_field, "sub");
+            fill(&p->email_field, "email");
+            fill(&p->name_field, "name");
             fill(&p->client_secret, "");
             fill(&p->redirect_url, "");
             fill(&p->auth_url, "");
@@ -986,6 +1030,10 @@ static void free_provider(cx_provider_t *p)
     free(p->token_url);
     free(p->userinfo_url);
     free(p->issuer_url);
+    free(p->name);
+    free(p->id_field);
+    free(p->email_field);
+    free(p->name_field);
     free_list(p->scopes);
 }
 

@@ -1,6 +1,7 @@
 /*
  * ctl.c -- `conduix-cp reload|stop|status|token`: find the master through its pidfile and signal it, or
- * mint a token with the configured secret. Exit codes follow LSB for status (0 running, 3 not).
+ * mint a token with the configured secret (and record its jti in the sessions table). Exit codes follow LSB for status (0 running,
+ * 3 not).
  */
 #include <errno.h>
 #include <signal.h>
@@ -11,7 +12,9 @@
 
 #include "conduix/ctl.h"
 #include "conduix/cx.h"
+#include "conduix/db.h"
 #include "conduix/jwt.h"
+#include "conduix/users.h"
 
 /* master_pid -- the pid in the pidfile when that process is alive, else 0. */
 static pid_t master_pid(const cx_config_t *cfg)
@@ -71,8 +74,8 @@ int cx_ctl_signal(const cx_config_t *cfg, const char *verb, int graceful)
 
 int cx_ctl_token(const cx_config_t *cfg, const char *role, const char *sub, const char *email, const char *name, const char *ttl)
 {
-    int64_t ttl_ms = ttl != NULL ? cx_duration_parse(ttl) : cfg->auth.token_expiry_ms;
-    char *tok;
+    int64_t ttl_ms = ttl != NULL ? cx_duration_parse(ttl) : cfg->auth.token_expiry_ms, exp;
+    char *tok, jti[37];
 
     if (role == NULL || cx_role_parse(role) == CX_ROLE_NONE) {
         fprintf(stderr, "conduix-cp token: --role must be one of viewer, operator, admin, agent\n");
@@ -86,11 +89,16 @@ int cx_ctl_token(const cx_config_t *cfg, const char *role, const char *sub, cons
         fprintf(stderr, "conduix-cp token: --ttl must be a duration of at least 1s, like 30m or 24h\n");
         return 1;
     }
-    tok = cx_jwt_mint(cfg->auth.jwt_secret, cfg->auth.issuer, sub, role, email, name, ttl_ms / 1000);
+    tok = cx_jwt_mint_ex(cfg->auth.jwt_secret, cfg->auth.issuer, sub, role, email, name, ttl_ms / 1000, jti, &exp);
     if (tok == NULL) {
         fprintf(stderr, "conduix-cp token: could not sign the token\n");
         return 1;
     }
+    /* Recorded like every token we issue, so it can be listed and revoked by its jti. Without MySQL the
+     * token is still printed: DELETE /api/v1/sessions/<jti> revokes a jti that was never recorded too. */
+    if (cx_db_open(cfg) != CX_OK || cx_db_session_create(jti, sub, exp, NULL, "conduix-cp token", NULL) != CX_OK)
+        fprintf(stderr, "conduix-cp token: warning: the token (jti %s) could not be recorded in the sessions table\n", jti);
+    cx_db_close();
     printf("%s\n", tok);
     free(tok);
     return 0;

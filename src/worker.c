@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "conduix/api.h"
+#include "conduix/client.h"
 #include "conduix/config.h"
 #include "conduix/cx.h"
 #include "conduix/db.h"
@@ -98,6 +99,8 @@ int cx_worker_run(int listen_fd)
 
     cx_db_open(cx_cfg);
     cx_redis_open(cx_cfg);
+    if (cx_client_init(ctx.loop) != CX_OK) /* outbound calls to identity providers */
+        return 1;
 
     listener = h2o_evloop_socket_create(ctx.loop, listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     h2o_socket_read_start(listener, on_accept);

@@ -292,7 +292,9 @@ is($r->{json}{data}{items}[1]{created_by}, 'bench', '... version 1 by its creato
 # ---- roles ----
 bad('viewer cannot create', 403, 'FORBIDDEN', undef, sub { $s->post($P, { name => 'r1', config_yaml => $YAML }, token => $viewer) });
 bad('viewer cannot update', 403, 'FORBIDDEN', undef, sub { $s->put($cp, { name => 'r1' }, token => $viewer) });
-bad('operator cannot delete', 403, 'FORBIDDEN', undef, sub { $s->delete($cp, token => $oper) });
+bad('viewer cannot delete', 403, 'FORBIDDEN', undef, sub { $s->delete($cp, token => $viewer) });
+my $del = $s->post($P, { name => 'r-del', config_yaml => $YAML }, token => $oper);
+is($s->delete("$P/$del->{json}{data}{id}", token => $oper)->{status}, 200, 'an operator deletes a pipeline (pipeline CRUD)');
 bad('no token', 401, 'UNAUTHORIZED', undef, sub { $s->get($P) });
 
 # ---- audit log ----

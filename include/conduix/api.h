@@ -41,6 +41,23 @@ int cx_api_pipelines_status(cx_req_t *r);
 int cx_api_pipelines_history(cx_req_t *r);
 int cx_api_pipelines_metrics(cx_req_t *r);
 
+/* auth.c (sign-in, logout, the caller) */
+int cx_api_auth_providers(cx_req_t *r);
+int cx_api_auth_login_redirect(cx_req_t *r);
+int cx_api_auth_login(cx_req_t *r);
+int cx_api_auth_callback(cx_req_t *r);
+int cx_api_auth_logout(cx_req_t *r);
+int cx_api_auth_me(cx_req_t *r);
+struct cx_user;
+json_object *cx_api_user_json(const struct cx_user *u);
+
+/* users.c (people and their sessions, for admins) */
+int cx_api_users_list(cx_req_t *r);
+int cx_api_users_get(cx_req_t *r);
+int cx_api_users_update(cx_req_t *r);
+int cx_api_users_sessions(cx_req_t *r);
+int cx_api_sessions_delete(cx_req_t *r);
+
 /* authz.c: authenticate the Bearer token and check the route's access. CX_OK, or a reply was sent. */
 int cx_authz_request(cx_req_t *r, const cx_route_t *route);
 

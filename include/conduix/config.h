@@ -24,6 +24,11 @@ typedef struct cx_provider {
     char *issuer_url; /* oidc */
     char **scopes;    /* NULL-terminated */
     size_t nscopes;
+    char *name; /* display name (GET /auth/providers); default: known name, else the id capitalised */
+    /* oauth2: where the userinfo answer holds the subject, e-mail and name (dotted paths) */
+    char *id_field;
+    char *email_field;
+    char *name_field;
 } cx_provider_t;
 
 typedef struct cx_config {
@@ -69,6 +74,7 @@ typedef struct cx_config {
         char *jwt_secret;
         char *issuer;
         int64_t token_expiry_ms;
+        int64_t provider_timeout_ms; /* each outbound call to an identity provider */
         char *frontend_url;
         char **admin_emails; /* NULL-terminated */
         size_t nadmin_emails;

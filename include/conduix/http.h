@@ -42,6 +42,9 @@ typedef struct cx_req {
     int64_t start_us;  /* monotonic microseconds */
     int status;        /* set by reply */
     size_t bytes;
+    int deferred;                /* the handler answers later, from a loop callback (cx_req_defer) */
+    void (*on_abort)(void *arg); /* deferred: called when the request ends before its answer */
+    void *abort_arg;
 } cx_req_t;
 
 /* cx_req_param -- the value of a :param of the route, or NULL. */
@@ -53,6 +56,14 @@ const char *cx_req_query(cx_req_t *r, const char *name);
 
 /* cx_req_header -- a request header's value as a NUL-terminated string from the pool, or NULL. */
 const char *cx_req_header(cx_req_t *r, const char *lowercase_name);
+
+/* cx_req_cookie -- the value of the cookie name (from every Cookie header), from the pool, or NULL. */
+const char *cx_req_cookie(cx_req_t *r, const char *name);
+
+/* cx_req_defer -- the handler returns without answering; the answer is sent later (any cx_reply_*, which
+ * then also writes the access log). If the request ends first (the client went away), on_abort(arg) is
+ * called once, from the request's teardown: the pending work must then forget r. */
+void cx_req_defer(cx_req_t *r, void (*on_abort)(void *arg), void *arg);
 
 /* cx_req_actor -- who acts: the token's email when set, else its sub, else "anonymous". */
 const char *cx_req_actor(cx_req_t *r);

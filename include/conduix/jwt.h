@@ -16,6 +16,11 @@ const char *cx_role_name(cx_role_t role);
 char *cx_jwt_mint(const char *secret, const char *issuer, const char *sub, const char *role, const char *email, const char *name,
                   int64_t ttl_s);
 
+/* cx_jwt_mint_ex -- the same, and the token's jti and exp (Unix seconds) into jti_out and exp_out (either may
+ * be NULL). */
+char *cx_jwt_mint_ex(const char *secret, const char *issuer, const char *sub, const char *role, const char *email, const char *name,
+                     int64_t ttl_s, char jti_out[37], int64_t *exp_out);
+
 /* cx_jwt_verify -- CX_OK and *id filled; CX_EXPIRED when only exp is in the past; CX_INVALID otherwise
  * (with a short reason for the log in why, may be NULL). */
 int cx_jwt_verify(const char *secret, const char *issuer, const char *token, cx_identity_t *id, const char **why);

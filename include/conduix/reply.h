@@ -37,4 +37,8 @@ int cx_reply_json_raw(cx_req_t *r, int status, json_object *obj);
 /* cx_reply_add_header -- add a response header before replying (name lowercase). */
 void cx_reply_add_header(cx_req_t *r, const char *name, const char *value);
 
+/* cx_reply_set_cookie -- Set-Cookie: name=value; Path=path; Max-Age=max_age_s (0 deletes it); HttpOnly;
+ * SameSite=Lax; and Secure when secure. value must be a cookie-safe token (base64url, a JWT). */
+void cx_reply_set_cookie(cx_req_t *r, const char *name, const char *value, const char *path, int64_t max_age_s, int secure);
+
 #endif

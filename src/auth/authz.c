@@ -1,7 +1,9 @@
 /*
- * authz.c -- authentication (Bearer JWT) and authorization (the route's least role) for one request.
- * The route table is the only input that decides access: viewer < operator < admin, and `agent` tokens
- * only on agent routes for the agent id in the path (admins may call those too).
+ * authz.c -- authentication (Bearer JWT, else the session cookie the sign-in set) and authorization (the
+ * route's least role) for one request. The route table is the only input that decides access: viewer <
+ * operator < admin, and `agent` tokens only on agent routes for the agent id in the path (admins may call
+ * those too). A token with a good signature is still refused once revoked, and carries its user's current
+ * role when an admin changed it (sessions.c).
  */
 #include <string.h>
 #include <strings.h>
@@ -12,6 +14,7 @@
 #include "conduix/jwt.h"
 #include "conduix/log.h"
 #include "conduix/reply.h"
+#include "conduix/sessions.h"
 #include "conduix/shm.h"
 
 static int deny(cx_req_t *r, int status, const char *code, const char *msg)
@@ -55,7 +58,7 @@ int cx_authz_request(cx_req_t *r, const cx_route_t *route)
 
     if (route->access == CX_ACCESS_PUBLIC)
         return CX_OK;
-    if ((token = bearer(r)) == NULL)
+    if ((token = bearer(r)) == NULL && (token = cx_req_cookie(r, CX_SESSION_COOKIE)) == NULL)
         return deny(r, 401, "UNAUTHORIZED", "authentication required: send Authorization: Bearer <token>");
     rc = cx_jwt_verify(cx_cfg->auth.jwt_secret, cx_cfg->auth.issuer, token, &r->id, &why);
     if (rc == CX_EXPIRED)
@@ -63,6 +66,11 @@ int cx_authz_request(cx_req_t *r, const cx_route_t *route)
     if (rc != CX_OK) {
         cx_log_info("request %s: token refused: %s", r->request_id, why ? why : "invalid");
         return deny(r, 401, "UNAUTHORIZED", "invalid token");
+    }
+    if (cx_session_check(&r->id) != CX_OK) {
+        cx_log_info("request %s: token refused: revoked (jti %s)", r->request_id, r->id.jti);
+        memset(&r->id, 0, sizeof(r->id));
+        return deny(r, 401, "UNAUTHORIZED", "the token has been revoked");
     }
     r->id.authenticated = 1;
 

@@ -1,8 +1,8 @@
 /*
  * jwt.c -- conduix-cp's own tokens (libjwt 1.10): HS256 only, minted with the configured secret and
  * issuer, and verified with every check libjwt leaves to its caller. jwt_decode only checks the signature
- * for the alg the token names (and, with no key, checks nothing at all), so after it we require alg HS256
- * (no alg=none, no HS384/HS512, no alg confusion), typ "JWT" when present, no "crit" header, and the
+ * for the alg the token names (and, with no key, checks nothing at all), so after it we require alg
+ * exactly "HS256" (no alg=none, no HS384/HS512, no alg confusion, no "hs256"), typ "JWT" when present, no "crit" header, and the
  * claims sub, role, exp, jti, iss (= auth.issuer) present and well typed: jwt_get_grant_int answers 0 for
  * a string or a float, so integer claims are read from their JSON text.
  *
@@ -55,11 +55,11 @@ const char *cx_role_name(cx_role_t role)
     return "none";
 }
 
-/* cx_jwt_mint -- sign a token for sub with role.
+/* cx_jwt_mint_ex -- sign a token for sub with role; its jti and exp into jti_out and exp_out (may be NULL).
  * Arguments are checked against what cx_jwt_verify accepts, so that we never mint a token we would
  * refuse. */
-char *cx_jwt_mint(const char *secret, const char *issuer, const char *sub, const char *role, const char *email, const char *name,
-                  int64_t ttl_s)
+char *cx_jwt_mint_ex(const char *secret, const char *issuer, const char *sub, const char *role, const char *email, const char *name,
+                     int64_t ttl_s, char jti_out[37], int64_t *exp_out)
 {
     jwt_t *j = NULL;
     char *token = NULL;
@@ -89,12 +89,22 @@ char *cx_jwt_mint(const char *secret, const char *issuer, const char *sub, const
     if (token == NULL)
         goto fail;
     jwt_free(j);
+    if (jti_out != NULL)
+        memcpy(jti_out, jti, sizeof(jti));
+    if (exp_out != NULL)
+        *exp_out = now + ttl_s;
     return token;
 
 fail:
     cx_log_errorx("jwt: mint: libjwt failed");
     jwt_free(j);
     return NULL;
+}
+
+char *cx_jwt_mint(const char *secret, const char *issuer, const char *sub, const char *role, const char *email, const char *name,
+                  int64_t ttl_s)
+{
+    return cx_jwt_mint_ex(secret, issuer, sub, role, email, name, ttl_s, NULL, NULL);
 }
 
 /* claim_int -- an integer claim, read from its JSON text: 0, -ENOENT when absent, -EINVAL when not an
@@ -178,7 +188,7 @@ int cx_jwt_verify(const char *secret, const char *issuer, const char *token, cx_
 {
     jwt_t *j = NULL;
     const char *reason = "invalid token";
-    const char *sub, *role, *jti, *iss, *email = NULL, *name = NULL;
+    const char *sub, *role, *jti, *iss, *alg, *email = NULL, *name = NULL;
     char *hdr;
     int64_t exp, nbf, iat, now;
     cx_role_t r;
@@ -202,7 +212,8 @@ int cx_jwt_verify(const char *secret, const char *issuer, const char *token, cx_
         reason = why_decode(token);
         goto fail;
     }
-    if (jwt_get_alg(j) != JWT_ALG_HS256) {
+    /* libjwt maps the header's alg to an enum case-insensitively: "hs256" would pass jwt_get_alg */
+    if (jwt_get_alg(j) != JWT_ALG_HS256 || (alg = jwt_get_header(j, "alg")) == NULL || strcmp(alg, "HS256") != 0) {
         reason = "alg not HS256";
         goto fail;
     }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "conduix/api.h"
 #include "conduix/cx.h"
 #include "conduix/reply.h"
 
@@ -78,6 +79,12 @@ static void head(cx_req_t *r, int status, const char *content_type, size_t len)
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, r->request_id, strlen(r->request_id));
     r->status = status;
     r->bytes = len;
+    if (r->deferred) {
+        /* answered from a loop callback: the request path has logged nothing yet, and the request may be
+         * gone as soon as it is sent */
+        r->on_abort = NULL;
+        cx_access_log(r);
+    }
 }
 
 int cx_reply_raw(cx_req_t *r, int status, const char *content_type, const char *body, size_t len)

@@ -27,6 +27,11 @@
 static void on_dispose(void *p)
 {
     cx_req_t *r = p;
+    if (r->on_abort != NULL) {
+        void (*abort_cb)(void *) = r->on_abort;
+        r->on_abort = NULL;
+        abort_cb(r->abort_arg);
+    }
     if (r->body != NULL)
         json_object_put(r->body);
 }
@@ -158,7 +163,7 @@ static void dispatch(cx_req_t *r)
     if (cx_body_parse(r, route) != CX_OK)
         return;
     route->handler(r);
-    if (r->status == 0) {
+    if (r->status == 0 && !r->deferred) {
         cx_log_errorx("request %s: handler for %s %s sent no reply", r->request_id, route->method, route->pattern);
         cx_reply_error(r, 500, "INTERNAL_ERROR", "internal error", NULL);
     }
@@ -174,8 +179,16 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->route_index = -1;
     request_id(r);
     dispatch(r);
-    cx_access_log(r);
+    if (!r->deferred)
+        cx_access_log(r); /* a deferred answer is logged when it is sent (reply.c) */
     return 0;
+}
+
+void cx_req_defer(cx_req_t *r, void (*on_abort)(void *arg), void *arg)
+{
+    r->deferred = 1;
+    r->on_abort = on_abort;
+    r->abort_arg = arg;
 }
 
 int cx_server_init(h2o_globalconf_t *config)

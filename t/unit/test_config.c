@@ -434,6 +434,36 @@ static void t_oauth2_google(void **state)
     assert_string_equal(k->client_id, "kc");
     assert_string_equal(k->auth_url, "");
     assert_int_equal(k->nscopes, 3);
+    /* display names and userinfo fields */
+    assert_string_equal(g->name, "Google");
+    assert_string_equal(h->name, "GitHub");
+    assert_string_equal(k->name, "Keycloak");
+    assert_string_equal(g->id_field, "sub");
+    assert_string_equal(h->id_field, "id");
+    assert_string_equal(h->email_field, "email");
+    assert_string_equal(h->name_field, "name");
+    assert_int_equal(c->auth.provider_timeout_ms, 10000);
+    cx_config_free(c);
+
+    c = load("auth:\n"
+             "  provider_timeout: 2500ms\n"
+             "  oauth2:\n"
+             "    - provider: naver\n"
+             "      name: Naver Login\n"
+             "      client_id: n\n"
+             "      auth_url: https://a\n"
+             "      token_url: https://t\n"
+             "      userinfo_url: https://u\n"
+             "      id_field: response.id\n"
+             "      email_field: response.email\n"
+             "      name_field: response.nick_name\n");
+    if (c == NULL)
+        fail_msg("%s", err);
+    assert_string_equal(c->auth.providers[0].name, "Naver Login");
+    assert_string_equal(c->auth.providers[0].id_field, "response.id");
+    assert_string_equal(c->auth.providers[0].email_field, "response.email");
+    assert_string_equal(c->auth.providers[0].name_field, "response.nick_name");
+    assert_int_equal(c->auth.provider_timeout_ms, 2500);
     cx_config_free(c);
 }
 
@@ -460,6 +490,13 @@ static void t_oauth2_custom(void **state)
                "t.yaml:3: auth.oidc[0].client_id: is required");
     expect_err("auth:\n  oauth2:\n    provider: google\n", "t.yaml:3: auth.oauth2: expected a list of providers, got a mapping");
     expect_err("auth:\n  oauth2: [google]\n", "t.yaml:2: auth.oauth2[0]: expected a mapping, got a scalar");
+    expect_err("auth:\n  oauth2:\n    - provider: github\n      client_id: a\n      id_field: response..id\n",
+               "t.yaml:3: auth.oauth2[0].id_field: expected a field name or a dotted path of names");
+    expect_err("auth:\n  oauth2:\n    - provider: github\n      client_id: a\n      email_field: \"$.email\"\n",
+               "t.yaml:3: auth.oauth2[0].email_field: expected a field name");
+    expect_err("auth:\n  oidc:\n    - provider: kc\n      issuer_url: https://i\n      client_id: a\n      id_field: x\n",
+               "t.yaml:6: auth.oidc[0].id_field: unknown key");
+    expect_err("auth:\n  provider_timeout: 10ms\n", "t.yaml:2: auth.provider_timeout:");
 }
 
 static void t_provider_env(void **state)

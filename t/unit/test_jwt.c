@@ -17,34 +17,15 @@
 #include <openssl/hmac.h>
 #include "conduix/cx.h"
 #include "conduix/jwt.h"
+#include "conduix/oauth.h"
 
 #define SECRET "0123456789abcdef0123456789abcdef-test"
 #define ISSUER "conduix-cp"
 
-/* b64url -- base64url without padding of n bytes into out (large enough). */
+/* b64url -- base64url without padding (the one of src/auth/idtoken.c). */
 static void b64url(const unsigned char *in, size_t n, char *out)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t i, o = 0;
-
-    for (i = 0; i + 2 < n; i += 3) {
-        unsigned v = in[i] << 16 | in[i + 1] << 8 | in[i + 2];
-        out[o++] = tab[v >> 18 & 63];
-        out[o++] = tab[v >> 12 & 63];
-        out[o++] = tab[v >> 6 & 63];
-        out[o++] = tab[v & 63];
-    }
-    if (n - i == 1) {
-        unsigned v = in[i] << 16;
-        out[o++] = tab[v >> 18 & 63];
-        out[o++] = tab[v >> 12 & 63];
-    } else if (n - i == 2) {
-        unsigned v = in[i] << 16 | in[i + 1] << 8;
-        out[o++] = tab[v >> 18 & 63];
-        out[o++] = tab[v >> 12 & 63];
-        out[o++] = tab[v >> 6 & 63];
-    }
-    out[o] = '\0';
+    cx_b64url_encode(in, n, out);
 }
 
 /* craft -- header.payload.signature from raw JSON; md NULL for an empty signature. Static buffer. */
@@ -322,6 +303,26 @@ static void test_other_algs(void **state)
     }
     /* HS256 header with an HS512 MAC. */
     refused(craft("{\"alg\":\"HS256\"}", p, EVP_sha512(), SECRET), "bad signature");
+    /* The right MAC, but the alg spelt otherwise: libjwt maps it case-insensitively, we do not. */
+    refused(craft("{\"alg\":\"hs256\",\"typ\":\"JWT\"}", p, EVP_sha256(), SECRET), "alg not HS256");
+    refused(craft("{\"alg\":\"Hs256\"}", p, EVP_sha256(), SECRET), "alg not HS256");
+}
+
+static void test_mint_ex(void **state)
+{
+    cx_identity_t id;
+    char jti[37];
+    int64_t exp = 0, now = (int64_t)time(NULL);
+    char *tok = cx_jwt_mint_ex(SECRET, ISSUER, "u-9", "viewer", NULL, "Nine", 120, jti, &exp);
+
+    assert_non_null(tok);
+    assert_int_equal(strlen(jti), 36);
+    assert_true(exp >= now + 120 && exp <= now + 121);
+    assert_int_equal(cx_jwt_verify(SECRET, ISSUER, tok, &id, NULL), CX_OK);
+    assert_string_equal(id.jti, jti);
+    assert_int_equal(id.exp, exp);
+    assert_string_equal(id.name, "Nine");
+    free(tok);
 }
 
 static void test_headers(void **state)
@@ -401,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_nbf),
         cmocka_unit_test(test_alg_none),
         cmocka_unit_test(test_other_algs),
+        cmocka_unit_test(test_mint_ex),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_tampered),
         cmocka_unit_test(test_garbage),

@@ -1,0 +1,111 @@
+/*
+ * users.h -- people and their tokens in MySQL: the users table (src/db/users.c), the sessions table (one
+ * row per issued token, by jti) and the sign-ins in flight (auth_states) (src/db/sessions.c).
+ *
+ * Users are keyed by (provider, the provider's subject), never by e-mail. Times in the structs are RFC 3339
+ * ("" for NULL). Functions return 0 or a negative CX_ code (CX_NOTFOUND, CX_UNAVAIL, CX_ERR …).
+ */
+#ifndef CONDUIX_USERS_H
+#define CONDUIX_USERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cx_user {
+    char id[37];
+    char provider[65];
+    char subject[256];
+    char email[256];
+    char name[256];
+    char role[16];
+    char created_at[32];
+    char last_login_at[32];
+} cx_user_t;
+
+/* cx_db_user_login -- the user (provider, subject), created with new_role when there is none (*created = 1),
+ * with email and name refreshed and last_login_at set to now. email/name may be "" (stored as NULL). */
+int cx_db_user_login(const char *provider, const char *subject, const char *email, const char *name, const char *new_role,
+                     cx_user_t *out, int *created);
+
+/* cx_db_user_get -- one user by id; CX_NOTFOUND. */
+int cx_db_user_get(const char *id, cx_user_t *out);
+
+/* cx_db_users_list -- a page of users, oldest first; role may be NULL (all). *items is malloc'd (free it). */
+int cx_db_users_list(const char *role, int page, int size, cx_user_t **items, size_t *n, int64_t *total);
+
+/* cx_db_user_set_role -- change a user's role (and role_changed_at) inside the caller's transaction;
+ * before/after as they were and are. CX_NOTFOUND. A role equal to the current one changes nothing. */
+int cx_db_user_set_role(const char *id, const char *role, cx_user_t *before, cx_user_t *after);
+
+/* A user whose role an admin changed, as the per-worker role cache needs it. */
+typedef struct cx_role_change {
+    char id[37];
+    char role[16];
+} cx_role_change_t;
+
+/* cx_db_roles_changed_since -- users whose role changed at or after since (a DATETIME string; NULL: ever),
+ * less 5 seconds of overlap, so that a change committed just after an earlier poll read the clock is not
+ * missed. *now: the database clock when the query ran (the next since). */
+int cx_db_roles_changed_since(const char *since, cx_role_change_t **items, size_t *n, char now[32]);
+
+/* ---- sessions ---- */
+
+typedef struct cx_session {
+    char jti[65];
+    char user_id[256];
+    char provider[65];
+    char user_agent[256];
+    char ip_address[64];
+    char created_at[32];
+    char expires_at[32];
+    char last_seen_at[32];
+    char revoked_at[32];
+    char revoked_by[256];
+    int active; /* not revoked and not expired */
+} cx_session_t;
+
+/* cx_db_session_create -- record an issued token. user_agent, ip and provider may be NULL. */
+int cx_db_session_create(const char *jti, const char *user_id, int64_t expires_s, const char *provider, const char *user_agent,
+                         const char *ip);
+
+/* cx_db_session_touch -- last_seen_at = now (a token not recorded is left alone). */
+int cx_db_session_touch(const char *jti);
+
+/* cx_db_session_get -- one session by jti; CX_NOTFOUND. */
+int cx_db_session_get(const char *jti, cx_session_t *out);
+
+/* cx_db_session_revoke -- revoke jti (by names who). A jti never recorded (a token minted while MySQL was
+ * unreachable) is recorded as revoked, for sub and until expires_s (the token's exp, or far away when
+ * unknown); *known tells which. *out is the session afterwards. Revoking twice keeps the first time. */
+int cx_db_session_revoke(const char *jti, const char *sub, int64_t expires_s, const char *by, cx_session_t *out, int *known);
+
+/* cx_db_sessions_of_user -- a page of a user's sessions, newest first. */
+int cx_db_sessions_of_user(const char *user_id, int page, int size, cx_session_t **items, size_t *n, int64_t *total);
+
+/* A revoked token that has not expired, as the per-worker revocation list needs it. */
+typedef struct cx_revoked {
+    char jti[65];
+    int64_t expires_s;
+} cx_revoked_t;
+
+/* cx_db_revoked_since -- tokens revoked at or after since (DATETIME string; NULL: ever; with the same
+ * overlap) that have not expired. *now as in cx_db_roles_changed_since. */
+int cx_db_revoked_since(const char *since, cx_revoked_t **items, size_t *n, char now[32]);
+
+/* ---- sign-ins in flight ---- */
+
+typedef struct cx_login_state {
+    char provider[65];
+    char verifier[128];
+    char nonce[128]; /* "" for OAuth2 */
+    char redirect_uri[1024];
+} cx_login_state_t;
+
+/* cx_db_login_state_save -- store a sign-in for ttl_s seconds (and delete some expired ones). */
+int cx_db_login_state_save(const char *state, const cx_login_state_t *st, int64_t ttl_s);
+
+/* cx_db_login_state_take -- read and delete the sign-in state: CX_OK once; CX_NOTFOUND when unknown or
+ * already taken (by this or another worker); CX_EXPIRED when it was too old (deleted too). */
+int cx_db_login_state_take(const char *state, cx_login_state_t *out);
+
+#endif

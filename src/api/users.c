@@ -1,0 +1,138 @@
+/*
+ * src/api/users.c -- people and their tokens, for admins: the users, a user's role, a user's sessions
+ * (one per token issued to them), and the revocation of any token by its jti.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "conduix/api.h"
+#include "conduix/cx.h"
+#include "conduix/reply.h"
+#include "conduix/sessions.h"
+#include "conduix/users.h"
+
+#define ROLE_CHOICES "viewer, operator, admin"
+
+static int role_valid(const char *s)
+{
+    return s != NULL && (strcmp(s, "viewer") == 0 || strcmp(s, "operator") == 0 || strcmp(s, "admin") == 0);
+}
+
+static json_object *session_json(const cx_session_t *s)
+{
+    json_object *o = json_object_new_object();
+
+#define OPT(k, v) json_object_object_add(o, k, (v)[0] ? json_object_new_string(v) : NULL)
+    json_object_object_add(o, "jti", json_object_new_string(s->jti));
+    OPT("user_id", s->user_id);
+    OPT("provider", s->provider);
+    OPT("created_at", s->created_at);
+    OPT("expires_at", s->expires_at);
+    OPT("last_seen_at", s->last_seen_at);
+    OPT("user_agent", s->user_agent);
+    OPT("ip_address", s->ip_address);
+    OPT("revoked_at", s->revoked_at);
+    OPT("revoked_by", s->revoked_by);
+#undef OPT
+    json_object_object_add(o, "active", json_object_new_boolean(s->active));
+    return o;
+}
+
+int cx_api_users_list(cx_req_t *r)
+{
+    const char *role = cx_req_query(r, "role");
+    cx_user_t *users;
+    size_t n;
+    int64_t total;
+    int page, size, rc;
+
+    if (cx_api_paging(r, &page, &size) != CX_OK)
+        return 0;
+    if (role != NULL && !role_valid(role))
+        return cx_reply_validation(r, "role", "must be one of " ROLE_CHOICES);
+    if ((rc = cx_db_users_list(role, page, size, &users, &n, &total)) != CX_OK)
+        return cx_reply_status_for(r, rc, "users");
+    json_object *items = json_object_new_array();
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(items, cx_api_user_json(&users[i]));
+    free(users);
+    return cx_reply_page(r, items, total, page, size);
+}
+
+int cx_api_users_get(cx_req_t *r)
+{
+    cx_user_t u;
+    int rc = cx_db_user_get(cx_req_param(r, "id"), &u);
+
+    if (rc != CX_OK)
+        return cx_reply_status_for(r, rc, "user");
+    return cx_reply_ok(r, 200, cx_api_user_json(&u), NULL);
+}
+
+/* PUT /users/:id {"role"} -- the only field an admin sets; the rest comes from the provider. */
+int cx_api_users_update(cx_req_t *r)
+{
+    json_object *v = NULL;
+    const char *role;
+    cx_user_t u;
+    int rc;
+
+    if (!json_object_is_type(r->body, json_type_object))
+        return cx_reply_validation(r, "body", "must be a JSON object {\"role\": \"…\"}");
+    json_object_object_foreach(r->body, key, val)
+    {
+        (void)val;
+        if (strcmp(key, "role") != 0)
+            return cx_reply_validation(r, key, "unknown field; allowed: role");
+    }
+    if (!json_object_object_get_ex(r->body, "role", &v) || !json_object_is_type(v, json_type_string))
+        return cx_reply_validation(r, "role", "is required: one of " ROLE_CHOICES);
+    if (!role_valid(role = json_object_get_string(v)))
+        return cx_reply_validation(r, "role", "must be one of " ROLE_CHOICES);
+    if ((rc = cx_session_set_role(cx_req_param(r, "id"), role, cx_req_actor(r), r->request_id, &u)) != CX_OK)
+        return cx_reply_status_for(r, rc, "user");
+    return cx_reply_ok(r, 200, cx_api_user_json(&u), NULL);
+}
+
+int cx_api_users_sessions(cx_req_t *r)
+{
+    const char *id = cx_req_param(r, "id");
+    cx_session_t *ss;
+    cx_user_t u;
+    size_t n;
+    int64_t total;
+    int page, size, rc;
+
+    if (cx_api_paging(r, &page, &size) != CX_OK)
+        return 0;
+    if ((rc = cx_db_user_get(id, &u)) != CX_OK)
+        return cx_reply_status_for(r, rc, "user");
+    if ((rc = cx_db_sessions_of_user(id, page, size, &ss, &n, &total)) != CX_OK)
+        return cx_reply_status_for(r, rc, "sessions");
+    json_object *items = json_object_new_array();
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(items, session_json(&ss[i]));
+    free(ss);
+    return cx_reply_page(r, items, total, page, size);
+}
+
+/* DELETE /sessions/:jti -- revoke any token, also one never recorded (minted while MySQL was down). */
+int cx_api_sessions_delete(cx_req_t *r)
+{
+    const char *jti = cx_req_param(r, "jti");
+    cx_session_t s;
+    int known, rc;
+
+    if (strlen(jti) > 64)
+        return cx_reply_validation(r, "jti", "is at most 64 characters");
+    /* unknown tokens are kept revoked for the longest life a token may have (100 years) */
+    rc = cx_session_revoke(jti, NULL, (int64_t)time(NULL) + (int64_t)100 * 365 * 86400, cx_req_actor(r), "session_revoke",
+                           r->request_id, &s, &known);
+    if (rc != CX_OK)
+        return cx_reply_status_for(r, rc, "session");
+    return cx_reply_ok(r, 200, session_json(&s),
+                       known ? "revoked: the token is refused from now on"
+                             : "this jti was never recorded; it is revoked anyway and refused from now on");
+}
