@@ -22,6 +22,7 @@
 #include "conduix/db.h"
 #include "conduix/http.h"
 #include "conduix/log.h"
+#include "conduix/privdrop.h"
 #include "conduix/proc.h"
 #include "conduix/sdnotify.h"
 #include "conduix/shm.h"
@@ -531,6 +532,8 @@ int cx_master_run(const char *config_path, int daemon_mode)
     if (pidfile_write(cx_cfg->server.pidfile) != 0)
         return 1;
     if ((cx_listen_fd = cx_listen_open(cx_cfg->server.host, cx_cfg->server.port)) < 0)
+        goto fail;
+    if (cx_privdrop(cx_cfg) != CX_OK) /* server.user: after the log, pidfile and socket, before any fork */
         goto fail;
     if (cx_shm_create() != 0)
         goto fail;
