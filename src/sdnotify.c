@@ -6,6 +6,9 @@
  * (server.user) first calls cx_sd_notify_keep(): the socket is connected while it may still reach a
  * NOTIFY_SOCKET that only root may write (start-stop-daemon --notify-await makes one under /run), and
  * every later message goes through that connection.
+ *
+ * start-stop-daemon --notify-await listens only until READY=1 and then removes its socket: when the
+ * socket is gone (ECONNREFUSED, ENOENT) that is said once and nothing more is sent.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -19,6 +22,23 @@
 #include "conduix/sdnotify.h"
 
 static int kept_fd = -1;
+static int gone; /* the listener went away: send nothing more */
+
+/* sent -- the outcome of one send: 1, or -1 after logging (once, when the listener is gone). */
+static int sent(ssize_t n)
+{
+    if (n >= 0)
+        return 1;
+    if (errno == ECONNREFUSED || errno == ENOENT) {
+        cx_log_info("NOTIFY_SOCKET %s is gone (%s): no more service manager notifications", getenv("NOTIFY_SOCKET"),
+                    strerror(errno));
+        gone = 1;
+        cx_sd_notify_close();
+        return -1;
+    }
+    cx_log_warn("sd_notify to %s", getenv("NOTIFY_SOCKET"));
+    return -1;
+}
 
 /* notify_addr -- NOTIFY_SOCKET as an address; 1 ok, 0 unset, -1 unusable (logged). */
 static int notify_addr(struct sockaddr_un *sa, socklen_t *salen)
@@ -76,24 +96,17 @@ int cx_sd_notify(const char *state)
     socklen_t salen;
     int fd, rc;
 
-    if (kept_fd >= 0) {
-        if (send(kept_fd, state, strlen(state), MSG_NOSIGNAL) < 0) {
-            cx_log_warn("sd_notify to %s", getenv("NOTIFY_SOCKET"));
-            return -1;
-        }
-        return 1;
-    }
+    if (gone)
+        return 0;
+    if (kept_fd >= 0)
+        return sent(send(kept_fd, state, strlen(state), MSG_NOSIGNAL));
     if ((rc = notify_addr(&sa, &salen)) <= 0)
         return rc;
     if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) {
         cx_log_warn("socket for sd_notify");
         return -1;
     }
-    rc = 1;
-    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, salen) < 0) {
-        cx_log_warn("sd_notify to %s", getenv("NOTIFY_SOCKET"));
-        rc = -1;
-    }
+    rc = sent(sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, salen));
     close(fd);
     return rc;
 }
