@@ -5,9 +5,6 @@ use v5.36;
 use Test::More;
 use CxTest qw(wait_until wait_ok run_cmd);
 use File::Copy qw(copy);
-use IO::Select;
-use IO::Socket::UNIX;
-use Socket qw(SOCK_DGRAM);
 
 plan skip_all => 'server.user needs root (CI runs the suite as root)' if $> != 0;
 my ($uid, $gid) = (getpwnam('nobody'))[2, 3];
@@ -43,16 +40,7 @@ chmod 0644, $s->config_file;
 # A notify socket in a directory only root may enter, as start-stop-daemon --notify-await makes one.
 mkdir "$tmp/notify", 0700;
 my $npath = "$tmp/notify/notify.sock";
-my $nsock = IO::Socket::UNIX->new(Type => SOCK_DGRAM, Local => $npath) or die "$npath: $!";
-my @msgs;
-my $notes = sub {
-    while (IO::Select->new($nsock)->can_read(0)) {
-        my $buf;
-        $nsock->recv($buf, 4096) // last;
-        push @msgs, $buf;
-    }
-    return join "\n", @msgs;
-};
+my $notes = CxTest::notify_listener($npath);
 
 $s->start(env => { NOTIFY_SOCKET => $npath });
 ok($s->wait_children, 'two workers, scheduler and hbmon');

@@ -37,7 +37,7 @@ use Test::More ();
 use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(wait_until wait_ok);
-our @EXPORT_OK = qw(jwt_hs256 jwt_decode free_port proc_title proc_alive run_cmd);
+our @EXPORT_OK = qw(jwt_hs256 jwt_decode free_port proc_title proc_alive run_cmd notify_listener);
 
 my $here = dirname(abs_path(__FILE__));
 our $SRCDIR = $ENV{CX_SRCDIR} // abs_path("$here/../..");
@@ -161,6 +161,22 @@ sub spew($path, $text) {
     open(my $fh, '>', $path) or croak "CxTest: $path: $!";
     print $fh $text;
     close $fh or croak "CxTest: $path: $!";
+}
+
+# notify_listener -- bind a datagram socket at PATH (for NOTIFY_SOCKET) and return a sub that gives every
+# sd_notify message received so far, joined by newlines.
+sub notify_listener($path) {
+    require IO::Socket::UNIX;
+    my $sock = IO::Socket::UNIX->new(Type => Socket::SOCK_DGRAM(), Local => $path) or croak "CxTest: $path: $!";
+    my @msgs;
+    return sub {
+        while (IO::Select->new($sock)->can_read(0)) {
+            my $buf;
+            $sock->recv($buf, 4096) // last;
+            push @msgs, $buf;
+        }
+        return join "\n", @msgs;
+    };
 }
 
 # proc_title -- the process title of PID (argv as the process rewrote it), or undef when gone.
