@@ -21,6 +21,7 @@
 #include "conduix/kinds.h"
 #include "conduix/log.h"
 #include "conduix/proc.h"
+#include "conduix/sdnotify.h"
 #include "conduix/shm.h"
 
 #define MAX_PARENT_FDS 16
@@ -51,6 +52,7 @@ void cx_child_prologue(cx_kind_t kind, int index, int slot)
     static char procname[32];
 
     cx_signals_reset();
+    cx_sd_notify_close(); /* only the master talks to the service manager */
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
         cx_log_warn("prctl(PR_SET_PDEATHSIG)");
     if (getppid() != cx_master_pid)

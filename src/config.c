@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,7 @@ static const key_t_ keys[] = {
     DUR ("server.shutdown_timeout",                   server.shutdown_timeout_ms,     "30s",        RELOAD,  0),
     SIZE("server.max_body_size",                      server.max_body_size,           "1MiB",       RELOAD,  1),
     STR ("server.pidfile",                            server.pidfile,                 PIDFILE,      RESTART, 0),
+    STR ("server.user",                               server.user,                    "",           RESTART, 0),
 
     STR ("database.host",                             database.host,                  "localhost",  RELOAD,  0),
     INT ("database.port",                             database.port,                  "3306",       RELOAD,  1, 65535),
@@ -992,6 +994,8 @@ static int check(load_t *L, int flags)
     if (c->database.max_idle_conns > c->database.max_open_conns)
         return fail(L, key_where(L, "database.max_idle_conns", w, sizeof(w)), "%d is more than database.max_open_conns %d",
                     c->database.max_idle_conns, c->database.max_open_conns);
+    if (c->server.user[0] != '\0' && getpwnam(c->server.user) == NULL)
+        return fail(L, key_where(L, "server.user", w, sizeof(w)), "no such user \"%s\"", c->server.user);
     if (!timezone_ok(c->scheduler.timezone))
         return fail(L, key_where(L, "scheduler.timezone", w, sizeof(w)), "unknown time zone \"%s\"", c->scheduler.timezone);
     if ((rc = check_providers(L)) != 0)

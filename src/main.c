@@ -1,6 +1,7 @@
 /*
  * main.c -- argv to the chosen command; nothing else.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <mysql.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "conduix/db.h"
 #include "conduix/log.h"
 #include "conduix/proc.h"
+#include "conduix/sdnotify.h"
 
 static void usage(FILE *out)
 {
@@ -156,6 +158,13 @@ int main(int argc, char **argv)
         rc = cx_migrate_run(cfg, cfg->migrations.dir, 1) == CX_OK ? 0 : 1;
     } else {
         rc = cx_master_run(cfg_path, daemon_mode);
+        /* a service manager waiting for READY=1 (start-stop-daemon --notify-await) learns of the failure now,
+         * not at its timeout; the reason is in the log */
+        if (rc != 0) {
+            char msg[64];
+            snprintf(msg, sizeof(msg), "STATUS=failed, see the log\nERRNO=%d", ECANCELED);
+            cx_sd_notify(msg);
+        }
     }
     mysql_library_end();
     return rc;

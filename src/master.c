@@ -31,6 +31,7 @@
 #include "conduix/kinds.h"
 #include "conduix/log.h"
 #include "conduix/pidfile.h"
+#include "conduix/privdrop.h"
 #include "conduix/proc.h"
 #include "conduix/sdnotify.h"
 #include "conduix/shm.h"
@@ -594,6 +595,8 @@ int cx_master_run(const char *config_path, int daemon_mode)
         return 1;
     cx_child_parent_fd(pid_fd);
     if ((cx_listen_fd = cx_listen_open(cx_cfg->server.host, cx_cfg->server.port)) < 0)
+        goto fail;
+    if (cx_privdrop(cx_cfg) != CX_OK) /* server.user: after the log, pidfile and socket, before any fork */
         goto fail;
     if (cx_shm_create(cx_kinds_slots()) != 0)
         goto fail;

@@ -4,8 +4,6 @@
 use v5.36;
 use Test::More;
 use CxTest;
-use HTTP::Tiny;
-use POSIX ();
 use Time::HiRes qw(sleep time);
 
 my $N = 2;
@@ -13,58 +11,6 @@ my $s = CxTest->new(workers => $N);
 $s->start;
 ok($s->wait_children, 'all children up');
 my $master = $s->master_pid;
-
-# loader -- fork a client that sends GET /health until STOP_FILE exists; it writes "ok failed" and
-# the first failures to OUT. MODE: keepalive (HTTP::Tiny, reused connection), strict (raw keep-alive
-# connection, reconnecting only after the server said Connection: close), close (a connection per request).
-sub loader($mode, $out, $stop_file) {
-    my $pid = fork // die "fork: $!";
-    return $pid if $pid;
-    my ($ok, $failed, @why) = (0, 0);
-    eval {
-        my $ua = HTTP::Tiny->new(timeout => 10, keep_alive => $mode eq 'keepalive' ? 1 : 0);
-        my $c;
-        until (-e $stop_file) {
-            my ($status, $err);
-            if ($mode eq 'strict') {
-                $c //= eval { $s->conn };
-                my $r = $c ? $c->request('GET', '/health', timeout => 10) : { status => 0, error => 'connect' };
-                ($status, $err) = ($r->{status}, $r->{error});
-                undef $c if !$c || $r->{closed} || !$r->{status};
-            } else {
-                my $r = $ua->get($s->base_url . '/health');
-                ($status, $err) = ($r->{status}, $r->{status} == 599 ? $r->{content} : '');
-            }
-            if ($status == 200) { $ok++ }
-            else { $failed++; push @why, sprintf('%.3f %s %s', time, $status, $err // '') if @why < 5 }
-        }
-    };
-    push @why, "died: $@" if $@;
-    if (open(my $fh, '>', $out)) { print $fh "$ok $failed\n", map { "$_\n" } @why; close $fh }
-    POSIX::_exit(0);
-}
-
-# under_load -- run CODE while three loaders run; returns (ok, failed, reasons).
-sub under_load($code) {
-    my $stop = $s->tmp . "/stop-load";
-    unlink $stop;
-    my @kids = map { [$_, loader($_, $s->tmp . "/load-$_", $stop)] } qw(keepalive strict close);
-    sleep 1;
-    $code->();
-    sleep 1;
-    CxTest::spew($stop, '');
-    waitpid($_->[1], 0) for @kids;
-    my ($ok, $failed, @why) = (0, 0);
-    for my $k (@kids) {
-        my @l = split /\n/, (CxTest::slurp($s->tmp . "/load-$k->[0]") // "0 1\nno result\n");
-        my ($o, $f) = split ' ', shift @l;
-        note("loader $k->[0]: $o ok, $f failed");
-        $ok += $o;
-        $failed += $f;
-        push @why, map { "$k->[0]: $_" } @l;
-    }
-    return ($ok, $failed, @why);
-}
 
 # new_generation -- wait until none of OLD is a worker any more and N workers run.
 sub new_generation(@old) {
@@ -76,7 +22,7 @@ sub new_generation(@old) {
 }
 
 my @gens;
-my ($ok, $failed, @why) = under_load(sub {
+my ($ok, $failed, @why) = $s->under_load(sub {
     for my $i (1 .. 3) {
         my @old = $s->worker_pids;
         $s->signal('HUP');
@@ -98,7 +44,7 @@ is(scalar(grep { /^conduix-cp: worker/ } keys %$t), $N, 'worker titles 0..N-1 af
     my $good = $s->config_text;
     (my $broken = $good) =~ s/^server:\n/server:\n  bogus_reload_key: 1\n/m;
     $s->write_config($broken);
-    my ($ok2, $failed2, @why2) = under_load(sub {
+    my ($ok2, $failed2, @why2) = $s->under_load(sub {
         $s->signal('HUP');
         wait_ok { $s->log =~ /bogus_reload_key/ } 20, 'the log names the unknown key of the broken config'
             or diag $s->log_tail;

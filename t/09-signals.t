@@ -3,8 +3,6 @@
 use v5.36;
 use Test::More;
 use CxTest;
-use IO::Socket::UNIX;
-use Socket qw(SOCK_DGRAM);
 use Time::HiRes qw(sleep);
 
 my $s = CxTest->new;
@@ -44,16 +42,7 @@ wait_ok { !$s->leftover_children } 10, 'no child left after SIGQUIT';
 # sd_notify
 {
     my $path = $s->tmp . '/notify.sock';
-    my $sock = IO::Socket::UNIX->new(Type => SOCK_DGRAM, Local => $path) or die "$path: $!";
-    my @msgs;
-    my $read = sub {
-        while (IO::Select->new($sock)->can_read(0)) {
-            my $buf;
-            $sock->recv($buf, 4096) // last;
-            push @msgs, $buf;
-        }
-        return join "\n", @msgs;
-    };
+    my $read = CxTest::notify_listener($path);
     $s->start(env => { NOTIFY_SOCKET => $path });
     wait_ok { $read->() =~ /^READY=1$/m } 10, 'READY=1 sent once serving';
     $s->signal('HUP');

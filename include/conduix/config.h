@@ -43,6 +43,7 @@ typedef struct cx_config {
         int64_t shutdown_timeout_ms;
         int64_t max_body_size;
         char *pidfile;
+        char *user; /* "" = stay who started us; restart required */
     } server;
 
     struct {

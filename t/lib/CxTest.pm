@@ -37,7 +37,7 @@ use Test::More ();
 use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(wait_until wait_ok);
-our @EXPORT_OK = qw(jwt_hs256 jwt_decode free_port proc_title proc_alive run_cmd);
+our @EXPORT_OK = qw(jwt_hs256 jwt_decode free_port proc_title proc_alive run_cmd notify_listener);
 
 my $here = dirname(abs_path(__FILE__));
 our $SRCDIR = $ENV{CX_SRCDIR} // abs_path("$here/../..");
@@ -161,6 +161,22 @@ sub spew($path, $text) {
     open(my $fh, '>', $path) or croak "CxTest: $path: $!";
     print $fh $text;
     close $fh or croak "CxTest: $path: $!";
+}
+
+# notify_listener -- bind a datagram socket at PATH (for NOTIFY_SOCKET) and return a sub that gives every
+# sd_notify message received so far, joined by newlines.
+sub notify_listener($path) {
+    require IO::Socket::UNIX;
+    my $sock = IO::Socket::UNIX->new(Type => Socket::SOCK_DGRAM(), Local => $path) or croak "CxTest: $path: $!";
+    my @msgs;
+    return sub {
+        while (IO::Select->new($sock)->can_read(0)) {
+            my $buf;
+            $sock->recv($buf, 4096) // last;
+            push @msgs, $buf;
+        }
+        return join "\n", @msgs;
+    };
 }
 
 # proc_title -- the process title of PID (argv as the process rewrote it), or undef when gone.
@@ -726,6 +742,60 @@ sub auth_put($s, $path, $body = undef, @h) { $s->request('PUT', $path, $s->auth_
 
 # conn -- a raw HTTP/1.1 connection to the server (CxTest::Conn), for keep-alive and malformed requests.
 sub conn($s, %o) { CxTest::Conn->new('127.0.0.1', $o{port} // $s->{port}) }
+
+# under_load -- run CODE while three clients send GET /health to the instance's port as fast as they
+# can: keepalive (HTTP::Tiny, a reused connection), strict (a raw keep-alive connection, reconnecting
+# only after the server said Connection: close) and close (a connection per request). Returns
+# (ok, failed, reasons): the answers counted over the three, and the first failures of each.
+sub under_load($s, $code) {
+    my $stop = "$s->{tmp}/stop-load";
+    unlink $stop;
+    my @kids = map { [$_, $s->loader($_, "$s->{tmp}/load-$_", $stop)] } qw(keepalive strict close);
+    sleep 1;
+    $code->();
+    sleep 1;
+    spew($stop, '');
+    waitpid($_->[1], 0) for @kids;
+    my ($ok, $failed, @why) = (0, 0);
+    for my $k (@kids) {
+        my @l = split /\n/, (slurp("$s->{tmp}/load-$k->[0]") // "0 1\nno result\n");
+        my ($o, $f) = split ' ', shift @l;
+        Test::More::note("loader $k->[0]: $o ok, $f failed");
+        $ok += $o;
+        $failed += $f;
+        push @why, map { "$k->[0]: $_" } @l;
+    }
+    return ($ok, $failed, @why);
+}
+
+# loader -- fork a client of MODE (see under_load) that sends GET /health until STOP_FILE exists; it
+# writes "ok failed" and its first failures to OUT.
+sub loader($s, $mode, $out, $stop_file) {
+    my $pid = fork // croak "fork: $!";
+    return $pid if $pid;
+    my ($ok, $failed, @why) = (0, 0);
+    eval {
+        my $ua = HTTP::Tiny->new(timeout => 10, keep_alive => $mode eq 'keepalive' ? 1 : 0);
+        my $c;
+        until (-e $stop_file) {
+            my ($status, $err);
+            if ($mode eq 'strict') {
+                $c //= eval { $s->conn };
+                my $r = $c ? $c->request('GET', '/health', timeout => 10) : { status => 0, error => 'connect' };
+                ($status, $err) = ($r->{status}, $r->{error});
+                undef $c if !$c || $r->{closed} || !$r->{status};
+            } else {
+                my $r = $ua->get($s->base_url . '/health');
+                ($status, $err) = ($r->{status}, $r->{status} == 599 ? $r->{content} : '');
+            }
+            if ($status == 200) { $ok++ }
+            else { $failed++; push @why, sprintf('%.3f %s %s', time, $status, $err // '') if @why < 5 }
+        }
+    };
+    push @why, "died: $@" if $@;
+    if (open(my $fh, '>', $out)) { print $fh "$ok $failed\n", map { "$_\n" } @why; close $fh }
+    POSIX::_exit(0);
+}
 
 # ---------------------------------------------------------------------------------------------------
 # MySQL
