@@ -36,6 +36,7 @@
 #include "conduix/config.h"
 #include "conduix/cx.h"
 #include "conduix/db.h"
+#include "conduix/hash.h"
 #include "conduix/log.h"
 #include "conduix/proc.h"
 #include "conduix/redis.h"
@@ -59,8 +60,7 @@ enum { ST_NONE = 0, ST_UNKNOWN, ST_ONLINE, ST_OFFLINE };
 static const char *const st_names[] = {"unknown", "unknown", "online", "offline"};
 
 typedef struct agent {
-    struct agent *next;
-    uint64_t h;
+    cx_hentry_t he;       /* in H.tab, keyed by id */
     int64_t last_seen;    /* receive time of the last accepted beat (wall ms), 0 never */
     int64_t expire_at;    /* key expiry as of the last read (wall ms): 0 never read, -1 no TTL */
     int64_t observed;     /* when the key was last read */
@@ -78,8 +78,8 @@ typedef struct agent {
 } agent_t;
 
 static struct {
-    agent_t **tab; /* hash buckets */
-    size_t cap, n;
+    cx_htab_t tab; /* every agent by id */
+    size_t n;
     agent_t **all; /* every agent, for the sweeps (denser than the buckets) */
     size_t capall;
     int64_t count[4]; /* agents by recorded status, for the gauges */
@@ -102,57 +102,19 @@ static struct {
     int64_t sight_ms;  /* wall clock when Redis came back after an outage; beats count from here */
 } H;
 
-static uint64_t fnv(const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 1099511628211ULL;
-    return h | 1; /* never 0: 0 means "no value read" */
-}
-
-/* slot -- the bucket of hash h (its low bit is always set, so it is shifted out). */
-static size_t slot(uint64_t h, size_t cap)
-{
-    return (size_t)(h >> 1) & (cap - 1);
-}
-
-static void grow(void)
-{
-    size_t cap = H.cap ? H.cap * 2 : 1024;
-    agent_t **tab = cx_calloc(cap, sizeof(*tab));
-    for (size_t i = 0; i < H.cap; i++) {
-        agent_t *a = H.tab[i], *next;
-        for (; a != NULL; a = next) {
-            next = a->next;
-            a->next = tab[slot(a->h, cap)];
-            tab[slot(a->h, cap)] = a;
-        }
-    }
-    free(H.tab);
-    H.tab = tab;
-    H.cap = cap;
-}
-
 /* find -- the agent named id (len bytes), created (status ST_NONE) when add is set. */
 static agent_t *find(const char *id, size_t len, int add)
 {
-    uint64_t h = fnv(id, len);
+    cx_hentry_t *e = cx_htab_get(&H.tab, id, len);
     agent_t *a;
 
-    if (H.cap > 0)
-        for (a = H.tab[slot(h, H.cap)]; a != NULL; a = a->next)
-            if (a->h == h && strncmp(a->id, id, len) == 0 && a->id[len] == '\0')
-                return a;
+    if (e != NULL)
+        return CX_CONTAINER_OF(e, agent_t, he);
     if (!add)
         return NULL;
-    if (H.n >= H.cap)
-        grow();
     a = cx_calloc(1, sizeof(*a) + len + 1);
     memcpy(a->id, id, len);
-    a->h = h;
-    a->next = H.tab[slot(h, H.cap)];
-    H.tab[slot(h, H.cap)] = a;
+    cx_htab_put(&H.tab, &a->he, a->id, len);
     if (H.n == H.capall) {
         H.capall = H.capall ? H.capall * 2 : 1024;
         H.all = cx_realloc(H.all, H.capall * sizeof(*H.all));
@@ -286,7 +248,7 @@ static void value(const need_t *nd, const redisReply *v, int64_t tr)
             return;
         h = 2;
     } else {
-        h = fnv(v->str, v->len);
+        h = cx_hash_fnv1a(v->str, v->len) | 1; /* never 0 (never read) nor 2 (not a string) */
     }
     fresh =
         first || h != a->vhash || (exp > 0 && a->expire_at > 0 && exp - a->expire_at > JUMP_MS) || (exp > 0 && a->expire_at == -1);
@@ -846,12 +808,12 @@ static int tick(void *arg)
 
 static void cleanup(void)
 {
+    cx_htab_clear(&H.tab); /* first: it reads the entries */
     for (size_t i = 0; i < H.n; i++) {
         drop_beat(H.all[i]);
         free(H.all[i]);
     }
     free(H.all);
-    free(H.tab);
     scratch_free();
     free(H.work);
     memset(&H, 0, sizeof(H));

@@ -27,6 +27,7 @@
 #include "conduix/cx.h"
 #include "conduix/log.h"
 #include "conduix/db.h"
+#include "conduix/hash.h"
 
 #define CACHE_MAX 256        /* prepared statements kept per connection */
 #define BACKOFF_MIN_MS 1000  /* first wait after a failed connect */
@@ -294,16 +295,6 @@ static int read_only(const char *sql)
     return strncasecmp(sql, "SELECT", 6) == 0 || strncasecmp(sql, "SHOW", 4) == 0;
 }
 
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static entry_t *lookup(const char *sql, size_t len, uint64_t h)
 {
     for (size_t i = 0; i < D.ncache; i++) {
@@ -567,7 +558,7 @@ static void conflict_key(const char *msg)
 int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_db_result_t **res, uint64_t *affected)
 {
     size_t len = strlen(sql);
-    uint64_t h = fnv1a(sql, len);
+    uint64_t h = cx_hash_fnv1a(sql, len);
     int ro = read_only(sql);
     int conn_retry = 0, deadlocks = 0, reprepared = 0, checked = 0;
     char msg[512];
