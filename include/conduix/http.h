@@ -54,6 +54,12 @@ const char *cx_req_query(cx_req_t *r, const char *name);
 /* cx_req_header -- a request header's value as a NUL-terminated string from the pool, or NULL. */
 const char *cx_req_header(cx_req_t *r, const char *lowercase_name);
 
+/* cx_url_decode -- percent-decode s[0..len) into a NUL-terminated string from pool. Without flags (a
+ * path segment) a malformed escape or one that encodes NUL gives NULL; with CX_URL_QUERY (a query
+ * value) '+' is a space and a malformed escape stands for itself. */
+#define CX_URL_QUERY 0x1
+char *cx_url_decode(h2o_mem_pool_t *pool, const char *s, size_t len, int flags);
+
 /* cx_req_actor -- who acts: the token's email when set, else its sub, else "anonymous". */
 const char *cx_req_actor(cx_req_t *r);
 

@@ -18,67 +18,20 @@
 #include "conduix/log.h"
 #include "conduix/pipelines.h"
 #include "conduix/reply.h"
+#include "conduix/utf8.h"
 
 /* ---- input checks ---- */
 
-/* utf8_count -- the number of code points of s[0..len), or -1 when it is not valid UTF-8 (overlong
- * forms, surrogates and values above U+10FFFF are invalid). *ctrl is set when a control character
- * (C0, DEL or C1) occurs. */
-static long utf8_count(const char *s, size_t len, int *ctrl)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    long n = 0;
-    size_t i = 0;
-
-    *ctrl = 0;
-    while (i < len) {
-        unsigned c = p[i], cp, need;
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f)
-                *ctrl = 1;
-            i++;
-            n++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3;
-            cp = c & 0x07;
-        } else {
-            return -1;
-        }
-        if (len - i <= need) /* truncated sequence */
-            return -1;
-        for (unsigned k = 1; k <= need; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return -1;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-            return -1;
-        if (cp >= 0x80 && cp <= 0x9f)
-            *ctrl = 1;
-        i += need + 1;
-        n++;
-    }
-    return n;
-}
-
 int cx_pipeline_check_name(const char *s, size_t len, char *msg, size_t msglen)
 {
-    int ctrl;
+    unsigned f;
     long n;
 
     if (len == 0) {
         snprintf(msg, msglen, "must not be empty");
         return CX_INVALID;
     }
-    if ((n = utf8_count(s, len, &ctrl)) < 0) {
+    if ((n = cx_utf8_check(s, len, &f)) < 0) {
         snprintf(msg, msglen, "must be valid UTF-8");
         return CX_INVALID;
     }
@@ -90,7 +43,7 @@ int cx_pipeline_check_name(const char *s, size_t len, char *msg, size_t msglen)
         snprintf(msg, msglen, "must not begin or end with white space");
         return CX_INVALID;
     }
-    if (ctrl) {
+    if (f & (CX_UTF8_C0 | CX_UTF8_C1)) {
         snprintf(msg, msglen, "must not contain control characters");
         return CX_INVALID;
     }
@@ -249,7 +202,6 @@ int cx_pipeline_parse_body(json_object *body, int update, cx_pipeline_input_t *i
     json_object *d = json_object_new_object();
     char msg[512];
     size_t len;
-    int ctrl;
 
     memset(in, 0, sizeof(*in));
     *details = NULL;
@@ -277,7 +229,7 @@ int cx_pipeline_parse_body(json_object *body, int update, cx_pipeline_input_t *i
             if (len > CX_PIPELINE_DESC_MAX) {
                 snprintf(msg, sizeof(msg), "must be at most %d bytes (got %zu)", CX_PIPELINE_DESC_MAX, len);
                 fail_field(d, key, msg);
-            } else if (utf8_count(s, len, &ctrl) < 0) {
+            } else if (cx_utf8_check(s, len, NULL) < 0) {
                 fail_field(d, key, "must be valid UTF-8");
             } else {
                 in->description = s;
@@ -430,13 +382,13 @@ int cx_api_pipelines_list(cx_req_t *r)
     const char *sort = cx_req_query(r, "sort"), *order = cx_req_query(r, "order");
     json_object *items;
     int64_t total;
-    int rc, ctrl;
+    int rc;
 
     if (cx_api_paging(r, &q.page, &q.page_size) != CX_OK)
         return 0;
     q.search = cx_req_query(r, "search");
     if (q.search != NULL) {
-        long n = utf8_count(q.search, strlen(q.search), &ctrl);
+        long n = cx_utf8_check(q.search, strlen(q.search), NULL);
         if (n < 0 || n > CX_PIPELINE_SEARCH_MAX)
             return cx_reply_validation(r, "search", "must be valid UTF-8, at most 255 characters");
     }

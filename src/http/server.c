@@ -221,11 +221,6 @@ const char *cx_req_header(cx_req_t *r, const char *lowercase_name)
     return v;
 }
 
-static int unhex(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 const char *cx_req_query(cx_req_t *r, const char *name)
 {
     h2o_req_t *req = r->req;
@@ -243,20 +238,7 @@ const char *cx_req_query(cx_req_t *r, const char *name)
         const char *kend = eq ? eq : pend;
         if ((size_t)(kend - q) == nlen && memcmp(q, name, nlen) == 0) {
             const char *v = eq ? eq + 1 : pend;
-            size_t vlen = (size_t)(pend - v), i, o = 0;
-            char *out = h2o_mem_alloc_pool(&req->pool, vlen + 1);
-            for (i = 0; i < vlen; i++) {
-                if (v[i] == '+') {
-                    out[o++] = ' ';
-                } else if (v[i] == '%' && i + 2 < vlen && unhex(v[i + 1]) >= 0 && unhex(v[i + 2]) >= 0) {
-                    out[o++] = (char)(unhex(v[i + 1]) * 16 + unhex(v[i + 2]));
-                    i += 2;
-                } else {
-                    out[o++] = v[i];
-                }
-            }
-            out[o] = '\0';
-            return out;
+            return cx_url_decode(&req->pool, v, (size_t)(pend - v), CX_URL_QUERY);
         }
         q = pend + 1;
     }

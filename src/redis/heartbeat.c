@@ -19,6 +19,7 @@
 #include "conduix/log.h"
 #include "conduix/redis.h"
 #include "conduix/shm.h"
+#include "conduix/utf8.h"
 
 #define JSON_DEPTH 16
 #define KEY_PREFIX "agent:"
@@ -39,50 +40,11 @@ static int fail(cx_hb_error_t *err, const char *field, const char *fmt, ...)
     return CX_INVALID;
 }
 
-/* utf8_len -- length of the valid UTF-8 sequence at s (n bytes left), or 0. Overlong forms, surrogates
- * and code points above U+10FFFF are invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len, i;
-    unsigned cp;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
-}
-
 /* text_ok -- valid UTF-8 without control characters (and without spaces when nospace). */
 static int text_ok(const char *s, size_t n, int nospace)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, k;
-
-    while (i < n) {
-        if (p[i] < 0x20 || p[i] == 0x7f || (nospace && p[i] == ' '))
-            return 0;
-        if ((k = utf8_len(p + i, n - i)) == 0)
-            return 0;
-        i += k;
-    }
-    return 1;
+    unsigned f;
+    return cx_utf8_check(s, n, &f) >= 0 && (f & CX_UTF8_C0) == 0 && !(nospace && (f & CX_UTF8_SPACE));
 }
 
 int cx_agent_id_valid(const char *id, size_t len)
