@@ -98,6 +98,15 @@ void cx_time_format(int64_t unix_s, char out[32])
         snprintf(out, 32, "1970-01-01T00:00:00Z");
 }
 
+void cx_time_format_ms(int64_t ms, char out[32])
+{
+    char s[32];
+    if (ms < 0)
+        ms = 0;
+    cx_time_format(ms / 1000, s);
+    snprintf(out, 32, "%.19s.%03dZ", s, (int)(ms % 1000));
+}
+
 /* digits -- read exactly n decimal digits at *p; -1 if any is missing. */
 static int digits(const char **p, int n)
 {

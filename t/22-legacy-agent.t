@@ -71,7 +71,7 @@ like($r->{json}{error}, qr/stopping/, '"pipeline is stopping"');
 wait_ok { (CxAgent::run_status($s, $p->{id}) // '') eq 'stopped' } 15,
     'absent from the heartbeat after a stop: stopped';
 my $h = $s->get("$P/$p->{id}/history", token => $oper)->{json}{data};
-is($h->{items}[0]{status}, 'stopped', 'history shows the run stopped');
+is($h->[0]{status}, 'stopped', 'history shows the run stopped');
 
 # ---- REST fallback: an agent that polls ----
 my $rest = CxAgent->new(id => 't22-rest', ack => 'none', beat => 1, subscribe => 0)->start;

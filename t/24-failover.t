@@ -57,9 +57,9 @@ is($start->{msg}{payload}{config_yaml}, $p->{config_yaml}, 'payload.config_yaml'
 wait_ok { (CxAgent::run_status($s, $p->{id}) // '') eq 'running' } 10, 'the failover run is running on a2';
 
 $r = $s->get("$P/$p->{id}/history", token => $oper);
-is_deeply([map { "$_->{status}/$_->{trigger}" } @{ $r->{json}{data}{items} }], ['running/failover', 'lost/manual'],
+is_deeply([map { "$_->{status}/$_->{trigger}" } @{ $r->{json}{data} }], ['running/failover', 'lost/manual'],
     'history: the failover run, then the lost one');
-is($r->{json}{data}{items}[0]{failover_of}, $run1, 'failover_of');
+is($r->{json}{data}[0]{failover_of}, $run1, 'failover_of');
 my $audit = $s->sql("SELECT action, actor FROM audit_log WHERE (target_id = ? AND action = 'run_lost') "
     . "OR (target_id = ? AND action = 'pipeline_failover')", $run1, $p->{id});
 is_deeply([sort map { $_->{action} } @$audit], ['pipeline_failover', 'run_lost'], 'audit rows for the loss and the failover');

@@ -18,6 +18,7 @@
 #include "conduix/log.h"
 #include "conduix/pipelines.h"
 #include "conduix/reply.h"
+#include "conduix/shapes.h"
 #include "conduix/utf8.h"
 
 /* ---- input checks ---- */
@@ -363,12 +364,15 @@ static int not_found(cx_req_t *r)
     return cx_reply_status_for(r, CX_NOTFOUND, "pipeline");
 }
 
-/* etag -- ETag: "<version>" of a Pipeline. */
-static void etag(cx_req_t *r, json_object *pl)
+/* reply_pipeline -- the answer with a Pipeline: ETag "<version>" and the pipeline (freed here). */
+static int reply_pipeline(cx_req_t *r, int status, cx_pipeline_t *pl)
 {
     char v[32];
-    snprintf(v, sizeof(v), "\"%lld\"", (long long)json_object_get_int64(json_object_object_get(pl, "version")));
+    json_object *o = cx_pipeline_json(pl, 1);
+    snprintf(v, sizeof(v), "\"%lld\"", (long long)pl->version);
     cx_reply_add_header(r, "etag", v);
+    cx_pipeline_free(pl);
+    return cx_reply_ok(r, status, o, NULL);
 }
 
 static cx_pipeline_actor_t actor_of(cx_req_t *r)
@@ -380,7 +384,9 @@ int cx_api_pipelines_list(cx_req_t *r)
 {
     cx_pipeline_query_t q = {0};
     const char *sort = cx_req_query(r, "sort"), *order = cx_req_query(r, "order");
-    json_object *items;
+    cx_pipeline_t *items;
+    json_object *arr;
+    size_t n;
     int64_t total;
     int rc;
 
@@ -408,16 +414,21 @@ int cx_api_pipelines_list(cx_req_t *r)
         q.desc = 1;
     else
         return cx_reply_validation(r, "order", "must be asc or desc");
-    if ((rc = cx_db_pipeline_list(&q, &items, &total)) != CX_OK)
+    if ((rc = cx_db_pipeline_list(&q, &items, &n, &total)) != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    return cx_reply_page(r, items, total, q.page, q.page_size);
+    arr = json_object_new_array_ext((int)n);
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(arr, cx_pipeline_json(&items[i], 1));
+    cx_db_pipelines_free(items, n);
+    return cx_reply_page(r, arr, total, q.page, q.page_size);
 }
 
 int cx_api_pipelines_create(cx_req_t *r)
 {
     cx_pipeline_input_t in;
     cx_pipeline_actor_t who = actor_of(r);
-    json_object *details, *pl;
+    cx_pipeline_t pl;
+    json_object *details;
     char field[32], why[256], loc[128];
     int rc;
 
@@ -428,24 +439,22 @@ int cx_api_pipelines_create(cx_req_t *r)
         return conflict(r, field, why);
     if (rc != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    snprintf(loc, sizeof(loc), "/api/v1/pipelines/%s", json_object_get_string(json_object_object_get(pl, "id")));
+    snprintf(loc, sizeof(loc), "/api/v1/pipelines/%s", pl.id);
     cx_reply_add_header(r, "location", loc);
-    etag(r, pl);
-    return cx_reply_ok(r, 201, pl, NULL);
+    return reply_pipeline(r, 201, &pl);
 }
 
 int cx_api_pipelines_get(cx_req_t *r)
 {
     const char *id = cx_req_param(r, "id");
-    json_object *pl;
+    cx_pipeline_t pl;
     int rc;
 
     if (!cx_pipeline_id_valid(id))
         return not_found(r);
     if ((rc = cx_db_pipeline_get(id, &pl)) != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    etag(r, pl);
-    return cx_reply_ok(r, 200, pl, NULL);
+    return reply_pipeline(r, 200, &pl);
 }
 
 int cx_api_pipelines_update(cx_req_t *r)
@@ -453,7 +462,8 @@ int cx_api_pipelines_update(cx_req_t *r)
     const char *id = cx_req_param(r, "id"), *im = cx_req_header(r, "if-match");
     cx_pipeline_input_t in;
     cx_pipeline_actor_t who = actor_of(r);
-    json_object *details, *pl;
+    cx_pipeline_t pl;
+    json_object *details;
     char field[32], why[256];
     int64_t hv = 0;
     int rc;
@@ -473,8 +483,7 @@ int cx_api_pipelines_update(cx_req_t *r)
         return conflict(r, field, why);
     if (rc != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    etag(r, pl);
-    return cx_reply_ok(r, 200, pl, NULL);
+    return reply_pipeline(r, 200, &pl);
 }
 
 int cx_api_pipelines_delete(cx_req_t *r)
@@ -508,7 +517,9 @@ int cx_api_pipelines_delete(cx_req_t *r)
 int cx_api_pipelines_versions(cx_req_t *r)
 {
     const char *id = cx_req_param(r, "id");
-    json_object *items;
+    cx_pipeline_version_t *v;
+    json_object *arr;
+    size_t n;
     int64_t total;
     int page, page_size, rc;
 
@@ -516,7 +527,11 @@ int cx_api_pipelines_versions(cx_req_t *r)
         return not_found(r);
     if (cx_api_paging(r, &page, &page_size) != CX_OK)
         return 0;
-    if ((rc = cx_db_pipeline_versions(id, page, page_size, &items, &total)) != CX_OK)
+    if ((rc = cx_db_pipeline_versions(id, page, page_size, &v, &n, &total)) != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    return cx_reply_page(r, items, total, page, page_size);
+    arr = json_object_new_array_ext((int)n);
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(arr, cx_pipeline_version_json(&v[i]));
+    cx_db_pipeline_versions_free(v, n);
+    return cx_reply_page(r, arr, total, page, page_size);
 }

@@ -759,14 +759,46 @@ int cx_db_available(void)
     return D.opened && !D.down;
 }
 
-void cx_db_time_iso(const char *db, char out[32])
+char *cx_db_take(cx_db_result_t *res, size_t row, const char *col)
 {
-    if (db == NULL || strlen(db) < 19) {
-        out[0] = '\0';
-        return;
-    }
-    memcpy(out, db, 19);
-    out[10] = 'T';
-    out[19] = 'Z';
-    out[20] = '\0';
+    if (res == NULL || row >= res->nrows)
+        return NULL;
+    for (unsigned c = 0; c < res->ncols; c++)
+        if (strcasecmp(res->colnames[c], col) == 0) {
+            char *v = res->rows[row][c];
+            res->rows[row][c] = NULL;
+            return v;
+        }
+    return NULL;
+}
+
+int64_t cx_db_int(const cx_db_result_t *res, size_t row, const char *col, int64_t dflt)
+{
+    const char *v = cx_db_value(res, row, col);
+    return v != NULL ? strtoll(v, NULL, 10) : dflt;
+}
+
+void cx_db_copy(const cx_db_result_t *res, size_t row, const char *col, char *out, size_t size)
+{
+    const char *v = cx_db_value(res, row, col);
+    snprintf(out, size, "%s", v != NULL ? v : "");
+}
+
+int64_t cx_db_time_ms(const char *db)
+{
+    char buf[40];
+    int64_t ms;
+
+    if (db == NULL)
+        return 0;
+    snprintf(buf, sizeof(buf), "%.30sZ", db); /* the session's time zone is UTC */
+    ms = cx_time_parse(buf);
+    return ms > 0 ? ms : 0;
+}
+
+void cx_db_time_text(int64_t ms, char out[32])
+{
+    cx_time_format_ms(ms, out); /* "2026-11-25T21:00:00.123Z" */
+    out[10] = ' ';
+    out[23] = '\0';
 }

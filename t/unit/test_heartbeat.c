@@ -10,7 +10,7 @@
 #include <string.h>
 #include <setjmp.h>
 #include <cmocka.h>
-#include "conduix/agents.h"
+#include "conduix/heartbeat.h"
 #include "conduix/cx.h"
 
 static int parse(const char *text, const char *id, cx_heartbeat_t *hb, cx_hb_error_t *err)
@@ -239,22 +239,12 @@ static void test_key_id(void **state)
     assert_int_equal(cx_heartbeat_key_id(k, strlen(k), id), -1);
 }
 
-static void test_ms_format(void **state)
-{
-    char out[32];
-    cx_agent_ms_format(1709283845123LL, out);
-    assert_string_equal(out, "2024-03-01T09:04:05.123Z");
-    cx_agent_ms_format(5, out);
-    assert_string_equal(out, "1970-01-01T00:00:00.005Z");
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_go_agent_beat), cmocka_unit_test(test_full_beat),          cmocka_unit_test(test_lenient),
         cmocka_unit_test(test_not_json),      cmocka_unit_test(test_agent_id),           cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_sizes),         cmocka_unit_test(test_not_nul_terminated), cmocka_unit_test(test_key_id),
-        cmocka_unit_test(test_ms_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /*
  * test_util.c -- the helpers of src/util.c: duration, size and RFC 3339 parsers, time formatting, UUIDs,
- * clocks and the allocation wrappers; and the UTF-8 validator of src/utf8.c.
+ * clocks and the allocation wrappers; the UTF-8 validator of src/utf8.c; and the data layer's
+ * DATETIME text (src/db/db.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 
 #include "conduix/cx.h"
+#include "conduix/db.h"
 #include "conduix/utf8.h"
 
 static void t_duration(void **state)
@@ -196,6 +198,25 @@ static void t_alloc(void **state)
     assert_null(cx_strdup(NULL));
 }
 
+static void t_time_format_ms(void **state)
+{
+    char out[32];
+    (void)state;
+    cx_time_format_ms(1709283845123LL, out);
+    assert_string_equal(out, "2024-03-01T09:04:05.123Z");
+    cx_time_format_ms(5, out);
+    assert_string_equal(out, "1970-01-01T00:00:00.005Z");
+    /* the data layer's DATETIME(3) text, both ways (db.h) */
+    cx_db_time_text(1709283845123LL, out);
+    assert_string_equal(out, "2024-03-01 09:04:05.123");
+    assert_int_equal(cx_db_time_ms(out), 1709283845123LL);
+    assert_int_equal(cx_db_time_ms("2024-03-01 09:04:05"), 1709283845000LL);
+    assert_int_equal(cx_db_time_ms("2024-03-01 09:04:05.1"), 1709283845100LL);
+    assert_int_equal(cx_db_time_ms(NULL), 0);
+    assert_int_equal(cx_db_time_ms(""), 0);
+    assert_int_equal(cx_db_time_ms("garbage"), 0);
+}
+
 static long utf8(const char *s, size_t len, unsigned *flags)
 {
     *flags = 0xff;
@@ -254,7 +275,7 @@ int main(void)
         cmocka_unit_test(t_duration),    cmocka_unit_test(t_duration_bad), cmocka_unit_test(t_size),
         cmocka_unit_test(t_size_bad),    cmocka_unit_test(t_time_parse),   cmocka_unit_test(t_time_parse_bad),
         cmocka_unit_test(t_time_format), cmocka_unit_test(t_uuid),         cmocka_unit_test(t_clocks),
-        cmocka_unit_test(t_alloc),       cmocka_unit_test(t_utf8),
+        cmocka_unit_test(t_alloc),       cmocka_unit_test(t_utf8),         cmocka_unit_test(t_time_format_ms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
