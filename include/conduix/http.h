@@ -63,6 +63,28 @@ char *cx_url_decode(h2o_mem_pool_t *pool, const char *s, size_t len, int flags);
 /* cx_req_actor -- who acts: the token's email when set, else its sub, else "anonymous". */
 const char *cx_req_actor(cx_req_t *r);
 
+/* cx_req_paging -- ?page= and ?page_size= of a list request (defaults 1 and 20, size 1..100); a bad
+ * value is a 400 reply and CX_INVALID. */
+int cx_req_paging(cx_req_t *r, int *page, int *page_size);
+
+/* ---- the request path (src/http/server.c, body.c, accesslog.c) ---- */
+
+/* An authorizer: authenticate the caller of r and decide whether it may call route (its access rule).
+ * CX_OK, or it has replied (401/403). */
+typedef int (*cx_authorize_fn)(cx_req_t *r, const struct cx_route *route);
+
+/* cx_server_init -- this process's HTTP state: h2o configured to serve routes[0..nroutes) (router.h),
+ * with authorize run for every route that is not public. The table and the authorizer belong to the
+ * layers above (src/api/, src/auth/); the server only calls them. */
+int cx_server_init(h2o_globalconf_t *config, const struct cx_route *routes, size_t nroutes, cx_authorize_fn authorize);
+
+/* cx_body_parse -- check size and Content-Type and parse the JSON body into r->body, as the route
+ * says. CX_OK, or a reply was sent. */
+int cx_body_parse(cx_req_t *r, const struct cx_route *route);
+
+/* cx_access_log -- one JSON line per request, and the request metrics. */
+void cx_access_log(cx_req_t *r);
+
 /* cx_listen_open -- the listening socket, bound and listening, close-on-exec. -1 after logging. */
 int cx_listen_open(const char *host, int port);
 

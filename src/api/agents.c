@@ -24,7 +24,7 @@ int cx_api_agents_list(cx_req_t *r)
     int64_t total;
     int page, size, rc;
 
-    if (cx_api_paging(r, &page, &size) != CX_OK)
+    if (cx_req_paging(r, &page, &size) != CX_OK)
         return 0;
     if (status != NULL && cx_agent_status_parse(status, &st) != CX_OK)
         return cx_reply_validation(r, "status", "status must be one of online, offline, unknown");

@@ -390,7 +390,7 @@ int cx_api_pipelines_list(cx_req_t *r)
     int64_t total;
     int rc;
 
-    if (cx_api_paging(r, &q.page, &q.page_size) != CX_OK)
+    if (cx_req_paging(r, &q.page, &q.page_size) != CX_OK)
         return 0;
     q.search = cx_req_query(r, "search");
     if (q.search != NULL) {
@@ -525,7 +525,7 @@ int cx_api_pipelines_versions(cx_req_t *r)
 
     if (!cx_pipeline_id_valid(id))
         return not_found(r);
-    if (cx_api_paging(r, &page, &page_size) != CX_OK)
+    if (cx_req_paging(r, &page, &page_size) != CX_OK)
         return 0;
     if ((rc = cx_db_pipeline_versions(id, page, page_size, &v, &n, &total)) != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");

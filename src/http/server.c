@@ -1,8 +1,9 @@
 /*
  * server.c -- the request path of a worker: h2o calls on_req for every request, which runs, in this
- * order: request id, router (404/405), CORS, authentication and authorization (from the route table),
- * body (413/415/400), the handler, then the access log and metrics. Also the small request accessors
- * handlers use (params, query, headers).
+ * order: request id, router (404/405), CORS, authentication and authorization (the authorizer given to
+ * cx_server_init, on the route's access rule), body (413/415/400), the handler, then the access log and
+ * metrics. Also the small request accessors handlers use (params, query, headers). The route table and
+ * the authorizer come from the layers above (src/api/, src/auth/): nothing here depends on them.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -13,7 +14,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "conduix/api.h"
 #include "conduix/config.h"
 #include "conduix/cx.h"
 #include "conduix/log.h"
@@ -25,6 +25,11 @@
 #define CORS_HEADERS "Authorization, Content-Type, If-Match, X-Request-ID"
 
 void cx_server_set_host(h2o_hostconf_t *host);
+
+/* What this process serves (cx_server_init). */
+static const cx_route_t *routes;
+static size_t nroutes;
+static cx_authorize_fn authorize;
 
 static void on_dispose(void *p)
 {
@@ -132,7 +137,7 @@ static void dispatch(cx_req_t *r)
     int idx, rc;
     const cx_route_t *route;
 
-    rc = cx_router_match(cx_routes, cx_nroutes, req->method.base, req->method.len, req->path.base, plen, &req->pool, r, &idx, allow,
+    rc = cx_router_match(routes, nroutes, req->method.base, req->method.len, req->path.base, plen, &req->pool, r, &idx, allow,
                          sizeof(allow));
     r->route_index = idx;
     if (rc == CX_ROUTE_NOT_FOUND) {
@@ -149,12 +154,15 @@ static void dispatch(cx_req_t *r)
         cx_reply_error(r, 405, "METHOD_NOT_ALLOWED", msg, NULL);
         return;
     }
-    route = &cx_routes[idx];
+    route = &routes[idx];
     r->route = route;
     if (cors(r))
         return;
-    if (cx_authz_request(r, route) != CX_OK)
+    if (route->access != CX_ACCESS_PUBLIC && (authorize == NULL || authorize(r, route) != CX_OK)) {
+        if (r->status == 0) /* no authorizer: nothing but public routes is served */
+            cx_reply_error(r, 403, "FORBIDDEN", "this endpoint is not available", NULL);
         return;
+    }
     if (rate_limited(r, route))
         return;
     if (cx_body_parse(r, route) != CX_OK)
@@ -180,11 +188,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
-int cx_server_init(h2o_globalconf_t *config)
+int cx_server_init(h2o_globalconf_t *config, const cx_route_t *table, size_t n, cx_authorize_fn authorizer)
 {
     h2o_hostconf_t *host;
     h2o_pathconf_t *path;
     h2o_handler_t *h;
+
+    routes = table;
+    nroutes = n;
+    authorize = authorizer;
 
     h2o_config_init(config);
     config->server_name = h2o_iovec_init(H2O_STRLIT("conduix-cp"));
@@ -252,7 +264,7 @@ const char *cx_req_actor(cx_req_t *r)
     return r->id.email[0] ? r->id.email : r->id.sub;
 }
 
-int cx_api_paging(cx_req_t *r, int *page, int *page_size)
+int cx_req_paging(cx_req_t *r, int *page, int *page_size)
 {
     const char *p = cx_req_query(r, "page"), *s = cx_req_query(r, "page_size");
     char *end;
