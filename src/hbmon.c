@@ -103,7 +103,7 @@ static struct {
     int64_t sight_ms;  /* wall clock when Redis came back after an outage; beats count from here */
 } H;
 
-/* find -- the agent named id (len bytes), created (status ST_NONE) when add is set. */
+/* find -- the agent named id (len bytes), created when add is set (status unknown, no row known). */
 static agent_t *find(const char *id, size_t len, int add)
 {
     cx_hentry_t *e = cx_htab_get(&H.tab, id, len);
@@ -115,6 +115,8 @@ static agent_t *find(const char *id, size_t len, int add)
         return NULL;
     a = cx_calloc(1, sizeof(*a) + len + 1);
     memcpy(a->id, id, len);
+    a->status = CX_AGENT_UNKNOWN;
+    a->db_status = ST_NONE;
     cx_htab_put(&H.tab, &a->he, a->id, len);
     if (H.n == H.capall) {
         H.capall = H.capall ? H.capall * 2 : 1024;
