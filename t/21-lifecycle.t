@@ -120,6 +120,9 @@ is($r->{json}{data}{status}, 'running', 'status running');
 is($r->{json}{data}{agent}{id}, 't21-agent-a', 'status.agent');
 is($r->{json}{data}{agent}{status}, 'online', 'status.agent online');
 like($r->{json}{data}{run}{started_at} // '', $TIME, 'started_at set');
+is($s->get("$P/$pid", token => $viewer)->{json}{data}{status}, 'running', 'GET /pipelines/:id: status running');
+is((grep { $_->{id} eq $pid } @{ $s->get("$P?page_size=100", token => $viewer)->{json}{data}{items} })[0]{status}, 'running',
+    'the list shows it running');
 is($s->sql('SELECT status FROM agent_commands WHERE id = ?', $cmd->{id})->[0]{status}, 'acked', 'command acked');
 $r = $s->get('/api/v1/agents/t21-agent-a', token => $viewer);
 is_deeply([map { $_->{id} } @{ $r->{json}{data}{active_runs} // [] }], [$run->{id}], 'GET /agents/:id lists the run among its active runs');
