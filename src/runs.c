@@ -56,6 +56,18 @@ static int undo(int rc)
     return rc;
 }
 
+/* finish -- the end of a lifecycle call: free its payload; on failure free the result (its message
+ * stays) and end the transaction. */
+static int finish(int rc, json_object *payload, cx_runs_result_t *res)
+{
+    json_object_put(payload);
+    if (rc != CX_OK) {
+        cx_runs_result_free(res);
+        return undo(rc);
+    }
+    return CX_OK;
+}
+
 int cx_runs_deliver(struct cx_command *c)
 {
     json_object *wire;
@@ -225,13 +237,7 @@ static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char
     deliver_now(cmd_id, res);
 out:
     free(yaml);
-    if (payload)
-        json_object_put(payload);
-    if (rc != CX_OK) {
-        cx_runs_result_free(res);
-        return undo(rc);
-    }
-    return CX_OK;
+    return finish(rc, payload, res);
 }
 
 int cx_runs_start(const char *pipeline_id, const char *agent_id, const char *actor, const char *request_id, cx_runs_result_t *res)
@@ -329,13 +335,7 @@ static int control(const char *pipeline_id, cx_command_type_t type, int force, c
     deliver_now(cmd_id, res);
 out:
     cx_run_free(&run);
-    if (payload)
-        json_object_put(payload);
-    if (rc != CX_OK) {
-        cx_runs_result_free(res);
-        return undo(rc);
-    }
-    return CX_OK;
+    return finish(rc, payload, res);
 }
 
 int cx_runs_control(const char *pipeline_id, cx_command_type_t type, const char *actor, const char *request_id,

@@ -47,14 +47,26 @@ json_object *cx_json_stored(const char *s, json_type type)
     return type == json_type_array ? json_object_new_array() : json_object_new_object();
 }
 
+/* text -- a string that is "" when there is none. */
+static json_object *text(const char *s)
+{
+    return json_object_new_string(s != NULL ? s : "");
+}
+
+/* definition -- what a pipeline and each of its versions hold: name, description, config, version. */
+static void definition(json_object *o, json_object *name, const char *description, const char *config_yaml, int64_t version)
+{
+    json_object_object_add(o, "name", name);
+    json_object_object_add(o, "description", text(description));
+    json_object_object_add(o, "config_yaml", text(config_yaml));
+    json_object_object_add(o, "version", json_object_new_int64(version));
+}
+
 json_object *cx_pipeline_json(const cx_pipeline_t *p, int with_status)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_string(p->id));
-    json_object_object_add(o, "name", json_object_new_string(p->name != NULL ? p->name : ""));
-    json_object_object_add(o, "description", json_object_new_string(p->description != NULL ? p->description : ""));
-    json_object_object_add(o, "config_yaml", json_object_new_string(p->config_yaml != NULL ? p->config_yaml : ""));
-    json_object_object_add(o, "version", json_object_new_int64(p->version));
+    definition(o, text(p->name), p->description, p->config_yaml, p->version);
     if (with_status)
         json_object_object_add(o, "status", json_object_new_string(cx_run_status_name(p->status)));
     json_object_object_add(o, "created_by", cx_json_str_or_null(p->created_by));
@@ -67,10 +79,7 @@ json_object *cx_pipeline_json(const cx_pipeline_t *p, int with_status)
 json_object *cx_pipeline_version_json(const cx_pipeline_version_t *v)
 {
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "version", json_object_new_int64(v->version));
-    json_object_object_add(o, "name", cx_json_str_or_null(v->name));
-    json_object_object_add(o, "description", json_object_new_string(v->description != NULL ? v->description : ""));
-    json_object_object_add(o, "config_yaml", json_object_new_string(v->config_yaml != NULL ? v->config_yaml : ""));
+    definition(o, cx_json_str_or_null(v->name), v->description, v->config_yaml, v->version);
     json_object_object_add(o, "created_by", cx_json_str_or_null(v->created_by));
     json_object_object_add(o, "created_at", cx_json_time(v->created_at));
     return o;
@@ -170,5 +179,38 @@ json_object *cx_agent_json(const cx_agent_t *a)
     json_object_object_add(o, "memory_usage", number(a->memory_usage));
     json_object_object_add(o, "disk_usage", number(a->disk_usage));
     json_object_object_add(o, "pipelines", cx_json_stored(a->pipelines, json_type_array));
+    return o;
+}
+
+json_object *cx_pipeline_state_json(const char *pipeline_id, const cx_pipeline_state_t *st)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "pipeline_id", json_object_new_string(pipeline_id));
+    json_object_object_add(o, "status", json_object_new_string(cx_run_status_name(st->status)));
+    json_object_object_add(o, "run", st->has_run ? cx_run_json(&st->run) : NULL);
+    json_object_object_add(o, "agent", st->has_agent ? cx_agent_json(&st->agent) : NULL);
+    return o;
+}
+
+json_object *cx_run_metrics_json(const char *pipeline_id, const cx_run_metrics_t *m)
+{
+    const cx_run_t *run = m->has_run ? &m->latest : NULL;
+    json_object *o = NULL;
+
+    if (m->reported != NULL && json_object_deep_copy(m->reported, &o, NULL) == 0) {
+        json_object_object_add(o, "source", json_object_new_string("redis"));
+        if (!json_object_object_get_ex(o, "pipeline_id", NULL))
+            json_object_object_add(o, "pipeline_id", json_object_new_string(pipeline_id));
+        return o;
+    }
+    o = json_object_new_object();
+    json_object_object_add(o, "pipeline_id", json_object_new_string(pipeline_id));
+    json_object_object_add(o, "source", json_object_new_string("run"));
+    json_object_object_add(o, "run_id", run ? json_object_new_string(run->id) : NULL);
+    json_object_object_add(o, "run_status", run ? json_object_new_string(cx_run_status_name(run->status)) : NULL);
+    json_object_object_add(o, "processed_count", json_object_new_int64(run ? run->processed_count : 0));
+    json_object_object_add(o, "error_count", json_object_new_int64(run ? run->error_count : 0));
+    json_object_object_add(o, "errors_total", json_object_new_int64(run ? run->error_count : 0));
+    json_object_object_add(o, "last_updated", run ? cx_json_time(run->updated_at) : NULL);
     return o;
 }

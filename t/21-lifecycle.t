@@ -9,11 +9,7 @@ use CxTest;
 use CxAgent;
 use JSON::PP;
 
-my $s = CxTest->new(config => {
-    'agents.heartbeat_timeout' => '3s', 'agents.monitor_interval' => '500ms',
-    'commands.redeliver_interval' => '1s', 'commands.ttl' => '1m',
-});
-$s->start;
+my $s = CxAgent::server();
 
 my $P = '/api/v1/pipelines';
 my $UUID = qr/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

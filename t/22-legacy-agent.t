@@ -9,11 +9,7 @@ use CxTest;
 use CxAgent;
 use JSON::PP;
 
-my $s = CxTest->new(config => {
-    'agents.heartbeat_timeout' => '3s', 'agents.monitor_interval' => '500ms',
-    'commands.redeliver_interval' => '1s', 'commands.ttl' => '4s',
-});
-$s->start;
+my $s = CxAgent::server('commands.ttl' => '4s');
 
 my $P = '/api/v1/pipelines';
 my $oper = $s->token(role => 'operator', sub => 't22-oper');

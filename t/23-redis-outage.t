@@ -11,11 +11,7 @@ use Time::HiRes qw(time);
 
 # heartbeat_timeout stays long: with Redis down no heartbeat arrives, and the agents must not go offline
 # (and their runs lost) during the outage.
-my $s = CxTest->new(workers => 2, config => {
-    'agents.heartbeat_timeout' => '60s', 'agents.monitor_interval' => '500ms',
-    'commands.redeliver_interval' => '1s', 'commands.ttl' => '5m',
-});
-$s->start;
+my $s = CxAgent::server(workers => 2, 'agents.heartbeat_timeout' => '60s', 'commands.ttl' => '5m');
 
 my $P = '/api/v1/pipelines';
 my $oper = $s->token(role => 'operator', sub => 't23-oper');

@@ -10,12 +10,9 @@ use CxAgent;
 use JSON::PP;
 
 my $P = '/api/v1/pipelines';
-my %fast = ('agents.heartbeat_timeout' => '3s', 'agents.monitor_interval' => '500ms',
-    'commands.redeliver_interval' => '1s', 'commands.ttl' => '1m');
 
 # ---- failover on ----
-my $s = CxTest->new(config => { %fast, 'agents.failover' => 'true' });
-$s->start;
+my $s = CxAgent::server('agents.failover' => 'true');
 my $oper = $s->token(role => 'operator', sub => 't24-oper');
 my $r;
 
@@ -101,7 +98,7 @@ is($r->{json}{code}, 'NO_AGENT_AVAILABLE', 'a lost run does not block a start; n
 is($s->stop, 0, 'server stops cleanly');
 
 # ---- failover off ----
-my $t = CxTest->new(config => { %fast, 'agents.failover' => 'false' });
+my $t = CxTest->new(config => { %CxAgent::FAST, 'agents.failover' => 'false' });
 $t->start;
 my $b1 = CxAgent->new(id => 't24-b1', ack => 'all', beat => 1)->start;
 my $b2 = CxAgent->new(id => 't24-b2', ack => 'all', beat => 1)->start;

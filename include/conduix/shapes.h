@@ -48,6 +48,15 @@ json_object *cx_command_json(const cx_command_t *c);
  * "payload","timestamp","expires_at","attempt"} (pipeline_id omitted when the command has none). */
 json_object *cx_command_wire_json(const cx_command_t *c, int attempt, int64_t timestamp_ms);
 
+/* cx_pipeline_state_json -- {"pipeline_id","status","run": Run|null,"agent": Agent|null}. */
+json_object *cx_pipeline_state_json(const char *pipeline_id, const cx_pipeline_state_t *st);
+
+/* cx_run_metrics_json -- PipelineMetrics: the agent's object as it is plus "source":"redis" (and
+ * "pipeline_id" when missing), else {"pipeline_id","source":"run","run_id","run_status",
+ * "processed_count","error_count","errors_total","last_updated"} of the newest run (nulls and zeros when
+ * it never ran). */
+json_object *cx_run_metrics_json(const char *pipeline_id, const cx_run_metrics_t *m);
+
 /* cx_agent_json -- the Agent: {"id","hostname","ip_address","status","last_heartbeat","registered_at",
  * "version","labels","status_changed_at","cpu_usage","memory_usage","disk_usage","pipelines"}. */
 json_object *cx_agent_json(const cx_agent_t *a);

@@ -16,14 +16,11 @@
 
 /* ---- run status: pending -> running <-> paused -> completed | failed | stopped | lost ---- */
 
-#define CX_RUN_STATUSES(X)                                                                                                         \
-    X(CX_RUN_PENDING, "pending")                                                                                                   \
-    X(CX_RUN_RUNNING, "running")                                                                                                   \
-    X(CX_RUN_PAUSED, "paused")                                                                                                     \
-    X(CX_RUN_COMPLETED, "completed")                                                                                               \
-    X(CX_RUN_FAILED, "failed")                                                                                                     \
-    X(CX_RUN_STOPPED, "stopped")                                                                                                   \
-    X(CX_RUN_LOST, "lost")
+/* clang-format off */
+#define CX_RUN_STATUSES(X) \
+    X(CX_RUN_PENDING, "pending") X(CX_RUN_RUNNING, "running") X(CX_RUN_PAUSED, "paused") \
+    X(CX_RUN_COMPLETED, "completed") X(CX_RUN_FAILED, "failed") X(CX_RUN_STOPPED, "stopped") X(CX_RUN_LOST, "lost")
+/* clang-format on */
 
 typedef enum { CX_RUN_STATUSES(CX_STATE_ENUM) CX_RUN_STATUS_COUNT } cx_run_status_t;
 
@@ -51,10 +48,10 @@ cx_run_status_t cx_pipeline_status_of(int has_run, cx_run_status_t newest);
 
 /* ---- run trigger ---- */
 
-#define CX_RUN_TRIGGERS(X)                                                                                                         \
-    X(CX_TRIGGER_MANUAL, "manual")                                                                                                 \
-    X(CX_TRIGGER_SCHEDULE, "schedule")                                                                                             \
-    X(CX_TRIGGER_FAILOVER, "failover")
+/* clang-format off */
+#define CX_RUN_TRIGGERS(X) \
+    X(CX_TRIGGER_MANUAL, "manual") X(CX_TRIGGER_SCHEDULE, "schedule") X(CX_TRIGGER_FAILOVER, "failover")
+/* clang-format on */
 
 typedef enum { CX_RUN_TRIGGERS(CX_STATE_ENUM) CX_RUN_TRIGGER_COUNT } cx_run_trigger_t;
 
@@ -64,13 +61,12 @@ int cx_run_trigger_parse(const char *s, cx_run_trigger_t *out);
 /* ---- command type: the protocol's command names, the run status a control command asks for, and the
  * audit action of the API call that sends it ---- */
 
-#define CX_COMMAND_TYPES(X)                                                                                                        \
-    X(CX_CMD_START_PIPELINE, "start_pipeline")                                                                                     \
-    X(CX_CMD_STOP_PIPELINE, "stop_pipeline")                                                                                       \
-    X(CX_CMD_PAUSE_PIPELINE, "pause_pipeline")                                                                                     \
-    X(CX_CMD_RESUME_PIPELINE, "resume_pipeline")                                                                                   \
-    X(CX_CMD_UPDATE_CONFIG, "update_config")                                                                                       \
-    X(CX_CMD_SHUTDOWN, "shutdown")
+/* clang-format off */
+#define CX_COMMAND_TYPES(X) \
+    X(CX_CMD_START_PIPELINE, "start_pipeline") X(CX_CMD_STOP_PIPELINE, "stop_pipeline") \
+    X(CX_CMD_PAUSE_PIPELINE, "pause_pipeline") X(CX_CMD_RESUME_PIPELINE, "resume_pipeline") \
+    X(CX_CMD_UPDATE_CONFIG, "update_config") X(CX_CMD_SHUTDOWN, "shutdown")
+/* clang-format on */
 
 typedef enum { CX_COMMAND_TYPES(CX_STATE_ENUM) CX_COMMAND_TYPE_COUNT } cx_command_type_t;
 
@@ -94,13 +90,11 @@ const char *cx_command_action(cx_command_type_t t);
 /* ---- command status: queued -> sent -> acked | failed | expired (queued -> expired too); cancelled:
  * withdrawn because its run ended before it was delivered ---- */
 
-#define CX_COMMAND_STATUSES(X)                                                                                                     \
-    X(CX_CMDST_QUEUED, "queued")                                                                                                   \
-    X(CX_CMDST_SENT, "sent")                                                                                                       \
-    X(CX_CMDST_ACKED, "acked")                                                                                                     \
-    X(CX_CMDST_FAILED, "failed")                                                                                                   \
-    X(CX_CMDST_EXPIRED, "expired")                                                                                                 \
-    X(CX_CMDST_CANCELLED, "cancelled")
+/* clang-format off */
+#define CX_COMMAND_STATUSES(X) \
+    X(CX_CMDST_QUEUED, "queued") X(CX_CMDST_SENT, "sent") X(CX_CMDST_ACKED, "acked") X(CX_CMDST_FAILED, "failed") \
+    X(CX_CMDST_EXPIRED, "expired") X(CX_CMDST_CANCELLED, "cancelled")
+/* clang-format on */
 
 typedef enum { CX_COMMAND_STATUSES(CX_STATE_ENUM) CX_COMMAND_STATUS_COUNT } cx_command_status_t;
 
@@ -112,10 +106,10 @@ int cx_command_status_parse(const char *s, cx_command_status_t *out);
 
 /* ---- agent status, as hbmon records it ---- */
 
-#define CX_AGENT_STATUSES(X)                                                                                                       \
-    X(CX_AGENT_UNKNOWN, "unknown")                                                                                                 \
-    X(CX_AGENT_ONLINE, "online")                                                                                                   \
-    X(CX_AGENT_OFFLINE, "offline")
+/* clang-format off */
+#define CX_AGENT_STATUSES(X) \
+    X(CX_AGENT_UNKNOWN, "unknown") X(CX_AGENT_ONLINE, "online") X(CX_AGENT_OFFLINE, "offline")
+/* clang-format on */
 
 typedef enum { CX_AGENT_STATUSES(CX_STATE_ENUM) CX_AGENT_STATUS_COUNT } cx_agent_status_t;
 

@@ -129,16 +129,11 @@ int cx_api_pipelines_status(cx_req_t *r)
 {
     const char *id = cx_req_param(r, "id");
     cx_pipeline_state_t st;
-    json_object *o;
-    int rc = cx_db_runs_status(id, &st);
+    int rc;
 
-    if (rc != CX_OK)
+    if ((rc = cx_db_runs_status(id, &st)) != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    o = json_object_new_object();
-    json_object_object_add(o, "pipeline_id", json_object_new_string(id));
-    json_object_object_add(o, "status", json_object_new_string(cx_run_status_name(st.status)));
-    json_object_object_add(o, "run", st.has_run ? cx_run_json(&st.run) : NULL);
-    json_object_object_add(o, "agent", st.has_agent ? cx_agent_json(&st.agent) : NULL);
+    json_object *o = cx_pipeline_state_json(id, &st);
     cx_pipeline_state_free(&st);
     return cx_reply_ok(r, 200, o, NULL);
 }
@@ -203,29 +198,11 @@ int cx_api_pipelines_metrics(cx_req_t *r)
 {
     const char *id = cx_req_param(r, "id");
     cx_run_metrics_t m;
-    json_object *o;
-    int rc = cx_runs_metrics(id, &m);
+    int rc;
 
-    if (rc != CX_OK)
+    if ((rc = cx_runs_metrics(id, &m)) != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    if (m.reported != NULL) {
-        /* the agent's object as it is, and where it came from */
-        o = json_object_get(m.reported);
-        json_object_object_add(o, "source", json_object_new_string("redis"));
-        if (!json_object_object_get_ex(o, "pipeline_id", NULL))
-            json_object_object_add(o, "pipeline_id", json_object_new_string(id));
-    } else {
-        const cx_run_t *run = m.has_run ? &m.latest : NULL;
-        o = json_object_new_object();
-        json_object_object_add(o, "pipeline_id", json_object_new_string(id));
-        json_object_object_add(o, "source", json_object_new_string("run"));
-        json_object_object_add(o, "run_id", run ? json_object_new_string(run->id) : NULL);
-        json_object_object_add(o, "run_status", run ? json_object_new_string(cx_run_status_name(run->status)) : NULL);
-        json_object_object_add(o, "processed_count", json_object_new_int64(run ? run->processed_count : 0));
-        json_object_object_add(o, "error_count", json_object_new_int64(run ? run->error_count : 0));
-        json_object_object_add(o, "errors_total", json_object_new_int64(run ? run->error_count : 0));
-        json_object_object_add(o, "last_updated", run ? cx_json_time(run->updated_at) : NULL);
-    }
+    json_object *o = cx_run_metrics_json(id, &m);
     cx_run_metrics_free(&m);
     return cx_reply_ok(r, 200, o, NULL);
 }
