@@ -14,7 +14,7 @@
 
 /* oom -- the one place allocation failure ends up.
  * Nothing sensible can be done without memory: say so on stderr (the logger may itself need memory)
- * and abort, so the supervisor restarts the process (STYLE.md habit 8). */
+ * and abort, so the supervisor restarts the process (docs/architecture.md, "Processes"). */
 static void __attribute__((noreturn)) oom(const char *what, size_t n)
 {
     fprintf(stderr, "conduix-cp: out of memory (%s of %zu bytes)\n", what, n);
