@@ -52,7 +52,7 @@ typedef struct cx_pipeline {
     char *created_by; /* owned; NULL when unknown */
     char *updated_by; /* owned; NULL when unknown */
     int64_t created_at, updated_at;
-    cx_run_status_t status; /* what its newest run makes it (cx_pipeline_status_of); stopped when never run */
+    cx_run_status_t status; /* its current run's: pending, running or paused; else stopped */
 } cx_pipeline_t;
 
 void cx_pipeline_free(cx_pipeline_t *p);

@@ -42,8 +42,9 @@ int cx_run_status_active(cx_run_status_t s);
  * out of an end. */
 int cx_run_transition_legal(cx_run_status_t from, cx_run_status_t to);
 
-/* cx_pipeline_status_of -- the status a pipeline shows for its newest run (has_run 0: it never ran):
- * a completed or stopped run, or none, leaves it `stopped`; any other run shows as it is. */
+/* cx_pipeline_status_of -- where a pipeline stands after its newest run (has_run 0: it never ran), as
+ * GET /pipelines/:id/status tells it: a completed or stopped run, or none, leaves it `stopped`; any
+ * other run shows as it is (failed and lost included). A Pipeline's own status is its active run's. */
 cx_run_status_t cx_pipeline_status_of(int has_run, cx_run_status_t newest);
 
 /* ---- run trigger ---- */

@@ -18,13 +18,15 @@
 #include "conduix/pipelines.h"
 #include "conduix/shapes.h"
 
-#define COLS "id, name, description, config_yaml, version, created_by, updated_by, created_at, updated_at"
-/* The status of a pipeline is its newest run's (one index dive on ix_runs_pipeline_created per row). */
-#define STATUS_COL                                                                                                                 \
-    "(SELECT r.status FROM pipeline_runs r WHERE r.pipeline_id = pipelines.id ORDER BY r.created_at DESC, r.id DESC LIMIT 1) "     \
-    "AS run_status"
+#define COLS                                                                                                                       \
+    "pipelines.id, pipelines.name, pipelines.description, pipelines.config_yaml, pipelines.version, pipelines.created_by, "        \
+    "pipelines.updated_by, pipelines.created_at, pipelines.updated_at"
+/* The status of a pipeline is its current run's: the active one, found through the unique key on
+ * pipeline_runs.active_pipeline_id (one eq_ref lookup a row, in the same statement). */
+#define STATUS_COL "ar.status AS run_status"
+#define STATUS_JOIN " LEFT JOIN pipeline_runs ar ON ar.active_pipeline_id = pipelines.id"
 
-#define SQL_GET "SELECT " COLS ", " STATUS_COL " FROM pipelines WHERE id = ?"
+#define SQL_GET "SELECT " COLS ", " STATUS_COL " FROM pipelines" STATUS_JOIN " WHERE pipelines.id = ?"
 #define SQL_GET_LOCK "SELECT " COLS " FROM pipelines WHERE id = ? FOR UPDATE"
 #define SQL_INSERT                                                                                                                 \
     "INSERT INTO pipelines (id, name, description, config_yaml, version, created_by, updated_by, created_at, updated_at) "         \
@@ -92,7 +94,6 @@ static char *text(cx_db_result_t *res, size_t i, const char *col)
 static void fill(cx_db_result_t *res, size_t i, cx_pipeline_t *p)
 {
     const char *st = cx_db_value(res, i, "run_status");
-    cx_run_status_t newest = CX_RUN_STOPPED;
 
     memset(p, 0, sizeof(*p));
     cx_db_copy(res, i, "id", p->id, sizeof(p->id));
@@ -104,13 +105,15 @@ static void fill(cx_db_result_t *res, size_t i, cx_pipeline_t *p)
     p->updated_by = cx_db_take(res, i, "updated_by");
     p->created_at = cx_db_time_ms(cx_db_value(res, i, "created_at"));
     p->updated_at = cx_db_time_ms(cx_db_value(res, i, "updated_at"));
-    if (st != NULL && cx_run_status_parse(st, &newest) != CX_OK)
-        cx_log_warnx("pipeline %s: its newest run has the unknown status %.32s", p->id, st);
-    p->status = cx_pipeline_status_of(st != NULL, newest);
+    p->status = CX_RUN_STOPPED;
+    if (st != NULL && (cx_run_status_parse(st, &p->status) != CX_OK || !cx_run_status_active(p->status))) {
+        cx_log_warnx("pipeline %s: its active run has the status %.32s", p->id, st);
+        p->status = CX_RUN_STOPPED;
+    }
 }
 
 /* fetch -- the pipeline with this id into *out: with its status, or locked FOR UPDATE (then without
- * it: status stopped); CX_NOTFOUND. */
+ * it, which belongs to the runs: status stopped); CX_NOTFOUND. */
 static int fetch(const char *id, int lock, cx_pipeline_t *out)
 {
     cx_db_param_t p[] = {CX_DB_P_STR(id)};
@@ -176,7 +179,7 @@ int cx_db_pipeline_list(const cx_pipeline_query_t *q, cx_pipeline_t **items, siz
         [CX_PIPELINE_SORT_NAME] = "uq_pipelines_name",
     };
     int search = q->search != NULL && q->search[0] != '\0';
-    const char *where = search ? " WHERE name LIKE ? ESCAPE '!'" : "";
+    const char *where = search ? " WHERE pipelines.name LIKE ? ESCAPE '!'" : "";
     const char *dir = q->desc ? "DESC" : "ASC";
     unsigned k = (unsigned)q->sort < CX_ARRAY_SIZE(sort_cols) ? (unsigned)q->sort : CX_PIPELINE_SORT_CREATED_AT;
     int64_t offset = (int64_t)(q->page - 1) * q->page_size;
@@ -202,9 +205,9 @@ int cx_db_pipeline_list(const cx_pipeline_query_t *q, cx_pipeline_t **items, siz
         p[np++] = CX_DB_P_INT(q->page_size);
         p[np++] = CX_DB_P_INT(offset);
         snprintf(sql, sizeof(sql),
-                 "SELECT %s, %s FROM pipelines FORCE INDEX FOR ORDER BY (%s)%s ORDER BY pipelines.%s %s, pipelines.id %s "
+                 "SELECT %s, %s FROM pipelines FORCE INDEX FOR ORDER BY (%s)%s%s ORDER BY pipelines.%s %s, pipelines.id %s "
                  "LIMIT ? OFFSET ?",
-                 COLS, STATUS_COL, sort_keys[k], where, sort_cols[k], dir, dir);
+                 COLS, STATUS_COL, sort_keys[k], STATUS_JOIN, where, sort_cols[k], dir, dir);
         if ((rc = cx_db_exec(sql, p, np, &res, NULL)) != CX_OK)
             goto out;
         rows(res, items, n);
