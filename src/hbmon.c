@@ -21,7 +21,9 @@
  * REST heartbeats arrive through the same key; when a worker could not reach Redis it wrote the beat to
  * MySQL (agent_rest_heartbeats), which hbmon polls each tick.
  *
- * Everything is kept in a hash table of known agents, loaded from MySQL at start so a respawned hbmon
+ * This file is the policy; the Redis reads are src/redis/heartbeat.c's (batches of keys with their
+ * PTTLs and values), the table of known agents is src/hash.c, the writes are src/db/agents.c's.
+ * Everything is kept in the table of known agents, loaded from MySQL at start so a respawned hbmon
  * continues where the last one stopped. A tick's changes go to MySQL in multi-row statements, one
  * transaction per chunk: transitions first, then new beats within the rest of the tick's time; what is
  * left (MySQL slow or down) is retried next tick. Unchanged agents cost no write.
@@ -36,6 +38,8 @@
 #include "conduix/config.h"
 #include "conduix/cx.h"
 #include "conduix/db.h"
+#include "conduix/hash.h"
+#include "conduix/heartbeat.h"
 #include "conduix/log.h"
 #include "conduix/proc.h"
 #include "conduix/redis.h"
@@ -43,7 +47,6 @@
 #include "conduix/shm.h"
 
 #define SCAN_COUNT 1000
-#define KEY_MATCH "agent:*:heartbeat"
 #define TTL_MS ((int64_t)CX_HB_TTL_S * 1000)
 #define GET_TOL_MS 100      /* an expiry later by more than this: fetch the value */
 #define JUMP_MS 500         /* same value, expiry later by more than this: a new beat */
@@ -55,12 +58,10 @@
 #define STATS_MS 60000      /* a line of tick statistics this often */
 #define LOG_TRANSITIONS 50  /* transition lines per tick; the rest are summed up */
 
-enum { ST_NONE = 0, ST_UNKNOWN, ST_ONLINE, ST_OFFLINE };
-static const char *const st_names[] = {"unknown", "unknown", "online", "offline"};
+#define ST_NONE CX_AGENT_STATUS_COUNT /* db_status of an agent MySQL has no row of yet */
 
 typedef struct agent {
-    struct agent *next;
-    uint64_t h;
+    cx_hentry_t he;       /* in H.tab, keyed by id */
     int64_t last_seen;    /* receive time of the last accepted beat (wall ms), 0 never */
     int64_t expire_at;    /* key expiry as of the last read (wall ms): 0 never read, -1 no TTL */
     int64_t observed;     /* when the key was last read */
@@ -70,19 +71,19 @@ typedef struct agent {
     cx_heartbeat_t *beat; /* accepted, not yet written */
     uint32_t gen;         /* the scan that last read the key */
     uint32_t runs_tick;   /* H.runs_gen when it was last seen to have active runs */
-    uint8_t status;       /* decided */
-    uint8_t db_status;    /* recorded (ST_NONE: no row known) */
+    uint8_t status;       /* decided (cx_agent_status_t) */
+    uint8_t db_status;    /* recorded (cx_agent_status_t; ST_NONE: no row known) */
     uint8_t queued;
     uint8_t bad; /* a key whose id is not a valid agent id */
     char id[];
 } agent_t;
 
 static struct {
-    agent_t **tab; /* hash buckets */
-    size_t cap, n;
+    cx_htab_t tab; /* every agent by id */
+    size_t n;
     agent_t **all; /* every agent, for the sweeps (denser than the buckets) */
     size_t capall;
-    int64_t count[4]; /* agents by recorded status, for the gauges */
+    int64_t count[CX_AGENT_STATUS_COUNT + 1]; /* agents by recorded status (and ST_NONE), for the gauges */
     agent_t **work;
     size_t nwork, capwork;
     int loaded;
@@ -102,57 +103,21 @@ static struct {
     int64_t sight_ms;  /* wall clock when Redis came back after an outage; beats count from here */
 } H;
 
-static uint64_t fnv(const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 1099511628211ULL;
-    return h | 1; /* never 0: 0 means "no value read" */
-}
-
-/* slot -- the bucket of hash h (its low bit is always set, so it is shifted out). */
-static size_t slot(uint64_t h, size_t cap)
-{
-    return (size_t)(h >> 1) & (cap - 1);
-}
-
-static void grow(void)
-{
-    size_t cap = H.cap ? H.cap * 2 : 1024;
-    agent_t **tab = cx_calloc(cap, sizeof(*tab));
-    for (size_t i = 0; i < H.cap; i++) {
-        agent_t *a = H.tab[i], *next;
-        for (; a != NULL; a = next) {
-            next = a->next;
-            a->next = tab[slot(a->h, cap)];
-            tab[slot(a->h, cap)] = a;
-        }
-    }
-    free(H.tab);
-    H.tab = tab;
-    H.cap = cap;
-}
-
-/* find -- the agent named id (len bytes), created (status ST_NONE) when add is set. */
+/* find -- the agent named id (len bytes), created when add is set (status unknown, no row known). */
 static agent_t *find(const char *id, size_t len, int add)
 {
-    uint64_t h = fnv(id, len);
+    cx_hentry_t *e = cx_htab_get(&H.tab, id, len);
     agent_t *a;
 
-    if (H.cap > 0)
-        for (a = H.tab[slot(h, H.cap)]; a != NULL; a = a->next)
-            if (a->h == h && strncmp(a->id, id, len) == 0 && a->id[len] == '\0')
-                return a;
+    if (e != NULL)
+        return CX_CONTAINER_OF(e, agent_t, he);
     if (!add)
         return NULL;
-    if (H.n >= H.cap)
-        grow();
     a = cx_calloc(1, sizeof(*a) + len + 1);
     memcpy(a->id, id, len);
-    a->h = h;
-    a->next = H.tab[slot(h, H.cap)];
-    H.tab[slot(h, H.cap)] = a;
+    a->status = CX_AGENT_UNKNOWN;
+    a->db_status = ST_NONE;
+    cx_htab_put(&H.tab, &a->he, a->id, len);
     if (H.n == H.capall) {
         H.capall = H.capall ? H.capall * 2 : 1024;
         H.all = cx_realloc(H.all, H.capall * sizeof(*H.all));
@@ -191,29 +156,20 @@ static void accept_beat(agent_t *a, cx_heartbeat_t *hb, int64_t recv)
     if (recv > a->last_seen)
         a->last_seen = recv;
     H.stats_beats++;
-    if (a->status != ST_ONLINE) {
-        a->status = ST_ONLINE;
+    if (a->status != CX_AGENT_ONLINE) {
+        a->status = CX_AGENT_ONLINE;
         a->changed_ms = cx_wall_ms();
     }
     queue(a);
 }
 
-static int status_of(const char *s)
-{
-    if (strcmp(s, "online") == 0)
-        return ST_ONLINE;
-    if (strcmp(s, "offline") == 0)
-        return ST_OFFLINE;
-    return ST_UNKNOWN;
-}
-
 /* ---- start: the registry as MySQL has it ---- */
 
-static void on_load(void *arg, const char *id, const char *status, int64_t last_hb_ms)
+static void on_load(void *arg, const char *id, cx_agent_status_t status, int64_t last_hb_ms)
 {
     agent_t *a = find(id, strlen(id), 1);
     (void)arg;
-    a->status = a->db_status = (uint8_t)status_of(status);
+    a->status = a->db_status = (uint8_t)status;
     H.count[a->db_status]++;
     a->last_seen = last_hb_ms;
     a->bad = !cx_agent_id_valid(id, strlen(id));
@@ -229,10 +185,10 @@ static int load(void)
         return rc;
     for (size_t i = 0; i < H.n; i++) {
         agent_t *a = H.all[i];
-        online += a->db_status == ST_ONLINE;
+        online += a->db_status == CX_AGENT_ONLINE;
         /* a beat written to MySQL directly (Redis down) while no hbmon recorded it */
-        if (a->status != ST_ONLINE && a->last_seen > 0 && now - a->last_seen < H.timeout_ms && !a->bad) {
-            a->status = ST_ONLINE;
+        if (a->status != CX_AGENT_ONLINE && a->last_seen > 0 && now - a->last_seen < H.timeout_ms && !a->bad) {
+            a->status = CX_AGENT_ONLINE;
             a->changed_ms = now;
             queue(a);
         }
@@ -246,19 +202,31 @@ static int load(void)
 
 /* ---- the Redis scan ---- */
 
-/* One key of a scan batch with its PTTL (-1: no TTL, -2: gone). */
-typedef struct key {
-    const char *s;
-    size_t len;
-    long long pttl;
-    agent_t *a; /* NULL: not known yet */
-} hkey_t;
-
+/* A key that was written since hbmon's last read of it (or is new to it): its value is fetched. */
 typedef struct need {
     agent_t *a;
     int64_t exp, prev_observed;
-    const hkey_t *key;
+    cx_hb_key_t *key;
 } need_t;
+
+/* The batch of keys a tick reads, and the needs of its check, kept from one tick to the next: at
+ * 100,000 agents hbmon frees some 300,000 small blocks a second (reply objects, parsed beats), and
+ * every malloc of a large block would make glibc consolidate them all again. */
+static cx_hb_batch_t B;
+static struct {
+    need_t *v;
+    cx_hb_key_t **keys;
+    size_t cap;
+} N;
+
+static void needs(size_t n)
+{
+    if (n <= N.cap)
+        return;
+    N.cap = n;
+    N.v = cx_realloc(N.v, n * sizeof(*N.v));
+    N.keys = cx_realloc(N.keys, n * sizeof(*N.keys));
+}
 
 /* reject_key -- count a bad value once per write of the key. */
 static void reject_key(agent_t *a, const char *field, const char *msg)
@@ -269,8 +237,9 @@ static void reject_key(agent_t *a, const char *field, const char *msg)
     cx_heartbeat_rejected("redis", a->bad ? a->id + 1 : a->id, &err);
 }
 
-/* value -- a fetched value of a key that was written since hbmon's previous read (or is new to it). */
-static void value(const need_t *nd, const redisReply *v, int64_t tr)
+/* value -- the fetched value (v, len; v NULL when the key held no string) of a key that was written
+ * since hbmon's previous read (or is new to it), read at tr. */
+static void value(const need_t *nd, const char *v, size_t len, int64_t tr)
 {
     agent_t *a = nd->a;
     int first = a->expire_at == 0;
@@ -280,13 +249,13 @@ static void value(const need_t *nd, const redisReply *v, int64_t tr)
     uint64_t h;
     int fresh;
 
-    if (v == NULL || v->type != REDIS_REPLY_STRING) {
+    if (v == NULL) {
         /* not a string (MGET gives nil), or gone since the PTTL: only a key with time left is bad */
         if (exp > 0 && exp - tr < 1000)
             return;
         h = 2;
     } else {
-        h = fnv(v->str, v->len);
+        h = cx_hash_fnv1a(v, len) | 1; /* never 0 (never read) nor 2 (not a string) */
     }
     fresh =
         first || h != a->vhash || (exp > 0 && a->expire_at > 0 && exp - a->expire_at > JUMP_MS) || (exp > 0 && a->expire_at == -1);
@@ -310,7 +279,7 @@ static void value(const need_t *nd, const redisReply *v, int64_t tr)
         return; /* already recorded (a respawned hbmon reading the keys again) */
     if (recv <= a->last_seen)
         return; /* older than a beat taken from MySQL */
-    if (cx_heartbeat_parse(v->str, v->len, a->id, &hb, &err) != CX_OK) {
+    if (cx_heartbeat_parse(v, len, a->id, &hb, &err) != CX_OK) {
         cx_heartbeat_rejected("redis", a->id, &err);
         return;
     }
@@ -318,62 +287,11 @@ static void value(const need_t *nd, const redisReply *v, int64_t tr)
     accept_beat(a, &hb, recv);
 }
 
-/* Per-batch arrays, kept between batches: at 100,000 agents hbmon frees some 300,000 small blocks a
- * second (reply objects, parsed beats), and every malloc of a large block would make glibc consolidate
- * them all again. */
-static struct {
-    size_t cap;
-    int *argcs;
-    const char ***argvs;
-    const size_t **lens;
-    const char **argv; /* 2 per key */
-    size_t *len;
-    redisReply **rep;
-    hkey_t *d, *k;
-    need_t *need;
-    const char **mv; /* MGET: 1 + 1 per key */
-    size_t *ml;
-} S;
-
-static void scratch(size_t n)
-{
-    if (n <= S.cap)
-        return;
-    S.cap = n;
-    S.argcs = cx_realloc(S.argcs, n * sizeof(*S.argcs));
-    S.argvs = cx_realloc(S.argvs, n * sizeof(*S.argvs));
-    S.lens = cx_realloc(S.lens, n * sizeof(*S.lens));
-    S.argv = cx_realloc(S.argv, 2 * n * sizeof(*S.argv));
-    S.len = cx_realloc(S.len, 2 * n * sizeof(*S.len));
-    S.rep = cx_realloc(S.rep, n * sizeof(*S.rep));
-    S.d = cx_realloc(S.d, n * sizeof(*S.d));
-    S.k = cx_realloc(S.k, n * sizeof(*S.k));
-    S.need = cx_realloc(S.need, n * sizeof(*S.need));
-    S.mv = cx_realloc(S.mv, (n + 1) * sizeof(*S.mv));
-    S.ml = cx_realloc(S.ml, (n + 1) * sizeof(*S.ml));
-}
-
-static void scratch_free(void)
-{
-    free(S.argcs);
-    free(S.argvs);
-    free(S.lens);
-    free(S.argv);
-    free(S.len);
-    free(S.rep);
-    free(S.d);
-    free(S.k);
-    free(S.need);
-    free(S.mv);
-    free(S.ml);
-    memset(&S, 0, sizeof(S));
-}
-
 /* key_agent -- the agent of a heartbeat key (created when add is set). A key whose id is not a valid
  * agent id is tracked as "\x01<key>" (no valid id starts so), only to count each of its writes once. */
 static agent_t *key_agent(const char *key, size_t len, int add)
 {
-    const size_t pre = sizeof("agent:") - 1, suf = sizeof(":heartbeat") - 1;
+    const size_t pre = sizeof(CX_HB_KEY_PREFIX) - 1, suf = sizeof(CX_HB_KEY_SUFFIX) - 1;
     char id[CX_AGENT_ID_MAX + 2];
     agent_t *a;
     size_t kl;
@@ -392,91 +310,58 @@ static agent_t *key_agent(const char *key, size_t len, int add)
     return a;
 }
 
-/* check -- n keys with their PTTL read at tr: the keys written since hbmon's last read of them (their
- * expiry moved later) and the keys new to it are fetched with one MGET and looked at. 0, or -1 when
- * Redis failed. */
-static int check(const hkey_t *keys, size_t n, int64_t tr)
+/* check -- n keys of the batch with their PTTL read at tr: the keys written since hbmon's last read of
+ * them (their expiry moved later) and the keys new to it are fetched with one MGET and looked at. 0,
+ * or -1 when Redis failed. */
+static int check(cx_hb_key_t *keys, size_t n, int64_t tr)
 {
-    need_t *need = S.need;
     size_t nn = 0, i;
 
+    needs(n);
     for (i = 0; i < n; i++) {
-        const hkey_t *k = &keys[i];
+        cx_hb_key_t *k = &keys[i];
         agent_t *a;
         int64_t exp, prev;
 
+        if (k->pttl == CX_HB_UNREAD)
+            continue;
         if (k->pttl == -2) {
             /* no such key at tr: nothing new from this agent, and that is worth knowing */
-            if ((a = k->a != NULL ? k->a : key_agent(k->s, k->len, 0)) != NULL) {
+            if ((a = k->user != NULL ? k->user : key_agent(k->key, k->len, 0)) != NULL) {
                 a->observed = tr;
                 a->gen = H.gen;
             }
             continue;
         }
         exp = k->pttl >= 0 ? tr + k->pttl : -1;
-        a = k->a != NULL ? k->a : key_agent(k->s, k->len, 1);
+        a = k->user != NULL ? k->user : key_agent(k->key, k->len, 1);
         prev = a->observed;
         a->observed = tr;
         a->gen = H.gen;
-        if (a->expire_at == 0 || exp == -1 || a->expire_at == -1 || exp > a->expire_at + GET_TOL_MS)
-            need[nn++] = (need_t){a, exp, prev, k};
+        if (a->expire_at == 0 || exp == -1 || a->expire_at == -1 || exp > a->expire_at + GET_TOL_MS) {
+            N.v[nn] = (need_t){a, exp, prev, k};
+            N.keys[nn++] = k;
+        }
     }
     if (nn > 0) {
-        const char **mv = S.mv;
-        size_t *ml = S.ml;
-        redisReply *r;
-
-        mv[0] = "MGET";
-        ml[0] = 4;
-        for (i = 0; i < nn; i++) {
-            mv[i + 1] = need[i].key->s;
-            ml[i + 1] = need[i].key->len;
-        }
-        r = cx_redis_cmdargv((int)nn + 1, mv, ml);
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != nn) {
-            if (r != NULL)
-                freeReplyObject(r);
+        if (cx_redis_hb_mget(&B, N.keys, nn) != CX_OK)
             return -1;
-        }
         tr = cx_wall_ms();
         for (i = 0; i < nn; i++)
-            value(&need[i], r->element[i], tr);
-        freeReplyObject(r);
+            value(&N.v[i], N.keys[i]->value, N.keys[i]->vlen, tr);
     }
     return 0;
 }
 
-/* pttl -- the PTTL of n keys (k[i].s, k[i].len; k[i].a when known) in one pipelined round trip, then
- * check. 0, or -1 when Redis failed. */
-static int pttl(hkey_t *k, size_t n)
+/* look -- the PTTL of keys[from .. from+n) of the batch in one round trip, then check. 0, or -1 when
+ * Redis failed. */
+static int look(size_t from, size_t n)
 {
-    size_t i, nk = 0;
-    int rc = -1;
-
     if (n == 0)
         return 0;
-    scratch(n);
-    for (i = 0; i < n; i++) {
-        S.argv[2 * i] = "PTTL";
-        S.len[2 * i] = 4;
-        S.argv[2 * i + 1] = k[i].s;
-        S.len[2 * i + 1] = k[i].len;
-        S.argcs[i] = 2;
-        S.argvs[i] = &S.argv[2 * i];
-        S.lens[i] = &S.len[2 * i];
-    }
-    if (cx_redis_pipeline((int)n, S.argcs, S.argvs, S.lens, S.rep) == CX_OK) {
-        for (i = 0; i < n; i++)
-            if (S.rep[i] != NULL && S.rep[i]->type == REDIS_REPLY_INTEGER) {
-                S.k[nk] = k[i];
-                S.k[nk++].pttl = S.rep[i]->integer;
-            }
-        rc = check(S.k, nk, cx_wall_ms());
-    }
-    for (i = 0; i < n; i++)
-        if (S.rep[i] != NULL)
-            freeReplyObject(S.rep[i]);
-    return rc;
+    if (cx_redis_hb_pttl(&B, from, n) != CX_OK)
+        return -1;
+    return check(B.keys + from, n, cx_wall_ms());
 }
 
 /* slice -- continue the SCAN of the heartbeat keys where the last tick left it, for at least SLICE_MIN
@@ -488,36 +373,16 @@ static int pttl(hkey_t *k, size_t n)
 static int slice(void)
 {
     size_t want = H.pass_last * (size_t)H.interval_ms / (size_t)H.check_ms + 1, got = 0;
-    redisReply *r;
+    char next[32];
 
     if (want < SLICE_MIN)
         want = SLICE_MIN;
     do {
-        const redisReply *keys;
-        size_t n, i;
-        r = cx_redis_cmd("SCAN %s MATCH " KEY_MATCH " COUNT %d", H.cursor, SCAN_COUNT);
-        if (r == NULL)
+        if (cx_redis_hb_scan(&B, H.cursor, next, SCAN_COUNT) != CX_OK || look(0, B.n) != 0)
             return -1;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
-            r->element[0]->len >= sizeof(H.cursor) || r->element[1]->type != REDIS_REPLY_ARRAY) {
-            cx_log_warnx("hbmon: unexpected SCAN reply (type %d)", r->type);
-            freeReplyObject(r);
-            return -1;
-        }
-        keys = r->element[1];
-        n = keys->elements;
-        scratch(n);
-        for (i = 0; i < n; i++)
-            S.d[i] = (hkey_t){keys->element[i]->type == REDIS_REPLY_STRING ? keys->element[i]->str : "",
-                              keys->element[i]->type == REDIS_REPLY_STRING ? keys->element[i]->len : 0, 0, NULL};
-        if (pttl(S.d, n) != 0) {
-            freeReplyObject(r);
-            return -1;
-        }
-        memcpy(H.cursor, r->element[0]->str, r->element[0]->len + 1);
-        freeReplyObject(r);
-        got += n;
-        H.pass_keys += n;
+        memcpy(H.cursor, next, sizeof(H.cursor));
+        got += B.n;
+        H.pass_keys += B.n;
         if (strcmp(H.cursor, "0") == 0) {
             H.pass_last = H.pass_keys;
             H.pass_keys = 0;
@@ -534,41 +399,21 @@ static int slice(void)
 static int direct(void)
 {
     int64_t now = cx_wall_ms();
-    size_t n = 0, i;
-    char *names = NULL;
-    hkey_t *k = NULL;
-    size_t cap = 0, used = 0, kcap = 0;
+    size_t i;
     int rc = 0;
 
+    cx_hb_batch_reset(&B);
     for (i = 0; i < H.n; i++) {
         agent_t *a = H.all[i];
-        size_t len;
         if (a->bad || a->gen == H.gen)
             continue;
-        if (a->status == ST_ONLINE ? a->last_seen + H.timeout_ms - now >= H.check_ms + 2 * H.interval_ms
-                                   : !(a->expire_at == -1 || a->expire_at > now))
+        if (a->status == CX_AGENT_ONLINE ? a->last_seen + H.timeout_ms - now >= H.check_ms + 2 * H.interval_ms
+                                         : !(a->expire_at == -1 || a->expire_at > now))
             continue;
-        len = strlen(a->id) + sizeof("agent::heartbeat") - 1;
-        if (used + len > cap) {
-            cap = (cap + len) * 2;
-            names = cx_realloc(names, cap);
-        }
-        if (n == kcap) {
-            kcap = kcap ? kcap * 2 : 256;
-            k = cx_realloc(k, kcap * sizeof(*k));
-        }
-        memcpy(names + used, "agent:", 6);
-        memcpy(names + used + 6, a->id, len - 16);
-        memcpy(names + used + len - 10, ":heartbeat", 10);
-        k[n++] = (hkey_t){(const char *)(uintptr_t)used, len, 0, a}; /* offsets until names stops moving */
-        used += len;
+        cx_hb_batch_add(&B, a->id, a);
     }
-    for (i = 0; i < n; i++)
-        k[i].s = names + (uintptr_t)k[i].s;
-    for (i = 0; i < n && rc == 0; i += SCAN_COUNT)
-        rc = pttl(k + i, n - i < SCAN_COUNT ? n - i : SCAN_COUNT);
-    free(names);
-    free(k);
+    for (i = 0; i < B.n && rc == 0; i += SCAN_COUNT)
+        rc = look(i, B.n - i < SCAN_COUNT ? B.n - i : SCAN_COUNT);
     return rc;
 }
 
@@ -645,12 +490,12 @@ static void judge(int seen)
     for (size_t i = 0; i < H.n; i++) {
         agent_t *a = H.all[i];
         int64_t at, last;
-        if (a->status != ST_ONLINE)
+        if (a->status != CX_AGENT_ONLINE)
             continue;
         at = a->gen == H.gen ? a->observed : now;
         last = a->last_seen > H.sight_ms ? a->last_seen : H.sight_ms;
         if (last + H.timeout_ms < at) {
-            a->status = ST_OFFLINE;
+            a->status = CX_AGENT_OFFLINE;
             a->changed_ms = now;
             queue(a);
         }
@@ -665,11 +510,12 @@ static void fill(cx_agent_change_t *c, agent_t *a)
     c->id = a->id;
     c->beat = a->beat;
     c->beat_ms = a->last_seen;
-    c->status = st_names[a->status];
-    if (a->status != a->db_status && !(a->db_status == ST_NONE && a->status == ST_UNKNOWN)) {
-        c->from = st_names[a->db_status];
+    c->status = (cx_agent_status_t)a->status;
+    if (a->status != a->db_status && !(a->db_status == ST_NONE && a->status == CX_AGENT_UNKNOWN)) {
+        c->transition = 1;
+        c->from = a->db_status == ST_NONE ? CX_AGENT_UNKNOWN : (cx_agent_status_t)a->db_status;
         c->changed_ms = a->changed_ms;
-        c->reason = a->status == ST_ONLINE ? "heartbeat received" : H.reason_off;
+        c->reason = a->status == CX_AGENT_ONLINE ? "heartbeat received" : H.reason_off;
     }
 }
 
@@ -698,11 +544,12 @@ static int has_runs(agent_t *a)
 /* done -- a change is recorded: count, log, tell the run bookkeeping. */
 static void done(agent_t *a, const cx_agent_change_t *c)
 {
-    if (c->from != NULL) {
-        int on = a->status == ST_ONLINE;
+    if (c->transition) {
+        int on = a->status == CX_AGENT_ONLINE;
         cx_shm_count(on ? CX_C_AGENT_TRANSITIONS_ONLINE : CX_C_AGENT_TRANSITIONS_OFFLINE, 1);
         if (H.logged++ < LOG_TRANSITIONS)
-            cx_log_info("hbmon: agent %s %s -> %s (%s)", a->id, c->from, c->status, c->reason);
+            cx_log_info("hbmon: agent %s %s -> %s (%s)", a->id, cx_agent_status_name(c->from), cx_agent_status_name(c->status),
+                        c->reason);
     }
     if (a->db_status != a->status) {
         H.count[a->db_status]--;
@@ -710,7 +557,7 @@ static void done(agent_t *a, const cx_agent_change_t *c)
         a->db_status = a->status;
     }
     a->queued = 0;
-    if (c->from != NULL && a->status == ST_OFFLINE && has_runs(a))
+    if (c->transition && a->status == CX_AGENT_OFFLINE && has_runs(a))
         cx_runs_agent_offline(a->id);
     if (a->beat != NULL) {
         if (has_runs(a))
@@ -744,9 +591,9 @@ static int pass(int transitions, int64_t deadline)
             if (!a->queued)
                 continue;
             fill(&ch[k], a);
-            if ((ch[k].from != NULL) != transitions)
+            if (ch[k].transition != transitions)
                 continue;
-            if (ch[k].beat == NULL && ch[k].from == NULL) {
+            if (ch[k].beat == NULL && !ch[k].transition) {
                 a->queued = 0;
                 continue;
             }
@@ -795,9 +642,9 @@ static void flush(int64_t deadline)
 
 static void gauges(void)
 {
-    cx_shm_gauge_set(CX_G_AGENTS_ONLINE, H.count[ST_ONLINE]);
-    cx_shm_gauge_set(CX_G_AGENTS_OFFLINE, H.count[ST_OFFLINE]);
-    cx_shm_gauge_set(CX_G_AGENTS_UNKNOWN, H.count[ST_UNKNOWN]);
+    cx_shm_gauge_set(CX_G_AGENTS_ONLINE, H.count[CX_AGENT_ONLINE]);
+    cx_shm_gauge_set(CX_G_AGENTS_OFFLINE, H.count[CX_AGENT_OFFLINE]);
+    cx_shm_gauge_set(CX_G_AGENTS_UNKNOWN, H.count[CX_AGENT_UNKNOWN]);
 }
 
 /* stats -- one line a minute: how long ticks take and how many beats they took. */
@@ -846,13 +693,16 @@ static int tick(void *arg)
 
 static void cleanup(void)
 {
+    cx_htab_clear(&H.tab); /* first: it reads the entries */
     for (size_t i = 0; i < H.n; i++) {
         drop_beat(H.all[i]);
         free(H.all[i]);
     }
     free(H.all);
-    free(H.tab);
-    scratch_free();
+    cx_hb_batch_free(&B);
+    free(N.v);
+    free(N.keys);
+    memset(&N, 0, sizeof(N));
     free(H.work);
     memset(&H, 0, sizeof(H));
 }

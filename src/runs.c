@@ -6,7 +6,9 @@
  * or hbmon.
  *
  * A run's status follows the agent: acknowledgements, run events and heartbeats move it; the API only
- * writes commands. The rules (docs/api.md, "Lifecycle and commands"):
+ * writes commands. Its results are structs (runs.h); the handlers of src/api/ make the answers. The
+ * decisions are pure functions (ack_goal, listed_goal, unlisted_goal, refusal), unit-tested in
+ * t/unit/test_runs.c; the rest applies them. The rules (docs/api.md, "Runs and commands"):
  *   - a command is written with its run and audit row in one transaction, then published at once when
  *     Redis is up and no older command of the same agent still waits (seq order), else left queued;
  *   - a control command is refused while an earlier one for the run awaits its acknowledgement, unless
@@ -28,6 +30,7 @@
 #include "conduix/log.h"
 #include "conduix/redis.h"
 #include "conduix/runs.h"
+#include "conduix/shapes.h"
 #include "conduix/shm.h"
 
 #define SYSTEM_ACTOR "system"
@@ -36,11 +39,8 @@ void cx_runs_result_free(cx_runs_result_t *res)
 {
     if (res == NULL)
         return;
-    if (res->run)
-        json_object_put(res->run);
-    if (res->command)
-        json_object_put(res->command);
-    res->run = res->command = NULL;
+    cx_run_free(&res->run);
+    cx_command_free(&res->command);
 }
 
 static const char *json_text(json_object *o)
@@ -56,17 +56,27 @@ static int undo(int rc)
     return rc;
 }
 
+/* finish -- the end of a lifecycle call: free its payload; on failure free the result (its message
+ * stays) and end the transaction. */
+static int finish(int rc, json_object *payload, cx_runs_result_t *res)
+{
+    json_object_put(payload);
+    if (rc != CX_OK) {
+        cx_runs_result_free(res);
+        return undo(rc);
+    }
+    return CX_OK;
+}
+
 int cx_runs_deliver(struct cx_command *c)
 {
-    char ts[32];
     json_object *wire;
     const char *text;
     int rc, attempt = c->attempts + 1;
 
     if ((rc = cx_db_command_claim(c->id, c->attempts)) != CX_OK)
         return rc;
-    cx_time_format(cx_wall_ms() / 1000, ts);
-    wire = cx_command_wire_json(c, attempt, ts);
+    wire = cx_command_wire_json(c, attempt, cx_wall_ms());
     text = json_text(wire);
     rc = cx_redis_command_publish(c->agent_id, text, strlen(text));
     json_object_put(wire);
@@ -74,7 +84,7 @@ int cx_runs_deliver(struct cx_command *c)
         /* Nobody subscribed (the agent is reconnecting, or polls REST): not a delivery. */
         if (cx_db_command_unheard(c->id, attempt) != CX_OK)
             cx_log_warnx("command %s: published to nobody and could not be queued again; it will be redelivered", c->id);
-        snprintf(c->status, sizeof(c->status), "queued");
+        c->status = CX_CMDST_QUEUED;
         return CX_NOTFOUND;
     }
     if (rc != CX_OK) {
@@ -82,13 +92,13 @@ int cx_runs_deliver(struct cx_command *c)
         if (cx_db_command_unclaim(c->id, attempt) != CX_OK)
             cx_log_warnx("command %s: publish failed and the command could not be queued again; it will be redelivered", c->id);
         c->attempts = attempt;
-        snprintf(c->status, sizeof(c->status), "queued");
+        c->status = CX_CMDST_QUEUED;
         return CX_UNAVAIL;
     }
     c->attempts = attempt;
-    snprintf(c->status, sizeof(c->status), "sent");
+    c->status = CX_CMDST_SENT;
     cx_shm_count(attempt == 1 ? CX_C_COMMANDS_DELIVERED : CX_C_COMMANDS_REDELIVERED, 1);
-    cx_log_debug("command %s (%s) attempt %d published to agent %s", c->id, c->type, attempt, c->agent_id);
+    cx_log_debug("command %s (%s) attempt %d published to agent %s", c->id, cx_command_type_name(c->type), attempt, c->agent_id);
     return CX_OK;
 }
 
@@ -106,7 +116,7 @@ static void deliver_now(const char *id, cx_runs_result_t *res)
     if (cx_db_command_load(id, NULL, &c) != CX_OK)
         return; /* committed: the dispatcher will deliver it; res keeps the command as written */
     /* not while the breaker is open: a failed publish would use up an attempt number */
-    if (cx_redis_available() && strcmp(c.status, "queued") == 0 &&
+    if (cx_redis_available() && c.status == CX_CMDST_QUEUED &&
         cx_db_commands_backlog(c.agent_id, c.seq, BACKLOG_MAX + 1, &backlog, &n) == CX_OK && n <= BACKLOG_MAX) {
         for (size_t i = 0; i < n; i++)
             if (cx_runs_deliver(&backlog[i]) != CX_OK)
@@ -116,41 +126,37 @@ static void deliver_now(const char *id, cx_runs_result_t *res)
     cx_command_free(&c);
     if (cx_db_command_load(id, NULL, &c) != CX_OK)
         return;
-    if (res->command)
-        json_object_put(res->command);
-    res->command = cx_command_json(&c);
-    res->delivered = strcmp(c.status, "queued") != 0;
-    cx_command_free(&c);
+    cx_command_free(&res->command);
+    res->command = c;
+    res->delivered = c.status != CX_CMDST_QUEUED;
 }
 
-/* load_json -- after the writes of a transaction: the run and the command as API JSON into res. */
-static int load_json(const char *run_id, const char *cmd_id, cx_runs_result_t *res)
+/* load -- after the writes of a transaction: the run and the command as they are now into res. */
+static int load(const char *run_id, const char *cmd_id, cx_runs_result_t *res)
 {
-    cx_run_t run;
-    cx_command_t c;
     int rc;
 
-    if ((rc = cx_db_run_get(run_id, &run)) != CX_OK)
+    if ((rc = cx_db_run_get(run_id, &res->run)) != CX_OK)
         return rc == CX_NOTFOUND ? CX_ERR : rc;
-    res->run = cx_run_json(&run);
-    cx_run_free(&run);
-    if ((rc = cx_db_command_load(cmd_id, NULL, &c)) != CX_OK)
+    if ((rc = cx_db_command_load(cmd_id, NULL, &res->command)) != CX_OK)
         return rc == CX_NOTFOUND ? CX_ERR : rc;
-    res->command = cx_command_json(&c);
-    cx_command_free(&c);
     return CX_OK;
 }
 
-static void audit(const char *actor, const char *action, const char *type, const char *id, const char *request_id,
-                  json_object *before, cx_runs_result_t *res, int *rc)
+/* audit -- the audit row of a lifecycle call on the pipeline: before (a Run, or none) and after
+ * {"run","command"}. */
+static int audit(const char *actor, const char *action, const char *pipeline_id, const char *request_id, const cx_run_t *before,
+                 const cx_runs_result_t *res)
 {
-    json_object *after = json_object_new_object();
-    if (res != NULL) {
-        json_object_object_add(after, "run", json_object_get(res->run));
-        json_object_object_add(after, "command", json_object_get(res->command));
-    }
-    *rc = cx_audit_write(actor, action, type, id, request_id, before, after);
+    json_object *b = before != NULL ? cx_run_json(before) : NULL, *after = json_object_new_object();
+    int rc;
+
+    json_object_object_add(after, "run", cx_run_json(&res->run));
+    json_object_object_add(after, "command", cx_command_json(&res->command));
+    rc = cx_audit_write(actor, action, "pipeline", pipeline_id, request_id, b, after);
+    json_object_put(b);
     json_object_put(after);
+    return rc;
 }
 
 /* launch -- the transaction of a start: run (pending) + start_pipeline command (queued) + audit row, on
@@ -159,7 +165,6 @@ static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char
                   const char *action, cx_runs_result_t *res)
 {
     const char *pipeline_id = o->pipeline_id, *agent_id = o->agent_id, *actor = o->actor, *request_id = o->request_id;
-    const char *trigger = o->trigger != NULL ? o->trigger : "manual";
     char agent[256], run_id[37], cmd_id[37];
     char *yaml = NULL;
     cx_run_t cur;
@@ -174,7 +179,8 @@ static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char
     /* a plain read: a locking one would take a gap lock that deadlocks two concurrent starts, whose
      * inserts the unique key uq_runs_active must arbitrate instead */
     if ((rc = cx_db_run_active(pipeline_id, 0, &cur)) == CX_OK) {
-        snprintf(res->message, sizeof(res->message), "pipeline is already running (run %s is %s)", cur.id, cur.status);
+        snprintf(res->message, sizeof(res->message), "pipeline is already running (run %s is %s)", cur.id,
+                 cx_run_status_name(cur.status));
         cx_run_free(&cur);
         rc = CX_STATE;
         goto out;
@@ -205,7 +211,7 @@ static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char
     json_object_object_add(payload, "run_id", json_object_new_string(run_id));
     json_object_object_add(payload, "config_yaml", json_object_new_string(yaml));
     json_object_object_add(payload, "checkpoint", checkpoint ? json_object_get(checkpoint) : NULL);
-    rc = cx_db_run_insert(run_id, pipeline_id, agent, trigger, failover_of, checkpoint ? json_text(checkpoint) : NULL, actor,
+    rc = cx_db_run_insert(run_id, pipeline_id, agent, o->trigger, failover_of, checkpoint ? json_text(checkpoint) : NULL, actor,
                           o->schedule_id, o->scheduled_for);
     if (rc == CX_CONFLICT && strcmp(cx_db_conflict_key(), "uq_runs_fire") == 0) {
         snprintf(res->message, sizeof(res->message), "this scheduled fire already has a run");
@@ -216,97 +222,86 @@ static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char
     }
     if (rc != CX_OK)
         goto out;
-    if ((rc = cx_db_command_insert(cmd_id, agent, "start_pipeline", pipeline_id, run_id, json_text(payload),
+    if ((rc = cx_db_command_insert(cmd_id, agent, CX_CMD_START_PIPELINE, pipeline_id, run_id, json_text(payload),
                                    cx_cfg->commands.ttl_ms, actor)) != CX_OK)
         goto out;
-    if ((rc = load_json(run_id, cmd_id, res)) != CX_OK)
+    if ((rc = load(run_id, cmd_id, res)) != CX_OK)
         goto out;
-    audit(actor, action, "pipeline", pipeline_id, request_id, NULL, res, &rc);
-    if (rc != CX_OK)
+    if ((rc = audit(actor, action, pipeline_id, request_id, NULL, res)) != CX_OK)
         goto out;
     if ((rc = cx_db_commit()) != CX_OK)
         goto out;
     cx_shm_count(CX_C_RUNS_STARTED, 1);
     cx_shm_count(CX_C_COMMANDS_CREATED, 1);
-    cx_log_info("run %s of pipeline %s created on agent %s (%s)", run_id, pipeline_id, agent, trigger);
+    cx_log_info("run %s of pipeline %s created on agent %s (%s)", run_id, pipeline_id, agent, cx_run_trigger_name(o->trigger));
     deliver_now(cmd_id, res);
 out:
     free(yaml);
-    if (payload)
-        json_object_put(payload);
-    if (rc != CX_OK) {
-        cx_runs_result_free(res);
-        return undo(rc);
-    }
-    return CX_OK;
+    return finish(rc, payload, res);
 }
 
 int cx_runs_start(const char *pipeline_id, const char *agent_id, const char *actor, const char *request_id, cx_runs_result_t *res)
 {
     cx_runs_start_opts_t o = {.pipeline_id = pipeline_id, .agent_id = agent_id, .actor = actor, .request_id = request_id};
-    return launch(&o, NULL, NULL, NULL, "pipeline_start", res);
+    return launch(&o, NULL, NULL, NULL, cx_command_action(CX_CMD_START_PIPELINE), res);
 }
 
 int cx_runs_start_ex(const cx_runs_start_opts_t *o, cx_runs_result_t *res)
 {
-    return launch(o, NULL, NULL, NULL, "pipeline_start", res);
+    return launch(o, NULL, NULL, NULL, cx_command_action(CX_CMD_START_PIPELINE), res);
 }
 
-/* goal -- the run status a control command asks for. */
-static const char *goal(const char *type)
+/* refusal -- why the active run cannot take a control command of type now (a message into msg), or 0.
+ * pending is the newest unacknowledged control command of the run that may stand in the way (for a
+ * stop: only another stop), or NULL for none (or not looked up yet: the state alone is judged). */
+static int refusal(const cx_run_t *run, cx_command_type_t type, const cx_command_t *pending, char *msg, size_t len)
 {
-    if (strcmp(type, "stop_pipeline") == 0)
-        return "stopped";
-    if (strcmp(type, "pause_pipeline") == 0)
-        return "paused";
-    if (strcmp(type, "resume_pipeline") == 0)
-        return "running";
-    return "";
-}
-
-/* control_refused -- why the active run cannot take a command of type now (message into res), or 0. */
-static int control_refused(const cx_run_t *run, const char *type, cx_runs_result_t *res)
-{
-    cx_command_t c;
-    int rc;
-
-    if (strcmp(type, "pause_pipeline") == 0 && strcmp(run->status, "running") != 0) {
-        snprintf(res->message, sizeof(res->message), "pipeline is not running (run %s is %s)", run->id, run->status);
+    if (type == CX_CMD_PAUSE_PIPELINE && run->status != CX_RUN_RUNNING) {
+        snprintf(msg, len, "pipeline is not running (run %s is %s)", run->id, cx_run_status_name(run->status));
         return CX_STATE;
     }
-    if (strcmp(type, "resume_pipeline") == 0 && strcmp(run->status, "paused") != 0) {
-        snprintf(res->message, sizeof(res->message), "pipeline is not paused (run %s is %s)", run->id, run->status);
+    if (type == CX_CMD_RESUME_PIPELINE && run->status != CX_RUN_PAUSED) {
+        snprintf(msg, len, "pipeline is not paused (run %s is %s)", run->id, cx_run_status_name(run->status));
         return CX_STATE;
     }
     /* A stop is refused only behind another stop; pause/resume behind any control command that has not
      * been acknowledged and whose goal the run has not reached by other means (events, heartbeats). */
-    rc = cx_db_command_outstanding_for_run(run->id, strcmp(type, "stop_pipeline") == 0 ? "stop_pipeline" : NULL, &c);
+    if (pending == NULL || (pending->type != CX_CMD_STOP_PIPELINE && cx_command_goal(pending->type) == run->status))
+        return 0;
+    snprintf(msg, len, "%s: a %s command (%s) for run %s still awaits the agent's acknowledgement",
+             pending->type == CX_CMD_STOP_PIPELINE ? "pipeline is stopping" : "pipeline is changing state",
+             cx_command_type_name(pending->type), pending->id, run->id);
+    return CX_STATE;
+}
+
+/* control_refused -- refusal, with the run's outstanding control command looked up when the state
+ * allows the command. */
+static int control_refused(const cx_run_t *run, cx_command_type_t type, cx_runs_result_t *res)
+{
+    cx_command_t c;
+    int rc;
+
+    if ((rc = refusal(run, type, NULL, res->message, sizeof(res->message))) != 0)
+        return rc;
+    rc = cx_db_command_outstanding_for_run(run->id, type == CX_CMD_STOP_PIPELINE, &c);
     if (rc == CX_NOTFOUND)
         return 0;
     if (rc != CX_OK)
         return rc;
-    if (strcmp(c.type, "stop_pipeline") == 0 || strcmp(goal(c.type), run->status) != 0) {
-        snprintf(res->message, sizeof(res->message), "%s: a %s command (%s) for run %s still awaits the agent's acknowledgement",
-                 strcmp(c.type, "stop_pipeline") == 0 ? "pipeline is stopping" : "pipeline is changing state", c.type, c.id,
-                 run->id);
-        rc = CX_STATE;
-    } else {
-        rc = 0;
-    }
+    rc = refusal(run, type, &c, res->message, sizeof(res->message));
     cx_command_free(&c);
     return rc;
 }
 
 /* control -- the transaction of a stop/pause/resume; with force_status the run also takes that status
  * at once (a pipeline deleted with ?force=true does not wait for the agent). */
-static int control(const char *pipeline_id, const char *type, const char *force_status, const char *actor, const char *request_id,
-                   cx_runs_result_t *res)
+static int control(const char *pipeline_id, cx_command_type_t type, int force, cx_run_status_t force_status, const char *actor,
+                   const char *request_id, cx_runs_result_t *res)
 {
-    cx_run_t run;
+    cx_run_t run = {0};
     char cmd_id[37];
-    json_object *payload = NULL, *before = NULL;
-    int rc, have_run = 0;
-    char action[32];
+    json_object *payload = NULL;
+    int rc;
 
     memset(res, 0, sizeof(*res));
     if ((rc = cx_db_begin()) != CX_OK)
@@ -314,71 +309,78 @@ static int control(const char *pipeline_id, const char *type, const char *force_
     if ((rc = cx_db_runs_pipeline(pipeline_id, NULL)) != CX_OK)
         goto out;
     if ((rc = cx_db_run_active(pipeline_id, 1, &run)) == CX_NOTFOUND) {
-        snprintf(res->message, sizeof(res->message), "pipeline is not %s",
-                 strcmp(type, "resume_pipeline") == 0 ? "paused" : "running");
+        snprintf(res->message, sizeof(res->message), "pipeline is not %s", type == CX_CMD_RESUME_PIPELINE ? "paused" : "running");
         rc = CX_STATE;
     }
     if (rc != CX_OK)
         goto out;
-    have_run = 1;
-    if (force_status == NULL && (rc = control_refused(&run, type, res)) != 0)
+    if (!force && (rc = control_refused(&run, type, res)) != 0)
         goto out;
-    before = cx_run_json(&run);
     cx_uuid(cmd_id);
     payload = json_object_new_object();
     json_object_object_add(payload, "run_id", json_object_new_string(run.id));
     if ((rc = cx_db_command_insert(cmd_id, run.agent_id, type, pipeline_id, run.id, json_text(payload), cx_cfg->commands.ttl_ms,
                                    actor)) != CX_OK)
         goto out;
-    if (force_status != NULL && (rc = cx_db_run_transition(run.id, run.status, force_status, "the pipeline was deleted")) != CX_OK)
+    if (force && (rc = cx_db_run_transition(run.id, run.status, force_status, "the pipeline was deleted")) != CX_OK)
         goto out;
-    if ((rc = load_json(run.id, cmd_id, res)) != CX_OK)
+    if ((rc = load(run.id, cmd_id, res)) != CX_OK)
         goto out;
-    snprintf(action, sizeof(action), "pipeline_%.*s", (int)(strchr(type, '_') - type), type);
-    audit(actor, action, "pipeline", pipeline_id, request_id, before, res, &rc);
-    if (rc != CX_OK)
+    if ((rc = audit(actor, cx_command_action(type), pipeline_id, request_id, &run, res)) != CX_OK)
         goto out;
     if ((rc = cx_db_commit()) != CX_OK)
         goto out;
     cx_shm_count(CX_C_COMMANDS_CREATED, 1);
-    cx_log_info("%s for run %s of pipeline %s queued for agent %s", type, run.id, pipeline_id, run.agent_id);
+    cx_log_info("%s for run %s of pipeline %s queued for agent %s", cx_command_type_name(type), run.id, pipeline_id, run.agent_id);
     deliver_now(cmd_id, res);
 out:
-    if (have_run)
-        cx_run_free(&run);
-    if (payload)
-        json_object_put(payload);
-    if (before)
-        json_object_put(before);
-    if (rc != CX_OK) {
-        cx_runs_result_free(res);
-        return undo(rc);
-    }
-    return CX_OK;
+    cx_run_free(&run);
+    return finish(rc, payload, res);
 }
 
-int cx_runs_control(const char *pipeline_id, const char *type, const char *actor, const char *request_id, cx_runs_result_t *res)
+int cx_runs_control(const char *pipeline_id, cx_command_type_t type, const char *actor, const char *request_id,
+                    cx_runs_result_t *res)
 {
+    memset(res, 0, sizeof(*res));
     if (!cx_command_is_control(type))
         return CX_INVALID;
-    return control(pipeline_id, type, NULL, actor, request_id, res);
+    return control(pipeline_id, type, 0, CX_RUN_STOPPED, actor, request_id, res);
 }
 
 int cx_runs_force_stop(const char *pipeline_id, const char *actor, const char *request_id)
 {
     cx_runs_result_t res;
-    int rc = control(pipeline_id, "stop_pipeline", "stopped", actor, request_id, &res);
+    int rc = control(pipeline_id, CX_CMD_STOP_PIPELINE, 1, CX_RUN_STOPPED, actor, request_id, &res);
     if (rc == CX_STATE)
         rc = CX_OK; /* no active run (any more): nothing to stop */
     cx_runs_result_free(&res);
     return rc;
 }
 
+/* ack_goal -- the status an acknowledged command moves its run to, or CX_RUN_STATUS_COUNT for none: a
+ * start acknowledged runs a pending run (refused: fails it), pause/resume/stop reach their goal from
+ * the status they apply to; a refused control command changes nothing. The transition must be legal
+ * too. */
+static cx_run_status_t ack_goal(cx_command_type_t type, int success, cx_run_status_t cur)
+{
+    cx_run_status_t to = CX_RUN_STATUS_COUNT;
+
+    if (type == CX_CMD_START_PIPELINE)
+        to = !success ? CX_RUN_FAILED : cur == CX_RUN_PENDING ? CX_RUN_RUNNING : CX_RUN_STATUS_COUNT;
+    else if (success && type == CX_CMD_PAUSE_PIPELINE)
+        to = cur == CX_RUN_RUNNING ? CX_RUN_PAUSED : CX_RUN_STATUS_COUNT;
+    else if (success && type == CX_CMD_RESUME_PIPELINE)
+        to = cur == CX_RUN_PAUSED ? CX_RUN_RUNNING : CX_RUN_STATUS_COUNT;
+    else if (success)
+        to = cx_command_goal(type);
+    return to != CX_RUN_STATUS_COUNT && cx_run_transition_legal(cur, to) ? to : CX_RUN_STATUS_COUNT;
+}
+
 /* ack_effect -- what an acknowledged command does to its run (inside the ack's transaction). */
 static int ack_effect(const cx_command_t *c, int success, const char *message, const char *error)
 {
     cx_run_t run;
-    const char *to = NULL, *from_only = NULL;
+    cx_run_status_t to;
     char why[512];
     int rc;
 
@@ -386,24 +388,10 @@ static int ack_effect(const cx_command_t *c, int success, const char *message, c
         return CX_OK;
     if ((rc = cx_db_run_get(c->run_id, &run)) != CX_OK)
         return rc == CX_NOTFOUND ? CX_OK : rc;
-    if (strcmp(c->type, "start_pipeline") == 0) {
-        if (success) {
-            to = "running";
-            from_only = "pending";
-        } else {
-            to = "failed";
-        }
-    } else if (success) {
-        to = goal(c->type);
-        if (strcmp(c->type, "pause_pipeline") == 0)
-            from_only = "running";
-        else if (strcmp(c->type, "resume_pipeline") == 0)
-            from_only = "paused";
-    }
-    rc = CX_OK;
-    if (to != NULL && *to && (from_only == NULL || strcmp(run.status, from_only) == 0) && cx_run_transition_legal(run.status, to)) {
+    to = ack_goal(c->type, success, run.status);
+    if (to != CX_RUN_STATUS_COUNT) {
         const char *err = NULL;
-        if (strcmp(to, "failed") == 0) {
+        if (to == CX_RUN_FAILED) {
             snprintf(why, sizeof(why), "%s",
                      error && *error       ? error
                      : message && *message ? message
@@ -414,9 +402,10 @@ static int ack_effect(const cx_command_t *c, int success, const char *message, c
         if (rc == CX_STATE)
             rc = CX_OK; /* changed meanwhile: the newer word stands */
         if (rc == CX_OK)
-            cx_log_info("run %s: %s -> %s (%s acknowledged by agent %s)", run.id, run.status, to, c->type, c->agent_id);
+            cx_log_info("run %s: %s -> %s (%s acknowledged by agent %s)", run.id, cx_run_status_name(run.status),
+                        cx_run_status_name(to), cx_command_type_name(c->type), c->agent_id);
     } else if (!success) {
-        cx_log_info("agent %s refused %s %s for run %s: %s", c->agent_id, c->type, c->id, run.id,
+        cx_log_info("agent %s refused %s %s for run %s: %s", c->agent_id, cx_command_type_name(c->type), c->id, run.id,
                     error     ? error
                     : message ? message
                               : "");
@@ -426,13 +415,13 @@ static int ack_effect(const cx_command_t *c, int success, const char *message, c
 }
 
 int cx_runs_ack(const char *agent_id, const char *command_id, int success, const char *message, const char *error,
-                json_object **cmd)
+                cx_command_t *cmd)
 {
     cx_command_t c;
     int rc, repeated = 0;
 
     if (cmd)
-        *cmd = NULL;
+        memset(cmd, 0, sizeof(*cmd));
     if ((rc = cx_db_begin()) != CX_OK)
         return rc;
     rc = cx_db_command_result(command_id, agent_id, success, message, error);
@@ -455,8 +444,9 @@ int cx_runs_ack(const char *agent_id, const char *command_id, int success, const
     if (!repeated)
         cx_shm_count(success ? CX_C_COMMANDS_ACKED : CX_C_COMMANDS_FAILED, 1);
     if (cmd)
-        *cmd = cx_command_json(&c);
-    cx_command_free(&c);
+        *cmd = c;
+    else
+        cx_command_free(&c);
     return CX_OK;
 }
 
@@ -478,9 +468,12 @@ static int64_t get_count(json_object *o, const char *k)
     return n >= 0 ? n : -1;
 }
 
+#define EVENT_RUN_STATUS "run_status" /* the one type of pipeline:events message the control plane reads */
+
 int cx_runs_event(json_object *ev)
 {
     const char *type, *run_id, *pipeline_id, *agent_id, *status, *err;
+    cx_run_status_t to = CX_RUN_STATUS_COUNT;
     cx_run_t run;
     int64_t processed, errors;
     int rc;
@@ -489,7 +482,7 @@ int cx_runs_event(json_object *ev)
         cx_log_warnx("pipeline:events: a message without a type; ignored");
         return CX_INVALID;
     }
-    if (strcmp(type, "run_status") != 0) {
+    if (strcmp(type, EVENT_RUN_STATUS) != 0) {
         cx_log_debug("pipeline:events: type %s ignored", type);
         return CX_OK;
     }
@@ -498,7 +491,7 @@ int cx_runs_event(json_object *ev)
     agent_id = get_str(ev, "agent_id");
     status = get_str(ev, "status");
     err = get_str(ev, "error_message");
-    if ((run_id == NULL && pipeline_id == NULL) || (status != NULL && !cx_run_status_valid(status))) {
+    if ((run_id == NULL && pipeline_id == NULL) || (status != NULL && cx_run_status_parse(status, &to) != CX_OK)) {
         cx_log_warnx("pipeline:events: run_status without run_id/pipeline_id or with a bad status; ignored");
         return CX_INVALID;
     }
@@ -520,10 +513,10 @@ int cx_runs_event(json_object *ev)
     rc = CX_OK;
     if (cx_run_status_active(run.status) && (processed >= 0 || errors >= 0))
         rc = cx_db_run_counts(run.id, processed >= 0 ? processed : run.processed_count, errors >= 0 ? errors : run.error_count);
-    if (rc == CX_OK && status != NULL && cx_run_transition_legal(run.status, status)) {
-        rc = cx_db_run_transition(run.id, run.status, status, strcmp(status, "failed") == 0 ? err : NULL);
+    if (rc == CX_OK && status != NULL && cx_run_transition_legal(run.status, to)) {
+        rc = cx_db_run_transition(run.id, run.status, to, to == CX_RUN_FAILED ? err : NULL);
         if (rc == CX_OK)
-            cx_log_info("run %s: %s -> %s (run event from agent %s)", run.id, run.status, status, run.agent_id);
+            cx_log_info("run %s: %s -> %s (run event from agent %s)", run.id, cx_run_status_name(run.status), status, run.agent_id);
         else if (rc == CX_STATE)
             rc = CX_OK;
     }
@@ -556,13 +549,56 @@ static json_object *stats_of(json_object *stats, const char *pipeline_id)
     return NULL;
 }
 
+/* listed_goal -- a heartbeat lists the run's pipeline: the agent runs it. pipeline_stats may say
+ * running or paused (followed); else a pending run is running. CX_RUN_STATUS_COUNT: no change. */
+static cx_run_status_t listed_goal(cx_run_status_t cur, const char *st_status)
+{
+    cx_run_status_t st;
+    if (st_status != NULL && cx_run_status_parse(st_status, &st) == CX_OK && (st == CX_RUN_RUNNING || st == CX_RUN_PAUSED))
+        return st;
+    return cur == CX_RUN_PENDING ? CX_RUN_RUNNING : CX_RUN_STATUS_COUNT;
+}
+
+/* Why a run a heartbeat no longer lists has failed. */
+enum { WHY_NONE = 0, WHY_NEVER_STARTED, WHY_VANISHED };
+
+/* unlisted_goal -- a heartbeat does not list the run's pipeline: after a stop that was not refused
+ * (stop_asked) the run is stopped; a pending run whose start_pipeline expired unacknowledged
+ * (start_expired) never started: failed; a run running for at least the heartbeat timeout that the
+ * agent no longer reports has failed. Otherwise no change (a start may still be on its way).
+ * CX_RUN_STATUS_COUNT: no change; *why says why a failure. */
+static cx_run_status_t unlisted_goal(const cx_run_t *run, int stop_asked, int start_expired, int64_t timeout_ms, int *why)
+{
+    *why = WHY_NONE;
+    if (stop_asked)
+        return CX_RUN_STOPPED;
+    if (run->status == CX_RUN_PENDING && start_expired) {
+        *why = WHY_NEVER_STARTED;
+        return CX_RUN_FAILED;
+    }
+    if (run->status == CX_RUN_RUNNING && run->running_for_ms >= timeout_ms) {
+        *why = WHY_VANISHED;
+        return CX_RUN_FAILED;
+    }
+    return CX_RUN_STATUS_COUNT;
+}
+
+/* command_in -- did the newest command of type for the run end (or stand) in status (want 1), or in
+ * anything but status (want 0)? 0 when it has none or the lookup failed. */
+static int command_in(const char *run_id, cx_command_type_t type, cx_command_status_t status, int want)
+{
+    cx_command_status_t st;
+    return cx_db_command_status_for_run(run_id, type, &st) == CX_OK && (st == status) == want;
+}
+
 /* reconcile -- one active run against one heartbeat. */
 static int reconcile(const char *agent_id, const cx_run_t *run, json_object *pipelines, json_object *stats)
 {
     json_object *st = stats_of(stats, run->pipeline_id);
-    const char *st_status = st ? get_str(st, "status") : NULL, *to = NULL, *why = NULL;
-    int in_list = pipelines ? listed(pipelines, run->pipeline_id) : -1;
-    char cmd_status[17], msg[320];
+    const char *why = NULL;
+    int in_list = pipelines ? listed(pipelines, run->pipeline_id) : -1, kind;
+    cx_run_status_t to = CX_RUN_STATUS_COUNT;
+    char msg[320];
     int rc = CX_OK;
 
     if (st != NULL) {
@@ -572,33 +608,23 @@ static int reconcile(const char *agent_id, const cx_run_t *run, json_object *pip
             return rc;
     }
     if (in_list == 1) {
-        /* the agent runs it: pending -> running (or paused), and pipeline_stats may tell running/paused */
-        if (st_status != NULL && (strcmp(st_status, "running") == 0 || strcmp(st_status, "paused") == 0))
-            to = st_status;
-        else if (strcmp(run->status, "pending") == 0)
-            to = "running";
+        to = listed_goal(run->status, st ? get_str(st, "status") : NULL);
     } else if (in_list == 0) {
-        /* the agent does not run it (any more) */
-        if (cx_db_command_status_for_run(run->id, "stop_pipeline", cmd_status) == CX_OK && strcmp(cmd_status, "failed") != 0) {
-            to = "stopped";
-        } else if (strcmp(run->status, "pending") == 0) {
-            if (cx_db_command_status_for_run(run->id, "start_pipeline", cmd_status) == CX_OK &&
-                strcmp(cmd_status, "expired") == 0) {
-                to = "failed";
-                snprintf(msg, sizeof(msg), "agent %.200s never acknowledged start_pipeline nor reported the pipeline running",
-                         agent_id);
-                why = msg;
-            }
-        } else if (strcmp(run->status, "running") == 0 && run->running_for_ms >= cx_cfg->agents.heartbeat_timeout_ms) {
-            to = "failed";
+        int stop = command_in(run->id, CX_CMD_STOP_PIPELINE, CX_CMDST_FAILED, 0);
+        int expired = !stop && run->status == CX_RUN_PENDING && command_in(run->id, CX_CMD_START_PIPELINE, CX_CMDST_EXPIRED, 1);
+        to = unlisted_goal(run, stop, expired, cx_cfg->agents.heartbeat_timeout_ms, &kind);
+        if (kind == WHY_NEVER_STARTED)
+            snprintf(msg, sizeof(msg), "agent %.200s never acknowledged start_pipeline nor reported the pipeline running",
+                     agent_id);
+        else if (kind == WHY_VANISHED)
             snprintf(msg, sizeof(msg), "agent %.200s no longer reports the pipeline in its heartbeats", agent_id);
-            why = msg;
-        }
+        why = kind != WHY_NONE ? msg : NULL;
     }
-    if (to != NULL && strcmp(to, run->status) != 0 && cx_run_transition_legal(run->status, to)) {
+    if (to != CX_RUN_STATUS_COUNT && to != run->status && cx_run_transition_legal(run->status, to)) {
         rc = cx_db_run_transition(run->id, run->status, to, why);
         if (rc == CX_OK)
-            cx_log_info("run %s: %s -> %s (heartbeat of agent %s)", run->id, run->status, to, agent_id);
+            cx_log_info("run %s: %s -> %s (heartbeat of agent %s)", run->id, cx_run_status_name(run->status),
+                        cx_run_status_name(to), agent_id);
         else if (rc == CX_STATE)
             rc = CX_OK;
     }
@@ -651,12 +677,12 @@ int cx_runs_agent_offline(const char *agent_id)
     snprintf(why, sizeof(why), "agent %.200s went offline", agent_id);
     for (size_t i = 0; i < n; i++) {
         json_object *before, *after;
-        if ((rc = cx_db_run_transition(runs[i].id, runs[i].status, "lost", why)) != CX_OK ||
+        if ((rc = cx_db_run_transition(runs[i].id, runs[i].status, CX_RUN_LOST, why)) != CX_OK ||
             (rc = cx_db_commands_expire_run(runs[i].id)) != CX_OK)
             goto fail;
         before = cx_run_json(&runs[i]);
         after = json_object_new_object();
-        json_object_object_add(after, "status", json_object_new_string("lost"));
+        json_object_object_add(after, "status", json_object_new_string(cx_run_status_name(CX_RUN_LOST)));
         json_object_object_add(after, "error_message", json_object_new_string(why));
         rc = cx_audit_write(SYSTEM_ACTOR, "run_lost", "run", runs[i].id, NULL, before, after);
         json_object_put(before);
@@ -673,14 +699,12 @@ int cx_runs_agent_offline(const char *agent_id)
     for (size_t i = 0; i < n && cx_cfg->agents.failover; i++) {
         cx_runs_result_t res;
         json_object *cp = checkpoint_of(runs[i].pipeline_id);
-        cx_runs_start_opts_t o = {.pipeline_id = runs[i].pipeline_id, .trigger = "failover", .actor = SYSTEM_ACTOR};
+        cx_runs_start_opts_t o = {.pipeline_id = runs[i].pipeline_id, .trigger = CX_TRIGGER_FAILOVER, .actor = SYSTEM_ACTOR};
         int frc = launch(&o, agent_id, runs[i].id, cp, "pipeline_failover", &res);
         if (frc == CX_OK) {
-            json_object *r;
             cx_shm_count(CX_C_RUNS_FAILED_OVER, 1);
-            json_object_object_get_ex(res.run, "agent_id", &r);
-            cx_log_info("run %s of pipeline %s failed over to agent %s%s", runs[i].id, runs[i].pipeline_id,
-                        json_object_get_string(r), cp ? " with its checkpoint" : "");
+            cx_log_info("run %s of pipeline %s failed over to agent %s%s", runs[i].id, runs[i].pipeline_id, res.run.agent_id,
+                        cp ? " with its checkpoint" : "");
         } else {
             cx_log_warnx("run %s of pipeline %s could not fail over: %s", runs[i].id, runs[i].pipeline_id,
                          res.message[0]       ? res.message
@@ -698,36 +722,28 @@ fail:
     return undo(rc);
 }
 
-int cx_runs_metrics(const char *pipeline_id, json_object **out)
+void cx_run_metrics_free(cx_run_metrics_t *m)
 {
-    cx_run_t run;
-    json_object *o = NULL;
+    if (m == NULL)
+        return;
+    json_object_put(m->reported);
+    cx_run_free(&m->latest);
+    memset(m, 0, sizeof(*m));
+}
+
+int cx_runs_metrics(const char *pipeline_id, cx_run_metrics_t *out)
+{
     int rc;
 
-    *out = NULL;
+    memset(out, 0, sizeof(*out));
     if ((rc = cx_db_runs_pipeline(pipeline_id, NULL)) != CX_OK)
         return rc;
-    if (cx_redis_pipeline_json(pipeline_id, "metrics", &o) == CX_OK) {
-        json_object_object_add(o, "source", json_object_new_string("redis"));
-        if (!json_object_object_get_ex(o, "pipeline_id", NULL))
-            json_object_object_add(o, "pipeline_id", json_object_new_string(pipeline_id));
-        *out = o;
+    if (cx_redis_pipeline_json(pipeline_id, "metrics", &out->reported) == CX_OK)
         return CX_OK;
-    }
-    rc = cx_db_run_latest(pipeline_id, &run);
+    out->reported = NULL;
+    rc = cx_db_run_latest(pipeline_id, &out->latest);
     if (rc != CX_OK && rc != CX_NOTFOUND)
         return rc;
-    o = json_object_new_object();
-    json_object_object_add(o, "pipeline_id", json_object_new_string(pipeline_id));
-    json_object_object_add(o, "source", json_object_new_string("run"));
-    json_object_object_add(o, "run_id", rc == CX_OK ? json_object_new_string(run.id) : NULL);
-    json_object_object_add(o, "run_status", rc == CX_OK ? json_object_new_string(run.status) : NULL);
-    json_object_object_add(o, "processed_count", json_object_new_int64(rc == CX_OK ? run.processed_count : 0));
-    json_object_object_add(o, "error_count", json_object_new_int64(rc == CX_OK ? run.error_count : 0));
-    json_object_object_add(o, "errors_total", json_object_new_int64(rc == CX_OK ? run.error_count : 0));
-    json_object_object_add(o, "last_updated", rc == CX_OK ? json_object_new_string(run.updated_at) : NULL);
-    if (rc == CX_OK)
-        cx_run_free(&run);
-    *out = o;
+    out->has_run = rc == CX_OK;
     return CX_OK;
 }

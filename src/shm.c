@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "conduix/cx.h"
+#include "conduix/hash.h"
 #include "conduix/log.h"
 #include "conduix/shm.h"
 
@@ -262,11 +263,7 @@ int cx_shm_locks_release(pid_t pid)
 
 static uint64_t hash_key(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
+    uint64_t h = cx_hash_fnv1a(s, strlen(s));
     return h ? h : 1;
 }
 

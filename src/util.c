@@ -14,7 +14,7 @@
 
 /* oom -- the one place allocation failure ends up.
  * Nothing sensible can be done without memory: say so on stderr (the logger may itself need memory)
- * and abort, so the supervisor restarts the process (STYLE.md habit 8). */
+ * and abort, so the supervisor restarts the process (docs/architecture.md, "Processes"). */
 static void __attribute__((noreturn)) oom(const char *what, size_t n)
 {
     fprintf(stderr, "conduix-cp: out of memory (%s of %zu bytes)\n", what, n);
@@ -96,6 +96,15 @@ void cx_time_format(int64_t unix_s, char out[32])
     struct tm tm;
     if (gmtime_r(&t, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
         snprintf(out, 32, "1970-01-01T00:00:00Z");
+}
+
+void cx_time_format_ms(int64_t ms, char out[32])
+{
+    char s[32];
+    if (ms < 0)
+        ms = 0;
+    cx_time_format(ms / 1000, s);
+    snprintf(out, 32, "%.19s.%03dZ", s, (int)(ms % 1000));
 }
 
 /* digits -- read exactly n decimal digits at *p; -1 if any is missing. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "conduix/api.h"
+#include "conduix/authz.h"
 #include "conduix/client.h"
 #include "conduix/config.h"
 #include "conduix/cx.h"
@@ -91,7 +92,7 @@ int cx_worker_run(int listen_fd)
 
     if (cx_signals_block(sigs, (int)CX_ARRAY_SIZE(sigs), &set) != 0 || (sfd = cx_signals_fd(&set)) < 0)
         return 1;
-    cx_server_init(&config);
+    cx_server_init(&config, cx_routes, cx_nroutes, cx_authz_request);
     h2o_context_init(&ctx, h2o_evloop_create(), &config);
     accept_ctx.ctx = &ctx;
     accept_ctx.hosts = config.hosts;

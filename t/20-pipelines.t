@@ -56,6 +56,7 @@ is($p->{description}, 'first', 'description');
 is($p->{config_yaml}, $YAML, 'config_yaml kept byte for byte');
 is($p->{version}, 1, 'version 1');
 is($p->{created_by}, 't20-operator', 'created_by = the caller (sub when no email)');
+is($p->{status}, 'stopped', 'status stopped: it never ran');
 like($p->{created_at}, $TIME, 'created_at RFC 3339 UTC');
 like($p->{updated_at}, $TIME, 'updated_at RFC 3339 UTC');
 is($r->{headers}{location}, "$P/$p->{id}", 'Location header');
@@ -354,6 +355,38 @@ my $done = create('done');
 $s->sql("INSERT INTO pipeline_runs (id, pipeline_id, status) VALUES ('00000000-0000-4000-8000-0000000000a2', ?, 'completed')",
     $done->{id});
 is($s->delete("$P/$done->{id}", token => $admin)->{status}, 200, 'DELETE with only a completed run: 200');
+
+# ---- status: the current (active) run's, else stopped, in the list and alone ----
+{
+    my %st;
+    for my $case (['st-never'], ['st-running', 'running'], ['st-paused', 'paused'], ['st-failed', 'failed'],
+        ['st-lost', 'lost'], ['st-completed', 'completed'], ['st-stopped', 'stopped'], ['st-pending', 'pending']) {
+        my ($name, $run_status) = @$case;
+        my $pl = create($name);
+        $st{$name} = $pl->{id};
+        next unless $run_status;
+        # an older run that ended first: only the current run counts
+        $s->sql("INSERT INTO pipeline_runs (id, pipeline_id, status, created_at) VALUES (UUID(), ?, 'failed', NOW(3) - INTERVAL 1 HOUR)",
+            $pl->{id});
+        $s->sql('INSERT INTO pipeline_runs (id, pipeline_id, status, created_at) VALUES (UUID(), ?, ?, NOW(3))', $pl->{id}, $run_status);
+    }
+    my %want = ('st-never' => 'stopped', 'st-running' => 'running', 'st-paused' => 'paused', 'st-failed' => 'stopped',
+        'st-lost' => 'stopped', 'st-completed' => 'stopped', 'st-stopped' => 'stopped', 'st-pending' => 'pending');
+    # /status tells more of an ended newest run
+    my %newest = (%want, 'st-failed' => 'failed', 'st-lost' => 'lost');
+    my $list = $s->get("$P?search=st-&page_size=100", token => $viewer)->{json}{data}{items};
+    is_deeply({ map { $_->{name} => $_->{status} } @$list }, \%want, 'list: each pipeline carries its status');
+    for my $name (sort keys %want) {
+        my $one = $s->get("$P/$st{$name}", token => $viewer)->{json}{data};
+        is($one->{status}, $want{$name}, "GET $name: status $want{$name}");
+        is($s->get("$P/$st{$name}/status", token => $viewer)->{json}{data}{status}, $newest{$name},
+            "GET $name/status: $newest{$name}");
+    }
+    my $r = $s->put("$P/$st{'st-running'}", { description => 'still running' }, token => $oper);
+    is($r->{json}{data}{status}, 'running', 'PUT answers the status too');
+    my $a = audit('pipeline_update', $st{'st-running'});
+    ok(!exists decode_json($a->[0]{after_json})->{status}, 'the audit row keeps the definition only (no status)');
+}
 
 # ---- the benchmark's shapes ----
 $r = $s->post($P, '{"name":"bench-pipeline-t1-1","description":"created by wrk","config_yaml":"sources:\n  in:\n    type: kafka\n'

@@ -9,11 +9,7 @@ use CxTest;
 use CxAgent;
 use JSON::PP;
 
-my $s = CxTest->new(config => {
-    'agents.heartbeat_timeout' => '3s', 'agents.monitor_interval' => '500ms',
-    'commands.redeliver_interval' => '1s', 'commands.ttl' => '1m',
-});
-$s->start;
+my $s = CxAgent::server();
 
 my $P = '/api/v1/pipelines';
 my $UUID = qr/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -120,6 +116,9 @@ is($r->{json}{data}{status}, 'running', 'status running');
 is($r->{json}{data}{agent}{id}, 't21-agent-a', 'status.agent');
 is($r->{json}{data}{agent}{status}, 'online', 'status.agent online');
 like($r->{json}{data}{run}{started_at} // '', $TIME, 'started_at set');
+is($s->get("$P/$pid", token => $viewer)->{json}{data}{status}, 'running', 'GET /pipelines/:id: status running');
+is((grep { $_->{id} eq $pid } @{ $s->get("$P?page_size=100", token => $viewer)->{json}{data}{items} })[0]{status}, 'running',
+    'the list shows it running');
 is($s->sql('SELECT status FROM agent_commands WHERE id = ?', $cmd->{id})->[0]{status}, 'acked', 'command acked');
 $r = $s->get('/api/v1/agents/t21-agent-a', token => $viewer);
 is_deeply([map { $_->{id} } @{ $r->{json}{data}{active_runs} // [] }], [$run->{id}], 'GET /agents/:id lists the run among its active runs');
@@ -175,23 +174,37 @@ wait_ok { (CxAgent::run_status($s, $pid) // '') eq 'running' } 10, 'second run r
 
 $r = $s->get("$P/$pid/history", token => $viewer);
 is($r->{status}, 200, 'history 200');
-is($r->{json}{data}{total}, 2, 'two runs');
-is_deeply([map { $_->{id} } @{ $r->{json}{data}{items} }], [$run2->{id}, $run->{id}], 'newest first');
-is($r->{json}{data}{items}[1]{status}, 'stopped', 'the first run ended stopped');
+is(ref $r->{json}{data}, 'ARRAY', 'data is an array of runs');
+is_deeply([map { $_->{id} } @{ $r->{json}{data} }], [$run2->{id}, $run->{id}], 'newest first');
+is($r->{json}{data}[1]{status}, 'stopped', 'the first run ended stopped');
+is_deeply($r->{json}{data}[0], $s->get("$P/$pid/status", token => $viewer)->{json}{data}{run}, 'the same Run as /status');
 $r = $s->get("$P/$pid/history?status=stopped", token => $viewer);
-is($r->{json}{data}{total}, 1, '?status=stopped: 1');
-is($r->{json}{data}{items}[0]{id}, $run->{id}, '?status=stopped: the first run');
+is_deeply([map { $_->{id} } @{ $r->{json}{data} }], [$run->{id}], '?status=stopped: the first run only');
 $r = $s->get("$P/$pid/history?status=failed", token => $viewer);
-is($r->{json}{data}{total}, 0, '?status=failed: 0');
-is_deeply($r->{json}{data}{items}, [], 'items []');
+is($r->{status}, 200, '?status=failed: 200');
+is_deeply($r->{json}{data}, [], '?status=failed: []');
 $r = $s->get("$P/$pid/history?status=bogus", token => $viewer);
 is($r->{status}, 400, '?status=bogus: 400');
 ok(exists $r->{json}{details}{status}, 'details.status');
-$r = $s->get("$P/$pid/history?page_size=1&page=2", token => $viewer);
-is($r->{json}{data}{total_pages}, 2, 'page arithmetic');
-is($r->{json}{data}{items}[0]{id}, $run->{id}, 'page 2 of size 1 is the older run');
-$r = $s->get("$P/$pid/history?page=0", token => $viewer);
-is($r->{status}, 400, 'page=0: 400');
+$r = $s->get("$P/$pid/history?limit=1", token => $viewer);
+is_deeply([map { $_->{id} } @{ $r->{json}{data} }], [$run2->{id}], '?limit=1: the newest run');
+$r = $s->get("$P/$pid/history?limit=1&before=$run2->{id}", token => $viewer);
+is_deeply([map { $_->{id} } @{ $r->{json}{data} }], [$run->{id}], '?before=<newest>: the next slice');
+$r = $s->get("$P/$pid/history?before=$run->{id}", token => $viewer);
+is_deeply($r->{json}{data}, [], '?before=<oldest>: []');
+for my $bad ('limit=0', 'limit=501', 'limit=x', 'limit=', 'limit=1.5') {
+    $r = $s->get("$P/$pid/history?$bad", token => $viewer);
+    is($r->{status}, 400, "?$bad: 400");
+    ok(exists $r->{json}{details}{limit}, "?$bad: details.limit");
+}
+$r = $s->get("$P/$pid/history?limit=500", token => $viewer);
+is($r->{status}, 200, '?limit=500: 200');
+$r = $s->get("$P/$pid/history?before=not-a-run", token => $viewer);
+is($r->{status}, 400, '?before=not-a-run: 400');
+ok(exists $r->{json}{details}{before}, 'details.before');
+$r = $s->get("$P/$pid/history?before=00000000-0000-4000-8000-00000000dead", token => $viewer);
+is($r->{status}, 400, '?before=<no such run>: 400');
+ok(exists $r->{json}{details}{before}, 'details.before names the parameter');
 
 # ---- metrics: the run's counts, then Redis ----
 wait_ok { $s->sql('SELECT processed_count FROM pipeline_runs WHERE id = ?', $run2->{id})->[0]{processed_count} > 0 } 10,

@@ -9,11 +9,7 @@ use CxTest;
 use CxAgent;
 use JSON::PP;
 
-my $s = CxTest->new(config => {
-    'agents.heartbeat_timeout' => '3s', 'agents.monitor_interval' => '500ms',
-    'commands.redeliver_interval' => '1s', 'commands.ttl' => '4s',
-});
-$s->start;
+my $s = CxAgent::server('commands.ttl' => '4s');
 
 my $P = '/api/v1/pipelines';
 my $oper = $s->token(role => 'operator', sub => 't22-oper');
@@ -71,7 +67,7 @@ like($r->{json}{error}, qr/stopping/, '"pipeline is stopping"');
 wait_ok { (CxAgent::run_status($s, $p->{id}) // '') eq 'stopped' } 15,
     'absent from the heartbeat after a stop: stopped';
 my $h = $s->get("$P/$p->{id}/history", token => $oper)->{json}{data};
-is($h->{items}[0]{status}, 'stopped', 'history shows the run stopped');
+is($h->[0]{status}, 'stopped', 'history shows the run stopped');
 
 # ---- REST fallback: an agent that polls ----
 my $rest = CxAgent->new(id => 't22-rest', ack => 'none', beat => 1, subscribe => 0)->start;

@@ -13,12 +13,8 @@ use Time::HiRes qw(time);
 # (and their runs lost) during the outage. The circuit breaker has its default cooldown of 30 s: probes
 # start 250 ms after it opens and double up to the cooldown, so a short outage is over for the server
 # within about a second of Redis's return (it used to wait out the whole cooldown: delivery ~28 s late).
-my $s = CxTest->new(workers => 2, config => {
-    'agents.heartbeat_timeout' => '60s', 'agents.monitor_interval' => '500ms',
-    'commands.redeliver_interval' => '1s', 'commands.ttl' => '5m',
-    'redis.circuit_breaker' => { failures => 3, cooldown => '30s', half_open_successes => 2 },
-});
-$s->start;
+my $s = CxAgent::server(workers => 2, 'agents.heartbeat_timeout' => '60s', 'commands.ttl' => '5m',
+    'redis.circuit_breaker' => { failures => 3, cooldown => '30s', half_open_successes => 2 });
 
 my $P = '/api/v1/pipelines';
 my $oper = $s->token(role => 'operator', sub => 't23-oper');

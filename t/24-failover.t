@@ -10,12 +10,9 @@ use CxAgent;
 use JSON::PP;
 
 my $P = '/api/v1/pipelines';
-my %fast = ('agents.heartbeat_timeout' => '3s', 'agents.monitor_interval' => '500ms',
-    'commands.redeliver_interval' => '1s', 'commands.ttl' => '1m');
 
 # ---- failover on ----
-my $s = CxTest->new(config => { %fast, 'agents.failover' => 'true' });
-$s->start;
+my $s = CxAgent::server('agents.failover' => 'true');
 my $oper = $s->token(role => 'operator', sub => 't24-oper');
 my $r;
 
@@ -57,9 +54,9 @@ is($start->{msg}{payload}{config_yaml}, $p->{config_yaml}, 'payload.config_yaml'
 wait_ok { (CxAgent::run_status($s, $p->{id}) // '') eq 'running' } 10, 'the failover run is running on a2';
 
 $r = $s->get("$P/$p->{id}/history", token => $oper);
-is_deeply([map { "$_->{status}/$_->{trigger}" } @{ $r->{json}{data}{items} }], ['running/failover', 'lost/manual'],
+is_deeply([map { "$_->{status}/$_->{trigger}" } @{ $r->{json}{data} }], ['running/failover', 'lost/manual'],
     'history: the failover run, then the lost one');
-is($r->{json}{data}{items}[0]{failover_of}, $run1, 'failover_of');
+is($r->{json}{data}[0]{failover_of}, $run1, 'failover_of');
 my $audit = $s->sql("SELECT action, actor FROM audit_log WHERE (target_id = ? AND action = 'run_lost') "
     . "OR (target_id = ? AND action = 'pipeline_failover')", $run1, $p->{id});
 is_deeply([sort map { $_->{action} } @$audit], ['pipeline_failover', 'run_lost'], 'audit rows for the loss and the failover');
@@ -101,7 +98,7 @@ is($r->{json}{code}, 'NO_AGENT_AVAILABLE', 'a lost run does not block a start; n
 is($s->stop, 0, 'server stops cleanly');
 
 # ---- failover off ----
-my $t = CxTest->new(config => { %fast, 'agents.failover' => 'false' });
+my $t = CxTest->new(config => { %CxAgent::FAST, 'agents.failover' => 'false' });
 $t->start;
 my $b1 = CxAgent->new(id => 't24-b1', ack => 'all', beat => 1)->start;
 my $b2 = CxAgent->new(id => 't24-b2', ack => 'all', beat => 1)->start;

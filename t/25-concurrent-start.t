@@ -9,11 +9,7 @@ use JSON::PP;
 use HTTP::Tiny;
 use Time::HiRes qw(time sleep);
 
-my $s = CxTest->new(workers => 4, config => {
-    'agents.heartbeat_timeout' => '10s', 'agents.monitor_interval' => '500ms',
-    'commands.redeliver_interval' => '1s', 'commands.ttl' => '1m',
-});
-$s->start;
+my $s = CxAgent::server(workers => 4, 'agents.heartbeat_timeout' => '10s');
 my $P = '/api/v1/pipelines';
 my $oper = $s->token(role => 'operator', sub => 't25-oper');
 

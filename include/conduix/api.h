@@ -1,6 +1,6 @@
 /*
- * api.h -- the handlers, one file per resource under src/api/, and the request-path helpers of the
- * HTTP core (authentication, body) that the server runs before a handler.
+ * api.h -- the handlers, one file per resource under src/api/, and the route table that names them
+ * (src/api/routes.c). The HTTP core (http.h) serves the table it is given; the api layer is above it.
  */
 #ifndef CONDUIX_API_H
 #define CONDUIX_API_H
@@ -48,8 +48,6 @@ int cx_api_auth_login(cx_req_t *r);
 int cx_api_auth_callback(cx_req_t *r);
 int cx_api_auth_logout(cx_req_t *r);
 int cx_api_auth_me(cx_req_t *r);
-struct cx_user;
-json_object *cx_api_user_json(const struct cx_user *u);
 
 /* users.c (people and their sessions, for admins) */
 int cx_api_users_list(cx_req_t *r);
@@ -58,22 +56,8 @@ int cx_api_users_update(cx_req_t *r);
 int cx_api_users_sessions(cx_req_t *r);
 int cx_api_sessions_delete(cx_req_t *r);
 
-/* authz.c: authenticate the Bearer token and check the route's access. CX_OK, or a reply was sent. */
-int cx_authz_request(cx_req_t *r, const cx_route_t *route);
-
-/* body.c: check size and Content-Type, parse the JSON body into r->body. CX_OK, or a reply was sent. */
-int cx_body_parse(cx_req_t *r, const cx_route_t *route);
-
-/* accesslog.c: one JSON line per request, and the request metrics. */
-void cx_access_log(cx_req_t *r);
-
-/* server.c: per-process HTTP state. */
-int cx_server_init(h2o_globalconf_t *config);
-/* errors.c: h2o's own error responses rewritten into the envelope (a filter on path and the fallback). */
-void cx_server_errors(h2o_hostconf_t *host, h2o_pathconf_t *path);
-
-/* Paging helper for list handlers: reads ?page= and ?page_size= (defaults 1 and 20, size 1..100);
- * a bad value is a 400 reply and CX_INVALID. */
-int cx_api_paging(cx_req_t *r, int *page, int *page_size);
+/* The route table (src/api/routes.c): every endpoint, its handler and who may call it. */
+extern const cx_route_t cx_routes[];
+extern const size_t cx_nroutes;
 
 #endif

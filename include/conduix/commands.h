@@ -1,11 +1,13 @@
 /*
- * commands.h -- the agent command outbox: rows of agent_commands (src/db/commands.c) and their delivery
- * over Redis pub/sub (src/redis/commands.c), in the shapes of spec/agent-protocol.md §2-3.
+ * commands.h -- the agent command outbox: rows of agent_commands (src/db/commands.c, on the conventions
+ * of db.h) and their delivery over Redis pub/sub (src/redis/commands.c), as the agent protocol has them
+ * (docs/api.md, "Agent protocol"). The JSON of a command, for the API and on the wire, is in shapes.h.
  *
  * A command is a row first (status queued), then delivered: a deliverer claims one attempt with a
  * compare-and-set on (id, attempts) and publishes only when its claim won, so whatever runs the
  * delivery (a worker right after the API call, the dispatcher child, another replica) no attempt is
- * published twice. Statuses: queued -> sent -> acked | failed | expired (queued -> expired too).
+ * published twice. Statuses (states.h): queued -> sent -> acked | failed | expired (queued -> expired
+ * too).
  */
 #ifndef CONDUIX_COMMANDS_H
 #define CONDUIX_COMMANDS_H
@@ -16,21 +18,22 @@
 #include <hiredis.h>
 
 #include "conduix/config.h"
+#include "conduix/states.h"
 
 typedef struct cx_command {
     char id[37];
     uint64_t seq;
     char agent_id[256];
-    char type[33];
+    cx_command_type_t type;
     char pipeline_id[37]; /* "" for none (shutdown) */
     char run_id[37];      /* "" for none */
     char *payload;        /* JSON object text (owned), or NULL */
-    char status[17];
+    cx_command_status_t status;
     int attempts;
-    char created_at[32]; /* RFC 3339 UTC, "" when NULL */
-    char expires_at[32];
-    char last_sent_at[32];
-    char acked_at[32];
+    int64_t created_at; /* 0 when NULL */
+    int64_t expires_at;
+    int64_t last_sent_at;
+    int64_t acked_at;
     char *result_message; /* owned, or NULL */
     char *result_error;   /* owned, or NULL */
 } cx_command_t;
@@ -38,23 +41,11 @@ typedef struct cx_command {
 /* cx_command_free -- free what a loaded command owns (not the struct). */
 void cx_command_free(cx_command_t *c);
 
-/* cx_command_json -- the Command of the REST API: {"id","agent_id","type","pipeline_id","run_id",
- * "payload","status","attempts","created_at","expires_at","last_sent_at","acked_at"} (+ "result_message",
- * "result_error" once acknowledged). */
-json_object *cx_command_json(const cx_command_t *c);
-
-/* cx_command_wire_json -- the protocol message of one delivery: exactly {"id","type","pipeline_id",
- * "payload","timestamp","expires_at","attempt"} (pipeline_id omitted when the command has none). */
-json_object *cx_command_wire_json(const cx_command_t *c, int attempt, const char *timestamp);
-
-/* cx_command_is_control -- stop/pause/resume_pipeline. */
-int cx_command_is_control(const char *type);
-
 /* --- src/db/commands.c --------------------------------------------------------------------------- */
 
 /* cx_db_command_insert -- a new queued command expiring ttl_ms from now (database clock). Runs on this
  * process's connection (inside the caller's transaction when there is one). */
-int cx_db_command_insert(const char *id, const char *agent_id, const char *type, const char *pipeline_id, const char *run_id,
+int cx_db_command_insert(const char *id, const char *agent_id, cx_command_type_t type, const char *pipeline_id, const char *run_id,
                          const char *payload_json, int64_t ttl_ms, const char *created_by);
 
 /* cx_db_command_load -- one command by id (and agent_id when not NULL). CX_NOTFOUND. */
@@ -91,17 +82,17 @@ int cx_db_commands_expire_run(const char *run_id);
 /* cx_db_commands_pending -- queued + sent commands not yet expired (the pending gauge). */
 int cx_db_commands_pending(int64_t *n);
 
-/* cx_db_commands_outstanding -- the unacknowledged, unexpired commands of agent_id, oldest first, as
- * protocol messages plus "status", "agent_id", "run_id", "attempts", "created_at" (REST fallback). */
-int cx_db_commands_outstanding(const char *agent_id, json_object **arr);
+/* cx_db_commands_outstanding -- the unacknowledged, unexpired commands of agent_id, oldest first (the
+ * REST fallback of delivery). */
+int cx_db_commands_outstanding(const char *agent_id, cx_command_t **out, size_t *n);
 
-/* cx_db_command_outstanding_for_run -- the newest unacknowledged unexpired command of run_id whose type
- * is type (NULL: any control command). CX_OK with c filled, or CX_NOTFOUND. */
-int cx_db_command_outstanding_for_run(const char *run_id, const char *type, cx_command_t *c);
+/* cx_db_command_outstanding_for_run -- the newest unacknowledged unexpired control command of run_id
+ * (stop_only: only a stop_pipeline). CX_OK with c filled, or CX_NOTFOUND. */
+int cx_db_command_outstanding_for_run(const char *run_id, int stop_only, cx_command_t *c);
 
-/* cx_db_command_status_for_run -- the status of the newest command of type for run_id into status[17].
- * CX_NOTFOUND when the run has none. */
-int cx_db_command_status_for_run(const char *run_id, const char *type, char status[17]);
+/* cx_db_command_status_for_run -- the status of the newest command of type for run_id. CX_NOTFOUND
+ * when the run has none. */
+int cx_db_command_status_for_run(const char *run_id, cx_command_type_t type, cx_command_status_t *status);
 
 /* cx_db_command_result -- record an acknowledgement: a queued, sent or expired command becomes acked
  * (success) or failed, with the agent's message and error. CX_OK when it changed now, CX_STATE when it

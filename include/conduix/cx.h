@@ -40,6 +40,10 @@ void cx_uuid(char out[37]);
 /* cx_time_format -- RFC 3339 UTC ("2026-11-25T21:00:00Z") of a Unix time in seconds, into out[32]. */
 void cx_time_format(int64_t unix_s, char out[32]);
 
+/* cx_time_format_ms -- RFC 3339 UTC with milliseconds ("2026-11-25T21:00:00.123Z") of Unix milliseconds,
+ * into out[32]. */
+void cx_time_format_ms(int64_t ms, char out[32]);
+
 /* cx_time_parse -- parse RFC 3339 with optional fraction and any offset; Unix milliseconds or -1. */
 int64_t cx_time_parse(const char *s);
 

@@ -3,8 +3,29 @@
  * parameters, results as strings. Connections are opened after fork, with connect/read/write timeouts,
  * and reopened (statements re-prepared) after a lost connection, with backoff.
  *
- * The functions for each table family (db/pipelines.c, db/agents.c …) are built on cx_db_exec and are
- * the only place with SQL.
+ * The data layer is src/db/: one file per table family (pipelines.c, runs.c, commands.c, agents.c,
+ * audit.c), each declared in the header of its family, built on cx_db_exec, and the only place with
+ * SQL. Every function of it keeps one convention; a new module (schedules, users, sessions) keeps it
+ * too:
+ *
+ *   - Return: CX_OK, or a negative code of cx.h: CX_NOTFOUND (no such row), CX_CONFLICT (a unique key;
+ *     cx_db_conflict_key names it), CX_STATE (a compare-and-set found another state), CX_INVALID (an
+ *     argument that names nothing usable, e.g. a cursor that is no row), CX_UNAVAIL (MySQL is down),
+ *     CX_ERR (anything else, logged where it happened). The expected outcomes (CX_NOTFOUND, CX_CONFLICT,
+ *     CX_STATE, CX_INVALID) are not logged: the caller decides what they mean. A pointer result is NULL
+ *     on failure.
+ *   - Data: C structs of the family's header, owned by the caller and filled only on CX_OK. Bounded
+ *     columns are fixed arrays (ids) or enums (statuses, states.h); text is a malloc'ed string, NULL for
+ *     SQL NULL. cx_<thing>_free(&x) frees what a struct owns (not the struct) and accepts a zeroed
+ *     struct, so `cx_thing_t x = {0}; ... cx_thing_free(&x);` is always right. Several rows come as an
+ *     array (cx_<thing>_t **items, size_t *n), freed with cx_db_<things>_free(items, n); a page also
+ *     gives int64_t *total, the number of matches. hbmon's bulk reads hand each row to a callback.
+ *   - Times: Unix milliseconds, UTC (int64_t; 0 for SQL NULL). cx_db_time_ms reads a DATETIME value,
+ *     cx_db_time_text writes one for a parameter.
+ *   - No JSON and nothing of HTTP: src/api/ turns the structs into answers (shapes.h). The data layer
+ *     touches JSON only as text it stores: JSON columns, and the before/after of audit rows (built with
+ *     shapes.h, so an audit row shows what the API shows).
+ *   - A change and its audit row are one transaction (cx_db_begin ... cx_db_commit, or roll back).
  */
 #ifndef CONDUIX_DB_H
 #define CONDUIX_DB_H
@@ -73,10 +94,23 @@ const char *cx_db_conflict_key(void);
 /* cx_db_value -- the value of column name in row i, or NULL (SQL NULL, or no such column). */
 const char *cx_db_value(const cx_db_result_t *res, size_t row, const char *col);
 
-/* cx_db_time_iso -- a DATETIME value as MySQL returns it ("2026-11-25 21:00:00.123", UTC) in the API's
- * RFC 3339 form to the second ("2026-11-25T21:00:00Z"; the milliseconds stay in the database for
- * ordering); "" for NULL or anything shorter. */
-void cx_db_time_iso(const char *db, char out[32]);
+/* cx_db_take -- the value of column name in row i, taken out of the result (the caller frees it;
+ * the result holds NULL there now), or NULL (SQL NULL, or no such column). Saves a copy of large
+ * texts (config_yaml) on the way into a struct. */
+char *cx_db_take(cx_db_result_t *res, size_t row, const char *col);
+
+/* cx_db_int -- the integer value of column name in row i; dflt for NULL or no such column. */
+int64_t cx_db_int(const cx_db_result_t *res, size_t row, const char *col, int64_t dflt);
+
+/* cx_db_copy -- the value of column name in row i into out (size bytes, truncated), "" for NULL. */
+void cx_db_copy(const cx_db_result_t *res, size_t row, const char *col, char *out, size_t size);
+
+/* cx_db_time_ms -- a DATETIME value as MySQL returns it ("2026-11-25 21:00:00.123", UTC) in Unix
+ * milliseconds; 0 for NULL or anything unreadable. */
+int64_t cx_db_time_ms(const char *db);
+
+/* cx_db_time_text -- Unix milliseconds as a DATETIME(3) parameter ("2026-11-25 21:00:00.123"). */
+void cx_db_time_text(int64_t ms, char out[32]);
 
 /* Transactions on this process's connection. cx_db_begin fails with CX_UNAVAIL when MySQL is down.
  * A connection lost inside a transaction ends it: the statement returns CX_UNAVAIL, cx_db_in_tx() is 0,

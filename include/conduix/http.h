@@ -65,8 +65,40 @@ const char *cx_req_cookie(cx_req_t *r, const char *name);
  * called once, from the request's teardown: the pending work must then forget r. */
 void cx_req_defer(cx_req_t *r, void (*on_abort)(void *arg), void *arg);
 
+/* cx_url_decode -- percent-decode s[0..len) into a NUL-terminated string from pool. Without flags (a
+ * path segment) a malformed escape or one that encodes NUL gives NULL; with CX_URL_QUERY (a query
+ * value) '+' is a space and a malformed escape stands for itself. */
+#define CX_URL_QUERY 0x1
+char *cx_url_decode(h2o_mem_pool_t *pool, const char *s, size_t len, int flags);
+
 /* cx_req_actor -- who acts: the token's email when set, else its sub, else "anonymous". */
 const char *cx_req_actor(cx_req_t *r);
+
+/* cx_req_paging -- ?page= and ?page_size= of a list request (defaults 1 and 20, size 1..100); a bad
+ * value is a 400 reply and CX_INVALID. */
+int cx_req_paging(cx_req_t *r, int *page, int *page_size);
+
+/* ---- the request path (src/http/server.c, body.c, accesslog.c) ---- */
+
+/* An authorizer: authenticate the caller of r and decide whether it may call route (its access rule).
+ * CX_OK, or it has replied (401/403). */
+typedef int (*cx_authorize_fn)(cx_req_t *r, const struct cx_route *route);
+
+/* cx_server_init -- this process's HTTP state: h2o configured to serve routes[0..nroutes) (router.h),
+ * with authorize run for every route that is not public. The table and the authorizer belong to the
+ * layers above (src/api/, src/auth/); the server only calls them. */
+int cx_server_init(h2o_globalconf_t *config, const struct cx_route *routes, size_t nroutes, cx_authorize_fn authorize);
+
+/* cx_server_errors -- h2o's own error responses rewritten into the envelope (errors.c: a filter on the
+ * path and on the host's fallback path). */
+void cx_server_errors(h2o_hostconf_t *host, h2o_pathconf_t *path);
+
+/* cx_body_parse -- check size and Content-Type and parse the JSON body into r->body, as the route
+ * says. CX_OK, or a reply was sent. */
+int cx_body_parse(cx_req_t *r, const struct cx_route *route);
+
+/* cx_access_log -- one JSON line per request, and the request metrics. */
+void cx_access_log(cx_req_t *r);
 
 /* cx_listen_open -- the listening socket, bound and listening, close-on-exec. -1 after logging. */
 int cx_listen_open(const char *host, int port);

@@ -1,20 +1,16 @@
 /*
  * pipelines.h -- pipeline definitions: the data layer (src/db/pipelines.c: the pipelines and
- * pipeline_versions tables), the input checks of the API (src/api/pipelines.c), and the hook through
- * which DELETE /pipelines/:id asks the lifecycle to stop an active run.
- *
- * A Pipeline is the json_object {"id","name","description","config_yaml","version","created_by",
- * "updated_by","created_at","updated_at"} (times RFC 3339 UTC, "2026-11-25T21:00:00Z"; description ""
- * when none). Every write runs in one transaction with its audit_log row.
+ * pipeline_versions tables, on the conventions of db.h), the input checks of the API
+ * (src/api/pipelines.c), and the hook through which DELETE /pipelines/:id asks the lifecycle to stop
+ * an active run. Every write runs in one transaction with its audit_log row.
  */
 #ifndef CONDUIX_PIPELINES_H
 #define CONDUIX_PIPELINES_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <json.h>
-
 #include "conduix/http.h"
+#include "conduix/states.h"
 
 #define CX_PIPELINE_NAME_MAX 255           /* characters (UTF-8 code points) */
 #define CX_PIPELINE_DESC_MAX 65535         /* bytes (a TEXT column) */
@@ -46,25 +42,52 @@ typedef struct cx_pipeline_actor {
     const char *request_id; /* r->request_id */
 } cx_pipeline_actor_t;
 
-/* ---- data layer (src/db/pipelines.c). Returns CX_OK or a negative CX_ code; CX_UNAVAIL when MySQL is
- * down, CX_ERR otherwise (logged). On CX_CONFLICT, field (>= 32 bytes) names the conflicting field
- * ("name" or "version") and why (>= 256 bytes) says why in words for the client. ---- */
+/* A pipeline. */
+typedef struct cx_pipeline {
+    char id[37];
+    char *name;        /* owned */
+    char *description; /* owned; "" when none */
+    char *config_yaml; /* owned */
+    int64_t version;
+    char *created_by; /* owned; NULL when unknown */
+    char *updated_by; /* owned; NULL when unknown */
+    int64_t created_at, updated_at;
+    cx_run_status_t status; /* its current run's: pending, running or paused; else stopped */
+} cx_pipeline_t;
 
-/* cx_db_pipeline_get -- the Pipeline with this id into *out (caller owns it); CX_NOTFOUND. */
-int cx_db_pipeline_get(const char *id, json_object **out);
+void cx_pipeline_free(cx_pipeline_t *p);
+void cx_db_pipelines_free(cx_pipeline_t *v, size_t n);
 
-/* cx_db_pipeline_list -- one page of Pipelines (a new array into *items) and the number of matches. */
-int cx_db_pipeline_list(const cx_pipeline_query_t *q, json_object **items, int64_t *total);
+/* One entry of a pipeline's version history. */
+typedef struct cx_pipeline_version {
+    int64_t version;
+    char *name, *description, *config_yaml, *created_by; /* owned; NULL when unknown */
+    int64_t created_at;
+} cx_pipeline_version_t;
 
-/* cx_db_pipeline_create -- a new pipeline at version 1 (and its version row); the Pipeline into *out.
- * CX_CONFLICT when the name is taken (field "name"). in->name and in->config_yaml are required. */
-int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, json_object **out, char *field, char *why);
+void cx_db_pipeline_versions_free(cx_pipeline_version_t *v, size_t n);
+
+/* ---- data layer (src/db/pipelines.c), on the conventions of db.h. On CX_CONFLICT, field (>= 32
+ * bytes) names the conflicting field ("name" or "version") and why (>= 256 bytes) says why in words
+ * for the client. ---- */
+
+/* cx_db_pipeline_get -- the pipeline with this id (and its status, in the same statement); CX_NOTFOUND. */
+int cx_db_pipeline_get(const char *id, cx_pipeline_t *out);
+
+/* cx_db_pipeline_list -- one page of pipelines, each with its status (one statement for the page), and
+ * the number of matches. */
+int cx_db_pipeline_list(const cx_pipeline_query_t *q, cx_pipeline_t **items, size_t *n, int64_t *total);
+
+/* cx_db_pipeline_create -- a new pipeline at version 1 into *out (status stopped). CX_CONFLICT when the
+ * name is taken (field "name"). in->name and in->config_yaml are required. */
+int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, cx_pipeline_t *out, char *field,
+                          char *why);
 
 /* cx_db_pipeline_update -- apply the given fields. A change of any field bumps version by one and
  * records the new version in pipeline_versions; an update that changes nothing returns the pipeline as it
  * is. With in->version > 0 the update is conditional: CX_CONFLICT (field "version") when the pipeline
  * is at another version. CX_CONFLICT (field "name") when the new name is taken. CX_NOTFOUND. */
-int cx_db_pipeline_update(const char *id, const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, json_object **out,
+int cx_db_pipeline_update(const char *id, const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, cx_pipeline_t *out,
                           char *field, char *why);
 
 /* cx_db_pipeline_delete -- delete the pipeline, its versions and its schedules (runs and commands stay
@@ -72,11 +95,10 @@ int cx_db_pipeline_update(const char *id, const cx_pipeline_input_t *in, const c
  * pipeline's row lock). CX_NOTFOUND. */
 int cx_db_pipeline_delete(const char *id, int refuse_active, const cx_pipeline_actor_t *who);
 
-/* cx_db_pipeline_versions -- one page of the version history, newest first:
- * {"version","name","description","config_yaml","created_by","created_at"}; the current version is
+/* cx_db_pipeline_versions -- one page of the version history, newest first; the current version is
  * included. A pipeline inserted without a version row shows its current config as its only version.
  * CX_NOTFOUND when there is no such pipeline. */
-int cx_db_pipeline_versions(const char *id, int page, int page_size, json_object **items, int64_t *total);
+int cx_db_pipeline_versions(const char *id, int page, int page_size, cx_pipeline_version_t **items, size_t *n, int64_t *total);
 
 /* cx_db_pipeline_has_active_run -- 1 when the pipeline has a pending, running or paused run, 0 when not,
  * or a negative CX_ code. */

@@ -1,5 +1,5 @@
 /*
- * reply.h -- the only place that writes a response body: the envelope of spec/api.md, Content-Length on
+ * reply.h -- the only place that writes a response body: the envelope of docs/api.md, Content-Length on
  * every response, X-Request-ID, and request_id in error bodies.
  */
 #ifndef CONDUIX_REPLY_H

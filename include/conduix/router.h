@@ -29,10 +29,6 @@ typedef struct cx_route {
     const char *name; /* metrics label, e.g. "pipelines_start" */
 } cx_route_t;
 
-/* The table, defined in src/api/routes.c. */
-extern const cx_route_t cx_routes[];
-extern const size_t cx_nroutes;
-
 enum { CX_ROUTE_FOUND = 0, CX_ROUTE_NOT_FOUND = -1, CX_ROUTE_BAD_METHOD = -2 };
 
 /* cx_router_match -- find the route for method and path (path without the query). On CX_ROUTE_FOUND fills

@@ -2,8 +2,9 @@
  * users.h -- people and their tokens in MySQL: the users table (src/db/users.c), the sessions table (one
  * row per issued token, by jti) and the sign-ins in flight (auth_states) (src/db/sessions.c).
  *
- * Users are keyed by (provider, the provider's subject), never by e-mail. Times in the structs are RFC 3339
- * ("" for NULL). Functions return 0 or a negative CX_ code (CX_NOTFOUND, CX_UNAVAIL, CX_ERR …).
+ * Users are keyed by (provider, the provider's subject), never by e-mail. The structs follow db.h's
+ * convention: text in fixed arrays ("" for NULL), times in Unix milliseconds (0 for NULL). Functions return 0 or a negative CX_
+ * code (CX_NOTFOUND, CX_UNAVAIL, CX_ERR …).
  */
 #ifndef CONDUIX_USERS_H
 #define CONDUIX_USERS_H
@@ -18,8 +19,8 @@ typedef struct cx_user {
     char email[256];
     char name[256];
     char role[16];
-    char created_at[32];
-    char last_login_at[32];
+    int64_t created_at;
+    int64_t last_login_at;
 } cx_user_t;
 
 /* cx_db_user_login -- the user (provider, subject), created with new_role when there is none (*created = 1),
@@ -56,10 +57,10 @@ typedef struct cx_session {
     char provider[65];
     char user_agent[256];
     char ip_address[64];
-    char created_at[32];
-    char expires_at[32];
-    char last_seen_at[32];
-    char revoked_at[32];
+    int64_t created_at;
+    int64_t expires_at;
+    int64_t last_seen_at;
+    int64_t revoked_at;
     char revoked_by[256];
     int active; /* not revoked and not expired */
 } cx_session_t;

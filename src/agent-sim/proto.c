@@ -196,6 +196,15 @@ static void seen_add(sim_agent_t *a, const char *id, int success)
         a->nseen++;
 }
 
+/* applied -- a command carried out: acknowledged, its run event sent (ev, unless NULL), remembered. */
+static void applied(sim_t *s, sim_agent_t *a, const sim_pipe_t *p, const char *id, const char *msg, const char *ev, int64_t due)
+{
+    ack(s, a, id, 1, msg, NULL, due);
+    if (ev != NULL)
+        event(s, a, p, ev, due);
+    seen_add(a, id, 1);
+}
+
 static void log_command(sim_t *s, sim_agent_t *a, json_object *cmd, const char *run_id, int repeat, int expired)
 {
     json_object *o;
@@ -273,51 +282,34 @@ void sim_on_command(sim_t *s, sim_agent_t *a, const char *payload, size_t len)
             p->processed = p->errors = 0;
             if (json_object_object_get_ex(pl, "checkpoint", &ck) && json_object_is_type(ck, json_type_object))
                 p->processed = integer(ck, "processed_count", 0);
-            message = "started";
-            ack(s, a, id, 1, message, NULL, due);
-            event(s, a, p, "running", due);
-            seen_add(a, id, 1);
+            applied(s, a, p, id, "started", "running", due);
             goto out;
         }
     } else if (strcmp(type, "stop_pipeline") == 0) {
         if (p != NULL) {
-            ack(s, a, id, 1, "stopped", NULL, due);
-            event(s, a, p, "stopped", due);
+            applied(s, a, p, id, "stopped", "stopped", due);
             pipe_remove(a, p);
-            seen_add(a, id, 1);
             goto out;
         }
         message = "not running";
-    } else if (strcmp(type, "pause_pipeline") == 0) {
-        if (p != NULL && p->status == PIPE_RUNNING) {
-            p->status = PIPE_PAUSED;
-            ack(s, a, id, 1, "paused", NULL, due);
-            event(s, a, p, "paused", due);
-            seen_add(a, id, 1);
+    } else if (strcmp(type, "pause_pipeline") == 0 || strcmp(type, "resume_pipeline") == 0) {
+        int pause = type[0] == 'p';
+        if (p != NULL && p->status == (pause ? PIPE_RUNNING : PIPE_PAUSED)) {
+            p->status = pause ? PIPE_PAUSED : PIPE_RUNNING;
+            applied(s, a, p, id, pause ? "paused" : "resumed", pause ? "paused" : "running", due);
             goto out;
         }
         success = 0;
-        error = "the pipeline is not running";
-    } else if (strcmp(type, "resume_pipeline") == 0) {
-        if (p != NULL && p->status == PIPE_PAUSED) {
-            p->status = PIPE_RUNNING;
-            ack(s, a, id, 1, "resumed", NULL, due);
-            event(s, a, p, "running", due);
-            seen_add(a, id, 1);
-            goto out;
-        }
-        success = 0;
-        error = "the pipeline is not paused";
+        error = pause ? "the pipeline is not running" : "the pipeline is not paused";
     } else if (strcmp(type, "update_config") == 0) {
         message = "config updated";
     } else if (strcmp(type, "shutdown") == 0) {
-        ack(s, a, id, 1, "shutting down", NULL, due);
+        applied(s, a, NULL, id, "shutting down", NULL, due);
         while (a->pipes != NULL) {
             event(s, a, a->pipes, "stopped", due);
             pipe_remove(a, a->pipes);
         }
         a->stopped = 1;
-        seen_add(a, id, 1);
         goto out;
     } else {
         success = 0;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "conduix/cx.h"
+#include "conduix/hash.h"
 #include "sim.h"
 
 #define BATCH 1000     /* pipelined commands per round trip */
@@ -97,17 +98,9 @@ void sim_json_str(char *out, size_t cap, size_t *off, const char *s)
 
 /* ---- agents ---- */
 
-static uint64_t hash(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
-
 sim_agent_t *sim_find(sim_t *s, const char *id, size_t len)
 {
-    size_t i = hash(id, len) & (s->index_cap - 1);
+    size_t i = cx_hash_fnv1a(id, len) & (s->index_cap - 1);
     for (; s->index[i] != 0; i = (i + 1) & (s->index_cap - 1)) {
         sim_agent_t *a = &s->agents[s->index[i] - 1];
         if (strncmp(a->id, id, len) == 0 && a->id[len] == '\0')
@@ -132,7 +125,7 @@ static void make_agents(sim_t *s)
         snprintf(id, sizeof(id), "%s%04d", s->o.prefix, s->o.start_index + (int)k);
         a->id = cx_strdup(id);
         a->seed = (unsigned)(k * 2654435761u + 7);
-        i = hash(a->id, strlen(a->id)) & (s->index_cap - 1);
+        i = cx_hash_fnv1a(a->id, strlen(a->id)) & (s->index_cap - 1);
         while (s->index[i] != 0)
             i = (i + 1) & (s->index_cap - 1);
         s->index[i] = k + 1;

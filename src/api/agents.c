@@ -9,42 +9,79 @@
 #include "conduix/agents.h"
 #include "conduix/api.h"
 #include "conduix/cx.h"
+#include "conduix/heartbeat.h"
 #include "conduix/reply.h"
+#include "conduix/runs.h"
+#include "conduix/shapes.h"
 
 int cx_api_agents_list(cx_req_t *r)
 {
     const char *status = cx_req_query(r, "status");
-    json_object *items;
+    cx_agent_status_t st = CX_AGENT_UNKNOWN;
+    cx_agent_t *items;
+    json_object *arr;
+    size_t n;
     int64_t total;
     int page, size, rc;
 
-    if (cx_api_paging(r, &page, &size) != CX_OK)
+    if (cx_req_paging(r, &page, &size) != CX_OK)
         return 0;
-    if (status != NULL && !cx_agent_status_valid(status))
+    if (status != NULL && cx_agent_status_parse(status, &st) != CX_OK)
         return cx_reply_validation(r, "status", "status must be one of online, offline, unknown");
-    if ((rc = cx_db_agents_list(status, page, size, &items, &total)) != CX_OK)
+    if ((rc = cx_db_agents_list(status != NULL, st, page, size, &items, &n, &total)) != CX_OK)
         return cx_reply_status_for(r, rc, "agents");
-    return cx_reply_page(r, items, total, page, size);
+    arr = json_object_new_array_ext((int)n);
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(arr, cx_agent_json(&items[i]));
+    cx_db_agents_free(items, n);
+    return cx_reply_page(r, arr, total, page, size);
 }
 
 int cx_api_agents_get(cx_req_t *r)
 {
-    json_object *agent;
+    cx_agent_t a;
+    cx_run_t *runs;
+    size_t n;
+    json_object *o, *arr;
     int rc;
 
-    if ((rc = cx_db_agent_get(cx_req_param(r, "id"), &agent)) != CX_OK)
+    if ((rc = cx_db_agent_get(cx_req_param(r, "id"), &a, &runs, &n)) != CX_OK)
         return cx_reply_status_for(r, rc, "agent");
-    return cx_reply_ok(r, 200, agent, NULL);
+    o = cx_agent_json(&a);
+    arr = json_object_new_array_ext((int)n);
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(arr, cx_run_json(&runs[i]));
+    json_object_object_add(o, "active_runs", arr);
+    cx_db_runs_free(runs, n);
+    cx_agent_free(&a);
+    return cx_reply_ok(r, 200, o, NULL);
 }
 
 int cx_api_agents_status(cx_req_t *r)
 {
-    json_object *st;
+    cx_agent_t a;
+    json_object *o;
     int rc;
 
-    if ((rc = cx_db_agent_status(cx_req_param(r, "id"), &st)) != CX_OK)
+    if ((rc = cx_db_agent_get(cx_req_param(r, "id"), &a, NULL, NULL)) != CX_OK)
         return cx_reply_status_for(r, rc, "agent");
-    return cx_reply_ok(r, 200, st, NULL);
+    o = json_object_new_object();
+    json_object_object_add(o, "agent_id", json_object_new_string(a.id));
+    json_object_object_add(o, "status", json_object_new_string(cx_agent_status_name(a.status)));
+    json_object_object_add(o, "last_heartbeat", cx_json_time_ms(a.last_heartbeat));
+    if (a.last_heartbeat > 0) {
+        int64_t age = cx_wall_ms() - a.last_heartbeat;
+        char txt[32];
+        if (age < 0)
+            age = 0;
+        snprintf(txt, sizeof(txt), "%lld.%03d", (long long)(age / 1000), (int)(age % 1000));
+        json_object_object_add(o, "seconds_since_heartbeat", json_object_new_double_s((double)age / 1000.0, txt));
+    } else {
+        json_object_object_add(o, "seconds_since_heartbeat", NULL);
+    }
+    json_object_object_add(o, "pipelines", cx_json_stored(a.pipelines, json_type_array));
+    cx_agent_free(&a);
+    return cx_reply_ok(r, 200, o, NULL);
 }
 
 /* cx_api_agents_heartbeat -- POST /agents/:id/heartbeat: the body is parsed again by the heartbeat
@@ -70,7 +107,7 @@ int cx_api_agents_heartbeat(cx_req_t *r)
     cx_heartbeat_free(&hb);
     if (rc != CX_OK)
         return cx_reply_status_for(r, rc, "heartbeat");
-    cx_agent_ms_format(now, at);
+    cx_time_format_ms(now, at);
     data = json_object_new_object();
     json_object_object_add(data, "agent_id", json_object_new_string(id));
     json_object_object_add(data, "received_at", json_object_new_string(at));

@@ -21,23 +21,9 @@
 #include "conduix/log.h"
 #include "conduix/oauth.h"
 #include "conduix/reply.h"
+#include "conduix/shapes.h"
 #include "conduix/sessions.h"
 #include "conduix/users.h"
-
-/* cx_api_user_json -- the User of spec/api.md. */
-json_object *cx_api_user_json(const cx_user_t *u)
-{
-    json_object *o = json_object_new_object();
-
-    json_object_object_add(o, "id", json_object_new_string(u->id));
-    json_object_object_add(o, "email", u->email[0] ? json_object_new_string(u->email) : NULL);
-    json_object_object_add(o, "name", u->name[0] ? json_object_new_string(u->name) : NULL);
-    json_object_object_add(o, "provider", u->provider[0] ? json_object_new_string(u->provider) : NULL);
-    json_object_object_add(o, "role", json_object_new_string(u->role));
-    json_object_object_add(o, "created_at", u->created_at[0] ? json_object_new_string(u->created_at) : NULL);
-    json_object_object_add(o, "last_login_at", u->last_login_at[0] ? json_object_new_string(u->last_login_at) : NULL);
-    return o;
-}
 
 static int secure_cookies(const cx_provider_t *p)
 {
@@ -225,7 +211,7 @@ static void on_finish(cx_req_t *r, const cx_oauth_identity_t *id, const cx_oauth
     cx_time_format(exp, exp_at);
     json_object_object_add(d, "token", json_object_new_string(token));
     json_object_object_add(d, "expires_at", json_object_new_string(exp_at));
-    json_object_object_add(d, "user", cx_api_user_json(&user));
+    json_object_object_add(d, "user", cx_user_json(&user));
     free(token);
     cx_reply_ok(r, 200, d, NULL);
 }
@@ -260,7 +246,7 @@ int cx_api_auth_logout(cx_req_t *r)
     cx_reply_set_cookie(r, CX_SESSION_COOKIE, "", "/", 0, 0);
     d = json_object_new_object();
     json_object_object_add(d, "jti", json_object_new_string(r->id.jti));
-    json_object_object_add(d, "revoked_at", json_object_new_string(s.revoked_at));
+    json_object_object_add(d, "revoked_at", cx_json_time(s.revoked_at));
     return cx_reply_ok(r, 200, d, "logged out: this token is refused from now on");
 }
 
@@ -275,11 +261,11 @@ int cx_api_auth_me(cx_req_t *r)
         snprintf(u.email, sizeof(u.email), "%s", r->id.email);
         snprintf(u.name, sizeof(u.name), "%s", r->id.name);
         snprintf(u.role, sizeof(u.role), "%s", cx_role_name(r->id.role));
-        json_object *o = cx_api_user_json(&u);
+        json_object *o = cx_user_json(&u);
         json_object_object_add(o, "id", json_object_new_string(r->id.sub)); /* a sub may be longer than a user id */
         return cx_reply_ok(r, 200, o, NULL);
     }
     if (rc != CX_OK)
         return cx_reply_status_for(r, rc, "user");
-    return cx_reply_ok(r, 200, cx_api_user_json(&u), NULL);
+    return cx_reply_ok(r, 200, cx_user_json(&u), NULL);
 }

@@ -11,13 +11,30 @@
 #include "conduix/commands.h"
 #include "conduix/reply.h"
 #include "conduix/runs.h"
+#include "conduix/shapes.h"
 
+/* cx_api_commands_list -- each outstanding command as its protocol message (timestamp = when it was
+ * written, attempt = publishes so far) plus what the API adds. */
 int cx_api_commands_list(cx_req_t *r)
 {
+    cx_command_t *v;
     json_object *arr;
-    int rc = cx_db_commands_outstanding(cx_req_param(r, "id"), &arr);
+    size_t n;
+    int rc = cx_db_commands_outstanding(cx_req_param(r, "id"), &v, &n);
+
     if (rc != CX_OK)
         return cx_reply_status_for(r, rc, "agent");
+    arr = json_object_new_array_ext((int)n);
+    for (size_t i = 0; i < n; i++) {
+        json_object *o = cx_command_wire_json(&v[i], v[i].attempts, v[i].created_at);
+        json_object_object_add(o, "agent_id", json_object_new_string(v[i].agent_id));
+        json_object_object_add(o, "run_id", cx_json_nonempty_or_null(v[i].run_id));
+        json_object_object_add(o, "status", json_object_new_string(cx_command_status_name(v[i].status)));
+        json_object_object_add(o, "attempts", json_object_new_int(v[i].attempts));
+        json_object_object_add(o, "created_at", cx_json_time(v[i].created_at));
+        json_object_array_add(arr, o);
+    }
+    cx_db_commands_free(v, n);
     return cx_reply_ok(r, 200, arr, NULL);
 }
 
@@ -39,7 +56,8 @@ int cx_api_commands_ack(cx_req_t *r)
 {
     const char *agent = cx_req_param(r, "id"), *cmd_id = cx_req_param(r, "command_id");
     const char *message = NULL, *error = NULL, *s;
-    json_object *success = NULL, *cmd;
+    json_object *success = NULL;
+    cx_command_t cmd;
     int rc;
 
     if (r->body == NULL)
@@ -76,5 +94,7 @@ int cx_api_commands_ack(cx_req_t *r)
     rc = cx_runs_ack(agent, cmd_id, json_object_get_boolean(success), message, error, &cmd);
     if (rc != CX_OK)
         return cx_reply_status_for(r, rc, "command");
-    return cx_reply_ok(r, 200, cmd, NULL);
+    json_object *o = cx_command_json(&cmd);
+    cx_command_free(&cmd);
+    return cx_reply_ok(r, 200, o, NULL);
 }

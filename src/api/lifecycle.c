@@ -1,9 +1,12 @@
 /*
  * src/api/lifecycle.c -- runs of a pipeline on agents: POST /pipelines/:id/start|stop|pause|resume and
  * GET /pipelines/:id/status|history|metrics, plus the hook DELETE /pipelines/:id?force=true uses to stop
- * an active run. The work is in src/runs.c and src/db/runs.c; a command that could not be published at
- * once (Redis down) is answered 202 with command.status "queued".
+ * an active run. The work is in src/runs.c and src/db/runs.c, whose structs these handlers turn into
+ * answers; a command that could not be published at once (Redis down) is answered 202 with
+ * command.status "queued".
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conduix/api.h"
@@ -11,6 +14,10 @@
 #include "conduix/pipelines.h"
 #include "conduix/reply.h"
 #include "conduix/runs.h"
+#include "conduix/shapes.h"
+
+#define HISTORY_LIMIT_DEFAULT 50
+#define HISTORY_LIMIT_MAX 500
 
 /* check_body -- the optional body: an object with only the fields in allowed (NULL-terminated); an
  * agent_id, when allowed and given, is a string of 1..255 bytes (null = not given). */
@@ -58,9 +65,8 @@ static int answer(cx_req_t *r, int rc, cx_runs_result_t *res)
     switch (rc) {
     case CX_OK:
         data = json_object_new_object();
-        json_object_object_add(data, "run", res->run);
-        json_object_object_add(data, "command", res->command);
-        res->run = res->command = NULL;
+        json_object_object_add(data, "run", cx_run_json(&res->run));
+        json_object_object_add(data, "command", cx_command_json(&res->command));
         return cx_reply_ok(r, delivered ? 200 : 202, data,
                            delivered ? NULL : "command queued: it is delivered when Redis is available");
     case CX_NOTFOUND:
@@ -90,7 +96,7 @@ int cx_api_pipelines_start(cx_req_t *r)
     return rc;
 }
 
-static int control(cx_req_t *r, const char *type)
+static int control(cx_req_t *r, cx_command_type_t type)
 {
     static const char *const allowed[] = {NULL};
     cx_runs_result_t res;
@@ -106,52 +112,99 @@ static int control(cx_req_t *r, const char *type)
 
 int cx_api_pipelines_stop(cx_req_t *r)
 {
-    return control(r, "stop_pipeline");
+    return control(r, CX_CMD_STOP_PIPELINE);
 }
 
 int cx_api_pipelines_pause(cx_req_t *r)
 {
-    return control(r, "pause_pipeline");
+    return control(r, CX_CMD_PAUSE_PIPELINE);
 }
 
 int cx_api_pipelines_resume(cx_req_t *r)
 {
-    return control(r, "resume_pipeline");
+    return control(r, CX_CMD_RESUME_PIPELINE);
 }
 
 int cx_api_pipelines_status(cx_req_t *r)
 {
-    json_object *out;
-    int rc = cx_db_runs_status(cx_req_param(r, "id"), &out);
-    if (rc != CX_OK)
+    const char *id = cx_req_param(r, "id");
+    cx_pipeline_state_t st;
+    int rc;
+
+    if ((rc = cx_db_runs_status(id, &st)) != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    return cx_reply_ok(r, 200, out, NULL);
+    json_object *o = cx_pipeline_state_json(id, &st);
+    cx_pipeline_state_free(&st);
+    return cx_reply_ok(r, 200, o, NULL);
+}
+
+/* history_query -- ?limit= (1..500, default 50), ?before= (a run id), ?status= (a run status). CX_OK,
+ * or a 400 naming the parameter was sent. */
+static int history_query(cx_req_t *r, cx_run_query_t *q)
+{
+    const char *limit = cx_req_query(r, "limit"), *status = cx_req_query(r, "status");
+    char msg[64];
+
+    q->pipeline_id = cx_req_param(r, "id");
+    q->limit = HISTORY_LIMIT_DEFAULT;
+    q->before = cx_req_query(r, "before");
+    if (limit != NULL) {
+        char *end;
+        long v = strtol(limit, &end, 10);
+        if (*limit == '\0' || *end != '\0' || v < 1 || v > HISTORY_LIMIT_MAX) {
+            snprintf(msg, sizeof(msg), "must be an integer from 1 to %d", HISTORY_LIMIT_MAX);
+            cx_reply_validation(r, "limit", msg);
+            return CX_INVALID;
+        }
+        q->limit = (int)v;
+    }
+    if (q->before != NULL && !cx_pipeline_id_valid(q->before)) {
+        cx_reply_validation(r, "before", "must be the id of a run (a UUID)");
+        return CX_INVALID;
+    }
+    if (status != NULL) {
+        if (cx_run_status_parse(status, &q->status) != CX_OK) {
+            cx_reply_validation(r, "status", "must be one of pending, running, paused, completed, failed, stopped, lost");
+            return CX_INVALID;
+        }
+        q->has_status = 1;
+    }
+    return CX_OK;
 }
 
 int cx_api_pipelines_history(cx_req_t *r)
 {
-    const char *status = cx_req_query(r, "status");
-    json_object *items;
-    int64_t total = 0;
-    int page, size, rc;
+    cx_run_query_t q = {0};
+    cx_run_t *runs;
+    json_object *arr;
+    size_t n;
+    int rc;
 
-    if (cx_api_paging(r, &page, &size) != CX_OK)
+    if (history_query(r, &q) != CX_OK)
         return 0;
-    if (status != NULL && !cx_run_status_valid(status))
-        return cx_reply_validation(r, "status", "must be one of pending, running, paused, completed, failed, stopped, lost");
-    rc = cx_db_runs_history(cx_req_param(r, "id"), status, page, size, &items, &total);
+    rc = cx_db_runs_history(&q, &runs, &n);
+    if (rc == CX_INVALID)
+        return cx_reply_validation(r, "before", "no run of this pipeline has this id");
     if (rc != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    return cx_reply_page(r, items, total, page, size);
+    arr = json_object_new_array_ext((int)n);
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(arr, cx_run_json(&runs[i]));
+    cx_db_runs_free(runs, n);
+    return cx_reply_ok(r, 200, arr, NULL);
 }
 
 int cx_api_pipelines_metrics(cx_req_t *r)
 {
-    json_object *out;
-    int rc = cx_runs_metrics(cx_req_param(r, "id"), &out);
-    if (rc != CX_OK)
+    const char *id = cx_req_param(r, "id");
+    cx_run_metrics_t m;
+    int rc;
+
+    if ((rc = cx_runs_metrics(id, &m)) != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    return cx_reply_ok(r, 200, out, NULL);
+    json_object *o = cx_run_metrics_json(id, &m);
+    cx_run_metrics_free(&m);
+    return cx_reply_ok(r, 200, o, NULL);
 }
 
 int cx_lifecycle_stop_for_delete(cx_req_t *r, const char *id, int force)

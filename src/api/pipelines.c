@@ -18,67 +18,21 @@
 #include "conduix/log.h"
 #include "conduix/pipelines.h"
 #include "conduix/reply.h"
+#include "conduix/shapes.h"
+#include "conduix/utf8.h"
 
 /* ---- input checks ---- */
 
-/* utf8_count -- the number of code points of s[0..len), or -1 when it is not valid UTF-8 (overlong
- * forms, surrogates and values above U+10FFFF are invalid). *ctrl is set when a control character
- * (C0, DEL or C1) occurs. */
-static long utf8_count(const char *s, size_t len, int *ctrl)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    long n = 0;
-    size_t i = 0;
-
-    *ctrl = 0;
-    while (i < len) {
-        unsigned c = p[i], cp, need;
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f)
-                *ctrl = 1;
-            i++;
-            n++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3;
-            cp = c & 0x07;
-        } else {
-            return -1;
-        }
-        if (len - i <= need) /* truncated sequence */
-            return -1;
-        for (unsigned k = 1; k <= need; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return -1;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-            return -1;
-        if (cp >= 0x80 && cp <= 0x9f)
-            *ctrl = 1;
-        i += need + 1;
-        n++;
-    }
-    return n;
-}
-
 int cx_pipeline_check_name(const char *s, size_t len, char *msg, size_t msglen)
 {
-    int ctrl;
+    unsigned f;
     long n;
 
     if (len == 0) {
         snprintf(msg, msglen, "must not be empty");
         return CX_INVALID;
     }
-    if ((n = utf8_count(s, len, &ctrl)) < 0) {
+    if ((n = cx_utf8_check(s, len, &f)) < 0) {
         snprintf(msg, msglen, "must be valid UTF-8");
         return CX_INVALID;
     }
@@ -90,7 +44,7 @@ int cx_pipeline_check_name(const char *s, size_t len, char *msg, size_t msglen)
         snprintf(msg, msglen, "must not begin or end with white space");
         return CX_INVALID;
     }
-    if (ctrl) {
+    if (f & (CX_UTF8_C0 | CX_UTF8_C1)) {
         snprintf(msg, msglen, "must not contain control characters");
         return CX_INVALID;
     }
@@ -249,7 +203,6 @@ int cx_pipeline_parse_body(json_object *body, int update, cx_pipeline_input_t *i
     json_object *d = json_object_new_object();
     char msg[512];
     size_t len;
-    int ctrl;
 
     memset(in, 0, sizeof(*in));
     *details = NULL;
@@ -277,7 +230,7 @@ int cx_pipeline_parse_body(json_object *body, int update, cx_pipeline_input_t *i
             if (len > CX_PIPELINE_DESC_MAX) {
                 snprintf(msg, sizeof(msg), "must be at most %d bytes (got %zu)", CX_PIPELINE_DESC_MAX, len);
                 fail_field(d, key, msg);
-            } else if (utf8_count(s, len, &ctrl) < 0) {
+            } else if (cx_utf8_check(s, len, NULL) < 0) {
                 fail_field(d, key, "must be valid UTF-8");
             } else {
                 in->description = s;
@@ -411,12 +364,15 @@ static int not_found(cx_req_t *r)
     return cx_reply_status_for(r, CX_NOTFOUND, "pipeline");
 }
 
-/* etag -- ETag: "<version>" of a Pipeline. */
-static void etag(cx_req_t *r, json_object *pl)
+/* reply_pipeline -- the answer with a Pipeline: ETag "<version>" and the pipeline (freed here). */
+static int reply_pipeline(cx_req_t *r, int status, cx_pipeline_t *pl)
 {
     char v[32];
-    snprintf(v, sizeof(v), "\"%lld\"", (long long)json_object_get_int64(json_object_object_get(pl, "version")));
+    json_object *o = cx_pipeline_json(pl, 1);
+    snprintf(v, sizeof(v), "\"%lld\"", (long long)pl->version);
     cx_reply_add_header(r, "etag", v);
+    cx_pipeline_free(pl);
+    return cx_reply_ok(r, status, o, NULL);
 }
 
 static cx_pipeline_actor_t actor_of(cx_req_t *r)
@@ -428,15 +384,17 @@ int cx_api_pipelines_list(cx_req_t *r)
 {
     cx_pipeline_query_t q = {0};
     const char *sort = cx_req_query(r, "sort"), *order = cx_req_query(r, "order");
-    json_object *items;
+    cx_pipeline_t *items;
+    json_object *arr;
+    size_t n;
     int64_t total;
-    int rc, ctrl;
+    int rc;
 
-    if (cx_api_paging(r, &q.page, &q.page_size) != CX_OK)
+    if (cx_req_paging(r, &q.page, &q.page_size) != CX_OK)
         return 0;
     q.search = cx_req_query(r, "search");
     if (q.search != NULL) {
-        long n = utf8_count(q.search, strlen(q.search), &ctrl);
+        long n = cx_utf8_check(q.search, strlen(q.search), NULL);
         if (n < 0 || n > CX_PIPELINE_SEARCH_MAX)
             return cx_reply_validation(r, "search", "must be valid UTF-8, at most 255 characters");
     }
@@ -456,16 +414,21 @@ int cx_api_pipelines_list(cx_req_t *r)
         q.desc = 1;
     else
         return cx_reply_validation(r, "order", "must be asc or desc");
-    if ((rc = cx_db_pipeline_list(&q, &items, &total)) != CX_OK)
+    if ((rc = cx_db_pipeline_list(&q, &items, &n, &total)) != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    return cx_reply_page(r, items, total, q.page, q.page_size);
+    arr = json_object_new_array_ext((int)n);
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(arr, cx_pipeline_json(&items[i], 1));
+    cx_db_pipelines_free(items, n);
+    return cx_reply_page(r, arr, total, q.page, q.page_size);
 }
 
 int cx_api_pipelines_create(cx_req_t *r)
 {
     cx_pipeline_input_t in;
     cx_pipeline_actor_t who = actor_of(r);
-    json_object *details, *pl;
+    cx_pipeline_t pl;
+    json_object *details;
     char field[32], why[256], loc[128];
     int rc;
 
@@ -476,24 +439,22 @@ int cx_api_pipelines_create(cx_req_t *r)
         return conflict(r, field, why);
     if (rc != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    snprintf(loc, sizeof(loc), "/api/v1/pipelines/%s", json_object_get_string(json_object_object_get(pl, "id")));
+    snprintf(loc, sizeof(loc), "/api/v1/pipelines/%s", pl.id);
     cx_reply_add_header(r, "location", loc);
-    etag(r, pl);
-    return cx_reply_ok(r, 201, pl, NULL);
+    return reply_pipeline(r, 201, &pl);
 }
 
 int cx_api_pipelines_get(cx_req_t *r)
 {
     const char *id = cx_req_param(r, "id");
-    json_object *pl;
+    cx_pipeline_t pl;
     int rc;
 
     if (!cx_pipeline_id_valid(id))
         return not_found(r);
     if ((rc = cx_db_pipeline_get(id, &pl)) != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    etag(r, pl);
-    return cx_reply_ok(r, 200, pl, NULL);
+    return reply_pipeline(r, 200, &pl);
 }
 
 int cx_api_pipelines_update(cx_req_t *r)
@@ -501,7 +462,8 @@ int cx_api_pipelines_update(cx_req_t *r)
     const char *id = cx_req_param(r, "id"), *im = cx_req_header(r, "if-match");
     cx_pipeline_input_t in;
     cx_pipeline_actor_t who = actor_of(r);
-    json_object *details, *pl;
+    cx_pipeline_t pl;
+    json_object *details;
     char field[32], why[256];
     int64_t hv = 0;
     int rc;
@@ -521,8 +483,7 @@ int cx_api_pipelines_update(cx_req_t *r)
         return conflict(r, field, why);
     if (rc != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    etag(r, pl);
-    return cx_reply_ok(r, 200, pl, NULL);
+    return reply_pipeline(r, 200, &pl);
 }
 
 int cx_api_pipelines_delete(cx_req_t *r)
@@ -556,15 +517,21 @@ int cx_api_pipelines_delete(cx_req_t *r)
 int cx_api_pipelines_versions(cx_req_t *r)
 {
     const char *id = cx_req_param(r, "id");
-    json_object *items;
+    cx_pipeline_version_t *v;
+    json_object *arr;
+    size_t n;
     int64_t total;
     int page, page_size, rc;
 
     if (!cx_pipeline_id_valid(id))
         return not_found(r);
-    if (cx_api_paging(r, &page, &page_size) != CX_OK)
+    if (cx_req_paging(r, &page, &page_size) != CX_OK)
         return 0;
-    if ((rc = cx_db_pipeline_versions(id, page, page_size, &items, &total)) != CX_OK)
+    if ((rc = cx_db_pipeline_versions(id, page, page_size, &v, &n, &total)) != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    return cx_reply_page(r, items, total, page, page_size);
+    arr = json_object_new_array_ext((int)n);
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(arr, cx_pipeline_version_json(&v[i]));
+    cx_db_pipeline_versions_free(v, n);
+    return cx_reply_page(r, arr, total, page, page_size);
 }

@@ -1,6 +1,6 @@
 /*
  * routes.c -- the route table: every endpoint, its handler and the least role that may call it.
- * Nothing else decides access (DESIGN.md, request path). CX_ACCESS_AGENT routes take the agent id as
+ * Nothing else decides access (docs/architecture.md, "Request path"). CX_ACCESS_AGENT routes take the agent id as
  * their ":id" parameter.
  */
 #include "conduix/api.h"

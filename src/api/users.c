@@ -10,6 +10,7 @@
 #include "conduix/api.h"
 #include "conduix/cx.h"
 #include "conduix/reply.h"
+#include "conduix/shapes.h"
 #include "conduix/sessions.h"
 #include "conduix/users.h"
 
@@ -20,26 +21,6 @@ static int role_valid(const char *s)
     return s != NULL && (strcmp(s, "viewer") == 0 || strcmp(s, "operator") == 0 || strcmp(s, "admin") == 0);
 }
 
-static json_object *session_json(const cx_session_t *s)
-{
-    json_object *o = json_object_new_object();
-
-#define OPT(k, v) json_object_object_add(o, k, (v)[0] ? json_object_new_string(v) : NULL)
-    json_object_object_add(o, "jti", json_object_new_string(s->jti));
-    OPT("user_id", s->user_id);
-    OPT("provider", s->provider);
-    OPT("created_at", s->created_at);
-    OPT("expires_at", s->expires_at);
-    OPT("last_seen_at", s->last_seen_at);
-    OPT("user_agent", s->user_agent);
-    OPT("ip_address", s->ip_address);
-    OPT("revoked_at", s->revoked_at);
-    OPT("revoked_by", s->revoked_by);
-#undef OPT
-    json_object_object_add(o, "active", json_object_new_boolean(s->active));
-    return o;
-}
-
 int cx_api_users_list(cx_req_t *r)
 {
     const char *role = cx_req_query(r, "role");
@@ -48,7 +29,7 @@ int cx_api_users_list(cx_req_t *r)
     int64_t total;
     int page, size, rc;
 
-    if (cx_api_paging(r, &page, &size) != CX_OK)
+    if (cx_req_paging(r, &page, &size) != CX_OK)
         return 0;
     if (role != NULL && !role_valid(role))
         return cx_reply_validation(r, "role", "must be one of " ROLE_CHOICES);
@@ -56,7 +37,7 @@ int cx_api_users_list(cx_req_t *r)
         return cx_reply_status_for(r, rc, "users");
     json_object *items = json_object_new_array();
     for (size_t i = 0; i < n; i++)
-        json_object_array_add(items, cx_api_user_json(&users[i]));
+        json_object_array_add(items, cx_user_json(&users[i]));
     free(users);
     return cx_reply_page(r, items, total, page, size);
 }
@@ -68,7 +49,7 @@ int cx_api_users_get(cx_req_t *r)
 
     if (rc != CX_OK)
         return cx_reply_status_for(r, rc, "user");
-    return cx_reply_ok(r, 200, cx_api_user_json(&u), NULL);
+    return cx_reply_ok(r, 200, cx_user_json(&u), NULL);
 }
 
 /* PUT /users/:id {"role"} -- the only field an admin sets; the rest comes from the provider. */
@@ -93,7 +74,7 @@ int cx_api_users_update(cx_req_t *r)
         return cx_reply_validation(r, "role", "must be one of " ROLE_CHOICES);
     if ((rc = cx_session_set_role(cx_req_param(r, "id"), role, cx_req_actor(r), r->request_id, &u)) != CX_OK)
         return cx_reply_status_for(r, rc, "user");
-    return cx_reply_ok(r, 200, cx_api_user_json(&u), NULL);
+    return cx_reply_ok(r, 200, cx_user_json(&u), NULL);
 }
 
 int cx_api_users_sessions(cx_req_t *r)
@@ -105,7 +86,7 @@ int cx_api_users_sessions(cx_req_t *r)
     int64_t total;
     int page, size, rc;
 
-    if (cx_api_paging(r, &page, &size) != CX_OK)
+    if (cx_req_paging(r, &page, &size) != CX_OK)
         return 0;
     if ((rc = cx_db_user_get(id, &u)) != CX_OK)
         return cx_reply_status_for(r, rc, "user");
@@ -113,7 +94,7 @@ int cx_api_users_sessions(cx_req_t *r)
         return cx_reply_status_for(r, rc, "sessions");
     json_object *items = json_object_new_array();
     for (size_t i = 0; i < n; i++)
-        json_object_array_add(items, session_json(&ss[i]));
+        json_object_array_add(items, cx_session_json(&ss[i]));
     free(ss);
     return cx_reply_page(r, items, total, page, size);
 }
@@ -132,7 +113,7 @@ int cx_api_sessions_delete(cx_req_t *r)
                            r->request_id, &s, &known);
     if (rc != CX_OK)
         return cx_reply_status_for(r, rc, "session");
-    return cx_reply_ok(r, 200, session_json(&s),
+    return cx_reply_ok(r, 200, cx_session_json(&s),
                        known ? "revoked: the token is refused from now on"
                              : "this jti was never recorded; it is revoked anyway and refused from now on");
 }

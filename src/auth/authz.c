@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "conduix/api.h"
+#include "conduix/authz.h"
 #include "conduix/config.h"
 #include "conduix/cx.h"
 #include "conduix/jwt.h"

@@ -24,6 +24,7 @@
 #include "conduix/jwt.h"
 #include "conduix/log.h"
 #include "conduix/sessions.h"
+#include "conduix/shapes.h"
 #include "conduix/users.h"
 
 #define TOUCHED_MAX 8192 /* tokens remembered for last_seen_at; the table is emptied when full */
@@ -281,7 +282,7 @@ int cx_session_revoke(const char *jti, const char *sub, int64_t exp, const char 
     if (rc == CX_OK) {
         after = json_object_new_object();
         json_object_object_add(after, "user_id", out->user_id[0] ? json_object_new_string(out->user_id) : NULL);
-        json_object_object_add(after, "revoked_at", json_object_new_string(out->revoked_at));
+        json_object_object_add(after, "revoked_at", cx_json_time(out->revoked_at));
         json_object_object_add(after, "recorded", json_object_new_boolean(*known));
         rc = cx_audit_write(actor, action, "session", jti, request_id, NULL, after);
         json_object_put(after);

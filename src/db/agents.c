@@ -1,14 +1,13 @@
 /*
- * src/db/agents.c -- the agents table and its companions: the API's reads (list, one agent with its
- * active runs, status), the REST heartbeat's writes (register; the direct write while Redis is down,
+ * src/db/agents.c -- the agents table and its companions (agents.h, on the conventions of db.h): the
+ * API's reads (list, one agent with its active runs), the REST heartbeat's writes (register; the direct write while Redis is down,
  * into agents and agent_rest_heartbeats), and hbmon's bulk operations: load the registry, poll the
  * direct REST beats, and flush a tick's changes (multi-row upserts, transitions and their audit rows) in
  * one transaction.
  *
  * Times go in as "YYYY-MM-DD HH:MM:SS.mmm" UTC strings made from control-plane clocks (the receive time
- * of a beat), never from the agent's clock, and come out as Unix milliseconds, formatted RFC 3339 with
- * milliseconds. Multi-row statements use batches of power-of-two sizes (at most BATCH_MAX rows) so that
- * only a handful of distinct statements reach the prepared-statement cache.
+ * of a beat), never from the agent's clock, and come out as Unix milliseconds. Multi-row statements use batches of power-of-two
+ * sizes (at most BATCH_MAX rows) so that only a handful of distinct statements reach the prepared-statement cache.
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,8 +18,9 @@
 #include "conduix/agents.h"
 #include "conduix/cx.h"
 #include "conduix/db.h"
-#include "conduix/runs.h"
+#include "conduix/heartbeat.h"
 #include "conduix/log.h"
+#include "conduix/runs.h"
 
 #define BATCH_MAX 256
 #define NSIZES 9 /* 1, 2, 4 … 256 */
@@ -54,8 +54,7 @@
     "INSERT INTO agent_rest_heartbeats (agent_id, beat, received_at) VALUES (?, ?, ?) "                                            \
     "ON DUPLICATE KEY UPDATE beat = VALUES(beat), received_at = GREATEST(received_at, VALUES(received_at))"
 #define SQL_LOAD "SELECT id, status, " MS("last_heartbeat") " AS hb FROM agents"
-#define SQL_WITH_RUNS                                                                                                              \
-    "SELECT DISTINCT agent_id FROM pipeline_runs WHERE status IN ('pending', 'running', 'paused') AND agent_id IS NOT NULL"
+#define SQL_WITH_RUNS "SELECT DISTINCT agent_id FROM pipeline_runs WHERE status IN " CX_RUN_ACTIVE_SQL " AND agent_id IS NOT NULL"
 #define SQL_REST_POLL                                                                                                              \
     "SELECT agent_id, beat, " MS("received_at") " AS ms FROM agent_rest_heartbeats WHERE received_at > ? ORDER BY received_at"
 
@@ -89,96 +88,64 @@ static multi_t M_AUDIT = {"INSERT INTO audit_log (`at`, actor, action, target_ty
 
 /* ---- small helpers ---- */
 
-/* fmt -- ms as strftime's fmt (seconds), then ".mmm" and suffix. */
-static void fmt(int64_t ms, const char *f, const char *suffix, char out[32])
-{
-    time_t t;
-    struct tm tm;
-    size_t n;
-
-    if (ms < 0)
-        ms = 0;
-    t = (time_t)(ms / 1000);
-    if (gmtime_r(&t, &tm) == NULL || (n = strftime(out, 32, f, &tm)) == 0 || n > 24) {
-        snprintf(out, 32, "1970-01-01%c00:00:00.000%s", f[8] == 'T' ? 'T' : ' ', suffix);
-        return;
-    }
-    snprintf(out + n, 32 - n, ".%03d%s", (int)(ms % 1000), suffix);
-}
-
-void cx_agent_ms_format(int64_t ms, char out[32])
-{
-    fmt(ms, "%Y-%m-%dT%H:%M:%S", "Z", out);
-}
-
-/* sql_time -- a DATETIME(3) value for a parameter. */
-static void sql_time(int64_t ms, char out[32])
-{
-    fmt(ms, "%Y-%m-%d %H:%M:%S", "", out);
-}
-
 static void sql_double(double v, char out[32])
 {
     snprintf(out, 32, "%.6g", isfinite(v) ? v : 0.0);
 }
 
-int cx_agent_status_valid(const char *s)
+void cx_agent_free(cx_agent_t *a)
 {
-    return s != NULL && (strcmp(s, "online") == 0 || strcmp(s, "offline") == 0 || strcmp(s, "unknown") == 0);
+    if (a == NULL)
+        return;
+    free(a->hostname);
+    free(a->ip_address);
+    free(a->version);
+    free(a->labels);
+    free(a->pipelines);
+    memset(a, 0, sizeof(*a));
 }
 
-static json_object *time_or_null(const char *v)
+void cx_db_agents_free(cx_agent_t *v, size_t n)
 {
-    char buf[32];
-    if (v == NULL)
-        return NULL;
-    cx_agent_ms_format(strtoll(v, NULL, 10), buf);
-    return json_object_new_string(buf);
+    for (size_t i = 0; i < n; i++)
+        cx_agent_free(&v[i]);
+    free(v);
 }
 
-static json_object *str_or_null(const char *s)
+static double num(const cx_db_result_t *res, size_t i, const char *col)
 {
-    return s != NULL ? json_object_new_string(s) : NULL;
+    const char *v = cx_db_value(res, i, col);
+    return v != NULL ? strtod(v, NULL) : 0.0;
 }
 
-static json_object *num(const char *v)
+/* fill -- row i (ACOLS) into *a. */
+static void fill(cx_db_result_t *res, size_t i, cx_agent_t *a)
 {
-    return json_object_new_double(v != NULL ? strtod(v, NULL) : 0.0);
-}
+    const char *st = cx_db_value(res, i, "status");
 
-/* json_text -- a stored JSON text as an object of the given type, or an empty one of that type. */
-static json_object *json_text(const char *s, json_type type)
-{
-    json_object *o = s != NULL ? json_tokener_parse(s) : NULL;
-    if (o != NULL && json_object_is_type(o, type))
-        return o;
-    json_object_put(o);
-    return type == json_type_array ? json_object_new_array() : json_object_new_object();
-}
-
-/* agent_json -- row i (ACOLS) as an Agent. */
-static json_object *agent_json(const cx_db_result_t *res, size_t i)
-{
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "id", str_or_null(cx_db_value(res, i, "id")));
-    json_object_object_add(o, "hostname", str_or_null(cx_db_value(res, i, "hostname")));
-    json_object_object_add(o, "ip_address", str_or_null(cx_db_value(res, i, "ip_address")));
-    json_object_object_add(o, "status", str_or_null(cx_db_value(res, i, "status")));
-    json_object_object_add(o, "last_heartbeat", time_or_null(cx_db_value(res, i, "last_heartbeat_ms")));
-    json_object_object_add(o, "registered_at", time_or_null(cx_db_value(res, i, "registered_at_ms")));
-    json_object_object_add(o, "version", str_or_null(cx_db_value(res, i, "version")));
-    json_object_object_add(o, "labels", json_text(cx_db_value(res, i, "labels"), json_type_object));
-    json_object_object_add(o, "status_changed_at", time_or_null(cx_db_value(res, i, "status_changed_at_ms")));
-    json_object_object_add(o, "cpu_usage", num(cx_db_value(res, i, "cpu_usage")));
-    json_object_object_add(o, "memory_usage", num(cx_db_value(res, i, "memory_usage")));
-    json_object_object_add(o, "disk_usage", num(cx_db_value(res, i, "disk_usage")));
-    json_object_object_add(o, "pipelines", json_text(cx_db_value(res, i, "pipelines"), json_type_array));
-    return o;
+    memset(a, 0, sizeof(*a));
+    cx_db_copy(res, i, "id", a->id, sizeof(a->id));
+    a->hostname = cx_db_take(res, i, "hostname");
+    a->ip_address = cx_db_take(res, i, "ip_address");
+    a->version = cx_db_take(res, i, "version");
+    a->labels = cx_db_take(res, i, "labels");
+    a->pipelines = cx_db_take(res, i, "pipelines");
+    if (cx_agent_status_parse(st, &a->status) != CX_OK) {
+        cx_log_warnx("agent %s: unknown status %.32s in agents; shown as unknown", a->id, st ? st : "NULL");
+        a->status = CX_AGENT_UNKNOWN;
+    }
+    a->last_heartbeat = cx_db_int(res, i, "last_heartbeat_ms", 0);
+    a->registered_at = cx_db_int(res, i, "registered_at_ms", 0);
+    a->status_changed_at = cx_db_int(res, i, "status_changed_at_ms", 0);
+    a->cpu_usage = num(res, i, "cpu_usage");
+    a->memory_usage = num(res, i, "memory_usage");
+    a->disk_usage = num(res, i, "disk_usage");
 }
 
 /* ---- the API's reads ---- */
 
-int cx_db_agents_list(const char *status, int page, int page_size, json_object **items, int64_t *total)
+int cx_db_agents_list(int has_status, cx_agent_status_t status, int page, int page_size, cx_agent_t **items, size_t *n,
+                      int64_t *total)
 {
     cx_db_result_t *res = NULL;
     cx_db_param_t p[3];
@@ -186,91 +153,48 @@ int cx_db_agents_list(const char *status, int page, int page_size, json_object *
     int rc;
 
     *items = NULL;
+    *n = 0;
     *total = 0;
-    if (status != NULL)
-        p[np++] = CX_DB_P_STR(status);
-    if ((rc = cx_db_exec(status ? SQL_COUNT_STATUS : SQL_COUNT, p, np, &res, NULL)) != CX_OK)
+    if (has_status)
+        p[np++] = CX_DB_P_STR(cx_agent_status_name(status));
+    if ((rc = cx_db_exec(has_status ? SQL_COUNT_STATUS : SQL_COUNT, p, np, &res, NULL)) != CX_OK)
         return rc;
-    *total = res->nrows > 0 ? strtoll(cx_db_value(res, 0, "n") ? cx_db_value(res, 0, "n") : "0", NULL, 10) : 0;
+    *total = cx_db_int(res, 0, "n", 0);
     cx_db_result_free(res);
     res = NULL;
     p[np++] = CX_DB_P_INT(page_size);
     p[np++] = CX_DB_P_INT((long long)(page - 1) * page_size);
-    if ((rc = cx_db_exec(status ? SQL_LIST_STATUS : SQL_LIST, p, np, &res, NULL)) != CX_OK)
+    if ((rc = cx_db_exec(has_status ? SQL_LIST_STATUS : SQL_LIST, p, np, &res, NULL)) != CX_OK)
         return rc;
-    *items = json_object_new_array();
-    for (size_t i = 0; i < res->nrows; i++)
-        json_object_array_add(*items, agent_json(res, i));
+    if (res->nrows > 0) {
+        *items = cx_calloc(res->nrows, sizeof(**items));
+        for (size_t i = 0; i < res->nrows; i++)
+            fill(res, i, &(*items)[i]);
+        *n = res->nrows;
+    }
     cx_db_result_free(res);
     return CX_OK;
 }
 
-/* get_row -- the agents row of id into *res (free it); CX_NOTFOUND when there is none. */
-static int get_row(const char *id, cx_db_result_t **res)
+int cx_db_agent_get(const char *id, cx_agent_t *out, struct cx_run **active, size_t *nactive)
 {
     cx_db_param_t p[1] = {CX_DB_P_STR(id)};
-    int rc = cx_db_exec(SQL_GET, p, 1, res, NULL);
-    if (rc == CX_OK && (*res)->nrows == 0) {
-        cx_db_result_free(*res);
-        *res = NULL;
-        rc = CX_NOTFOUND;
-    }
-    return rc;
-}
-
-int cx_db_agent_get(const char *id, json_object **out)
-{
     cx_db_result_t *res = NULL;
-    json_object *runs;
-    cx_run_t *active = NULL;
-    size_t nactive = 0;
     int rc;
 
-    *out = NULL;
-    if ((rc = get_row(id, &res)) != CX_OK)
+    memset(out, 0, sizeof(*out));
+    if ((rc = cx_db_exec(SQL_GET, p, 1, &res, NULL)) != CX_OK)
         return rc;
-    *out = agent_json(res, 0);
+    if (res->nrows == 0) {
+        cx_db_result_free(res);
+        return CX_NOTFOUND;
+    }
+    fill(res, 0, out);
     cx_db_result_free(res);
-    /* the active runs, as the runs module writes a Run everywhere else */
-    if ((rc = cx_db_runs_of_agent(id, &active, &nactive)) != CX_OK) {
-        json_object_put(*out);
-        *out = NULL;
+    if (active != NULL && (rc = cx_db_runs_of_agent(id, active, nactive)) != CX_OK) {
+        cx_agent_free(out);
         return rc;
     }
-    runs = json_object_new_array();
-    for (size_t i = 0; i < nactive; i++)
-        json_object_array_add(runs, cx_run_json(&active[i]));
-    cx_db_runs_free(active, nactive);
-    json_object_object_add(*out, "active_runs", runs);
-    return CX_OK;
-}
-
-int cx_db_agent_status(const char *id, json_object **out)
-{
-    cx_db_result_t *res = NULL;
-    const char *hb;
-    int rc;
-
-    *out = NULL;
-    if ((rc = get_row(id, &res)) != CX_OK)
-        return rc;
-    *out = json_object_new_object();
-    json_object_object_add(*out, "agent_id", str_or_null(cx_db_value(res, 0, "id")));
-    json_object_object_add(*out, "status", str_or_null(cx_db_value(res, 0, "status")));
-    hb = cx_db_value(res, 0, "last_heartbeat_ms");
-    json_object_object_add(*out, "last_heartbeat", time_or_null(hb));
-    if (hb != NULL) {
-        int64_t age = cx_wall_ms() - strtoll(hb, NULL, 10);
-        char txt[32];
-        if (age < 0)
-            age = 0;
-        snprintf(txt, sizeof(txt), "%lld.%03d", (long long)(age / 1000), (int)(age % 1000));
-        json_object_object_add(*out, "seconds_since_heartbeat", json_object_new_double_s((double)age / 1000.0, txt));
-    } else {
-        json_object_object_add(*out, "seconds_since_heartbeat", NULL);
-    }
-    json_object_object_add(*out, "pipelines", json_text(cx_db_value(res, 0, "pipelines"), json_type_array));
-    cx_db_result_free(res);
     return CX_OK;
 }
 
@@ -279,7 +203,7 @@ int cx_db_agent_status(const char *id, json_object **out)
 int cx_db_agent_register(const cx_heartbeat_t *hb, int64_t recv_ms)
 {
     char reg[32], cpu[32], mem[32], disk[32];
-    sql_time(recv_ms, reg);
+    cx_db_time_text(recv_ms, reg);
     sql_double(hb->cpu_usage, cpu);
     sql_double(hb->memory_usage, mem);
     sql_double(hb->disk_usage, disk);
@@ -295,7 +219,7 @@ int cx_db_agent_rest_beat(const cx_heartbeat_t *hb, const char *body, size_t len
     char at[32], cpu[32], mem[32], disk[32];
     int rc;
 
-    sql_time(recv_ms, at);
+    cx_db_time_text(recv_ms, at);
     sql_double(hb->cpu_usage, cpu);
     sql_double(hb->memory_usage, mem);
     sql_double(hb->disk_usage, disk);
@@ -317,7 +241,7 @@ int cx_db_agent_rest_beat(const cx_heartbeat_t *hb, const char *body, size_t len
 
 /* ---- hbmon ---- */
 
-int cx_db_agents_load(void (*cb)(void *arg, const char *id, const char *status, int64_t last_hb_ms), void *arg)
+int cx_db_agents_load(void (*cb)(void *arg, const char *id, cx_agent_status_t status, int64_t last_hb_ms), void *arg)
 {
     cx_db_result_t *res = NULL;
     int rc;
@@ -326,9 +250,11 @@ int cx_db_agents_load(void (*cb)(void *arg, const char *id, const char *status, 
         return rc;
     for (size_t i = 0; i < res->nrows; i++) {
         char **row = res->rows[i];
+        cx_agent_status_t st = CX_AGENT_UNKNOWN;
         if (row[0] == NULL)
             continue;
-        cb(arg, row[0], row[1] ? row[1] : "unknown", row[2] ? strtoll(row[2], NULL, 10) : 0);
+        (void)cx_agent_status_parse(row[1], &st); /* anything else is unknown */
+        cb(arg, row[0], st, row[2] ? strtoll(row[2], NULL, 10) : 0);
     }
     cx_db_result_free(res);
     return CX_OK;
@@ -341,7 +267,7 @@ int cx_db_agents_rest_beats(int64_t since_ms, void (*cb)(void *arg, const char *
     char since[32];
     int rc;
 
-    sql_time(since_ms, since);
+    cx_db_time_text(since_ms, since);
     cx_db_param_t p[1] = {CX_DB_P_STR(since)};
     if ((rc = cx_db_exec(SQL_REST_POLL, p, 1, &res, NULL)) != CX_OK)
         return rc;
@@ -432,12 +358,12 @@ int cx_db_agents_flush(const cx_agent_change_t *ch, size_t n)
     for (i = 0; i < n; i++) {
         const cx_agent_change_t *c = &ch[i];
         bufs_t *x = &b[i];
-        if (c->from != NULL)
-            sql_time(c->changed_ms, x->changed);
+        if (c->transition)
+            cx_db_time_text(c->changed_ms, x->changed);
         if (c->beat != NULL) {
             const cx_heartbeat_t *hb = c->beat;
             cx_db_param_t *p = pb + nb++ * BEAT_PARAMS;
-            sql_time(c->beat_ms, x->beat);
+            cx_db_time_text(c->beat_ms, x->beat);
             sql_double(hb->cpu_usage, x->cpu);
             sql_double(hb->memory_usage, x->mem);
             sql_double(hb->disk_usage, x->disk);
@@ -446,32 +372,33 @@ int cx_db_agents_flush(const cx_agent_change_t *ch, size_t n)
             p[2] = CX_DB_P_STR(hb->ip_address);
             p[3] = CX_DB_P_STR(hb->version);
             p[4] = CX_DB_P_STR(hb->labels);
-            p[5] = CX_DB_P_STR(c->status);
+            p[5] = CX_DB_P_STR(cx_agent_status_name(c->status));
             p[6] = CX_DB_P_STR(x->beat);
-            p[7] = c->from != NULL ? CX_DB_P_STR(x->changed) : CX_DB_P_NULL;
+            p[7] = c->transition ? CX_DB_P_STR(x->changed) : CX_DB_P_NULL;
             p[8] = CX_DB_P_STR(x->beat);
             p[9] = CX_DB_P_STR(x->cpu);
             p[10] = CX_DB_P_STR(x->mem);
             p[11] = CX_DB_P_STR(x->disk);
             p[12] = CX_DB_P_STR(hb->pipelines ? hb->pipelines : "[]");
-        } else if (c->from != NULL) {
+        } else if (c->transition) {
             cx_db_param_t *p = ps + ns++ * STATUS_PARAMS;
             p[0] = CX_DB_P_STR(c->id);
-            p[1] = CX_DB_P_STR(c->status);
+            p[1] = CX_DB_P_STR(cx_agent_status_name(c->status));
             p[2] = CX_DB_P_STR(x->changed);
         }
-        if (c->from != NULL) {
+        if (c->transition) {
             cx_db_param_t *p = pt + nt * TRANS_PARAMS, *q = pa + nt * AUDIT_PARAMS;
+            const char *from = cx_agent_status_name(c->from), *to = cx_agent_status_name(c->status);
             nt++;
-            snprintf(x->before, sizeof(x->before), "{\"status\":\"%s\"}", c->from);
-            snprintf(x->after, sizeof(x->after), "{\"status\":\"%s\",\"reason\":\"%s\"}", c->status, c->reason ? c->reason : "");
+            snprintf(x->before, sizeof(x->before), "{\"status\":\"%s\"}", from);
+            snprintf(x->after, sizeof(x->after), "{\"status\":\"%s\",\"reason\":\"%s\"}", to, c->reason ? c->reason : "");
             p[0] = CX_DB_P_STR(c->id);
-            p[1] = CX_DB_P_STR(c->from);
-            p[2] = CX_DB_P_STR(c->status);
+            p[1] = CX_DB_P_STR(from);
+            p[2] = CX_DB_P_STR(to);
             p[3] = CX_DB_P_STR(c->reason);
             p[4] = CX_DB_P_STR(x->changed);
             q[0] = CX_DB_P_STR(x->changed);
-            q[1] = CX_DB_P_STR(strcmp(c->status, "online") == 0 ? "agent_online" : "agent_offline");
+            q[1] = CX_DB_P_STR(c->status == CX_AGENT_ONLINE ? "agent_online" : "agent_offline");
             q[2] = CX_DB_P_STR(c->id);
             q[3] = CX_DB_P_STR(x->before);
             q[4] = CX_DB_P_STR(x->after);

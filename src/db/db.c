@@ -28,6 +28,7 @@
 #include "conduix/cx.h"
 #include "conduix/log.h"
 #include "conduix/db.h"
+#include "conduix/hash.h"
 
 #define CACHE_MAX 256        /* prepared statements kept per connection */
 #define BACKOFF_MIN_MS 1000  /* first wait after a failed connect */
@@ -306,16 +307,6 @@ static int read_only(const char *sql)
     return strncasecmp(sql, "SELECT", 6) == 0 || strncasecmp(sql, "SHOW", 4) == 0;
 }
 
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static entry_t *lookup(const char *sql, size_t len, uint64_t h)
 {
     for (size_t i = 0; i < D.ncache; i++) {
@@ -579,7 +570,7 @@ static void conflict_key(const char *msg)
 int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_db_result_t **res, uint64_t *affected)
 {
     size_t len = strlen(sql);
-    uint64_t h = fnv1a(sql, len);
+    uint64_t h = cx_hash_fnv1a(sql, len);
     int ro = read_only(sql);
     int conn_retry = 0, deadlocks = 0, reprepared = 0, checked = 0;
     char msg[512];
@@ -780,14 +771,46 @@ int cx_db_available(void)
     return D.opened && !D.down;
 }
 
-void cx_db_time_iso(const char *db, char out[32])
+char *cx_db_take(cx_db_result_t *res, size_t row, const char *col)
 {
-    if (db == NULL || strlen(db) < 19) {
-        out[0] = '\0';
-        return;
-    }
-    memcpy(out, db, 19);
-    out[10] = 'T';
-    out[19] = 'Z';
-    out[20] = '\0';
+    if (res == NULL || row >= res->nrows)
+        return NULL;
+    for (unsigned c = 0; c < res->ncols; c++)
+        if (strcasecmp(res->colnames[c], col) == 0) {
+            char *v = res->rows[row][c];
+            res->rows[row][c] = NULL;
+            return v;
+        }
+    return NULL;
+}
+
+int64_t cx_db_int(const cx_db_result_t *res, size_t row, const char *col, int64_t dflt)
+{
+    const char *v = cx_db_value(res, row, col);
+    return v != NULL ? strtoll(v, NULL, 10) : dflt;
+}
+
+void cx_db_copy(const cx_db_result_t *res, size_t row, const char *col, char *out, size_t size)
+{
+    const char *v = cx_db_value(res, row, col);
+    snprintf(out, size, "%s", v != NULL ? v : "");
+}
+
+int64_t cx_db_time_ms(const char *db)
+{
+    char buf[40];
+    int64_t ms;
+
+    if (db == NULL)
+        return 0;
+    snprintf(buf, sizeof(buf), "%.30sZ", db); /* the session's time zone is UTC */
+    ms = cx_time_parse(buf);
+    return ms > 0 ? ms : 0;
+}
+
+void cx_db_time_text(int64_t ms, char out[32])
+{
+    cx_time_format_ms(ms, out); /* "2026-11-25T21:00:00.123Z" */
+    out[10] = ' ';
+    out[23] = '\0';
 }

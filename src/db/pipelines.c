@@ -16,14 +16,17 @@
 #include "conduix/db.h"
 #include "conduix/log.h"
 #include "conduix/pipelines.h"
-
-#define TS(col) "DATE_FORMAT(" col ", '%Y-%m-%dT%H:%i:%sZ')"
+#include "conduix/shapes.h"
 
 #define COLS                                                                                                                       \
-    "id, name, description, config_yaml, version, created_by, updated_by, " TS("created_at") " AS created_at, " TS(                \
-        "updated_at") " AS updated_at"
+    "pipelines.id, pipelines.name, pipelines.description, pipelines.config_yaml, pipelines.version, pipelines.created_by, "        \
+    "pipelines.updated_by, pipelines.created_at, pipelines.updated_at"
+/* The status of a pipeline is its current run's: the active one, found through the unique key on
+ * pipeline_runs.active_pipeline_id (one eq_ref lookup a row, in the same statement). */
+#define STATUS_COL "ar.status AS run_status"
+#define STATUS_JOIN " LEFT JOIN pipeline_runs ar ON ar.active_pipeline_id = pipelines.id"
 
-#define SQL_GET "SELECT " COLS " FROM pipelines WHERE id = ?"
+#define SQL_GET "SELECT " COLS ", " STATUS_COL " FROM pipelines" STATUS_JOIN " WHERE pipelines.id = ?"
 #define SQL_GET_LOCK "SELECT " COLS " FROM pipelines WHERE id = ? FOR UPDATE"
 #define SQL_INSERT                                                                                                                 \
     "INSERT INTO pipelines (id, name, description, config_yaml, version, created_by, updated_by, created_at, updated_at) "         \
@@ -45,66 +48,90 @@
 #define SQL_DEL_SCHEDULES "DELETE FROM schedules WHERE pipeline_id = ?"
 #define SQL_DEL "DELETE FROM pipelines WHERE id = ?"
 #define SQL_VERSIONS_COUNT "SELECT COUNT(*) AS n, COALESCE(SUM(version = ?), 0) AS cur FROM pipeline_versions WHERE pipeline_id = ?"
-#define VCOLS "version, name, description, config_yaml, created_by, " TS("created_at") " AS created_at"
+#define VCOLS "version, name, description, config_yaml, created_by, created_at"
 #define SQL_VERSIONS "SELECT " VCOLS " FROM pipeline_versions WHERE pipeline_id = ? ORDER BY version DESC LIMIT ? OFFSET ?"
 
-/* ---- rows to JSON ---- */
+/* ---- rows to structs ---- */
 
-static json_object *str_or_null(const char *s)
+void cx_pipeline_free(cx_pipeline_t *p)
 {
-    return s != NULL ? json_object_new_string(s) : NULL;
+    if (p == NULL)
+        return;
+    free(p->name);
+    free(p->description);
+    free(p->config_yaml);
+    free(p->created_by);
+    free(p->updated_by);
+    memset(p, 0, sizeof(*p));
 }
 
-static json_object *str_len(const cx_db_result_t *res, size_t row, const char *col)
+void cx_db_pipelines_free(cx_pipeline_t *v, size_t n)
 {
-    for (unsigned c = 0; c < res->ncols; c++)
-        if (strcmp(res->colnames[c], col) == 0)
-            return res->rows[row][c] ? json_object_new_string_len(res->rows[row][c], (int)res->lens[row][c])
-                                     : json_object_new_string("");
-    return json_object_new_string("");
+    for (size_t i = 0; i < n; i++)
+        cx_pipeline_free(&v[i]);
+    free(v);
 }
 
-static int64_t int_of(const cx_db_result_t *res, size_t row, const char *col)
+void cx_db_pipeline_versions_free(cx_pipeline_version_t *v, size_t n)
 {
-    const char *v = cx_db_value(res, row, col);
-    return v != NULL ? strtoll(v, NULL, 10) : 0;
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+        free(v[i].description);
+        free(v[i].config_yaml);
+        free(v[i].created_by);
+    }
+    free(v);
 }
 
-/* pipeline_json -- row i of a result with the COLS columns as a Pipeline. */
-static json_object *pipeline_json(const cx_db_result_t *res, size_t i)
+/* text -- a text column taken out of the result; "" for NULL. */
+static char *text(cx_db_result_t *res, size_t i, const char *col)
 {
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "id", str_or_null(cx_db_value(res, i, "id")));
-    json_object_object_add(o, "name", str_len(res, i, "name"));
-    json_object_object_add(o, "description", str_len(res, i, "description"));
-    json_object_object_add(o, "config_yaml", str_len(res, i, "config_yaml"));
-    json_object_object_add(o, "version", json_object_new_int64(int_of(res, i, "version")));
-    json_object_object_add(o, "created_by", str_or_null(cx_db_value(res, i, "created_by")));
-    json_object_object_add(o, "updated_by", str_or_null(cx_db_value(res, i, "updated_by")));
-    json_object_object_add(o, "created_at", str_or_null(cx_db_value(res, i, "created_at")));
-    json_object_object_add(o, "updated_at", str_or_null(cx_db_value(res, i, "updated_at")));
-    return o;
+    char *v = cx_db_take(res, i, col);
+    return v != NULL ? v : cx_strdup("");
 }
 
-/* fetch -- the Pipeline with this id (locked FOR UPDATE when lock) into *out; CX_NOTFOUND. */
-static int fetch(const char *id, int lock, json_object **out)
+/* fill -- row i of a result with the COLS columns (and run_status, when selected). */
+static void fill(cx_db_result_t *res, size_t i, cx_pipeline_t *p)
+{
+    const char *st = cx_db_value(res, i, "run_status");
+
+    memset(p, 0, sizeof(*p));
+    cx_db_copy(res, i, "id", p->id, sizeof(p->id));
+    p->name = text(res, i, "name");
+    p->description = text(res, i, "description");
+    p->config_yaml = text(res, i, "config_yaml");
+    p->version = cx_db_int(res, i, "version", 0);
+    p->created_by = cx_db_take(res, i, "created_by");
+    p->updated_by = cx_db_take(res, i, "updated_by");
+    p->created_at = cx_db_time_ms(cx_db_value(res, i, "created_at"));
+    p->updated_at = cx_db_time_ms(cx_db_value(res, i, "updated_at"));
+    p->status = CX_RUN_STOPPED;
+    if (st != NULL && (cx_run_status_parse(st, &p->status) != CX_OK || !cx_run_status_active(p->status))) {
+        cx_log_warnx("pipeline %s: its active run has the status %.32s", p->id, st);
+        p->status = CX_RUN_STOPPED;
+    }
+}
+
+/* fetch -- the pipeline with this id into *out: with its status, or locked FOR UPDATE (then without
+ * it, which belongs to the runs: status stopped); CX_NOTFOUND. */
+static int fetch(const char *id, int lock, cx_pipeline_t *out)
 {
     cx_db_param_t p[] = {CX_DB_P_STR(id)};
     cx_db_result_t *res;
     int rc = cx_db_exec(lock ? SQL_GET_LOCK : SQL_GET, p, 1, &res, NULL);
 
-    *out = NULL;
+    memset(out, 0, sizeof(*out));
     if (rc != CX_OK)
         return rc;
     if (res->nrows == 0)
         rc = CX_NOTFOUND;
     else
-        *out = pipeline_json(res, 0);
+        fill(res, 0, out);
     cx_db_result_free(res);
     return rc;
 }
 
-int cx_db_pipeline_get(const char *id, json_object **out)
+int cx_db_pipeline_get(const char *id, cx_pipeline_t *out)
 {
     return fetch(id, 0, out);
 }
@@ -127,10 +154,18 @@ static char *like_pattern(const char *s)
     return p;
 }
 
-int cx_db_pipeline_list(const cx_pipeline_query_t *q, json_object **items, int64_t *total)
+/* rows -- the result's rows as an array of pipelines. */
+static void rows(cx_db_result_t *res, cx_pipeline_t **items, size_t *n)
 {
-    /* ORDER BY columns come from this table only; id breaks ties so pages never overlap. The columns are
-     * qualified: the select list has aliases created_at and updated_at (the formatted times). */
+    *items = res->nrows > 0 ? cx_calloc(res->nrows, sizeof(**items)) : NULL;
+    for (size_t i = 0; i < res->nrows; i++)
+        fill(res, i, &(*items)[i]);
+    *n = res->nrows;
+}
+
+int cx_db_pipeline_list(const cx_pipeline_query_t *q, cx_pipeline_t **items, size_t *n, int64_t *total)
+{
+    /* ORDER BY columns come from this table only; id breaks ties so pages never overlap. */
     static const char *const sort_cols[] = {
         [CX_PIPELINE_SORT_CREATED_AT] = "created_at",
         [CX_PIPELINE_SORT_UPDATED_AT] = "updated_at",
@@ -144,7 +179,7 @@ int cx_db_pipeline_list(const cx_pipeline_query_t *q, json_object **items, int64
         [CX_PIPELINE_SORT_NAME] = "uq_pipelines_name",
     };
     int search = q->search != NULL && q->search[0] != '\0';
-    const char *where = search ? " WHERE name LIKE ? ESCAPE '!'" : "";
+    const char *where = search ? " WHERE pipelines.name LIKE ? ESCAPE '!'" : "";
     const char *dir = q->desc ? "DESC" : "ASC";
     unsigned k = (unsigned)q->sort < CX_ARRAY_SIZE(sort_cols) ? (unsigned)q->sort : CX_PIPELINE_SORT_CREATED_AT;
     int64_t offset = (int64_t)(q->page - 1) * q->page_size;
@@ -156,37 +191,30 @@ int cx_db_pipeline_list(const cx_pipeline_query_t *q, json_object **items, int64
     int rc;
 
     *items = NULL;
+    *n = 0;
     *total = 0;
     if (search)
         p[np++] = CX_DB_P_STR(pattern);
     snprintf(sql, sizeof(sql), "SELECT COUNT(*) AS n FROM pipelines%s", where);
     if ((rc = cx_db_exec(sql, p, np, &res, NULL)) != CX_OK)
-        goto fail;
-    *total = int_of(res, 0, "n");
+        goto out;
+    *total = cx_db_int(res, 0, "n", 0);
     cx_db_result_free(res);
     res = NULL;
-
-    *items = json_object_new_array();
     if (offset < *total) {
         p[np++] = CX_DB_P_INT(q->page_size);
         p[np++] = CX_DB_P_INT(offset);
-        snprintf(
-            sql, sizeof(sql),
-            "SELECT %s FROM pipelines FORCE INDEX FOR ORDER BY (%s)%s ORDER BY pipelines.%s %s, pipelines.id %s LIMIT ? OFFSET ?",
-            COLS, sort_keys[k], where, sort_cols[k], dir, dir);
+        snprintf(sql, sizeof(sql),
+                 "SELECT %s, %s FROM pipelines FORCE INDEX FOR ORDER BY (%s)%s%s ORDER BY pipelines.%s %s, pipelines.id %s "
+                 "LIMIT ? OFFSET ?",
+                 COLS, STATUS_COL, sort_keys[k], STATUS_JOIN, where, sort_cols[k], dir, dir);
         if ((rc = cx_db_exec(sql, p, np, &res, NULL)) != CX_OK)
-            goto fail;
-        for (size_t i = 0; i < res->nrows; i++)
-            json_object_array_add(*items, pipeline_json(res, i));
+            goto out;
+        rows(res, items, n);
         cx_db_result_free(res);
     }
+out:
     free(pattern);
-    return CX_OK;
-
-fail:
-    free(pattern);
-    json_object_put(*items);
-    *items = NULL;
     return rc;
 }
 
@@ -226,98 +254,98 @@ static int finish(int rc)
     return rc;
 }
 
-int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, json_object **out, char *field, char *why)
+/* audit -- the audit row of a change: the pipeline before and after (NULL for none), as stored
+ * definitions (without the status, which is the runs'). */
+static int audit(const char *action, const char *id, const cx_pipeline_actor_t *who, const cx_pipeline_t *before,
+                 const cx_pipeline_t *after)
 {
-    char id[37], at[40], when[32];
-    json_object *after = NULL;
-    int64_t now = cx_wall_ms();
+    json_object *b = before != NULL ? cx_pipeline_json(before, 0) : NULL, *a = after != NULL ? cx_pipeline_json(after, 0) : NULL;
+    int rc = cx_audit_write(who->actor, action, "pipeline", id, who->request_id, b, a);
+    json_object_put(b);
+    json_object_put(a);
+    return rc;
+}
+
+int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, cx_pipeline_t *out, char *field, char *why)
+{
+    cx_pipeline_t pl = {0};
+    char at[32];
     int rc;
 
-    *out = NULL;
-    cx_uuid(id);
-    /* The creation time is set here, so the Pipeline is built from what was written: no read back. */
-    cx_time_format(now / 1000, when);
-    snprintf(at, sizeof(at), "%.10s %.8s.%03d", when, when + 11, (int)(now % 1000));
+    memset(out, 0, sizeof(*out));
+    /* The creation time is set here, so the pipeline is built from what was written: no read back. */
+    cx_uuid(pl.id);
+    pl.name = cx_strdup(in->name);
+    pl.description = cx_strdup(in->description != NULL ? in->description : "");
+    pl.config_yaml = cx_strdup(in->config_yaml);
+    pl.version = 1;
+    pl.created_by = cx_strdup(who->actor);
+    pl.updated_by = cx_strdup(who->actor);
+    pl.created_at = pl.updated_at = cx_wall_ms();
+    pl.status = CX_RUN_STOPPED;
+    cx_db_time_text(pl.created_at, at);
     cx_db_param_t p[] = {
-        CX_DB_P_STR(id),
-        CX_DB_P_STR(in->name),
-        CX_DB_P_STR(in->description != NULL ? in->description : ""),
-        CX_DB_P_STR(in->config_yaml),
-        CX_DB_P_STR(who->actor),
-        CX_DB_P_STR(who->actor),
+        CX_DB_P_STR(pl.id),
+        CX_DB_P_STR(pl.name),
+        CX_DB_P_STR(pl.description),
+        CX_DB_P_STR(pl.config_yaml),
+        CX_DB_P_STR(pl.created_by),
+        CX_DB_P_STR(pl.updated_by),
         CX_DB_P_STR(at),
         CX_DB_P_STR(at),
     };
     if ((rc = cx_db_begin()) != CX_OK)
-        return rc;
+        goto fail;
     rc = cx_db_exec(SQL_INSERT, p, CX_ARRAY_SIZE(p), NULL, NULL);
     if (rc == CX_CONFLICT)
         rc = name_conflict(field, why);
     /* No pipeline_versions row yet: version 1 is the row itself, and the history shows it from there
      * (versions() reads a never-updated pipeline as its only version); the first update writes it
      * before the change. One round trip less per create. */
-    if (rc == CX_OK) {
-        after = json_object_new_object();
-        json_object_object_add(after, "id", json_object_new_string(id));
-        json_object_object_add(after, "name", json_object_new_string(in->name));
-        json_object_object_add(after, "description", json_object_new_string(in->description != NULL ? in->description : ""));
-        json_object_object_add(after, "config_yaml", json_object_new_string(in->config_yaml));
-        json_object_object_add(after, "version", json_object_new_int64(1));
-        json_object_object_add(after, "created_by", str_or_null(who->actor));
-        json_object_object_add(after, "updated_by", str_or_null(who->actor));
-        json_object_object_add(after, "created_at", json_object_new_string(when));
-        json_object_object_add(after, "updated_at", json_object_new_string(when));
-        rc = cx_audit_write(who->actor, "pipeline_create", "pipeline", id, who->request_id, NULL, after);
-    }
-    if ((rc = finish(rc)) != CX_OK) {
-        json_object_put(after);
-        return rc;
-    }
-    *out = after;
+    if (rc == CX_OK)
+        rc = audit("pipeline_create", pl.id, who, NULL, &pl);
+    if ((rc = finish(rc)) != CX_OK)
+        goto fail;
+    *out = pl;
     return CX_OK;
+fail:
+    cx_pipeline_free(&pl);
+    return rc;
 }
 
 /* same -- the given field value equals the current one (a field not given is unchanged). */
-static int same(const char *given, json_object *cur, const char *key)
+static int same(const char *given, const char *cur)
 {
-    json_object *v;
-    if (given == NULL)
-        return 1;
-    if (!json_object_object_get_ex(cur, key, &v))
-        return 0;
-    return strlen(given) == (size_t)json_object_get_string_len(v) && strcmp(given, json_object_get_string(v)) == 0;
+    return given == NULL || strcmp(given, cur) == 0;
 }
 
-int cx_db_pipeline_update(const char *id, const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, json_object **out,
+int cx_db_pipeline_update(const char *id, const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, cx_pipeline_t *out,
                           char *field, char *why)
 {
-    json_object *before = NULL, *after = NULL;
-    int64_t version;
+    cx_pipeline_t before = {0}, after = {0};
     uint64_t affected = 0;
     int rc;
 
-    *out = NULL;
+    memset(out, 0, sizeof(*out));
     if ((rc = cx_db_begin()) != CX_OK)
         return rc;
     if ((rc = fetch(id, 1, &before)) != CX_OK)
         goto done;
-    version = json_object_get_int64(json_object_object_get(before, "version"));
-    if (in->version > 0 && in->version != version) {
+    if (in->version > 0 && in->version != before.version) {
         char w[256];
-        snprintf(w, sizeof(w), "the pipeline is at version %lld, not %lld", (long long)version, (long long)in->version);
+        snprintf(w, sizeof(w), "the pipeline is at version %lld, not %lld", (long long)before.version, (long long)in->version);
         set_why(field, why, "version", w);
         rc = CX_CONFLICT;
         goto done;
     }
-    if (same(in->name, before, "name") && same(in->description, before, "description") &&
-        same(in->config_yaml, before, "config_yaml")) {
-        /* Nothing changes: no new version, no audit row. */
-        after = json_object_get(before);
+    if (same(in->name, before.name) && same(in->description, before.description) && same(in->config_yaml, before.config_yaml)) {
+        /* Nothing changes: no new version, no audit row; the pipeline as it is, with its status. */
+        rc = fetch(id, 0, &after);
         goto done;
     }
     /* A pipeline inserted without its version row gets it now, so the history keeps every config. */
     {
-        cx_db_param_t hp[] = {CX_DB_P_STR(id), CX_DB_P_INT(version)};
+        cx_db_param_t hp[] = {CX_DB_P_STR(id), CX_DB_P_INT(before.version)};
         cx_db_result_t *res;
         if ((rc = cx_db_exec(SQL_HAS_VERSION, hp, 2, &res, NULL)) != CX_OK)
             goto done;
@@ -329,7 +357,7 @@ int cx_db_pipeline_update(const char *id, const cx_pipeline_input_t *in, const c
     {
         cx_db_param_t p[] = {
             CX_DB_P_STR(in->name), CX_DB_P_STR(in->description), CX_DB_P_STR(in->config_yaml), CX_DB_P_STR(who->actor),
-            CX_DB_P_STR(id),       CX_DB_P_INT(version),
+            CX_DB_P_STR(id),       CX_DB_P_INT(before.version),
         };
         rc = cx_db_exec(SQL_UPDATE, p, CX_ARRAY_SIZE(p), NULL, &affected);
     }
@@ -348,11 +376,11 @@ int cx_db_pipeline_update(const char *id, const cx_pipeline_input_t *in, const c
         goto done;
     if ((rc = fetch(id, 0, &after)) != CX_OK)
         goto done;
-    rc = cx_audit_write(who->actor, "pipeline_update", "pipeline", id, who->request_id, before, after);
+    rc = audit("pipeline_update", id, who, &before, &after);
 done:
-    json_object_put(before);
+    cx_pipeline_free(&before);
     if ((rc = finish(rc)) != CX_OK) {
-        json_object_put(after);
+        cx_pipeline_free(&after);
         return rc;
     }
     *out = after;
@@ -362,7 +390,7 @@ done:
 int cx_db_pipeline_delete(const char *id, int refuse_active, const cx_pipeline_actor_t *who)
 {
     cx_db_param_t p[] = {CX_DB_P_STR(id)};
-    json_object *before = NULL;
+    cx_pipeline_t before = {0};
     int rc;
 
     if ((rc = cx_db_begin()) != CX_OK)
@@ -387,9 +415,9 @@ int cx_db_pipeline_delete(const char *id, int refuse_active, const cx_pipeline_a
         goto done;
     if ((rc = cx_db_exec(SQL_DEL, p, 1, NULL, NULL)) != CX_OK)
         goto done;
-    rc = cx_audit_write(who->actor, "pipeline_delete", "pipeline", id, who->request_id, before, NULL);
+    rc = audit("pipeline_delete", id, who, &before, NULL);
 done:
-    json_object_put(before);
+    cx_pipeline_free(&before);
     return finish(rc);
 }
 
@@ -407,51 +435,47 @@ int cx_db_pipeline_has_active_run(const char *id)
 
 /* ---- versions ---- */
 
-/* version_of -- a version entry from a Pipeline (its current version, when it has no version row). */
-static json_object *version_of(json_object *pl)
+/* version_of -- a version entry from a pipeline (its current version, when it has no version row). */
+static void version_of(const cx_pipeline_t *pl, cx_pipeline_version_t *v)
 {
-    static const char *const keys[] = {"version", "name", "description", "config_yaml"};
-    json_object *o = json_object_new_object(), *v;
-    for (size_t i = 0; i < CX_ARRAY_SIZE(keys); i++)
-        json_object_object_add(o, keys[i], json_object_get(json_object_object_get(pl, keys[i])));
-    v = json_object_object_get(pl, "updated_by");
-    if (v == NULL)
-        v = json_object_object_get(pl, "created_by");
-    json_object_object_add(o, "created_by", json_object_get(v));
-    json_object_object_add(o, "created_at", json_object_get(json_object_object_get(pl, "updated_at")));
-    return o;
+    v->version = pl->version;
+    v->name = cx_strdup(pl->name);
+    v->description = cx_strdup(pl->description);
+    v->config_yaml = cx_strdup(pl->config_yaml);
+    v->created_by = cx_strdup(pl->updated_by != NULL ? pl->updated_by : pl->created_by);
+    v->created_at = pl->updated_at;
 }
 
-int cx_db_pipeline_versions(const char *id, int page, int page_size, json_object **items, int64_t *total)
+int cx_db_pipeline_versions(const char *id, int page, int page_size, cx_pipeline_version_t **items, size_t *n, int64_t *total)
 {
-    json_object *pl = NULL;
+    cx_pipeline_t pl = {0};
     cx_db_result_t *res = NULL;
-    int64_t version, offset, limit;
+    int64_t offset, limit;
     int rc, missing = 0;
 
     *items = NULL;
+    *n = 0;
     *total = 0;
     if ((rc = fetch(id, 0, &pl)) != CX_OK)
         return rc;
-    version = json_object_get_int64(json_object_object_get(pl, "version"));
     {
-        cx_db_param_t p[] = {CX_DB_P_INT(version), CX_DB_P_STR(id)};
+        cx_db_param_t p[] = {CX_DB_P_INT(pl.version), CX_DB_P_STR(id)};
         if ((rc = cx_db_exec(SQL_VERSIONS_COUNT, p, 2, &res, NULL)) != CX_OK)
-            goto fail;
-        *total = int_of(res, 0, "n");
-        missing = int_of(res, 0, "cur") == 0;
+            goto out;
+        *total = cx_db_int(res, 0, "n", 0);
+        missing = cx_db_int(res, 0, "cur", 0) == 0;
         cx_db_result_free(res);
         res = NULL;
     }
     /* Without a row for the current version, the current config is the newest entry, in front of
      * the rows. */
     *total += missing;
-    *items = json_object_new_array();
     offset = (int64_t)(page - 1) * page_size;
     limit = page_size;
+    *items = cx_calloc((size_t)page_size, sizeof(**items));
     if (missing) {
         if (offset == 0 && limit > 0) {
-            json_object_array_add(*items, version_of(pl));
+            version_of(&pl, &(*items)[(*n)++]);
             limit--;
         } else {
             offset--;
@@ -460,25 +484,24 @@ int cx_db_pipeline_versions(const char *id, int page, int page_size, json_object
     if (limit > 0 && offset < *total - missing) {
         cx_db_param_t p[] = {CX_DB_P_STR(id), CX_DB_P_INT(limit), CX_DB_P_INT(offset)};
         if ((rc = cx_db_exec(SQL_VERSIONS, p, 3, &res, NULL)) != CX_OK)
-            goto fail;
-        for (size_t i = 0; i < res->nrows; i++) {
-            json_object *o = json_object_new_object();
-            json_object_object_add(o, "version", json_object_new_int64(int_of(res, i, "version")));
-            json_object_object_add(o, "name", str_or_null(cx_db_value(res, i, "name")));
-            json_object_object_add(o, "description", str_len(res, i, "description"));
-            json_object_object_add(o, "config_yaml", str_len(res, i, "config_yaml"));
-            json_object_object_add(o, "created_by", str_or_null(cx_db_value(res, i, "created_by")));
-            json_object_object_add(o, "created_at", str_or_null(cx_db_value(res, i, "created_at")));
-            json_object_array_add(*items, o);
+            goto out;
+        for (size_t i = 0; i < res->nrows && *n < (size_t)page_size; i++) {
+            cx_pipeline_version_t *v = &(*items)[(*n)++];
+            v->version = cx_db_int(res, i, "version", 0);
+            v->name = cx_db_take(res, i, "name");
+            v->description = text(res, i, "description");
+            v->config_yaml = text(res, i, "config_yaml");
+            v->created_by = cx_db_take(res, i, "created_by");
+            v->created_at = cx_db_time_ms(cx_db_value(res, i, "created_at"));
         }
         cx_db_result_free(res);
     }
-    json_object_put(pl);
-    return CX_OK;
-
-fail:
-    json_object_put(pl);
-    json_object_put(*items);
-    *items = NULL;
+out:
+    cx_pipeline_free(&pl);
+    if (rc != CX_OK) {
+        cx_db_pipeline_versions_free(*items, *n);
+        *items = NULL;
+        *n = 0;
+    }
     return rc;
 }

@@ -34,10 +34,10 @@ static void fill(const cx_db_result_t *res, size_t i, cx_session_t *s)
     copy(s->provider, sizeof(s->provider), cx_db_value(res, i, "provider"));
     copy(s->user_agent, sizeof(s->user_agent), cx_db_value(res, i, "user_agent"));
     copy(s->ip_address, sizeof(s->ip_address), cx_db_value(res, i, "ip_address"));
-    cx_db_time_iso(cx_db_value(res, i, "created_at"), s->created_at);
-    cx_db_time_iso(cx_db_value(res, i, "expires_at"), s->expires_at);
-    cx_db_time_iso(cx_db_value(res, i, "last_seen_at"), s->last_seen_at);
-    cx_db_time_iso(cx_db_value(res, i, "revoked_at"), s->revoked_at);
+    s->created_at = cx_db_time_ms(cx_db_value(res, i, "created_at"));
+    s->expires_at = cx_db_time_ms(cx_db_value(res, i, "expires_at"));
+    s->last_seen_at = cx_db_time_ms(cx_db_value(res, i, "last_seen_at"));
+    s->revoked_at = cx_db_time_ms(cx_db_value(res, i, "revoked_at"));
     copy(s->revoked_by, sizeof(s->revoked_by), cx_db_value(res, i, "revoked_by"));
     s->active = (v = cx_db_value(res, i, "active")) != NULL && strcmp(v, "1") == 0;
 }

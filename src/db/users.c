@@ -27,8 +27,8 @@ static void fill(const cx_db_result_t *res, size_t i, cx_user_t *u)
     copy(u->email, sizeof(u->email), cx_db_value(res, i, "email"));
     copy(u->name, sizeof(u->name), cx_db_value(res, i, "name"));
     copy(u->role, sizeof(u->role), cx_db_value(res, i, "role"));
-    cx_db_time_iso(cx_db_value(res, i, "created_at"), u->created_at);
-    cx_db_time_iso(cx_db_value(res, i, "last_login_at"), u->last_login_at);
+    u->created_at = cx_db_time_ms(cx_db_value(res, i, "created_at"));
+    u->last_login_at = cx_db_time_ms(cx_db_value(res, i, "last_login_at"));
 }
 
 /* first -- the end of a one-user query: its first row into u, CX_NOTFOUND when none; frees res. */

@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "conduix/api.h"
+#include "conduix/http.h"
 #include "conduix/cx.h"
 #include "conduix/log.h"
 #include "conduix/shm.h"

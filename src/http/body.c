@@ -7,10 +7,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include "conduix/api.h"
+#include "conduix/http.h"
 #include "conduix/config.h"
 #include "conduix/cx.h"
 #include "conduix/reply.h"
+#include "conduix/router.h"
 
 #define JSON_MAX_DEPTH 64
 

@@ -1,5 +1,5 @@
 /*
- * reply.c -- the only place that writes a response: the envelope of spec/api.md, Content-Length on
+ * reply.c -- the only place that writes a response: the envelope of docs/api.md, Content-Length on
  * every response (without it h2o drops keep-alive on errors), X-Request-ID, and the request id in every
  * error body. Handlers build json-c objects; this file serialises and sends them.
  */

@@ -2,57 +2,43 @@
  * router.c -- matches a method and a raw path against the route table, segment by segment; ":name"
  * matches one non-empty segment, which is percent-decoded after the split (so "%2F" in an id never
  * becomes a path separator). 404 when no pattern matches, 405 with the allowed methods when only the
- * method is wrong.
+ * method is wrong. Also the one percent-decoder (cx_url_decode), for path segments and query values.
  */
 #include <string.h>
 
 #include "conduix/router.h"
 
-static int hexval(int c)
+/* decode -- percent-decode s[0..len) into out (len + 1 bytes, or NULL to only check), with the flags
+ * of cx_url_decode. The length written, or -1. */
+static long decode(char *out, const char *s, size_t len, int flags)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    int query = (flags & CX_URL_QUERY) != 0;
+    size_t i, o = 0;
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '%' && i + 2 < len && h2o_hex_decode(&c, s + i + 1, 2) == 0) {
+            if (c == '\0' && !query)
+                return -1;
+            i += 2;
+        } else if (c == '%' && !query) {
+            return -1;
+        } else if (c == '+' && query) {
+            c = ' ';
+        }
+        if (out != NULL)
+            out[o] = (char)c;
+        o++;
+    }
+    if (out != NULL)
+        out[o] = '\0';
+    return (long)o;
 }
 
-/* decode -- percent-decode a segment into the pool; NULL when malformed or when it holds a NUL. */
-static char *decode(h2o_mem_pool_t *pool, const char *s, size_t len)
+char *cx_url_decode(h2o_mem_pool_t *pool, const char *s, size_t len, int flags)
 {
     char *out = h2o_mem_alloc_pool(pool, len + 1);
-    size_t i, o = 0;
-    for (i = 0; i < len; i++) {
-        if (s[i] == '%') {
-            int hi, lo;
-            if (i + 2 >= len || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0)
-                return NULL;
-            out[o] = (char)(hi * 16 + lo);
-            if (out[o] == '\0')
-                return NULL;
-            o++;
-            i += 2;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/* valid_escapes -- every '%' starts two hex digits, and none encodes a NUL. */
-static int valid_escapes(const char *s, size_t len)
-{
-    size_t i;
-    for (i = 0; i < len; i++)
-        if (s[i] == '%') {
-            if (i + 2 >= len || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0 || (s[i + 1] == '0' && s[i + 2] == '0'))
-                return 0;
-            i += 2;
-        }
-    return 1;
+    return decode(out, s, len, flags) < 0 ? NULL : out;
 }
 
 /* match_one -- does path match pattern? Fills params when out is non-NULL. */
@@ -74,10 +60,10 @@ static int match_one(const char *pattern, const char *path, size_t path_len, h2o
         if (p[0] == ':') {
             if (slen == 0 || np >= CX_MAX_PARAMS)
                 return 0;
-            if (!valid_escapes(s, slen))
+            if (decode(NULL, s, slen, 0) < 0)
                 return 0;
             if (out != NULL) {
-                char *v = decode(pool, s, slen);
+                char *v = cx_url_decode(pool, s, slen, 0);
                 if (v == NULL)
                     return 0;
                 out->params[np].name = NULL; /* filled by the caller from the pattern */

@@ -1,8 +1,9 @@
 /*
  * server.c -- the request path of a worker: h2o calls on_req for every request, which runs, in this
- * order: request id, router (404/405), CORS, authentication and authorization (from the route table),
- * body (413/415/400), the handler, then the access log and metrics. Also the small request accessors
- * handlers use (params, query, headers).
+ * order: request id, router (404/405), CORS, authentication and authorization (the authorizer given to
+ * cx_server_init, on the route's access rule), body (413/415/400), the handler, then the access log and
+ * metrics. Also the small request accessors handlers use (params, query, headers). The route table and
+ * the authorizer come from the layers above (src/api/, src/auth/): nothing here depends on them.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -13,7 +14,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "conduix/api.h"
 #include "conduix/config.h"
 #include "conduix/cx.h"
 #include "conduix/log.h"
@@ -23,6 +23,11 @@
 
 #define CORS_METHODS "GET, POST, PUT, DELETE, OPTIONS"
 #define CORS_HEADERS "Authorization, Content-Type, If-Match, X-Request-ID"
+
+/* What this process serves (cx_server_init). */
+static const cx_route_t *routes;
+static size_t nroutes;
+static cx_authorize_fn authorize;
 
 static void on_dispose(void *p)
 {
@@ -135,7 +140,7 @@ static void dispatch(cx_req_t *r)
     int idx, rc;
     const cx_route_t *route;
 
-    rc = cx_router_match(cx_routes, cx_nroutes, req->method.base, req->method.len, req->path.base, plen, &req->pool, r, &idx, allow,
+    rc = cx_router_match(routes, nroutes, req->method.base, req->method.len, req->path.base, plen, &req->pool, r, &idx, allow,
                          sizeof(allow));
     r->route_index = idx;
     if (rc == CX_ROUTE_NOT_FOUND) {
@@ -152,12 +157,15 @@ static void dispatch(cx_req_t *r)
         cx_reply_error(r, 405, "METHOD_NOT_ALLOWED", msg, NULL);
         return;
     }
-    route = &cx_routes[idx];
+    route = &routes[idx];
     r->route = route;
     if (cors(r))
         return;
-    if (cx_authz_request(r, route) != CX_OK)
+    if (route->access != CX_ACCESS_PUBLIC && (authorize == NULL || authorize(r, route) != CX_OK)) {
+        if (r->status == 0) /* no authorizer: nothing but public routes is served */
+            cx_reply_error(r, 403, "FORBIDDEN", "this endpoint is not available", NULL);
         return;
+    }
     if (rate_limited(r, route))
         return;
     if (cx_body_parse(r, route) != CX_OK)
@@ -191,11 +199,15 @@ void cx_req_defer(cx_req_t *r, void (*on_abort)(void *arg), void *arg)
     r->abort_arg = arg;
 }
 
-int cx_server_init(h2o_globalconf_t *config)
+int cx_server_init(h2o_globalconf_t *config, const cx_route_t *table, size_t n, cx_authorize_fn authorizer)
 {
     h2o_hostconf_t *host;
     h2o_pathconf_t *path;
     h2o_handler_t *h;
+
+    routes = table;
+    nroutes = n;
+    authorize = authorizer;
 
     h2o_config_init(config);
     config->server_name = h2o_iovec_init(H2O_STRLIT("conduix-cp"));
@@ -232,11 +244,6 @@ const char *cx_req_header(cx_req_t *r, const char *lowercase_name)
     return v;
 }
 
-static int unhex(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 const char *cx_req_query(cx_req_t *r, const char *name)
 {
     h2o_req_t *req = r->req;
@@ -254,20 +261,7 @@ const char *cx_req_query(cx_req_t *r, const char *name)
         const char *kend = eq ? eq : pend;
         if ((size_t)(kend - q) == nlen && memcmp(q, name, nlen) == 0) {
             const char *v = eq ? eq + 1 : pend;
-            size_t vlen = (size_t)(pend - v), i, o = 0;
-            char *out = h2o_mem_alloc_pool(&req->pool, vlen + 1);
-            for (i = 0; i < vlen; i++) {
-                if (v[i] == '+') {
-                    out[o++] = ' ';
-                } else if (v[i] == '%' && i + 2 < vlen && unhex(v[i + 1]) >= 0 && unhex(v[i + 2]) >= 0) {
-                    out[o++] = (char)(unhex(v[i + 1]) * 16 + unhex(v[i + 2]));
-                    i += 2;
-                } else {
-                    out[o++] = v[i];
-                }
-            }
-            out[o] = '\0';
-            return out;
+            return cx_url_decode(&req->pool, v, (size_t)(pend - v), CX_URL_QUERY);
         }
         q = pend + 1;
     }
@@ -281,7 +275,7 @@ const char *cx_req_actor(cx_req_t *r)
     return r->id.email[0] ? r->id.email : r->id.sub;
 }
 
-int cx_api_paging(cx_req_t *r, int *page, int *page_size)
+int cx_req_paging(cx_req_t *r, int *page, int *page_size)
 {
     const char *p = cx_req_query(r, "page"), *s = cx_req_query(r, "page_size");
     char *end;

@@ -1,411 +1,210 @@
 /*
- * heartbeat.c -- agent heartbeats: the parser and validator of a heartbeat text (pure, unit-tested in
- * t/unit/test_heartbeat.c), the agent id of a heartbeat key, the rate-limited log of rejected beats, and
- * the REST fallback path (write the Redis key as an agent would; MySQL when Redis is down).
- *
- * The parser accepts what the original Go agents write (RFC 3339 with nanoseconds and any offset, zero
- * usages, `pipelines: []` or null, no pipeline_stats) and refuses anything that could hurt the registry
- * or the database: wrong types, invalid UTF-8, control characters in stored strings, sizes beyond the
- * columns and caps of agents.h.
+ * src/redis/heartbeat.c -- the Redis side of the agents' heartbeat keys (heartbeat.h): the SET of the
+ * REST relay, and hbmon's reads in batches: one SCAN step, the PTTLs of a batch in one pipelined round
+ * trip, the values of some of its keys with one MGET. The replies stay in the batch, so the keys and
+ * values point into them without copies, until the batch is reset.
  */
-#include <math.h>
-#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "conduix/agents.h"
 #include "conduix/cx.h"
+#include "conduix/heartbeat.h"
 #include "conduix/log.h"
 #include "conduix/redis.h"
-#include "conduix/shm.h"
 
-#define JSON_DEPTH 16
-#define KEY_PREFIX "agent:"
-#define KEY_SUFFIX ":heartbeat"
-#define USAGE_MAX 1e6
-#define LABEL_VALUE_MAX 1024
-#define LOG_BURST 20
-#define LOG_WINDOW_MS 10000
+#define KEY_MATCH CX_HB_KEY_PREFIX "*" CX_HB_KEY_SUFFIX
 
-static int fail(cx_hb_error_t *err, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(cx_hb_error_t *err, const char *field, const char *fmt, ...)
-{
-    va_list ap;
-    snprintf(err->field, sizeof(err->field), "%s", field);
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    return CX_INVALID;
-}
-
-/* utf8_len -- length of the valid UTF-8 sequence at s (n bytes left), or 0. Overlong forms, surrogates
- * and code points above U+10FFFF are invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len, i;
-    unsigned cp;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
-}
-
-/* text_ok -- valid UTF-8 without control characters (and without spaces when nospace). */
-static int text_ok(const char *s, size_t n, int nospace)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, k;
-
-    while (i < n) {
-        if (p[i] < 0x20 || p[i] == 0x7f || (nospace && p[i] == ' '))
-            return 0;
-        if ((k = utf8_len(p + i, n - i)) == 0)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
-int cx_agent_id_valid(const char *id, size_t len)
-{
-    return id != NULL && len >= 1 && len <= CX_AGENT_ID_MAX && text_ok(id, len, 1);
-}
-
-int cx_heartbeat_key_id(const char *key, size_t len, char out[CX_AGENT_ID_MAX + 1])
-{
-    const size_t pre = sizeof(KEY_PREFIX) - 1, suf = sizeof(KEY_SUFFIX) - 1;
-    size_t n;
-
-    if (key == NULL || len <= pre + suf || memcmp(key, KEY_PREFIX, pre) != 0 || memcmp(key + len - suf, KEY_SUFFIX, suf) != 0)
-        return -1;
-    n = len - pre - suf;
-    if (!cx_agent_id_valid(key + pre, n))
-        return -1;
-    memcpy(out, key + pre, n);
-    out[n] = '\0';
-    return (int)n;
-}
-
-/* get -- member name of o when present and not null, else NULL. */
-static json_object *get(json_object *o, const char *name)
-{
-    json_object *v = NULL;
-    if (!json_object_object_get_ex(o, name, &v))
-        return NULL;
-    return v;
-}
-
-static int is_number(json_object *v)
-{
-    return json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double);
-}
-
-/* usage -- an optional percentage: a finite number >= 0 (absent or null: 0). */
-static int usage(json_object *o, const char *name, double *out, cx_hb_error_t *err)
-{
-    json_object *v = get(o, name);
-    double d;
-
-    *out = 0;
-    if (v == NULL)
-        return CX_OK;
-    if (!is_number(v))
-        return fail(err, name, "must be a number");
-    d = json_object_get_double(v);
-    if (!isfinite(d) || d < 0 || d > USAGE_MAX)
-        return fail(err, name, "must be a number between 0 and %g", USAGE_MAX);
-    *out = d;
-    return CX_OK;
-}
-
-/* short_string -- an optional string of at most max bytes of printable UTF-8 (absent or null: NULL). */
-static int short_string(json_object *o, const char *name, size_t max, const char **out, cx_hb_error_t *err)
-{
-    json_object *v = get(o, name);
-    const char *s;
-    size_t n;
-
-    *out = NULL;
-    if (v == NULL)
-        return CX_OK;
-    if (!json_object_is_type(v, json_type_string))
-        return fail(err, name, "must be a string");
-    s = json_object_get_string(v);
-    n = (size_t)json_object_get_string_len(v);
-    if (n > max)
-        return fail(err, name, "is longer than %zu bytes", max);
-    if (!text_ok(s, n, 0))
-        return fail(err, name, "contains control characters or invalid UTF-8");
-    *out = s;
-    return CX_OK;
-}
-
-static int check_pipelines(json_object *o, cx_heartbeat_t *hb, cx_hb_error_t *err)
-{
-    json_object *v = get(o, "pipelines");
-    size_t i, n;
-
-    if (v == NULL) {
-        hb->pipelines = cx_strdup("[]");
-        return CX_OK;
-    }
-    if (!json_object_is_type(v, json_type_array))
-        return fail(err, "pipelines", "must be an array of pipeline ids");
-    n = json_object_array_length(v);
-    if (n > CX_HB_MAX_PIPELINES)
-        return fail(err, "pipelines", "has more than %d entries", CX_HB_MAX_PIPELINES);
-    for (i = 0; i < n; i++) {
-        json_object *e = json_object_array_get_idx(v, i);
-        if (!json_object_is_type(e, json_type_string))
-            return fail(err, "pipelines", "entry %zu is not a string", i);
-        if (!cx_agent_id_valid(json_object_get_string(e), (size_t)json_object_get_string_len(e)))
-            return fail(err, "pipelines", "entry %zu is not a valid pipeline id", i);
-    }
-    hb->npipelines = n;
-    hb->pipelines = cx_strdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    return CX_OK;
-}
-
-static int check_stats(json_object *o, cx_hb_error_t *err)
-{
-    static const char *const counts[] = {"processed_count", "error_count"};
-    json_object *v = get(o, "pipeline_stats");
-    size_t i, n;
-
-    if (v == NULL)
-        return CX_OK;
-    if (!json_object_is_type(v, json_type_array))
-        return fail(err, "pipeline_stats", "must be an array of objects");
-    n = json_object_array_length(v);
-    if (n > CX_HB_MAX_PIPELINES)
-        return fail(err, "pipeline_stats", "has more than %d entries", CX_HB_MAX_PIPELINES);
-    for (i = 0; i < n; i++) {
-        json_object *e = json_object_array_get_idx(v, i), *f;
-        if (!json_object_is_type(e, json_type_object))
-            return fail(err, "pipeline_stats", "entry %zu is not an object", i);
-        f = get(e, "pipeline_id");
-        if (f == NULL || !json_object_is_type(f, json_type_string))
-            return fail(err, "pipeline_stats", "entry %zu: pipeline_id must be a string", i);
-        f = get(e, "status");
-        if (f != NULL && !json_object_is_type(f, json_type_string))
-            return fail(err, "pipeline_stats", "entry %zu: status must be a string", i);
-        for (size_t k = 0; k < CX_ARRAY_SIZE(counts); k++) {
-            f = get(e, counts[k]);
-            if (f != NULL && (!is_number(f) || !isfinite(json_object_get_double(f)) || json_object_get_double(f) < 0))
-                return fail(err, "pipeline_stats", "entry %zu: %s must be a number >= 0", i, counts[k]);
-        }
-    }
-    return CX_OK;
-}
-
-static int check_labels(json_object *o, cx_heartbeat_t *hb, cx_hb_error_t *err)
-{
-    json_object *v = get(o, "labels");
-    int n = 0;
-
-    if (v == NULL)
-        return CX_OK;
-    if (!json_object_is_type(v, json_type_object))
-        return fail(err, "labels", "must be an object of strings");
-    json_object_object_foreach(v, key, val)
-    {
-        size_t kl = strlen(key);
-        if (++n > CX_HB_MAX_LABELS)
-            return fail(err, "labels", "has more than %d entries", CX_HB_MAX_LABELS);
-        if (kl == 0 || kl > CX_AGENT_ID_MAX || !text_ok(key, kl, 0))
-            return fail(err, "labels", "a label name is empty, too long or not printable UTF-8");
-        if (val == NULL || !json_object_is_type(val, json_type_string))
-            return fail(err, "labels", "the value of %.64s must be a string", key);
-        if ((size_t)json_object_get_string_len(val) > LABEL_VALUE_MAX ||
-            !text_ok(json_object_get_string(val), (size_t)json_object_get_string_len(val), 0))
-            return fail(err, "labels", "the value of %.64s is longer than %d bytes or not printable UTF-8", key, LABEL_VALUE_MAX);
-    }
-    hb->labels = cx_strdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    return CX_OK;
-}
-
-/* check -- the fields of a parsed beat. */
-static int check(json_object *o, const char *agent_id, cx_heartbeat_t *hb, cx_hb_error_t *err)
-{
-    json_object *v;
-
-    if (!json_object_is_type(o, json_type_object))
-        return fail(err, "body", "a heartbeat must be a JSON object");
-    v = get(o, "agent_id");
-    if (v == NULL)
-        return fail(err, "agent_id", "is required");
-    if (!json_object_is_type(v, json_type_string))
-        return fail(err, "agent_id", "must be a string");
-    hb->agent_id = json_object_get_string(v);
-    if (agent_id != NULL && strcmp(hb->agent_id, agent_id) != 0)
-        return fail(err, "agent_id", "does not match the agent id of the key or URL");
-    if (!cx_agent_id_valid(hb->agent_id, (size_t)json_object_get_string_len(v)))
-        return fail(err, "agent_id", "must be 1 to %d bytes of printable UTF-8 without spaces", CX_AGENT_ID_MAX);
-
-    hb->timestamp_ms = -1;
-    if ((v = get(o, "timestamp")) != NULL) {
-        if (!json_object_is_type(v, json_type_string) || (hb->timestamp_ms = cx_time_parse(json_object_get_string(v))) < 0)
-            return fail(err, "timestamp", "must be an RFC 3339 time");
-    }
-    if (usage(o, "cpu_usage", &hb->cpu_usage, err) != CX_OK || usage(o, "memory_usage", &hb->memory_usage, err) != CX_OK ||
-        usage(o, "disk_usage", &hb->disk_usage, err) != CX_OK)
-        return CX_INVALID;
-    if (short_string(o, "hostname", 255, &hb->hostname, err) != CX_OK ||
-        short_string(o, "ip_address", 64, &hb->ip_address, err) != CX_OK ||
-        short_string(o, "version", 64, &hb->version, err) != CX_OK)
-        return CX_INVALID;
-    if (check_pipelines(o, hb, err) != CX_OK || check_stats(o, err) != CX_OK || check_labels(o, hb, err) != CX_OK)
-        return CX_INVALID;
-    return CX_OK;
-}
-
-static json_tokener *tokener;
-
-int cx_heartbeat_parse(const char *text, size_t len, const char *agent_id, cx_heartbeat_t *hb, cx_hb_error_t *err)
-{
-    json_tokener *tok;
-    json_object *o;
-    char *copy;
-    size_t end;
-
-    memset(hb, 0, sizeof(*hb));
-    memset(err, 0, sizeof(*err));
-    if (text == NULL || len == 0)
-        return fail(err, "body", "the heartbeat is empty");
-    if (len > CX_HB_MAX_BYTES) {
-        err->too_large = 1;
-        return fail(err, "body", "the heartbeat is larger than %d bytes", CX_HB_MAX_BYTES);
-    }
-    /* a NUL-terminated copy, parsed with its NUL so the tokener knows the input is complete */
-    copy = cx_malloc(len + 1);
-    memcpy(copy, text, len);
-    copy[len] = '\0';
-    /* one tokener per process, reset for each text (hbmon parses thousands a second) */
-    if (tokener == NULL) {
-        if ((tokener = json_tokener_new_ex(JSON_DEPTH)) == NULL)
-            abort();
-        json_tokener_set_flags(tokener, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    }
-    tok = tokener;
-    json_tokener_reset(tok);
-    o = json_tokener_parse_ex(tok, copy, (int)len + 1);
-    end = json_tokener_get_parse_end(tok);
-    if (o == NULL || end < len) {
-        enum json_tokener_error e = json_tokener_get_error(tok);
-        json_object_put(o);
-        free(copy);
-        return fail(err, "body", "the heartbeat is not valid JSON: %s",
-                    o != NULL                   ? "unexpected data after the value"
-                    : e == json_tokener_success ? "unexpected end of input"
-                                                : json_tokener_error_desc(e));
-    }
-    free(copy);
-    hb->obj = o;
-    if (check(o, agent_id, hb, err) != CX_OK) {
-        cx_heartbeat_free(hb);
-        return CX_INVALID;
-    }
-    return CX_OK;
-}
-
-void cx_heartbeat_free(cx_heartbeat_t *hb)
-{
-    if (hb == NULL)
-        return;
-    json_object_put(hb->obj);
-    free(hb->labels);
-    free(hb->pipelines);
-    memset(hb, 0, sizeof(*hb));
-}
-
-/* printable -- a copy of s fit for a log line: at most 80 bytes, bytes outside printable ASCII as '?'. */
-static void printable(const char *s, char out[84])
-{
-    size_t i;
-    if (s == NULL)
-        s = "?";
-    for (i = 0; s[i] && i < 80; i++)
-        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    if (s[i])
-        out[i++] = '.', out[i++] = '.', out[i++] = '.';
-    out[i] = '\0';
-}
-
-void cx_heartbeat_rejected(const char *source, const char *agent_id, const cx_hb_error_t *err)
-{
-    static int64_t window_start;
-    static unsigned logged, suppressed;
-    int64_t now = cx_now_ms();
-    char id[84];
-
-    cx_shm_count(CX_C_HEARTBEATS_REJECTED, 1);
-    if (window_start == 0 || now - window_start >= LOG_WINDOW_MS) {
-        if (suppressed > 0)
-            cx_log_warnx("heartbeat: %u more rejected heartbeats were not logged in the last %d s", suppressed,
-                         LOG_WINDOW_MS / 1000);
-        window_start = now;
-        logged = suppressed = 0;
-    }
-    if (logged >= LOG_BURST) {
-        suppressed++;
-        return;
-    }
-    logged++;
-    printable(agent_id, id);
-    cx_log_warnx("heartbeat: rejected a heartbeat of agent %s (%s): %s: %s", id, source, err->field, err->msg);
-}
-
-int cx_heartbeat_receive(const cx_heartbeat_t *hb, const char *body, size_t len, int64_t recv_ms, const char **via)
+int cx_redis_heartbeat_set(const char *agent_id, const char *body, size_t len, int *isnew)
 {
     redisReply *r;
-    int rc, isnew = 1;
 
-    /* SET … GET (Redis 6.2+) says whether the key existed: only a beat that finds no key may come from an
-     * agent the registry does not know yet, so the registry insert (a MySQL write) is skipped for the
-     * others. An older Redis refuses the option: then a plain SET, and always the insert. */
-    r = cx_redis_cmd("SET " KEY_PREFIX "%s" KEY_SUFFIX " %b EX %d GET", hb->agent_id, body, len, CX_HB_TTL_S);
+    /* SET … GET (Redis 6.2+) says whether the key existed. An older Redis refuses the option: then a
+     * plain SET, and the key counts as new. */
+    *isnew = 1;
+    r = cx_redis_cmd("SET " CX_HB_KEY_PREFIX "%s" CX_HB_KEY_SUFFIX " %b EX %d GET", agent_id, body, len, CX_HB_TTL_S);
     if (r != NULL && r->type == REDIS_REPLY_ERROR && strstr(r->str, "syntax") != NULL) {
         freeReplyObject(r);
-        r = cx_redis_cmd("SET " KEY_PREFIX "%s" KEY_SUFFIX " %b EX %d", hb->agent_id, body, len, CX_HB_TTL_S);
+        r = cx_redis_cmd("SET " CX_HB_KEY_PREFIX "%s" CX_HB_KEY_SUFFIX " %b EX %d", agent_id, body, len, CX_HB_TTL_S);
     } else if (r != NULL && r->type == REDIS_REPLY_STRING) {
-        isnew = 0;
+        *isnew = 0;
     }
     if (r != NULL && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL)) {
         freeReplyObject(r);
-        *via = "redis";
-        cx_shm_count(CX_C_HEARTBEATS_REST, 1);
-        /* hbmon records the beat from the key; registering here makes a new agent visible at once. A
-         * database failure is harmless: hbmon registers it from the key too. */
-        if (isnew)
-            cx_db_agent_register(hb, recv_ms);
         return CX_OK;
     }
     if (r != NULL) {
-        cx_log_warnx("heartbeat: SET of agent %s's key refused by Redis: %s", hb->agent_id,
+        cx_log_warnx("heartbeat: SET of agent %s's key refused by Redis: %s", agent_id,
                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         freeReplyObject(r);
     }
-    *via = "database";
-    if ((rc = cx_db_agent_rest_beat(hb, body, len, recv_ms)) == CX_OK)
-        cx_shm_count(CX_C_HEARTBEATS_REST, 1);
-    return rc;
+    return CX_UNAVAIL;
+}
+
+/* ---- batches ---- */
+
+/* grow_keys -- room for n keys. */
+static void grow_keys(cx_hb_batch_t *b, size_t n)
+{
+    if (n > b->cap) {
+        b->cap = n < 2 * b->cap ? 2 * b->cap : n;
+        b->keys = cx_realloc(b->keys, b->cap * sizeof(*b->keys));
+    }
+}
+
+/* grow_args -- room for the command arguments of n keys (2 per key for PTTL, 1 + 1 per key for MGET). */
+static void grow_args(cx_hb_batch_t *b, size_t n)
+{
+    if (2 * n + 1 > b->argcap) {
+        b->argcap = 2 * n + 1;
+        b->argv = cx_realloc(b->argv, b->argcap * sizeof(*b->argv));
+        b->argl = cx_realloc(b->argl, b->argcap * sizeof(*b->argl));
+        b->argcs = cx_realloc(b->argcs, b->argcap * sizeof(*b->argcs));
+        b->argvs = cx_realloc(b->argvs, b->argcap * sizeof(*b->argvs));
+        b->argls = cx_realloc(b->argls, b->argcap * sizeof(*b->argls));
+        b->replies = cx_realloc(b->replies, b->argcap * sizeof(*b->replies));
+    }
+}
+
+static void drop_mget(cx_hb_batch_t *b)
+{
+    if (b->mget_reply != NULL) {
+        freeReplyObject(b->mget_reply);
+        b->mget_reply = NULL;
+    }
+}
+
+void cx_hb_batch_reset(cx_hb_batch_t *b)
+{
+    drop_mget(b);
+    if (b->scan_reply != NULL) {
+        freeReplyObject(b->scan_reply);
+        b->scan_reply = NULL;
+    }
+    b->n = 0;
+    b->names_len = 0;
+}
+
+void cx_hb_batch_free(cx_hb_batch_t *b)
+{
+    cx_hb_batch_reset(b);
+    free(b->keys);
+    free(b->names);
+    free(b->argv);
+    free(b->argl);
+    free(b->argcs);
+    free(b->argvs);
+    free(b->argls);
+    free(b->replies);
+    memset(b, 0, sizeof(*b));
+}
+
+void cx_hb_batch_add(cx_hb_batch_t *b, const char *agent_id, void *user)
+{
+    const size_t pre = sizeof(CX_HB_KEY_PREFIX) - 1, suf = sizeof(CX_HB_KEY_SUFFIX) - 1, idl = strlen(agent_id);
+    size_t len = pre + idl + suf;
+    cx_hb_key_t *k;
+
+    if (b->names_len + len > b->names_cap) {
+        /* the names move: the keys already added (one after the other) point into them again */
+        size_t off = 0;
+        b->names_cap = (b->names_cap + len) * 2;
+        b->names = cx_realloc(b->names, b->names_cap);
+        for (size_t i = 0; i < b->n; i++) {
+            b->keys[i].key = b->names + off;
+            off += b->keys[i].len;
+        }
+    }
+    grow_keys(b, b->n + 1);
+    k = &b->keys[b->n++];
+    memcpy(b->names + b->names_len, CX_HB_KEY_PREFIX, pre);
+    memcpy(b->names + b->names_len + pre, agent_id, idl);
+    memcpy(b->names + b->names_len + pre + idl, CX_HB_KEY_SUFFIX, suf);
+    *k = (cx_hb_key_t){.key = b->names + b->names_len, .len = len, .user = user, .pttl = CX_HB_UNREAD};
+    b->names_len += len;
+}
+
+int cx_redis_hb_scan(cx_hb_batch_t *b, const char *cursor, char next[32], int count)
+{
+    redisReply *r, *keys;
+
+    cx_hb_batch_reset(b);
+    if ((r = cx_redis_cmd("SCAN %s MATCH " KEY_MATCH " COUNT %d", cursor, count)) == NULL)
+        return CX_UNAVAIL;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= 32 ||
+        r->element[1]->type != REDIS_REPLY_ARRAY) {
+        cx_log_warnx("hbmon: unexpected SCAN reply (type %d)", r->type);
+        freeReplyObject(r);
+        return CX_UNAVAIL;
+    }
+    keys = r->element[1];
+    grow_keys(b, keys->elements);
+    for (size_t i = 0; i < keys->elements; i++) {
+        const redisReply *e = keys->element[i];
+        int str = e->type == REDIS_REPLY_STRING;
+        b->keys[i] = (cx_hb_key_t){.key = str ? e->str : "", .len = str ? e->len : 0, .pttl = CX_HB_UNREAD};
+    }
+    b->n = keys->elements;
+    memcpy(next, r->element[0]->str, r->element[0]->len + 1);
+    b->scan_reply = r;
+    return CX_OK;
+}
+
+int cx_redis_hb_pttl(cx_hb_batch_t *b, size_t from, size_t n)
+{
+    redisReply **rep;
+    int rc;
+
+    if (n == 0)
+        return CX_OK;
+    grow_args(b, n);
+    rep = (redisReply **)b->replies;
+    for (size_t i = 0; i < n; i++) {
+        const cx_hb_key_t *k = &b->keys[from + i];
+        b->argv[2 * i] = "PTTL";
+        b->argl[2 * i] = 4;
+        b->argv[2 * i + 1] = k->key;
+        b->argl[2 * i + 1] = k->len;
+        b->argcs[i] = 2;
+        b->argvs[i] = &b->argv[2 * i];
+        b->argls[i] = &b->argl[2 * i];
+    }
+    rc = cx_redis_pipeline((int)n, b->argcs, b->argvs, b->argls, rep);
+    for (size_t i = 0; i < n; i++) {
+        cx_hb_key_t *k = &b->keys[from + i];
+        k->pttl = rep[i] != NULL && rep[i]->type == REDIS_REPLY_INTEGER ? rep[i]->integer : CX_HB_UNREAD;
+        if (rep[i] != NULL)
+            freeReplyObject(rep[i]);
+    }
+    return rc == CX_OK ? CX_OK : CX_UNAVAIL;
+}
+
+int cx_redis_hb_mget(cx_hb_batch_t *b, cx_hb_key_t *const *keys, size_t n)
+{
+    redisReply *r;
+
+    drop_mget(b);
+    if (n == 0)
+        return CX_OK;
+    grow_args(b, n);
+    b->argv[0] = "MGET";
+    b->argl[0] = 4;
+    for (size_t i = 0; i < n; i++) {
+        b->argv[i + 1] = keys[i]->key;
+        b->argl[i + 1] = keys[i]->len;
+    }
+    r = cx_redis_cmdargv((int)n + 1, b->argv, b->argl);
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+        if (r != NULL)
+            freeReplyObject(r);
+        return CX_UNAVAIL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *v = r->element[i];
+        keys[i]->value = v->type == REDIS_REPLY_STRING ? v->str : NULL;
+        keys[i]->vlen = v->type == REDIS_REPLY_STRING ? v->len : 0;
+    }
+    b->mget_reply = r;
+    return CX_OK;
 }

@@ -1,5 +1,5 @@
 # CxAgent -- a fake pipeline agent for the lifecycle tests (t/21..29): a forked process that speaks the
-# agent protocol over Redis (spec/agent-protocol.md) as a real agent would, with knobs for the cases the
+# agent protocol over Redis (docs/api.md, "Agent protocol") as a real agent would, with knobs for the cases the
 # tests need, and that writes every command it receives to a file the test reads.
 #
 #   my $ag = CxAgent->new(id => 'agent-1', ack => 'all', beat => 1);
@@ -22,6 +22,7 @@ use IO::Socket::INET;
 use JSON::PP;
 use POSIX qw(:sys_wait_h strftime);
 use Time::HiRes qw(time sleep);
+use CxTest;
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my @agents;
@@ -102,6 +103,19 @@ sub wait_online($ag, $s, $timeout = 20) {
 
 # ---------------------------------------------------------------------------------------------------
 # Helpers for the lifecycle tests
+
+# %FAST -- agent and command timings for tests that must see timeouts and redeliveries quickly.
+our %FAST = ('agents.heartbeat_timeout' => '3s', 'agents.monitor_interval' => '500ms',
+    'commands.redeliver_interval' => '1s', 'commands.ttl' => '1m');
+
+# server -- a started CxTest with %FAST timings; config keys override them, workers => N as for
+# CxTest->new.
+sub server(%o) {
+    my $workers = delete $o{workers};
+    my $s = CxTest->new(defined $workers ? (workers => $workers) : (), config => { %FAST, %o });
+    $s->start;
+    return $s;
+}
 
 # create_pipeline -- POST /pipelines; the Pipeline (croaks unless 201).
 sub create_pipeline($s, $name, $yaml = undef) {

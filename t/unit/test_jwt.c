@@ -203,33 +203,41 @@ static void test_missing_and_bad_claims(void **state)
     char p[1024];
     char big[400];
 
-    snprintf(p, sizeof(p), "{\"sub\":\"u\",\"role\":\"admin\",\"exp\":%ld,\"iss\":\"%s\"}", now + 60, ISSUER);
-    refused(hs256(p), "missing claim jti");
-    snprintf(p, sizeof(p), "{\"sub\":\"u\",\"exp\":%ld,\"jti\":\"j\",\"iss\":\"%s\"}", now + 60, ISSUER);
-    refused(hs256(p), "missing claim role");
-    snprintf(p, sizeof(p), "{\"role\":\"admin\",\"exp\":%ld,\"jti\":\"j\",\"iss\":\"%s\"}", now + 60, ISSUER);
-    refused(hs256(p), "missing claim sub");
-    snprintf(p, sizeof(p), "{\"sub\":\"u\",\"role\":\"admin\",\"jti\":\"j\",\"iss\":\"%s\"}", ISSUER);
-    refused(hs256(p), "missing claim exp");
-    snprintf(p, sizeof(p), "{\"sub\":\"u\",\"role\":\"admin\",\"exp\":%ld,\"jti\":\"j\"}", now + 60);
-    refused(hs256(p), "missing claim iss");
-
-    snprintf(p, sizeof(p), "{\"sub\":\"u\",\"role\":\"root\",\"exp\":%ld,\"jti\":\"j\",\"iss\":\"%s\"}", now + 60, ISSUER);
-    refused(hs256(p), "unknown role");
-    snprintf(p, sizeof(p), "{\"sub\":\"u\",\"role\":[\"admin\"],\"exp\":%ld,\"jti\":\"j\",\"iss\":\"%s\"}", now + 60, ISSUER);
-    refused(hs256(p), "bad claim role");
-    snprintf(p, sizeof(p), "{\"sub\":\"u\",\"role\":\"admin\",\"exp\":\"%ld\",\"jti\":\"j\",\"iss\":\"%s\"}", now + 60, ISSUER);
-    refused(hs256(p), "bad claim exp");
-    snprintf(p, sizeof(p), "{\"sub\":\"u\",\"role\":\"admin\",\"exp\":%ld.5,\"jti\":\"j\",\"iss\":\"%s\"}", now + 60, ISSUER);
-    refused(hs256(p), "bad claim exp");
-    snprintf(p, sizeof(p), "{\"sub\":\"u\",\"role\":\"admin\",\"exp\":true,\"jti\":\"j\",\"iss\":\"%s\"}", ISSUER);
-    refused(hs256(p), "bad claim exp");
-    snprintf(p, sizeof(p), "{\"sub\":42,\"role\":\"admin\",\"exp\":%ld,\"jti\":\"j\",\"iss\":\"%s\"}", now + 60, ISSUER);
-    refused(hs256(p), "bad claim sub");
-    snprintf(p, sizeof(p), "{\"sub\":\"\",\"role\":\"admin\",\"exp\":%ld,\"jti\":\"j\",\"iss\":\"%s\"}", now + 60, ISSUER);
-    refused(hs256(p), "bad claim sub");
-    snprintf(p, sizeof(p), "{\"sub\":\"u\",\"role\":\"admin\",\"exp\":%ld,\"jti\":\"\",\"iss\":\"%s\"}", now + 60, ISSUER);
-    refused(hs256(p), "bad claim jti");
+    /* claims with EXP for a time a minute ahead and ISS for the issuer, and why each is refused */
+    static const struct {
+        const char *claims, *why;
+    } bad[] = {
+        {"{'sub':'u','role':'admin','exp':EXP,'iss':'ISS'}", "missing claim jti"},
+        {"{'sub':'u','exp':EXP,'jti':'j','iss':'ISS'}", "missing claim role"},
+        {"{'role':'admin','exp':EXP,'jti':'j','iss':'ISS'}", "missing claim sub"},
+        {"{'sub':'u','role':'admin','jti':'j','iss':'ISS'}", "missing claim exp"},
+        {"{'sub':'u','role':'admin','exp':EXP,'jti':'j'}", "missing claim iss"},
+        {"{'sub':'u','role':'root','exp':EXP,'jti':'j','iss':'ISS'}", "unknown role"},
+        {"{'sub':'u','role':['admin'],'exp':EXP,'jti':'j','iss':'ISS'}", "bad claim role"},
+        {"{'sub':'u','role':'admin','exp':'EXP','jti':'j','iss':'ISS'}", "bad claim exp"},
+        {"{'sub':'u','role':'admin','exp':EXP.5,'jti':'j','iss':'ISS'}", "bad claim exp"},
+        {"{'sub':'u','role':'admin','exp':true,'jti':'j','iss':'ISS'}", "bad claim exp"},
+        {"{'sub':42,'role':'admin','exp':EXP,'jti':'j','iss':'ISS'}", "bad claim sub"},
+        {"{'sub':'','role':'admin','exp':EXP,'jti':'j','iss':'ISS'}", "bad claim sub"},
+        {"{'sub':'u','role':'admin','exp':EXP,'jti':'','iss':'ISS'}", "bad claim jti"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        /* ' for ", EXP and ISS filled in */
+        size_t o = 0;
+        for (const char *c = bad[i].claims; *c && o + 64 < sizeof(p); c++) {
+            if (strncmp(c, "EXP", 3) == 0) {
+                o += (size_t)snprintf(p + o, sizeof(p) - o, "%ld", now + 60);
+                c += 2;
+            } else if (strncmp(c, "ISS", 3) == 0) {
+                o += (size_t)snprintf(p + o, sizeof(p) - o, "%s", ISSUER);
+                c += 2;
+            } else {
+                p[o++] = *c == '\'' ? '"' : *c;
+            }
+        }
+        p[o] = '\0';
+        refused(hs256(p), bad[i].why);
+    }
 
     /* Values that would not fit the identity are refused, not truncated. */
     memset(big, 'x', sizeof(big) - 1);

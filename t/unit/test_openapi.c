@@ -14,6 +14,7 @@
 #include <yaml.h>
 #include <cmocka.h>
 
+#include "conduix/api.h"
 #include "conduix/router.h"
 
 #define MAX_OPS 512

@@ -94,13 +94,39 @@ static void test_percent_decoding(void **state)
     assert_int_equal(match("GET", "/api/v1/pipelines/a%00b", &r, allow, sizeof(allow)), CX_ROUTE_NOT_FOUND);
 }
 
+/* decoded -- cx_url_decode of s with flags, or NULL. */
+static const char *decoded(const char *s, int flags)
+{
+    static h2o_mem_pool_t pool;
+    h2o_mem_init_pool(&pool);
+    return cx_url_decode(&pool, s, strlen(s), flags);
+}
+
+static void test_url_decode(void **state)
+{
+    (void)state;
+    /* a path segment: strict */
+    assert_string_equal(decoded("a%2Fb%20c", 0), "a/b c");
+    assert_string_equal(decoded("%41%62", 0), "Ab");
+    assert_string_equal(decoded("a+b", 0), "a+b");
+    assert_string_equal(decoded("", 0), "");
+    assert_null(decoded("a%2", 0));
+    assert_null(decoded("%", 0));
+    assert_null(decoded("%zz", 0));
+    assert_null(decoded("a%00b", 0));
+    /* a query value: '+' is a space, a malformed escape stands for itself */
+    assert_string_equal(decoded("a+b%2Bc", CX_URL_QUERY), "a b+c");
+    assert_string_equal(decoded("100%", CX_URL_QUERY), "100%");
+    assert_string_equal(decoded("100%25", CX_URL_QUERY), "100%");
+    assert_string_equal(decoded("%zz%4", CX_URL_QUERY), "%zz%4");
+    assert_string_equal(decoded("%c3%A9", CX_URL_QUERY), "\xc3\xa9");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_static_and_params),
-        cmocka_unit_test(test_not_found),
-        cmocka_unit_test(test_method_not_allowed),
-        cmocka_unit_test(test_percent_decoding),
+        cmocka_unit_test(test_static_and_params), cmocka_unit_test(test_not_found),  cmocka_unit_test(test_method_not_allowed),
+        cmocka_unit_test(test_percent_decoding),  cmocka_unit_test(test_url_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /*
  * test_util.c -- the helpers of src/util.c: duration, size and RFC 3339 parsers, time formatting, UUIDs,
- * clocks and the allocation wrappers.
+ * clocks and the allocation wrappers; the UTF-8 validator of src/utf8.c; and the data layer's
+ * DATETIME text (src/db/db.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,8 @@
 #include <cmocka.h>
 
 #include "conduix/cx.h"
+#include "conduix/db.h"
+#include "conduix/utf8.h"
 
 static void t_duration(void **state)
 {
@@ -195,13 +198,84 @@ static void t_alloc(void **state)
     assert_null(cx_strdup(NULL));
 }
 
+static void t_time_format_ms(void **state)
+{
+    char out[32];
+    (void)state;
+    cx_time_format_ms(1709283845123LL, out);
+    assert_string_equal(out, "2024-03-01T09:04:05.123Z");
+    cx_time_format_ms(5, out);
+    assert_string_equal(out, "1970-01-01T00:00:00.005Z");
+    /* the data layer's DATETIME(3) text, both ways (db.h) */
+    cx_db_time_text(1709283845123LL, out);
+    assert_string_equal(out, "2024-03-01 09:04:05.123");
+    assert_int_equal(cx_db_time_ms(out), 1709283845123LL);
+    assert_int_equal(cx_db_time_ms("2024-03-01 09:04:05"), 1709283845000LL);
+    assert_int_equal(cx_db_time_ms("2024-03-01 09:04:05.1"), 1709283845100LL);
+    assert_int_equal(cx_db_time_ms(NULL), 0);
+    assert_int_equal(cx_db_time_ms(""), 0);
+    assert_int_equal(cx_db_time_ms("garbage"), 0);
+}
+
+static long utf8(const char *s, size_t len, unsigned *flags)
+{
+    *flags = 0xff;
+    return cx_utf8_check(s, len, flags);
+}
+
+static void t_utf8(void **state)
+{
+    static const char *const bad[] = {
+        "\x80",             /* a continuation byte first */
+        "\xc0\xaf",         /* overlong '/' */
+        "\xc1\xbf",         /* overlong */
+        "\xe0\x80\xaf",     /* overlong */
+        "\xf0\x80\x80\xaf", /* overlong */
+        "\xed\xa0\x80",     /* U+D800, a surrogate */
+        "\xed\xbf\xbf",     /* U+DFFF */
+        "\xf4\x90\x80\x80", /* U+110000 */
+        "\xf5\x80\x80\x80", /* beyond */
+        "\xff",             /* never in UTF-8 */
+        "\xe2\x82",         /* truncated */
+        "a\xc3",            /* truncated at the end */
+        "\xc3\x28",         /* a bad continuation */
+    };
+    unsigned f;
+    (void)state;
+
+    assert_int_equal(utf8("abc", 3, &f), 3);
+    assert_int_equal(f, 0);
+    assert_int_equal(utf8("", 0, &f), 0);
+    assert_int_equal(f, 0);
+    assert_int_equal(utf8("a b", 3, &f), 3);
+    assert_int_equal(f, CX_UTF8_SPACE);
+    assert_int_equal(utf8("caf\xc3\xa9 \xe2\x82\xac\xf0\x9f\x98\x80", 13, &f), 7); /* 4 + space + euro + emoji */
+    assert_int_equal(f, CX_UTF8_SPACE);
+    assert_int_equal(utf8("\xf4\x8f\xbf\xbf", 4, &f), 1); /* U+10FFFF, the last */
+    assert_int_equal(utf8("\xee\x80\x80", 3, &f), 1);     /* U+E000, after the surrogates */
+    assert_int_equal(utf8("a\tb", 3, &f), 3);
+    assert_int_equal(f, CX_UTF8_C0);
+    assert_int_equal(utf8("a\0b", 3, &f), 3); /* length, not NUL-terminated */
+    assert_int_equal(f, CX_UTF8_C0);
+    assert_int_equal(utf8("\x7f", 1, &f), 1);
+    assert_int_equal(f, CX_UTF8_C0);
+    assert_int_equal(utf8("\xc2\x85", 2, &f), 1); /* U+0085 NEL */
+    assert_int_equal(f, CX_UTF8_C1);
+    assert_int_equal(utf8("\xc2\xa0", 2, &f), 1); /* U+00A0: not a control character */
+    assert_int_equal(f, 0);
+    assert_int_equal(cx_utf8_check("x", 1, NULL), 1);
+    for (size_t i = 0; i < CX_ARRAY_SIZE(bad); i++)
+        if (cx_utf8_check(bad[i], strlen(bad[i]), &f) != -1)
+            fail_msg("accepted bad[%zu]", i);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_duration),    cmocka_unit_test(t_duration_bad), cmocka_unit_test(t_size),
         cmocka_unit_test(t_size_bad),    cmocka_unit_test(t_time_parse),   cmocka_unit_test(t_time_parse_bad),
         cmocka_unit_test(t_time_format), cmocka_unit_test(t_uuid),         cmocka_unit_test(t_clocks),
-        cmocka_unit_test(t_alloc),
+        cmocka_unit_test(t_alloc),       cmocka_unit_test(t_utf8),         cmocka_unit_test(t_time_format_ms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

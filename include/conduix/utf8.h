@@ -1,0 +1,20 @@
+/*
+ * utf8.h -- the one UTF-8 validator: what the API accepts as text (pipeline names and descriptions,
+ * agent ids, heartbeat strings) is checked here.
+ */
+#ifndef CONDUIX_UTF8_H
+#define CONDUIX_UTF8_H
+
+#include <stddef.h>
+
+/* Kinds of character cx_utf8_check reports in *flags. */
+#define CX_UTF8_C0 0x1    /* a C0 control character (U+0000..U+001F) or DEL (U+007F) */
+#define CX_UTF8_C1 0x2    /* a C1 control character (U+0080..U+009F) */
+#define CX_UTF8_SPACE 0x4 /* a space (U+0020) */
+
+/* cx_utf8_check -- the number of code points of s[0..len), or -1 when it is not valid UTF-8: overlong
+ * forms, surrogates (U+D800..U+DFFF), values above U+10FFFF and truncated sequences are invalid. flags
+ * (may be NULL) gets the CX_UTF8_ kinds of character found in a valid text. */
+long cx_utf8_check(const char *s, size_t len, unsigned *flags);
+
+#endif
