@@ -90,8 +90,11 @@ in_flight('QUIT');
     ok(!$s->master_alive, 'master killed');
     wait_ok { !$s->leftover_children } 10, 'every child exits after kill -9 of the master'
         or diag explain [$s->leftover_children];
-    my @orphans = grep { (CxTest::proc_title($_) // '') =~ /^conduix-cp:/ && ((CxTest::proc_stat($_) // {})->{ppid} // 0) == 1 }
-        map { $_->{pid} } @kids;
+    # the same processes (pid and start time: a pid may have been reused by another test's server meanwhile)
+    my @orphans = grep {
+        my $st = CxTest::proc_stat($_->{pid}) // {};
+        ($st->{start} // '') eq $_->{start} && (CxTest::proc_title($_->{pid}) // '') =~ /^conduix-cp:/ && ($st->{ppid} // 0) == 1
+    } @kids;
     is(scalar @orphans, 0, 'no orphan titled conduix-cp: adopted by init');
     wait_ok { !IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $s->port, Proto => 'tcp', Timeout => 1) }
         10, 'nobody serves the port any more';
