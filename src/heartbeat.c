@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conduix/agentmsg.h"
 #include "conduix/agents.h"
 #include "conduix/cx.h"
 #include "conduix/heartbeat.h"
@@ -25,8 +26,6 @@
 #define JSON_DEPTH 16
 #define USAGE_MAX 1e6
 #define LABEL_VALUE_MAX 1024
-#define LOG_BURST 20
-#define LOG_WINDOW_MS 10000
 
 static int fail(cx_hb_error_t *err, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(cx_hb_error_t *err, const char *field, const char *fmt, ...)
@@ -299,40 +298,15 @@ void cx_heartbeat_free(cx_heartbeat_t *hb)
     memset(hb, 0, sizeof(*hb));
 }
 
-/* printable -- a copy of s fit for a log line: at most 80 bytes, bytes outside printable ASCII as '?'. */
-static void printable(const char *s, char out[84])
-{
-    size_t i;
-    if (s == NULL)
-        s = "?";
-    for (i = 0; s[i] && i < 80; i++)
-        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    if (s[i])
-        out[i++] = '.', out[i++] = '.', out[i++] = '.';
-    out[i] = '\0';
-}
-
 void cx_heartbeat_rejected(const char *source, const char *agent_id, const cx_hb_error_t *err)
 {
-    static int64_t window_start;
-    static unsigned logged, suppressed;
-    int64_t now = cx_now_ms();
+    static cx_loglimit_t limit;
     char id[84];
 
     cx_shm_count(CX_C_HEARTBEATS_REJECTED, 1);
-    if (window_start == 0 || now - window_start >= LOG_WINDOW_MS) {
-        if (suppressed > 0)
-            cx_log_warnx("heartbeat: %u more rejected heartbeats were not logged in the last %d s", suppressed,
-                         LOG_WINDOW_MS / 1000);
-        window_start = now;
-        logged = suppressed = 0;
-    }
-    if (logged >= LOG_BURST) {
-        suppressed++;
+    if (!cx_loglimit_allow(&limit, "rejected heartbeats"))
         return;
-    }
-    logged++;
-    printable(agent_id, id);
+    cx_printable(agent_id ? agent_id : "?", agent_id ? strlen(agent_id) : 1, id);
     cx_log_warnx("heartbeat: rejected a heartbeat of agent %s (%s): %s: %s", id, source, err->field, err->msg);
 }
 

@@ -42,6 +42,11 @@ typedef enum {
     CX_C_RUNS_STARTED,
     CX_C_RUNS_LOST,
     CX_C_RUNS_FAILED_OVER,
+    CX_C_AGENT_ACKS_REJECTED, /* agent input and reconciliation (issues 10, 12) */
+    CX_C_AGENT_EVENTS_REJECTED,
+    CX_C_AGENT_TEXTS_FIXED,
+    CX_C_COMMANDS_CANCELLED,
+    CX_C_STRAY_STOPS,
     CX_C_MAX_
 } cx_counter_t;
 
