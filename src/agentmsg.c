@@ -149,8 +149,7 @@ void cx_ack_free(cx_ack_t *ack)
     memset(ack, 0, sizeof(*ack));
 }
 
-int cx_ack_check(json_object *o, cx_msg_via_t via, const char *agent_id, const char *command_id, cx_ack_t *ack,
-                 cx_msg_error_t *err)
+int cx_ack_check(json_object *o, cx_msg_via_t via, const char *agent_id, const char *command_id, cx_ack_t *ack, cx_msg_error_t *err)
 {
     json_object *v = NULL;
 
@@ -273,7 +272,8 @@ int cx_event_parse(const char *text, size_t len, cx_event_t *ev, cx_msg_error_t 
     ev->type = json_object_get_string(v);
     if (strcmp(ev->type, CX_EVENT_RUN_STATUS) != 0)
         return CX_OK; /* a type the control plane does not read */
-    if (ident(ev->obj, "agent_id", 255, &ev->agent_id, err) != CX_OK || ident(ev->obj, "run_id", CX_RUN_ID_MAX, &ev->run_id, err) != CX_OK ||
+    if (ident(ev->obj, "agent_id", 255, &ev->agent_id, err) != CX_OK ||
+        ident(ev->obj, "run_id", CX_RUN_ID_MAX, &ev->run_id, err) != CX_OK ||
         ident(ev->obj, "pipeline_id", CX_RUN_ID_MAX, &ev->pipeline_id, err) != CX_OK)
         goto bad;
     if (ev->agent_id == NULL) {

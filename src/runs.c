@@ -665,7 +665,111 @@ static int reconcile(const char *agent_id, const cx_run_t *run, json_object *pip
     return rc;
 }
 
-int cx_runs_heartbeat(const char *agent_id, json_object *beat)
+/* ---- strays: pipelines an agent runs without an active run of ours there ---- */
+
+#define STRAY_RATE 50     /* stray stops a process writes per second at most (a token bucket) */
+#define STRAY_BURST 100   /* and in one burst */
+#define STRAY_PER_BEAT 32 /* strays of one heartbeat looked at */
+
+static cx_loglimit_t stray_log;
+
+/* stray_token -- may one more stray stop be written now? Bounds what a flood of heartbeats listing
+ * pipelines (or a bug) can make the control plane write and send. */
+static int stray_token(void)
+{
+    static double tokens = STRAY_BURST;
+    static int64_t at;
+    int64_t now = cx_now_ms();
+
+    if (at != 0)
+        tokens += (double)(now - at) * STRAY_RATE / 1000.0;
+    if (tokens > STRAY_BURST)
+        tokens = STRAY_BURST;
+    at = now;
+    if (tokens < 1.0)
+        return 0;
+    tokens -= 1.0;
+    return 1;
+}
+
+/* stray_stop -- agent_id reports pipeline_id running and has no active run of it: unless the pipeline
+ * is unknown here, its last run there ended (or a stop for the pair was written) less than a heartbeat
+ * timeout ago (a beat written before the agent stopped), send the agent a stop_pipeline, audited and
+ * counted. The stop names the agent's last run of the pipeline, if any. */
+static int stray_stop(const char *agent_id, const char *pipeline_id)
+{
+    cx_runs_result_t res;
+    cx_stray_t st;
+    json_object *payload = NULL, *after = NULL;
+    char cmd_id[37], why[400];
+    int rc;
+
+    memset(&res, 0, sizeof(res));
+    if ((rc = cx_db_commands_stray(agent_id, pipeline_id, cx_cfg->agents.heartbeat_timeout_ms, &st)) != CX_OK)
+        return rc;
+    if (!st.known) {
+        if (cx_loglimit_allow(&stray_log, "stray pipelines"))
+            cx_log_info("agent %s reports pipeline %s, which is not known here; left alone", agent_id, pipeline_id);
+        return CX_OK;
+    }
+    if (st.run_recent || st.stop_recent || !stray_token())
+        return CX_OK;
+    snprintf(why, sizeof(why), "agent %.200s runs pipeline %s without an active run of it", agent_id, pipeline_id);
+    cx_uuid(cmd_id);
+    payload = json_object_new_object();
+    json_object_object_add(payload, "run_id", st.last_run[0] ? json_object_new_string(st.last_run) : NULL);
+    if ((rc = cx_db_begin()) != CX_OK)
+        goto out;
+    if ((rc = cx_db_command_insert(cmd_id, agent_id, CX_CMD_STOP_PIPELINE, pipeline_id, st.last_run[0] ? st.last_run : NULL,
+                                   json_text(payload), cx_cfg->commands.ttl_ms, SYSTEM_ACTOR)) != CX_OK)
+        goto out;
+    if ((rc = cx_db_command_load(cmd_id, NULL, &res.command)) != CX_OK)
+        goto out;
+    after = json_object_new_object();
+    json_object_object_add(after, "agent_id", json_object_new_string(agent_id));
+    json_object_object_add(after, "reason", json_object_new_string(why));
+    json_object_object_add(after, "command", cx_command_json(&res.command));
+    if ((rc = cx_audit_write(SYSTEM_ACTOR, "pipeline_stop_stray", "pipeline", pipeline_id, NULL, NULL, after)) != CX_OK)
+        goto out;
+    if ((rc = cx_db_commit()) != CX_OK)
+        goto out;
+    cx_shm_count(CX_C_COMMANDS_CREATED, 1);
+    cx_shm_count(CX_C_STRAY_STOPS, 1);
+    if (cx_loglimit_allow(&stray_log, "stray pipelines"))
+        cx_log_warnx("%s: stop_pipeline %s sent", why, cmd_id);
+    deliver_now(cmd_id, &res);
+out:
+    json_object_put(after);
+    rc = finish(rc, payload, &res);
+    cx_runs_result_free(&res);
+    return rc;
+}
+
+/* strays -- the pipelines of the beat's list that none of the agent's active runs is running. */
+static int strays(const char *agent_id, json_object *pipelines, const cx_run_t *runs, size_t nruns)
+{
+    size_t n = pipelines ? json_object_array_length(pipelines) : 0, looked = 0;
+    int rc, first = CX_OK;
+
+    for (size_t i = 0; i < n && looked < STRAY_PER_BEAT; i++) {
+        json_object *v = json_object_array_get_idx(pipelines, i);
+        const char *pid;
+        size_t k;
+        if (!json_object_is_type(v, json_type_string))
+            continue;
+        pid = json_object_get_string(v);
+        for (k = 0; k < nruns && strcmp(runs[k].pipeline_id, pid) != 0; k++)
+            ;
+        if (k < nruns || strlen(pid) > CX_RUN_ID_MAX)
+            continue; /* one of ours; or too long to be a pipeline id of ours */
+        looked++;
+        if ((rc = stray_stop(agent_id, pid)) != CX_OK && first == CX_OK)
+            first = rc;
+    }
+    return first;
+}
+
+int cx_runs_heartbeat(const char *agent_id, json_object *beat, int look_for_strays)
 {
     json_object *pipelines = NULL, *stats = NULL;
     cx_run_t *runs;
@@ -683,6 +787,8 @@ int cx_runs_heartbeat(const char *agent_id, json_object *beat)
     for (size_t i = 0; i < n; i++)
         if ((rc = reconcile(agent_id, &runs[i], pipelines, stats)) != CX_OK && first == CX_OK)
             first = rc;
+    if (look_for_strays && (rc = strays(agent_id, pipelines, runs, n)) != CX_OK && first == CX_OK)
+        first = rc;
     cx_db_runs_free(runs, n);
     return first;
 }

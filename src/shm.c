@@ -86,6 +86,7 @@ const char *const cx_gauge_names[CX_G_MAX_] = {
     [CX_G_AGENTS_OFFLINE] = "conduix_agents{status=\"offline\"}",
     [CX_G_AGENTS_UNKNOWN] = "conduix_agents{status=\"unknown\"}",
     [CX_G_COMMANDS_PENDING] = "conduix_commands_pending",
+    [CX_G_HBMON_LEADER] = "conduix_hbmon_leader",
 };
 
 const char *const cx_gauge_help[CX_G_MAX_] = {
@@ -93,6 +94,7 @@ const char *const cx_gauge_help[CX_G_MAX_] = {
     [CX_G_AGENTS_OFFLINE] = "Agents in the registry, by status.",
     [CX_G_AGENTS_UNKNOWN] = "Agents in the registry, by status.",
     [CX_G_COMMANDS_PENDING] = "Agent commands queued or sent and not yet acknowledged or expired.",
+    [CX_G_HBMON_LEADER] = "1 when this instance's hbmon leads agent liveness for the database, else 0.",
 };
 
 /* cx_shm_create -- the segment is anonymous shared memory, which the kernel hands out zeroed and page by

@@ -19,7 +19,7 @@
 
 #include "conduix/states.h"
 
-#define CX_AGENT_TEXT_MAX 65535 /* bytes of a stored agent text: the TEXT columns (result_error, error_message) */
+#define CX_AGENT_TEXT_MAX 65535  /* bytes of a stored agent text: the TEXT columns (result_error, error_message) */
 #define CX_AGENT_MSG_MAX 1048576 /* a pub/sub message larger than this is refused unread */
 #define CX_COMMAND_ID_MAX 64     /* command ids are UUIDs (36); a longer one names no command */
 #define CX_RUN_ID_MAX 36         /* run and pipeline ids are UUIDs (VARCHAR(36)) */

@@ -90,8 +90,7 @@ void cx_db_commands_free(cx_command_t *v, size_t n);
 /* cx_db_commands_backlog -- the queued unexpired commands of agent_id for pipeline_id (NULL or "": those
  * without a pipeline) up to and including seq, oldest first, at most limit (a command is published
  * after the older ones of its agent and pipeline). */
-int cx_db_commands_backlog(const char *agent_id, const char *pipeline_id, uint64_t seq, int limit, cx_command_t **out,
-                           size_t *n);
+int cx_db_commands_backlog(const char *agent_id, const char *pipeline_id, uint64_t seq, int limit, cx_command_t **out, size_t *n);
 
 /* cx_db_commands_expire -- queued/sent commands past expires_at become expired; *n how many. */
 int cx_db_commands_expire(uint64_t *n);
@@ -114,6 +113,17 @@ int cx_db_command_outstanding_for_run(const char *run_id, int stop_only, cx_comm
 /* cx_db_command_status_for_run -- the status of the newest command of type for run_id. CX_NOTFOUND
  * when the run has none. */
 int cx_db_command_status_for_run(const char *run_id, cx_command_type_t type, cx_command_status_t *status);
+
+/* What is known of a pipeline an agent reports running without an active run of ours there. */
+typedef struct cx_stray {
+    int known;         /* a pipeline of ours, or one this agent ran for us */
+    char last_run[37]; /* the agent's newest run of the pipeline, "" for none */
+    int run_recent;    /* that run is active, or ended less than window_ms ago */
+    int stop_recent;   /* a stop_pipeline for the agent and pipeline is outstanding or was written less than window_ms ago */
+} cx_stray_t;
+
+/* cx_db_commands_stray -- what the reconciliation of a stray needs to decide (src/runs.c). */
+int cx_db_commands_stray(const char *agent_id, const char *pipeline_id, int64_t window_ms, cx_stray_t *out);
 
 /* cx_db_command_result -- record an acknowledgement: a queued, sent, expired or cancelled command
  * becomes acked (success) or failed, with the agent's message and error. CX_OK when it changed now, CX_STATE when it

@@ -27,8 +27,12 @@
 int cx_runs_agent_offline(const char *agent_id);
 
 /* cx_runs_heartbeat -- reconcile the agent's active runs with a heartbeat's `pipelines` list and take
- * `pipeline_stats` counts (legacy agents that never acknowledge are followed this way). */
-int cx_runs_heartbeat(const char *agent_id, json_object *beat);
+ * `pipeline_stats` counts (legacy agents that never acknowledge are followed this way). With
+ * look_for_strays, also the other way round: a pipeline the beat lists without an active run of ours on
+ * that agent gets a stop_pipeline (audited pipeline_stop_stray, counted), at most one per agent and
+ * pipeline per agents.heartbeat_timeout, none while one is outstanding or its last run there ended
+ * less than a timeout ago, and none for a pipeline unknown here. */
+int cx_runs_heartbeat(const char *agent_id, json_object *beat, int look_for_strays);
 
 typedef struct cx_run {
     char id[37];

@@ -51,7 +51,14 @@ typedef enum {
 } cx_counter_t;
 
 /* Instance-wide gauges, each written by exactly one process (e.g. hbmon). */
-typedef enum { CX_G_AGENTS_ONLINE = 0, CX_G_AGENTS_OFFLINE, CX_G_AGENTS_UNKNOWN, CX_G_COMMANDS_PENDING, CX_G_MAX_ } cx_gauge_t;
+typedef enum {
+    CX_G_AGENTS_ONLINE = 0,
+    CX_G_AGENTS_OFFLINE,
+    CX_G_AGENTS_UNKNOWN,
+    CX_G_COMMANDS_PENDING,
+    CX_G_HBMON_LEADER,
+    CX_G_MAX_
+} cx_gauge_t;
 
 typedef struct cx_shm_slot {
     volatile pid_t pid;          /* 0 when free */

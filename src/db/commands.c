@@ -27,9 +27,9 @@
  * 0006) keeps the last test to a few rows. */
 #define DELIVERABLE(c)                                                                                                             \
     c ".status IN " CX_COMMAND_OUTSTANDING_SQL " AND " c ".expires_at > NOW(3) AND (" c ".run_id IS NULL OR " c                    \
-      ".type = 'stop_pipeline' OR EXISTS (SELECT 1 FROM pipeline_runs r WHERE r.id = " c ".run_id AND r.status IN " CX_RUN_ACTIVE_SQL \
-      ")) AND NOT EXISTS (SELECT 1 FROM agent_commands n WHERE n.agent_id = " c ".agent_id AND n.pipeline_id = " c                 \
-      ".pipeline_id AND n.seq > " c ".seq AND (n.attempts > 0 OR n.acked_at IS NOT NULL))"
+      ".type = 'stop_pipeline' OR EXISTS (SELECT 1 FROM pipeline_runs r WHERE r.id = " c                                           \
+      ".run_id AND r.status IN " CX_RUN_ACTIVE_SQL ")) AND NOT EXISTS (SELECT 1 FROM agent_commands n WHERE n.agent_id = " c       \
+      ".agent_id AND n.pipeline_id = " c ".pipeline_id AND n.seq > " c ".seq AND (n.attempts > 0 OR n.acked_at IS NOT NULL))"
 
 /* fill -- row i (CMD_COLS) into *c. CX_ERR (logged) for a type or status this build does not know. */
 static int fill(cx_db_result_t *res, size_t i, cx_command_t *c)
@@ -268,8 +268,8 @@ int cx_db_commands_outstanding(const char *agent_id, cx_command_t **out, size_t 
 {
     cx_db_param_t p[] = {CX_DB_P_STR(agent_id)};
     cx_db_result_t *res = NULL;
-    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands c WHERE c.agent_id = ? AND " DELIVERABLE("c") " ORDER BY c.seq",
-                        p, 1, &res, NULL);
+    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands c WHERE c.agent_id = ? AND " DELIVERABLE("c") " ORDER BY c.seq", p,
+                        1, &res, NULL);
     return rows(rc, res, out, n);
 }
 
@@ -302,6 +302,40 @@ int cx_db_command_status_for_run(const char *run_id, cx_command_type_t type, cx_
     return rc;
 }
 
+int cx_db_commands_stray(const char *agent_id, const char *pipeline_id, int64_t window_ms, cx_stray_t *out)
+{
+    cx_db_param_t pp[] = {CX_DB_P_STR(pipeline_id)};
+    cx_db_param_t pr[] = {CX_DB_P_INT(window_ms * 1000), CX_DB_P_STR(agent_id), CX_DB_P_STR(pipeline_id)};
+    cx_db_param_t pc[] = {CX_DB_P_INT(window_ms * 1000), CX_DB_P_STR(agent_id), CX_DB_P_STR(pipeline_id)};
+    cx_db_result_t *res = NULL;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = cx_db_exec("SELECT COUNT(*) AS n FROM pipelines WHERE id = ?", pp, 1, &res, NULL)) != CX_OK)
+        return rc;
+    out->known = cx_db_int(res, 0, "n", 0) > 0;
+    cx_db_result_free(res);
+    /* the newest run decides: the runs of one pipeline on one agent follow each other */
+    if ((rc = cx_db_exec("SELECT id, (status IN " CX_RUN_ACTIVE_SQL " OR ended_at > NOW(3) - INTERVAL ? MICROSECOND) AS recent "
+                         "FROM pipeline_runs WHERE agent_id = ? AND pipeline_id = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+                         pr, 3, &res, NULL)) != CX_OK)
+        return rc;
+    if (res->nrows > 0) {
+        cx_db_copy(res, 0, "id", out->last_run, sizeof(out->last_run));
+        out->run_recent = cx_db_int(res, 0, "recent", 0) != 0;
+        out->known = 1;
+    }
+    cx_db_result_free(res);
+    if ((rc = cx_db_exec("SELECT (created_at > NOW(3) - INTERVAL ? MICROSECOND OR (status IN " CX_COMMAND_OUTSTANDING_SQL
+                         " AND expires_at > NOW(3))) AS recent FROM agent_commands WHERE agent_id = ? AND pipeline_id = ? "
+                         "AND type = 'stop_pipeline' ORDER BY seq DESC LIMIT 1",
+                         pc, 3, &res, NULL)) != CX_OK)
+        return rc;
+    out->stop_recent = res->nrows > 0 && cx_db_int(res, 0, "recent", 0) != 0;
+    cx_db_result_free(res);
+    return CX_OK;
+}
+
 int cx_db_command_result(const char *id, const char *agent_id, int success, const char *message, const char *error)
 {
     cx_db_param_t p[] = {
@@ -312,9 +346,10 @@ int cx_db_command_result(const char *id, const char *agent_id, int success, cons
         CX_DB_P_STR(agent_id),
     };
     uint64_t n = 0;
-    int rc = cx_db_exec("UPDATE agent_commands SET status = ?, acked_at = NOW(3), result_message = ?, result_error = ?, "
-                        "updated_at = NOW(3) WHERE id = ? AND agent_id = ? AND status IN ('queued', 'sent', 'expired', 'cancelled')",
-                        p, CX_ARRAY_SIZE(p), NULL, &n);
+    int rc =
+        cx_db_exec("UPDATE agent_commands SET status = ?, acked_at = NOW(3), result_message = ?, result_error = ?, "
+                   "updated_at = NOW(3) WHERE id = ? AND agent_id = ? AND status IN ('queued', 'sent', 'expired', 'cancelled')",
+                   p, CX_ARRAY_SIZE(p), NULL, &n);
     if (rc != CX_OK)
         return rc;
     if (n == 1)
