@@ -72,6 +72,10 @@ static json_object *parse(const char *text, size_t len, cx_msg_error_t *err)
                                          : json_tokener_error_desc(e));
         json_object_put(o);
         o = NULL;
+        /* not used again: json_tokener_reset keeps a pending high surrogate (json-c 0.16), which
+         * would put a U+FFFD into the next message (see heartbeat.c) */
+        json_tokener_free(tok);
+        tok = NULL;
     }
     free(copy);
     if (o != NULL && !json_object_is_type(o, json_type_object)) {

@@ -181,6 +181,7 @@ static int check_stats(json_object *o, cx_hb_error_t *err)
 static int check_labels(json_object *o, cx_heartbeat_t *hb, cx_hb_error_t *err)
 {
     json_object *v = get(o, "labels");
+    char name[84];
     int n = 0;
 
     if (v == NULL)
@@ -194,11 +195,13 @@ static int check_labels(json_object *o, cx_heartbeat_t *hb, cx_hb_error_t *err)
             return fail(err, "labels", "has more than %d entries", CX_HB_MAX_LABELS);
         if (kl == 0 || kl > CX_AGENT_ID_MAX || !text_ok(key, kl, 0))
             return fail(err, "labels", "a label name is empty, too long or not printable UTF-8");
+        /* the name goes into the message (a REST answer): printable ASCII, never cut inside a character */
+        cx_printable(key, kl, name);
         if (val == NULL || !json_object_is_type(val, json_type_string))
-            return fail(err, "labels", "the value of %.64s must be a string", key);
+            return fail(err, "labels", "the value of %.64s must be a string", name);
         if ((size_t)json_object_get_string_len(val) > LABEL_VALUE_MAX ||
             !text_ok(json_object_get_string(val), (size_t)json_object_get_string_len(val), 0))
-            return fail(err, "labels", "the value of %.64s is longer than %d bytes or not printable UTF-8", key, LABEL_VALUE_MAX);
+            return fail(err, "labels", "the value of %.64s is longer than %d bytes or not printable UTF-8", name, LABEL_VALUE_MAX);
     }
     hb->labels = cx_strdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     return CX_OK;
@@ -274,6 +277,10 @@ int cx_heartbeat_parse(const char *text, size_t len, const char *agent_id, cx_he
         enum json_tokener_error e = json_tokener_get_error(tok);
         json_object_put(o);
         free(copy);
+        /* a tokener left by a failed parse is not used again: json_tokener_reset keeps a pending
+         * high surrogate (json-c 0.16), which would put a U+FFFD into the next agent's beat */
+        json_tokener_free(tokener);
+        tokener = NULL;
         return fail(err, "body", "the heartbeat is not valid JSON: %s",
                     o != NULL                   ? "unexpected data after the value"
                     : e == json_tokener_success ? "unexpected end of input"
