@@ -767,12 +767,16 @@ static int lead(void)
 {
     int rc = cx_db_agents_lead();
 
-    if (rc == CX_OK) {
-        if (!H.leading) {
-            forget(); /* read the registry as the last leader left it */
-            H.leading = 1;
-            cx_shm_gauge_set(CX_G_HBMON_LEADER, 1);
-        }
+    if (rc == CX_OK && H.leading)
+        return 1;
+    if (rc == CX_OK || rc == CX_STATE) {
+        /* taken now (or kept by a session this process no longer knows): another hbmon may have led
+         * since, so read the registry as it was left */
+        if (H.leading)
+            cx_log_warnx("hbmon: the lead was lost with the MySQL session and taken again; reloading the registry");
+        forget();
+        H.leading = 1;
+        cx_shm_gauge_set(CX_G_HBMON_LEADER, 1);
         return 1;
     }
     if (rc != CX_CONFLICT)

@@ -71,8 +71,9 @@ int cx_db_agents_rest_beats(int64_t since_ms, int64_t window_ms,
                             void *arg);
 
 /* cx_db_agents_lead -- take or keep the advisory lock of the leading hbmon of this database (GET_LOCK
- * on this process's session, without waiting). CX_OK: this session holds it; CX_CONFLICT: another
- * does; CX_UNAVAIL or CX_ERR: MySQL could not be asked. */
+ * on this process's session, without waiting). CX_OK: this session held it since the last call;
+ * CX_STATE: it has just taken it (first call, or the session was lost and another hbmon may have led
+ * meanwhile); CX_CONFLICT: another session holds it; CX_UNAVAIL or CX_ERR: MySQL could not be asked. */
 int cx_db_agents_lead(void);
 
 /* cx_db_agents_count -- how many agents have each recorded status, into n[status]. */

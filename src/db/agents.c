@@ -62,7 +62,7 @@
 /* The lock of the leading hbmon: one per database (several test databases share a server), within
  * MySQL's 64 characters. */
 #define HBMON_LOCK "CONCAT('cx_hbmon:', SHA1(DATABASE()))"
-#define SQL_LEAD "SELECT IF(IS_USED_LOCK(" HBMON_LOCK ") = CONNECTION_ID(), 1, GET_LOCK(" HBMON_LOCK ", 0)) AS got"
+#define SQL_LEAD "SELECT IF(IS_USED_LOCK(" HBMON_LOCK ") = CONNECTION_ID(), 2, GET_LOCK(" HBMON_LOCK ", 0)) AS got"
 #define SQL_COUNT_BY_STATUS "SELECT status, COUNT(*) AS n FROM agents GROUP BY status"
 
 /* hbmon's multi-row statements: the head, one row's placeholders, the tail. */
@@ -299,7 +299,8 @@ int cx_db_agents_lead(void)
     if ((rc = cx_db_exec(SQL_LEAD, NULL, 0, &res, NULL)) != CX_OK)
         return rc;
     v = cx_db_value(res, 0, "got");
-    rc = v == NULL ? CX_ERR : strcmp(v, "1") == 0 ? CX_OK : CX_CONFLICT; /* NULL: GET_LOCK failed */
+    /* 2: held all along; 1: taken now; 0: another session has it; NULL: GET_LOCK failed */
+    rc = v == NULL ? CX_ERR : strcmp(v, "2") == 0 ? CX_OK : strcmp(v, "1") == 0 ? CX_STATE : CX_CONFLICT;
     cx_db_result_free(res);
     return rc;
 }
