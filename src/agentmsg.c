@@ -35,14 +35,50 @@ static int fail(cx_msg_error_t *err, const char *field, const char *fmt, ...)
     return CX_INVALID;
 }
 
-/* parse -- strict JSON of text[0..len) into an object, bytes that are not UTF-8 allowed inside strings
- * (the fields that may hold them are repaired later; an id holding them is refused). NULL with *err. */
-static json_object *parse(const char *text, size_t len, cx_msg_error_t *err)
+json_object *cx_agentmsg_json(const char *text, size_t len, int validate_utf8, char *why, size_t whylen)
 {
-    static json_tokener *tok;
+    /* one tokener per process and kind, reset for each text (hbmon parses thousands a second) */
+    static json_tokener *tokens[2];
+    json_tokener **tok = &tokens[validate_utf8 != 0];
     json_object *o;
     char *copy;
     size_t end;
+
+    if (*tok == NULL) {
+        if ((*tok = json_tokener_new_ex(JSON_DEPTH)) == NULL)
+            abort();
+        json_tokener_set_flags(*tok, JSON_TOKENER_STRICT | (validate_utf8 ? JSON_TOKENER_VALIDATE_UTF8 : 0));
+    }
+    json_tokener_reset(*tok);
+    /* a NUL-terminated copy, parsed with its NUL so the tokener knows the input is complete */
+    copy = cx_malloc(len + 1);
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    o = json_tokener_parse_ex(*tok, copy, (int)len + 1);
+    end = json_tokener_get_parse_end(*tok);
+    free(copy);
+    if (o != NULL && end >= len)
+        return o;
+    enum json_tokener_error e = json_tokener_get_error(*tok);
+    snprintf(why, whylen, "%s",
+             o != NULL                   ? "unexpected data after the value"
+             : e == json_tokener_success ? "unexpected end of input"
+                                         : json_tokener_error_desc(e));
+    json_object_put(o);
+    /* a tokener left by a failed parse is not used again: json_tokener_reset keeps a pending high
+     * surrogate (json-c 0.16), which would put a U+FFFD into the next agent's text (found by
+     * t/fuzz/fuzz_heartbeat) */
+    json_tokener_free(*tok);
+    *tok = NULL;
+    return NULL;
+}
+
+/* parse -- a message as an object, bytes that are not UTF-8 allowed inside strings (the fields that may
+ * hold them are repaired; an id holding them is refused). NULL with *err. */
+static json_object *parse(const char *text, size_t len, cx_msg_error_t *err)
+{
+    char why[128];
+    json_object *o;
 
     if (text == NULL || len == 0) {
         fail(err, "body", "the message is empty");
@@ -52,36 +88,14 @@ static json_object *parse(const char *text, size_t len, cx_msg_error_t *err)
         fail(err, "body", "the message is larger than %d bytes", CX_AGENT_MSG_MAX);
         return NULL;
     }
-    if (tok == NULL) {
-        if ((tok = json_tokener_new_ex(JSON_DEPTH)) == NULL)
-            abort();
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    if ((o = cx_agentmsg_json(text, len, 0, why, sizeof(why))) == NULL) {
+        fail(err, "body", "not valid JSON: %s", why);
+        return NULL;
     }
-    json_tokener_reset(tok);
-    /* a NUL-terminated copy, parsed with its NUL so the tokener knows the input is complete */
-    copy = cx_malloc(len + 1);
-    memcpy(copy, text, len);
-    copy[len] = '\0';
-    o = json_tokener_parse_ex(tok, copy, (int)len + 1);
-    end = json_tokener_get_parse_end(tok);
-    if (o == NULL || end < len) {
-        enum json_tokener_error e = json_tokener_get_error(tok);
-        fail(err, "body", "not valid JSON: %s",
-             o != NULL                   ? "unexpected data after the value"
-             : e == json_tokener_success ? "unexpected end of input"
-                                         : json_tokener_error_desc(e));
-        json_object_put(o);
-        o = NULL;
-        /* not used again: json_tokener_reset keeps a pending high surrogate (json-c 0.16), which
-         * would put a U+FFFD into the next message (see heartbeat.c) */
-        json_tokener_free(tok);
-        tok = NULL;
-    }
-    free(copy);
-    if (o != NULL && !json_object_is_type(o, json_type_object)) {
+    if (!json_object_is_type(o, json_type_object)) {
         fail(err, "body", "the message must be a JSON object");
         json_object_put(o);
-        o = NULL;
+        return NULL;
     }
     return o;
 }

@@ -23,7 +23,6 @@
 #include "conduix/shm.h"
 #include "conduix/utf8.h"
 
-#define JSON_DEPTH 16
 #define USAGE_MAX 1e6
 #define LABEL_VALUE_MAX 1024
 
@@ -242,14 +241,10 @@ static int check(json_object *o, const char *agent_id, cx_heartbeat_t *hb, cx_hb
     return CX_OK;
 }
 
-static json_tokener *tokener;
-
 int cx_heartbeat_parse(const char *text, size_t len, const char *agent_id, cx_heartbeat_t *hb, cx_hb_error_t *err)
 {
-    json_tokener *tok;
+    char why[128];
     json_object *o;
-    char *copy;
-    size_t end;
 
     memset(hb, 0, sizeof(*hb));
     memset(err, 0, sizeof(*err));
@@ -259,34 +254,8 @@ int cx_heartbeat_parse(const char *text, size_t len, const char *agent_id, cx_he
         err->too_large = 1;
         return fail(err, "body", "the heartbeat is larger than %d bytes", CX_HB_MAX_BYTES);
     }
-    /* a NUL-terminated copy, parsed with its NUL so the tokener knows the input is complete */
-    copy = cx_malloc(len + 1);
-    memcpy(copy, text, len);
-    copy[len] = '\0';
-    /* one tokener per process, reset for each text (hbmon parses thousands a second) */
-    if (tokener == NULL) {
-        if ((tokener = json_tokener_new_ex(JSON_DEPTH)) == NULL)
-            abort();
-        json_tokener_set_flags(tokener, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    }
-    tok = tokener;
-    json_tokener_reset(tok);
-    o = json_tokener_parse_ex(tok, copy, (int)len + 1);
-    end = json_tokener_get_parse_end(tok);
-    if (o == NULL || end < len) {
-        enum json_tokener_error e = json_tokener_get_error(tok);
-        json_object_put(o);
-        free(copy);
-        /* a tokener left by a failed parse is not used again: json_tokener_reset keeps a pending
-         * high surrogate (json-c 0.16), which would put a U+FFFD into the next agent's beat */
-        json_tokener_free(tokener);
-        tokener = NULL;
-        return fail(err, "body", "the heartbeat is not valid JSON: %s",
-                    o != NULL                   ? "unexpected data after the value"
-                    : e == json_tokener_success ? "unexpected end of input"
-                                                : json_tokener_error_desc(e));
-    }
-    free(copy);
+    if ((o = cx_agentmsg_json(text, len, 1, why, sizeof(why))) == NULL)
+        return fail(err, "body", "the heartbeat is not valid JSON: %s", why);
     hb->obj = o;
     if (check(o, agent_id, hb, err) != CX_OK) {
         cx_heartbeat_free(hb);

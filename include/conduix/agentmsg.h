@@ -24,6 +24,12 @@
 #define CX_COMMAND_ID_MAX 64     /* command ids are UUIDs (36); a longer one names no command */
 #define CX_RUN_ID_MAX 36         /* run and pipeline ids are UUIDs (VARCHAR(36)) */
 
+/* cx_agentmsg_json -- text[0..len) (need not be NUL-terminated) as strict JSON, all of it, nested at most
+ * 16 deep; with validate_utf8 bytes that are not UTF-8 are refused, else kept (for the caller to repair
+ * or refuse field by field). NULL with why (for people) filled. The parse state never outlives a
+ * text: nothing of one agent's message reaches the next. */
+json_object *cx_agentmsg_json(const char *text, size_t len, int validate_utf8, char *why, size_t whylen);
+
 /* Where a message came from: over Redis text is repaired, over REST refused (see above); REST also
  * refuses unknown fields. */
 typedef enum { CX_MSG_REDIS = 0, CX_MSG_REST } cx_msg_via_t;

@@ -70,14 +70,7 @@ static void reference(void)
     cx_ack_free(&ack);
 }
 
-static void one(const uint8_t *data, size_t size);
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    one(data, size);
-    reference();
-    return 0;
-}
+FUZZ_TARGET_THEN(one, reference)
 
 static void one(const uint8_t *data, size_t size)
 {

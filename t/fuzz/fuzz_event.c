@@ -32,14 +32,7 @@ static void reference(void)
     cx_event_free(&ev);
 }
 
-static void one(const uint8_t *data, size_t size);
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    one(data, size);
-    reference();
-    return 0;
-}
+FUZZ_TARGET_THEN(one, reference)
 
 static void one(const uint8_t *data, size_t size)
 {

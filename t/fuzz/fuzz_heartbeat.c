@@ -56,14 +56,7 @@ static void reference(void)
     cx_heartbeat_free(&hb);
 }
 
-static void one(const uint8_t *data, size_t size);
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    one(data, size);
-    reference();
-    return 0;
-}
+FUZZ_TARGET_THEN(one, reference)
 
 static void one(const uint8_t *data, size_t size)
 {
