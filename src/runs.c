@@ -10,13 +10,19 @@
  * decisions are pure functions (ack_goal, listed_goal, unlisted_goal, refusal), unit-tested in
  * t/unit/test_runs.c; the rest applies them. The rules (docs/api.md, "Runs and commands"):
  *   - a command is written with its run and audit row in one transaction, then published at once when
- *     Redis is up and no older command of the same agent still waits (seq order), else left queued;
+ *     Redis is up and no older command of the same agent and pipeline still waits (seq order), else left
+ *     queued; each publish holds the lock of its agent and pipeline (cx_runs_deliver);
+ *   - a new control command cancels the run's outstanding ones (a stop its unacknowledged start), and a
+ *     run that ends cancels what it had (transition): nothing is delivered that no longer serves a run;
  *   - a control command is refused while an earlier one for the run awaits its acknowledgement, unless
  *     the run already reached what that one asked (legacy agents never acknowledge);
  *   - legacy agents: a pending run listed in a heartbeat is running; a run absent from the heartbeats
  *     after a stop was asked is stopped; a pending run whose start expired unacknowledged and that the
  *     agent does not list is failed; a run that has been running for heartbeat_timeout and is no longer
- *     listed (without a stop) is failed.
+ *     listed (without a stop) is failed;
+ *   - reconciliation the other way: a pipeline a heartbeat lists without an active run of ours on that
+ *     agent (a stray) gets a stop_pipeline, audited and rate-limited (stray_stop).
+ * What agents send arrives checked (agentmsg.h): ids valid, texts valid UTF-8 and bounded.
  */
 #include <stdio.h>
 #include <stdlib.h>
