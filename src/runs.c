@@ -18,7 +18,7 @@
  *     the run already reached what that one asked (legacy agents never acknowledge);
  *   - legacy agents: a pending run listed in a heartbeat is running; a run absent from the heartbeats
  *     after a stop was asked is stopped; a pending run whose start expired unacknowledged and that the
- *     agent does not list is failed; a run that has been running for heartbeat_timeout and is no longer
+ *     agent does not list is failed; a run that has been running (or paused) for heartbeat_timeout and is no longer
  *     listed (without a stop) is failed;
  *   - reconciliation the other way: a pipeline a heartbeat lists without an active run of ours on that
  *     agent (a stray) gets a stop_pipeline, audited and rate-limited (stray_stop).
@@ -604,8 +604,8 @@ enum { WHY_NONE = 0, WHY_NEVER_STARTED, WHY_VANISHED };
 
 /* unlisted_goal -- a heartbeat does not list the run's pipeline: after a stop that was not refused
  * (stop_asked) the run is stopped; a pending run whose start_pipeline expired unacknowledged
- * (start_expired) never started: failed; a run running for at least the heartbeat timeout that the
- * agent no longer reports has failed. Otherwise no change (a start may still be on its way).
+ * (start_expired) never started: failed; a run running (or paused) since at least the heartbeat timeout
+ * that the agent no longer reports has failed. Otherwise no change (a start may still be on its way).
  * CX_RUN_STATUS_COUNT: no change; *why says why a failure. */
 static cx_run_status_t unlisted_goal(const cx_run_t *run, int stop_asked, int start_expired, int64_t timeout_ms, int *why)
 {
@@ -616,8 +616,8 @@ static cx_run_status_t unlisted_goal(const cx_run_t *run, int stop_asked, int st
         *why = WHY_NEVER_STARTED;
         return CX_RUN_FAILED;
     }
-    if (run->status == CX_RUN_RUNNING && run->running_for_ms >= timeout_ms) {
-        *why = WHY_VANISHED;
+    if ((run->status == CX_RUN_RUNNING || run->status == CX_RUN_PAUSED) && run->running_for_ms >= timeout_ms) {
+        *why = WHY_VANISHED; /* a paused pipeline is still on its agent, and listed */
         return CX_RUN_FAILED;
     }
     return CX_RUN_STATUS_COUNT;
