@@ -185,10 +185,10 @@ int cx_ack_check(json_object *o, cx_msg_via_t via, const char *agent_id, const c
                 size_t kl = strlen(key);
                 unsigned f;
                 /* the name is echoed in the answer: only when it is short, printable UTF-8 */
-                if (kl < sizeof(err->field) && cx_utf8_check(key, kl, &f) >= 0 && !(f & (CX_UTF8_C0 | CX_UTF8_C1)))
+                if (kl > 0 && kl < sizeof(err->field) && cx_utf8_check(key, kl, &f) >= 0 && !(f & (CX_UTF8_C0 | CX_UTF8_C1)))
                     fail(err, key, "unknown field; allowed: success, message, error, command_id, agent_id, timestamp");
                 else
-                    fail(err, "body", "a field name that is not printable UTF-8 or too long");
+                    fail(err, "body", "a field name that is empty, not printable UTF-8 or too long");
                 goto bad;
             }
         }

@@ -115,6 +115,11 @@ static void t_ack_rest(void **state)
     assert_int_equal(cx_ack_check(o, CX_MSG_REST, "agent-1", "c9", &a, &err), CX_INVALID);
     assert_string_equal(err.field, "error");
     json_object_put(o);
+    /* an empty field name (found by fuzz_ack) names the body, never "" */
+    o = json_tokener_parse("{\"success\":true,\"\":5}");
+    assert_int_equal(cx_ack_check(o, CX_MSG_REST, "agent-1", "c9", &a, &err), CX_INVALID);
+    assert_string_equal(err.field, "body");
+    json_object_put(o);
     /* a field name that is not printable UTF-8 is not echoed */
     o = json_object_new_object();
     json_object_object_add(o, "success", json_object_new_boolean(1));
