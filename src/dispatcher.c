@@ -4,10 +4,11 @@
  *
  * Every tick (250 ms) it expires commands past expires_at, then publishes the due ones in seq order:
  * queued commands (new, or left queued while Redis was down) and sent ones not acknowledged for
- * commands.redeliver_interval. Each publish is claimed first by compare-and-set on the attempt
- * number (cx_runs_deliver), so with a worker delivering at once, or several replicas each with its
- * dispatcher, no attempt is published twice. The first failed publish ends the tick: later commands
- * never overtake an earlier one, and nothing waits on a dead Redis.
+ * commands.redeliver_interval, as long as they still serve their run (commands.h). Each publish is
+ * claimed first by compare-and-set on the attempt number, under the lock of its agent and pipeline
+ * (cx_runs_deliver), so with a worker delivering at once, or several replicas each with its dispatcher,
+ * no attempt is published twice and no command of a pipeline overtakes an older one. The first failed
+ * publish ends the tick, so nothing waits on a dead Redis.
  *
  * A second Redis connection, outside the breaker, is SUBSCRIBEd to pipeline:events and PSUBSCRIBEd to
  * agent:responses:*; its socket is the fd of the child loop. When it drops, the loop is left and
@@ -18,9 +19,12 @@
  * Every 5 s it also looks for runs still active on agents recorded offline (hbmon's call to
  * cx_runs_agent_offline failed, e.g. MySQL was down) and finishes that work.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conduix/agentmsg.h"
+#include "conduix/agents.h"
 #include "conduix/backoff.h"
 #include "conduix/commands.h"
 #include "conduix/config.h"
@@ -47,56 +51,75 @@ typedef struct state {
     int64_t sweep_at; /* monotonic ms of the next sweep */
 } state_t;
 
+static cx_loglimit_t db_limit; /* acks and events MySQL could not take */
+
 static int fd_of(const state_t *st)
 {
     return st->sub != NULL ? st->sub->fd : -1;
 }
 
+/* on_ack -- an acknowledgement published on agent:responses:{agent} (alen bytes of the channel). */
+static void on_ack(const char *agent, size_t alen, const char *msg, size_t len)
+{
+    cx_msg_error_t err = {"channel", "the channel does not name a valid agent id"};
+    cx_ack_t ack;
+    int rc;
+
+    /* the id ends where the channel does: one with a NUL or not UTF-8 in it names no agent */
+    if (!cx_agent_id_valid(agent, alen)) {
+        cx_agent_msg_rejected("ack", "redis", agent, alen, &err);
+        return;
+    }
+    if (cx_ack_parse(msg, len, agent, &ack, &err) != CX_OK) {
+        cx_agent_msg_rejected("ack", "redis", agent, alen, &err);
+        return;
+    }
+    if (ack.fixed)
+        cx_shm_count(CX_C_AGENT_TEXTS_FIXED, 1);
+    rc = cx_runs_ack(agent, ack.command_id, ack.success, ack.message, ack.error, NULL);
+    if (rc == CX_NOTFOUND) {
+        snprintf(err.field, sizeof(err.field), "command_id");
+        snprintf(err.msg, sizeof(err.msg), "names no command of this agent");
+        cx_agent_msg_rejected("ack", "redis", agent, alen, &err);
+    } else if (rc != CX_OK && cx_loglimit_allow(&db_limit, "acknowledgements not recorded")) {
+        cx_log_warnx("redis: ack of command %s by agent %s not recorded (database unavailable); the agent will be asked again",
+                     ack.command_id, agent);
+    }
+    cx_ack_free(&ack);
+}
+
+/* on_event -- a message on pipeline:events. */
+static void on_event(const char *msg, size_t len)
+{
+    cx_msg_error_t err;
+    cx_event_t ev;
+    int rc;
+
+    if (cx_event_parse(msg, len, &ev, &err) != CX_OK) {
+        cx_agent_msg_rejected("event", "redis", NULL, 0, &err);
+        return;
+    }
+    if (ev.fixed)
+        cx_shm_count(CX_C_AGENT_TEXTS_FIXED, 1);
+    rc = cx_runs_event(&ev, &err);
+    if (rc == CX_INVALID)
+        cx_agent_msg_rejected("event", "redis", ev.agent_id, ev.agent_id ? strlen(ev.agent_id) : 0, &err);
+    else if (rc != CX_OK && cx_loglimit_allow(&db_limit, "run events not recorded"))
+        cx_log_warnx("redis: run event of agent %s not recorded (database unavailable)", ev.agent_id);
+    cx_event_free(&ev);
+}
+
 /* on_message -- one pub/sub message: an ack on agent:responses:{id} or a run event on pipeline:events. */
-static void on_message(const char *channel, const char *msg, size_t len, void *arg)
+static void on_message(const char *channel, size_t chlen, const char *msg, size_t len, void *arg)
 {
     static const char prefix[] = "agent:responses:";
-    json_tokener *tok = json_tokener_new();
-    json_object *o = json_tokener_parse_ex(tok, msg, (int)len), *v;
+    const size_t pre = sizeof(prefix) - 1;
     (void)arg;
 
-    json_tokener_free(tok);
-    if (o == NULL || !json_object_is_type(o, json_type_object)) {
-        cx_log_warnx("redis: %s: a message that is not a JSON object; ignored", channel);
-        goto out;
-    }
-    if (strncmp(channel, prefix, sizeof(prefix) - 1) == 0) {
-        const char *agent = channel + sizeof(prefix) - 1, *id = NULL, *message = NULL, *error = NULL;
-        int success = -1, rc;
-        if (json_object_object_get_ex(o, "command_id", &v) && json_object_is_type(v, json_type_string))
-            id = json_object_get_string(v);
-        if (json_object_object_get_ex(o, "success", &v) && json_object_is_type(v, json_type_boolean))
-            success = json_object_get_boolean(v);
-        if (json_object_object_get_ex(o, "message", &v) && json_object_is_type(v, json_type_string))
-            message = json_object_get_string(v);
-        if (json_object_object_get_ex(o, "error", &v) && json_object_is_type(v, json_type_string))
-            error = json_object_get_string(v);
-        if (json_object_object_get_ex(o, "agent_id", &v) && json_object_is_type(v, json_type_string) &&
-            strcmp(json_object_get_string(v), agent) != 0) {
-            cx_log_warnx("redis: %s: ack names agent %s; ignored", channel, json_object_get_string(v));
-            goto out;
-        }
-        if (id == NULL || success < 0) {
-            cx_log_warnx("redis: %s: ack without command_id or boolean success; ignored", channel);
-            goto out;
-        }
-        rc = cx_runs_ack(agent, id, success, message, error, NULL);
-        if (rc == CX_NOTFOUND)
-            cx_log_warnx("redis: %s: ack of unknown command %s; ignored", channel, id);
-        else if (rc != CX_OK)
-            cx_log_warnx("redis: %s: ack of command %s not recorded (database unavailable); the agent will be asked again", channel,
-                         id);
-    } else {
-        cx_runs_event(o);
-    }
-out:
-    if (o)
-        json_object_put(o);
+    if (chlen >= pre && memcmp(channel, prefix, pre) == 0)
+        on_ack(channel + pre, chlen - pre, msg, len);
+    else
+        on_event(msg, len);
 }
 
 static void drop_sub(state_t *st)
@@ -126,10 +149,17 @@ static int subscribe(state_t *st)
     return 1;
 }
 
-static int is_held(const char **held, size_t n, const char *agent_id)
+/* A command of this round that could not go out holds back the later ones of its agent and pipeline
+ * (agent_wide: of its agent: nobody listens to the agent's channel). */
+typedef struct hold {
+    const char *agent_id, *pipeline_id;
+    int agent_wide;
+} hold_t;
+
+static int is_held(const hold_t *held, size_t n, const cx_command_t *c)
 {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(held[i], agent_id) == 0)
+        if (strcmp(held[i].agent_id, c->agent_id) == 0 && (held[i].agent_wide || strcmp(held[i].pipeline_id, c->pipeline_id) == 0))
             return 1;
     return 0;
 }
@@ -168,9 +198,9 @@ static int unheard_wait(const char *agent_id)
     return 0;
 }
 
-/* deliver -- expire, then publish what is due, in seq order, stopping at the first failed publish; an
- * agent one of whose commands another process claimed first gets nothing more this round, so none of
- * its commands overtakes that one. */
+/* deliver -- expire, then publish what is due, in seq order, stopping at the first failed publish.
+ * A command another process is publishing (or claimed first) holds back the later ones of its agent and
+ * pipeline this round, so none of them overtakes it; an agent nobody listens to is held back whole. */
 static void deliver(void)
 {
     cx_command_t *due = NULL;
@@ -186,27 +216,27 @@ static void deliver(void)
         /* A PING first: a publish that fails uses up its attempt number (it may have gone out before
          * the error), so claim no numbers while Redis does not answer. */
         size_t todo = n > 0 && cx_redis_ping() == CX_OK ? n : 0;
-        const char **held = cx_calloc(n + 1, sizeof(char *));
+        hold_t *held = cx_calloc(n + 1, sizeof(*held));
         size_t nheld = 0;
         for (size_t i = 0; i < todo; i++) {
+            cx_command_t *c = &due[i];
             int rc;
-            if (is_held(held, nheld, due[i].agent_id))
+            if (is_held(held, nheld, c))
                 continue;
-            if (unheard_wait(due[i].agent_id)) {
-                held[nheld++] = due[i].agent_id;
+            if (unheard_wait(c->agent_id)) {
+                held[nheld++] = (hold_t){c->agent_id, c->pipeline_id, 1};
                 continue;
             }
-            if ((rc = cx_runs_deliver(&due[i])) == CX_CONFLICT)
-                held[nheld++] = due[i].agent_id; /* someone else is publishing for this agent: its later ones wait */
-            else if (rc == CX_NOTFOUND) {
-                /* the agent does not listen now: its later commands wait too (order), and it is asked
-                 * again after UNHEARD_RETRY_MS, not every tick */
-                held[nheld++] = due[i].agent_id;
-                unheard_note(due[i].agent_id);
-            } else if (rc == CX_UNAVAIL)
-                break; /* Redis went away: keep the order, try again next tick */
-            else if (rc != CX_OK)
-                break; /* database trouble */
+            if ((rc = cx_runs_deliver(c)) == CX_CONFLICT) {
+                held[nheld++] = (hold_t){c->agent_id, c->pipeline_id, 0}; /* someone else is publishing for it */
+            } else if (rc == CX_NOTFOUND) {
+                /* the agent does not listen now: its later commands wait too, and it is asked again
+                 * after UNHEARD_RETRY_MS, not every tick */
+                held[nheld++] = (hold_t){c->agent_id, c->pipeline_id, 1};
+                unheard_note(c->agent_id);
+            } else if (rc == CX_UNAVAIL || (rc != CX_OK && rc != CX_STATE)) {
+                break; /* Redis went away, or database trouble: keep the order, try again next tick */
+            }
         }
         free(held);
         cx_db_commands_free(due, n);

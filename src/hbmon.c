@@ -2,6 +2,13 @@
  * hbmon.c -- the heartbeat monitor child: finds agents' heartbeats, keeps the agents table current and
  * records every online/offline transition.
  *
+ * One hbmon leads, across all the instances on one database: the one whose MySQL session holds the
+ * advisory lock cx_hbmon:<database> (GET_LOCK, taken without waiting and checked every tick). The
+ * others stand by and only keep their instance's agent gauges; the lock goes with the leader's session
+ * when it dies, and the next hbmon to ask takes over. So the instances never disagree about an agent:
+ * one process decides, and MySQL has what it decided. A new leader loads the registry from MySQL and
+ * gives every agent recorded online a whole heartbeat_timeout to be heard again.
+ *
  * Agents write `SET agent:{id}:heartbeat <json> EX 30` and nothing else, so the value does not say when
  * it arrived. hbmon reads keys' PTTLs (pipelined, 1000 a round trip): a key whose expiry moved later than
  * when hbmon last read it was written again, and only those keys (and new ones) are fetched, with one
@@ -9,7 +16,14 @@
  * write time, clamped between hbmon's previous read of the key and now: that is the beat's receive time,
  * judged by the control plane's clock, never the agent's, and exact to a few milliseconds however late
  * hbmon reads it. A value that changed, or an expiry that jumped by more than JUMP_MS even with the same
- * content, is a new beat; smaller jumps are measurement noise.
+ * content, is a new beat; smaller jumps are measurement noise. A key without a TTL, or with one longer
+ * than agents set, says nothing of when it was written: it is a beat only when hbmon sees it written
+ * (its value or expiry changes between two reads), never because it exists.
+ *
+ * Every time is kept on the monotonic clock, and the timeout is judged on it: a step of the wall clock
+ * neither ages every beat at once nor keeps a dead agent young. Wall-clock times are made only for
+ * MySQL (last_heartbeat, the transitions), and REST beats that reached MySQL directly carry their age
+ * as the database measures it.
  *
  * Each tick (agents.monitor_interval) continues a SCAN (MATCH agent:*:heartbeat COUNT 1000) for a slice
  * of the keyspace, so that a whole pass takes at most check_ms (every key each tick below SLICE_MIN keys),
@@ -23,10 +37,12 @@
  *
  * This file is the policy; the Redis reads are src/redis/heartbeat.c's (batches of keys with their
  * PTTLs and values), the table of known agents is src/hash.c, the writes are src/db/agents.c's.
- * Everything is kept in the table of known agents, loaded from MySQL at start so a respawned hbmon
- * continues where the last one stopped. A tick's changes go to MySQL in multi-row statements, one
- * transaction per chunk: transitions first, then new beats within the rest of the tick's time; what is
- * left (MySQL slow or down) is retried next tick. Unchanged agents cost no write.
+ * Everything is kept in the table of known agents, loaded from MySQL when hbmon takes the lead, so a
+ * respawned hbmon continues where the last one stopped. A tick's changes go to MySQL in multi-row
+ * statements, one transaction per chunk: transitions first, then new beats within the rest of the
+ * tick's time; what is left (MySQL slow or down) is retried next tick. Unchanged agents cost no write.
+ * The beats of agents that run pipelines go to the run bookkeeping (src/runs.c), which follows legacy
+ * agents' runs and stops what an agent runs without an active run of ours there (strays).
  */
 #include <malloc.h>
 #include <stdint.h>
@@ -57,16 +73,20 @@
 #define CHUNK 512           /* agents per flush transaction */
 #define STATS_MS 60000      /* a line of tick statistics this often */
 #define LOG_TRANSITIONS 50  /* transition lines per tick; the rest are summed up */
+#define STANDBY_MS 5000     /* a standby hbmon reads the agent counts for its gauges this often */
+#define TTL_TOL_MS 100      /* a PTTL above TTL_MS by more than this is no EX 30 an agent set */
 
 #define ST_NONE CX_AGENT_STATUS_COUNT /* db_status of an agent MySQL has no row of yet */
 
+/* Times of an agent are monotonic milliseconds (cx_now_ms), but rest_seen. */
 typedef struct agent {
     cx_hentry_t he;       /* in H.tab, keyed by id */
-    int64_t last_seen;    /* receive time of the last accepted beat (wall ms), 0 never */
-    int64_t expire_at;    /* key expiry as of the last read (wall ms): 0 never read, -1 no TTL */
+    int64_t last_seen;    /* receive time of the last accepted beat, 0 never */
+    int64_t expire_at;    /* key expiry as of the last read: 0 never read, -1 no TTL */
     int64_t observed;     /* when the key was last read */
     int64_t changed_ms;   /* when the in-memory status was decided */
-    int64_t rest_seen;    /* received_at of the last direct REST beat taken */
+    int64_t stray_at;     /* when its beats may be looked at for strays again */
+    int64_t rest_seen;    /* received_at of the last direct REST beat taken (database clock, ms) */
     uint64_t vhash;       /* hash of the value last read */
     cx_heartbeat_t *beat; /* accepted, not yet written */
     uint32_t gen;         /* the scan that last read the key */
@@ -97,10 +117,12 @@ static struct {
     int logged; /* transition lines this tick */
     int64_t stats_at, tick_ms_sum, tick_ms_max, scan_ms_sum, flush_ms_sum;
     uint64_t stats_ticks, stats_beats;
-    int runs_known;    /* 1: agents' runs_tick marks are current; 0: ask again; -1: the query failed */
-    uint32_t runs_gen; /* one per query of the agents with active runs */
-    int blind;         /* the last scan failed: Redis is down and its beats cannot be seen */
-    int64_t sight_ms;  /* wall clock when Redis came back after an outage; beats count from here */
+    int runs_known;     /* 1: agents' runs_tick marks are current; 0: ask again; -1: the query failed */
+    uint32_t runs_gen;  /* one per query of the agents with active runs */
+    int blind;          /* the last scan failed: Redis is down and its beats cannot be seen */
+    int64_t sight_ms;   /* when Redis came back after an outage, or hbmon took the lead; beats count from here */
+    int leading;        /* this hbmon holds the lock: it decides */
+    int64_t standby_at; /* when a standby hbmon reads the counts again */
 } H;
 
 /* find -- the agent named id (len bytes), created when add is set (status unknown, no row known). */
@@ -158,9 +180,21 @@ static void accept_beat(agent_t *a, cx_heartbeat_t *hb, int64_t recv)
     H.stats_beats++;
     if (a->status != CX_AGENT_ONLINE) {
         a->status = CX_AGENT_ONLINE;
-        a->changed_ms = cx_wall_ms();
+        a->changed_ms = cx_now_ms();
     }
     queue(a);
+}
+
+/* mono_of -- a wall-clock time (from MySQL) on the monotonic clock; wall_of -- the other way (for
+ * MySQL). Used once per value, so a step of the wall clock moves no time kept in memory. */
+static int64_t mono_of(int64_t wall_ms)
+{
+    return wall_ms > 0 ? cx_now_ms() - (cx_wall_ms() - wall_ms) : 0;
+}
+
+static int64_t wall_of(int64_t mono_ms)
+{
+    return cx_wall_ms() - (cx_now_ms() - mono_ms);
 }
 
 /* ---- start: the registry as MySQL has it ---- */
@@ -171,31 +205,27 @@ static void on_load(void *arg, const char *id, cx_agent_status_t status, int64_t
     (void)arg;
     a->status = a->db_status = (uint8_t)status;
     H.count[a->db_status]++;
-    a->last_seen = last_hb_ms;
+    a->last_seen = mono_of(last_hb_ms);
     a->bad = !cx_agent_id_valid(id, strlen(id));
 }
 
+/* load -- the registry as MySQL has it, when this hbmon takes the lead. Every agent recorded online is
+ * given a whole timeout from now (sight_ms) to be heard: what the last leader saw is not known here, and
+ * a wall-clock time from MySQL is no measure of age. REST beats that reached MySQL directly are polled
+ * next (rest_poll), with their age as MySQL measures it. */
 static int load(void)
 {
-    int64_t now = cx_wall_ms();
     size_t online = 0;
     int rc;
 
     if ((rc = cx_db_agents_load(on_load, NULL)) != CX_OK)
         return rc;
-    for (size_t i = 0; i < H.n; i++) {
-        agent_t *a = H.all[i];
-        online += a->db_status == CX_AGENT_ONLINE;
-        /* a beat written to MySQL directly (Redis down) while no hbmon recorded it */
-        if (a->status != CX_AGENT_ONLINE && a->last_seen > 0 && now - a->last_seen < H.timeout_ms && !a->bad) {
-            a->status = CX_AGENT_ONLINE;
-            a->changed_ms = now;
-            queue(a);
-        }
-    }
+    for (size_t i = 0; i < H.n; i++)
+        online += H.all[i]->db_status == CX_AGENT_ONLINE;
     H.loaded = 1;
-    H.rest_mark = now - H.timeout_ms;
-    cx_log_info("hbmon: %zu agents known, %zu recorded online; timeout %lld ms, every %lld ms", H.n, online,
+    H.rest_mark = 0;
+    H.sight_ms = cx_now_ms();
+    cx_log_info("hbmon: leading; %zu agents known, %zu recorded online; timeout %lld ms, every %lld ms", H.n, online,
                 (long long)H.timeout_ms, (long long)cx_cfg->agents.monitor_interval_ms);
     return CX_OK;
 }
@@ -237,6 +267,13 @@ static void reject_key(agent_t *a, const char *field, const char *msg)
     cx_heartbeat_rejected("redis", a->bad ? a->id + 1 : a->id, &err);
 }
 
+/* credible -- does an expiry read at tr date the write (an agent's EX 30, TTL_MS or less left)? A key
+ * without a TTL, or with a longer one, does not: it may have been written long ago. */
+static int credible(int64_t exp, int64_t tr)
+{
+    return exp > 0 && exp - tr <= TTL_MS + TTL_TOL_MS;
+}
+
 /* value -- the fetched value (v, len; v NULL when the key held no string) of a key that was written
  * since hbmon's previous read (or is new to it), read at tr. */
 static void value(const need_t *nd, const char *v, size_t len, int64_t tr)
@@ -271,16 +308,24 @@ static void value(const need_t *nd, const char *v, size_t len, int64_t tr)
         reject_key(a, "body", "the key does not hold a string");
         return;
     }
-    est = exp > 0 ? exp - TTL_MS : tr;
-    recv = est > tr ? tr : est;
-    if (!first && recv < nd->prev_observed)
-        recv = nd->prev_observed; /* written after the previous read, whatever its TTL */
+    if (credible(exp, tr)) {
+        est = exp - TTL_MS;
+        recv = est > tr ? tr : est;
+        if (!first && recv < nd->prev_observed)
+            recv = nd->prev_observed; /* written after the previous read, whatever its TTL */
+    } else {
+        /* no TTL, or a longer one than agents set: the key's existence says nothing of when it was
+         * written, so only a write hbmon saw happen counts, as of the read before it */
+        recv = first ? -1 : nd->prev_observed;
+    }
     if (first && a->last_seen > 0 && recv <= a->last_seen + SAME_BEAT_MS)
-        return; /* already recorded (a respawned hbmon reading the keys again) */
-    if (recv <= a->last_seen)
-        return; /* older than a beat taken from MySQL */
+        recv = -1; /* already recorded (a respawned hbmon reading the keys again) */
     if (cx_heartbeat_parse(v, len, a->id, &hb, &err) != CX_OK) {
-        cx_heartbeat_rejected("redis", a->id, &err);
+        cx_heartbeat_rejected("redis", a->id, &err); /* counted once per write, beat or not */
+        return;
+    }
+    if (recv < 0 || recv <= a->last_seen) {
+        cx_heartbeat_free(&hb); /* not a beat received now, or older than one taken from MySQL */
         return;
     }
     cx_shm_count(CX_C_HEARTBEATS_REDIS, 1);
@@ -346,7 +391,7 @@ static int check(cx_hb_key_t *keys, size_t n, int64_t tr)
     if (nn > 0) {
         if (cx_redis_hb_mget(&B, N.keys, nn) != CX_OK)
             return -1;
-        tr = cx_wall_ms();
+        tr = cx_now_ms();
         for (i = 0; i < nn; i++)
             value(&N.v[i], N.keys[i]->value, N.keys[i]->vlen, tr);
     }
@@ -361,7 +406,7 @@ static int look(size_t from, size_t n)
         return 0;
     if (cx_redis_hb_pttl(&B, from, n) != CX_OK)
         return -1;
-    return check(B.keys + from, n, cx_wall_ms());
+    return check(B.keys + from, n, cx_now_ms());
 }
 
 /* slice -- continue the SCAN of the heartbeat keys where the last tick left it, for at least SLICE_MIN
@@ -398,7 +443,7 @@ static int slice(void)
  * skipped. 0, or -1 when Redis failed. */
 static int direct(void)
 {
-    int64_t now = cx_wall_ms();
+    int64_t now = cx_now_ms();
     size_t i;
     int rc = 0;
 
@@ -426,23 +471,25 @@ static int scan(void)
 
 /* ---- REST beats that reached MySQL directly ---- */
 
-static void on_rest(void *arg, const char *id, const char *text, size_t len, int64_t recv)
+/* on_rest -- a REST beat that reached MySQL directly: received received_at (database clock, ms),
+ * age_ms ago as the database measures it. */
+static void on_rest(void *arg, const char *id, const char *text, size_t len, int64_t received_at, int64_t age_ms)
 {
-    int64_t *max = arg;
+    int64_t *max = arg, recv = cx_now_ms() - (age_ms > 0 ? age_ms : 0);
     cx_heartbeat_t hb;
     cx_hb_error_t err;
     agent_t *a;
 
-    if (recv > *max)
-        *max = recv;
+    if (received_at > *max)
+        *max = received_at;
     if (!cx_agent_id_valid(id, strlen(id)))
         return;
     a = find(id, strlen(id), 1);
-    if (recv <= a->rest_seen)
+    if (received_at <= a->rest_seen)
         return;
-    a->rest_seen = recv;
-    if (recv <= a->last_seen)
-        return;
+    a->rest_seen = received_at;
+    if (a->status == CX_AGENT_ONLINE && recv <= a->last_seen)
+        return; /* a newer beat came through Redis */
     if (cx_heartbeat_parse(text, len, id, &hb, &err) != CX_OK) {
         cx_heartbeat_rejected("rest", id, &err);
         return;
@@ -450,16 +497,16 @@ static void on_rest(void *arg, const char *id, const char *text, size_t len, int
     accept_beat(a, &hb, recv);
 }
 
+/* rest_poll -- the direct REST beats received since the last poll (a margin back, for transactions that
+ * committed late), and at first those of the last timeout; marks are database times. */
 static void rest_poll(void)
 {
-    int64_t max = 0, floor = cx_wall_ms() - H.timeout_ms - REST_MARGIN_MS;
+    int64_t max = 0;
 
-    if (cx_db_agents_rest_beats(H.rest_mark, on_rest, &max) != CX_OK)
+    if (cx_db_agents_rest_beats(H.rest_mark, H.timeout_ms + REST_MARGIN_MS, on_rest, &max) != CX_OK)
         return;
     if (max - REST_MARGIN_MS > H.rest_mark)
         H.rest_mark = max - REST_MARGIN_MS;
-    if (H.rest_mark < floor)
-        H.rest_mark = floor;
 }
 
 /* ---- offline detection ---- */
@@ -474,7 +521,7 @@ static void rest_poll(void)
  * it); only then are the silent ones declared offline. */
 static void judge(int seen)
 {
-    int64_t now = cx_wall_ms();
+    int64_t now = cx_now_ms();
 
     if (!seen) {
         if (!H.blind)
@@ -509,12 +556,12 @@ static void fill(cx_agent_change_t *c, agent_t *a)
     memset(c, 0, sizeof(*c));
     c->id = a->id;
     c->beat = a->beat;
-    c->beat_ms = a->last_seen;
+    c->beat_ms = wall_of(a->last_seen);
     c->status = (cx_agent_status_t)a->status;
     if (a->status != a->db_status && !(a->db_status == ST_NONE && a->status == CX_AGENT_UNKNOWN)) {
         c->transition = 1;
         c->from = a->db_status == ST_NONE ? CX_AGENT_UNKNOWN : (cx_agent_status_t)a->db_status;
-        c->changed_ms = a->changed_ms;
+        c->changed_ms = wall_of(a->changed_ms);
         c->reason = a->status == CX_AGENT_ONLINE ? "heartbeat received" : H.reason_off;
     }
 }
@@ -560,8 +607,14 @@ static void done(agent_t *a, const cx_agent_change_t *c)
     if (c->transition && a->status == CX_AGENT_OFFLINE && has_runs(a))
         cx_runs_agent_offline(a->id);
     if (a->beat != NULL) {
-        if (has_runs(a))
-            cx_runs_heartbeat(a->id, a->beat->obj);
+        /* strays (pipelines it runs without an active run of ours) are looked for at most twice a
+         * timeout per agent: one that keeps running a pipeline unknown here costs a query that often */
+        int64_t now = cx_now_ms();
+        int strays = a->beat->npipelines > 0 && now >= a->stray_at;
+        if (strays)
+            a->stray_at = now + H.timeout_ms / 2;
+        if (strays || has_runs(a))
+            cx_runs_heartbeat(a->id, a->beat->obj, strays);
         drop_beat(a);
     }
 }
@@ -671,12 +724,81 @@ static void stats(int64_t t0)
     H.stats_beats = 0;
 }
 
+/* forget -- drop every agent known in memory (not the configuration): when this hbmon stops leading, or
+ * takes the lead and must read the registry as the last leader left it. */
+static void forget(void)
+{
+    cx_htab_clear(&H.tab); /* first: it reads the entries */
+    for (size_t i = 0; i < H.n; i++) {
+        drop_beat(H.all[i]);
+        free(H.all[i]);
+    }
+    free(H.all);
+    free(H.work);
+    H.all = H.work = NULL;
+    H.n = H.capall = H.nwork = H.capwork = 0;
+    memset(H.count, 0, sizeof(H.count));
+    H.loaded = 0;
+    H.blind = 0;
+    strcpy(H.cursor, "0");
+    H.pass_keys = H.pass_last = 0;
+}
+
+/* standby -- the gauges of an instance whose hbmon does not lead, from MySQL, every STANDBY_MS. */
+static void standby(void)
+{
+    int64_t n[CX_AGENT_STATUS_COUNT] = {0};
+
+    if (cx_now_ms() < H.standby_at)
+        return;
+    H.standby_at = cx_now_ms() + STANDBY_MS;
+    cx_shm_gauge_set(CX_G_HBMON_LEADER, 0);
+    if (cx_db_agents_count(n) != CX_OK)
+        return;
+    cx_shm_gauge_set(CX_G_AGENTS_ONLINE, n[CX_AGENT_ONLINE]);
+    cx_shm_gauge_set(CX_G_AGENTS_OFFLINE, n[CX_AGENT_OFFLINE]);
+    cx_shm_gauge_set(CX_G_AGENTS_UNKNOWN, n[CX_AGENT_UNKNOWN]);
+}
+
+/* lead -- does this hbmon decide, now? Asked every tick (one query): a lost session lost the lock with
+ * it, and another hbmon may hold it now. While MySQL cannot be asked nothing could be recorded either,
+ * so the tick is skipped and the role kept until MySQL answers. */
+static int lead(void)
+{
+    int rc = cx_db_agents_lead();
+
+    if (rc == CX_OK && H.leading)
+        return 1;
+    if (rc == CX_OK || rc == CX_STATE) {
+        /* taken now (or kept by a session this process no longer knows): another hbmon may have led
+         * since, so read the registry as it was left */
+        if (H.leading)
+            cx_log_warnx("hbmon: the lead was lost with the MySQL session and taken again; reloading the registry");
+        forget();
+        H.leading = 1;
+        cx_shm_gauge_set(CX_G_HBMON_LEADER, 1);
+        return 1;
+    }
+    if (rc != CX_CONFLICT)
+        return 0;
+    if (H.leading || H.standby_at == 0)
+        cx_log_info("hbmon: another hbmon leads agent liveness for this database; standing by");
+    if (H.leading) {
+        forget();
+        H.leading = 0;
+    }
+    standby();
+    return 0;
+}
+
 static int tick(void *arg)
 {
     int64_t m0 = cx_now_ms(), m1;
 
     (void)arg;
     H.runs_known = 0;
+    if (!lead())
+        return 0;
     if (!H.loaded && load() != CX_OK)
         return 0; /* MySQL down: nothing can be recorded yet; try again next tick */
     int seen = scan();
@@ -693,17 +815,11 @@ static int tick(void *arg)
 
 static void cleanup(void)
 {
-    cx_htab_clear(&H.tab); /* first: it reads the entries */
-    for (size_t i = 0; i < H.n; i++) {
-        drop_beat(H.all[i]);
-        free(H.all[i]);
-    }
-    free(H.all);
+    forget();
     cx_hb_batch_free(&B);
     free(N.v);
     free(N.keys);
     memset(&N, 0, sizeof(N));
-    free(H.work);
     memset(&H, 0, sizeof(H));
 }
 
@@ -723,6 +839,7 @@ int cx_hbmon_run(void)
     if (H.check_ms < H.interval_ms)
         H.check_ms = H.interval_ms;
     snprintf(H.reason_off, sizeof(H.reason_off), "no heartbeat for %.1f s", (double)H.timeout_ms / 1000.0);
+    cx_shm_gauge_set(CX_G_HBMON_LEADER, 0);
     cx_db_open(cx_cfg);
     cx_redis_open(cx_cfg);
     rc = cx_child_loop(cx_cfg->agents.monitor_interval_ms, tick, NULL);

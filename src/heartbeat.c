@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conduix/agentmsg.h"
 #include "conduix/agents.h"
 #include "conduix/cx.h"
 #include "conduix/heartbeat.h"
@@ -22,11 +23,8 @@
 #include "conduix/shm.h"
 #include "conduix/utf8.h"
 
-#define JSON_DEPTH 16
 #define USAGE_MAX 1e6
 #define LABEL_VALUE_MAX 1024
-#define LOG_BURST 20
-#define LOG_WINDOW_MS 10000
 
 static int fail(cx_hb_error_t *err, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(cx_hb_error_t *err, const char *field, const char *fmt, ...)
@@ -182,6 +180,7 @@ static int check_stats(json_object *o, cx_hb_error_t *err)
 static int check_labels(json_object *o, cx_heartbeat_t *hb, cx_hb_error_t *err)
 {
     json_object *v = get(o, "labels");
+    char name[84];
     int n = 0;
 
     if (v == NULL)
@@ -195,11 +194,13 @@ static int check_labels(json_object *o, cx_heartbeat_t *hb, cx_hb_error_t *err)
             return fail(err, "labels", "has more than %d entries", CX_HB_MAX_LABELS);
         if (kl == 0 || kl > CX_AGENT_ID_MAX || !text_ok(key, kl, 0))
             return fail(err, "labels", "a label name is empty, too long or not printable UTF-8");
+        /* the name goes into the message (a REST answer): printable ASCII, never cut inside a character */
+        cx_printable(key, kl, name);
         if (val == NULL || !json_object_is_type(val, json_type_string))
-            return fail(err, "labels", "the value of %.64s must be a string", key);
+            return fail(err, "labels", "the value of %.64s must be a string", name);
         if ((size_t)json_object_get_string_len(val) > LABEL_VALUE_MAX ||
             !text_ok(json_object_get_string(val), (size_t)json_object_get_string_len(val), 0))
-            return fail(err, "labels", "the value of %.64s is longer than %d bytes or not printable UTF-8", key, LABEL_VALUE_MAX);
+            return fail(err, "labels", "the value of %.64s is longer than %d bytes or not printable UTF-8", name, LABEL_VALUE_MAX);
     }
     hb->labels = cx_strdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     return CX_OK;
@@ -240,14 +241,10 @@ static int check(json_object *o, const char *agent_id, cx_heartbeat_t *hb, cx_hb
     return CX_OK;
 }
 
-static json_tokener *tokener;
-
 int cx_heartbeat_parse(const char *text, size_t len, const char *agent_id, cx_heartbeat_t *hb, cx_hb_error_t *err)
 {
-    json_tokener *tok;
+    char why[128];
     json_object *o;
-    char *copy;
-    size_t end;
 
     memset(hb, 0, sizeof(*hb));
     memset(err, 0, sizeof(*err));
@@ -257,30 +254,8 @@ int cx_heartbeat_parse(const char *text, size_t len, const char *agent_id, cx_he
         err->too_large = 1;
         return fail(err, "body", "the heartbeat is larger than %d bytes", CX_HB_MAX_BYTES);
     }
-    /* a NUL-terminated copy, parsed with its NUL so the tokener knows the input is complete */
-    copy = cx_malloc(len + 1);
-    memcpy(copy, text, len);
-    copy[len] = '\0';
-    /* one tokener per process, reset for each text (hbmon parses thousands a second) */
-    if (tokener == NULL) {
-        if ((tokener = json_tokener_new_ex(JSON_DEPTH)) == NULL)
-            abort();
-        json_tokener_set_flags(tokener, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    }
-    tok = tokener;
-    json_tokener_reset(tok);
-    o = json_tokener_parse_ex(tok, copy, (int)len + 1);
-    end = json_tokener_get_parse_end(tok);
-    if (o == NULL || end < len) {
-        enum json_tokener_error e = json_tokener_get_error(tok);
-        json_object_put(o);
-        free(copy);
-        return fail(err, "body", "the heartbeat is not valid JSON: %s",
-                    o != NULL                   ? "unexpected data after the value"
-                    : e == json_tokener_success ? "unexpected end of input"
-                                                : json_tokener_error_desc(e));
-    }
-    free(copy);
+    if ((o = cx_agentmsg_json(text, len, 1, why, sizeof(why))) == NULL)
+        return fail(err, "body", "the heartbeat is not valid JSON: %s", why);
     hb->obj = o;
     if (check(o, agent_id, hb, err) != CX_OK) {
         cx_heartbeat_free(hb);
@@ -299,40 +274,15 @@ void cx_heartbeat_free(cx_heartbeat_t *hb)
     memset(hb, 0, sizeof(*hb));
 }
 
-/* printable -- a copy of s fit for a log line: at most 80 bytes, bytes outside printable ASCII as '?'. */
-static void printable(const char *s, char out[84])
-{
-    size_t i;
-    if (s == NULL)
-        s = "?";
-    for (i = 0; s[i] && i < 80; i++)
-        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    if (s[i])
-        out[i++] = '.', out[i++] = '.', out[i++] = '.';
-    out[i] = '\0';
-}
-
 void cx_heartbeat_rejected(const char *source, const char *agent_id, const cx_hb_error_t *err)
 {
-    static int64_t window_start;
-    static unsigned logged, suppressed;
-    int64_t now = cx_now_ms();
+    static cx_loglimit_t limit;
     char id[84];
 
     cx_shm_count(CX_C_HEARTBEATS_REJECTED, 1);
-    if (window_start == 0 || now - window_start >= LOG_WINDOW_MS) {
-        if (suppressed > 0)
-            cx_log_warnx("heartbeat: %u more rejected heartbeats were not logged in the last %d s", suppressed,
-                         LOG_WINDOW_MS / 1000);
-        window_start = now;
-        logged = suppressed = 0;
-    }
-    if (logged >= LOG_BURST) {
-        suppressed++;
+    if (!cx_loglimit_allow(&limit, "rejected heartbeats"))
         return;
-    }
-    logged++;
-    printable(agent_id, id);
+    cx_printable(agent_id ? agent_id : "?", agent_id ? strlen(agent_id) : 1, id);
     cx_log_warnx("heartbeat: rejected a heartbeat of agent %s (%s): %s: %s", id, source, err->field, err->msg);
 }
 

@@ -10,18 +10,25 @@
  * decisions are pure functions (ack_goal, listed_goal, unlisted_goal, refusal), unit-tested in
  * t/unit/test_runs.c; the rest applies them. The rules (docs/api.md, "Runs and commands"):
  *   - a command is written with its run and audit row in one transaction, then published at once when
- *     Redis is up and no older command of the same agent still waits (seq order), else left queued;
+ *     Redis is up and no older command of the same agent and pipeline still waits (seq order), else left
+ *     queued; each publish holds the lock of its agent and pipeline (cx_runs_deliver);
+ *   - a new control command cancels the run's outstanding ones (a stop its unacknowledged start), and a
+ *     run that ends cancels what it had (transition): nothing is delivered that no longer serves a run;
  *   - a control command is refused while an earlier one for the run awaits its acknowledgement, unless
  *     the run already reached what that one asked (legacy agents never acknowledge);
  *   - legacy agents: a pending run listed in a heartbeat is running; a run absent from the heartbeats
  *     after a stop was asked is stopped; a pending run whose start expired unacknowledged and that the
- *     agent does not list is failed; a run that has been running for heartbeat_timeout and is no longer
- *     listed (without a stop) is failed.
+ *     agent does not list is failed; a run that has been running (or paused) for heartbeat_timeout and is no longer
+ *     listed (without a stop) is failed;
+ *   - reconciliation the other way: a pipeline a heartbeat lists without an active run of ours on that
+ *     agent (a stray) gets a stop_pipeline, audited and rate-limited (stray_stop).
+ * What agents send arrives checked (agentmsg.h): ids valid, texts valid UTF-8 and bounded.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conduix/agentmsg.h"
 #include "conduix/audit.h"
 #include "conduix/commands.h"
 #include "conduix/config.h"
@@ -68,12 +75,34 @@ static int finish(int rc, json_object *payload, cx_runs_result_t *res)
     return CX_OK;
 }
 
-int cx_runs_deliver(struct cx_command *c)
+/* transition -- compare-and-set the run from its status as read to `to`; a run that ends has its
+ * outstanding commands cancelled (they no longer serve it: a redelivered start must never run it
+ * again). CX_OK, CX_STATE when the run changed meanwhile (the newer word stands), or a database error. */
+static int transition(const cx_run_t *run, cx_run_status_t to, const char *error_message)
+{
+    uint64_t n = 0;
+    int rc;
+
+    if ((rc = cx_db_run_transition(run->id, run->status, to, error_message)) != CX_OK)
+        return rc;
+    if (cx_run_status_active(to))
+        return CX_OK;
+    if ((rc = cx_db_commands_cancel_run(run->id, &n)) == CX_OK && n > 0) {
+        cx_shm_count(CX_C_COMMANDS_CANCELLED, n);
+        cx_log_info("run %s is %s: %llu outstanding command(s) cancelled", run->id, cx_run_status_name(to), (unsigned long long)n);
+    }
+    return rc;
+}
+
+/* publish -- claim and publish one attempt of c; the caller holds the lock of its agent and pipeline. */
+static int publish(cx_command_t *c)
 {
     json_object *wire;
     const char *text;
     int rc, attempt = c->attempts + 1;
 
+    if ((rc = cx_db_command_deliverable(c->id)) != CX_OK)
+        return rc; /* CX_STATE: superseded, cancelled, expired or its run ended meanwhile */
     if ((rc = cx_db_command_claim(c->id, c->attempts)) != CX_OK)
         return rc;
     wire = cx_command_wire_json(c, attempt, cx_wall_ms());
@@ -102,12 +131,27 @@ int cx_runs_deliver(struct cx_command *c)
     return CX_OK;
 }
 
-#define BACKLOG_MAX 16 /* older queued commands a request publishes before its own; more: the dispatcher's job */
+int cx_runs_deliver(struct cx_command *c)
+{
+    int rc;
+
+    /* The lock spans the claim and the publish: without it a process could claim an older command,
+     * another claim and publish a newer one of the same pipeline, and the first publish the older one
+     * after it (a start heard after its stop). */
+    if ((rc = cx_db_command_lock(c->agent_id, c->pipeline_id)) != CX_OK)
+        return rc;
+    rc = publish(c);
+    cx_db_command_unlock(c->agent_id, c->pipeline_id);
+    return rc;
+}
+
+#define BACKLOG_MAX 16 /* older queued commands of the pipeline a request publishes before its own */
 
 /* deliver_now -- right after the commit: publish command id, after the older queued commands of its
- * agent (seq order per agent), unless Redis is known to be down or the backlog is long; stop at the
- * first command someone else is delivering, so nothing is published out of order. Then describe it in
- * res (status sent: 200; still queued: 202). */
+ * agent and pipeline (seq order), unless Redis is known to be down or the backlog is long; stop at the
+ * first command that could not go out (another process publishing for the pipeline, nobody listening,
+ * Redis failing), so nothing of the pipeline is published out of order. Then describe it in res
+ * (status sent: 200; still queued: 202). */
 static void deliver_now(const char *id, cx_runs_result_t *res)
 {
     cx_command_t c, *backlog = NULL;
@@ -117,10 +161,12 @@ static void deliver_now(const char *id, cx_runs_result_t *res)
         return; /* committed: the dispatcher will deliver it; res keeps the command as written */
     /* not while the breaker is open: a failed publish would use up an attempt number */
     if (cx_redis_available() && c.status == CX_CMDST_QUEUED &&
-        cx_db_commands_backlog(c.agent_id, c.seq, BACKLOG_MAX + 1, &backlog, &n) == CX_OK && n <= BACKLOG_MAX) {
-        for (size_t i = 0; i < n; i++)
-            if (cx_runs_deliver(&backlog[i]) != CX_OK)
-                break;
+        cx_db_commands_backlog(c.agent_id, c.pipeline_id, c.seq, BACKLOG_MAX + 1, &backlog, &n) == CX_OK && n <= BACKLOG_MAX) {
+        for (size_t i = 0; i < n; i++) {
+            int rc = cx_runs_deliver(&backlog[i]);
+            if (rc != CX_OK && rc != CX_STATE)
+                break; /* CX_STATE: that one is not to be delivered any more; the next may */
+        }
     }
     cx_db_commands_free(backlog, n);
     cx_command_free(&c);
@@ -301,6 +347,7 @@ static int control(const char *pipeline_id, cx_command_type_t type, int force, c
     cx_run_t run = {0};
     char cmd_id[37];
     json_object *payload = NULL;
+    uint64_t cancelled = 0;
     int rc;
 
     memset(res, 0, sizeof(*res));
@@ -316,13 +363,22 @@ static int control(const char *pipeline_id, cx_command_type_t type, int force, c
         goto out;
     if (!force && (rc = control_refused(&run, type, res)) != 0)
         goto out;
+    /* The new command supersedes the run's outstanding ones (a stop its unacknowledged start, pause or
+     * resume; a pause or resume what the run has reached already, see refusal): they are cancelled, so
+     * none is delivered again after it. A forced stop ends the run first, which cancels them too, and
+     * its stop_pipeline, written after, still goes to the agent. */
+    if (force)
+        rc = transition(&run, force_status, "the pipeline was deleted");
+    else if ((rc = cx_db_commands_cancel_run(run.id, &cancelled)) == CX_OK && cancelled > 0)
+        cx_log_info("run %s: %llu outstanding command(s) superseded by %s", run.id, (unsigned long long)cancelled,
+                    cx_command_type_name(type));
+    if (rc != CX_OK)
+        goto out;
     cx_uuid(cmd_id);
     payload = json_object_new_object();
     json_object_object_add(payload, "run_id", json_object_new_string(run.id));
     if ((rc = cx_db_command_insert(cmd_id, run.agent_id, type, pipeline_id, run.id, json_text(payload), cx_cfg->commands.ttl_ms,
                                    actor)) != CX_OK)
-        goto out;
-    if (force && (rc = cx_db_run_transition(run.id, run.status, force_status, "the pipeline was deleted")) != CX_OK)
         goto out;
     if ((rc = load(run.id, cmd_id, res)) != CX_OK)
         goto out;
@@ -331,6 +387,8 @@ static int control(const char *pipeline_id, cx_command_type_t type, int force, c
     if ((rc = cx_db_commit()) != CX_OK)
         goto out;
     cx_shm_count(CX_C_COMMANDS_CREATED, 1);
+    if (cancelled > 0)
+        cx_shm_count(CX_C_COMMANDS_CANCELLED, cancelled);
     cx_log_info("%s for run %s of pipeline %s queued for agent %s", cx_command_type_name(type), run.id, pipeline_id, run.agent_id);
     deliver_now(cmd_id, res);
 out:
@@ -376,12 +434,13 @@ static cx_run_status_t ack_goal(cx_command_type_t type, int success, cx_run_stat
     return to != CX_RUN_STATUS_COUNT && cx_run_transition_legal(cur, to) ? to : CX_RUN_STATUS_COUNT;
 }
 
-/* ack_effect -- what an acknowledged command does to its run (inside the ack's transaction). */
+/* ack_effect -- what an acknowledged command does to its run (inside the ack's transaction). message
+ * and error are stored texts (agentmsg.h: valid UTF-8, bounded), so the run's error_message takes them
+ * as they are. */
 static int ack_effect(const cx_command_t *c, int success, const char *message, const char *error)
 {
     cx_run_t run;
     cx_run_status_t to;
-    char why[512];
     int rc;
 
     if (!c->run_id[0])
@@ -391,21 +450,16 @@ static int ack_effect(const cx_command_t *c, int success, const char *message, c
     to = ack_goal(c->type, success, run.status);
     if (to != CX_RUN_STATUS_COUNT) {
         const char *err = NULL;
-        if (to == CX_RUN_FAILED) {
-            snprintf(why, sizeof(why), "%s",
-                     error && *error       ? error
-                     : message && *message ? message
-                                           : "the agent refused start_pipeline");
-            err = why;
-        }
-        rc = cx_db_run_transition(run.id, run.status, to, err);
-        if (rc == CX_STATE)
-            rc = CX_OK; /* changed meanwhile: the newer word stands */
+        if (to == CX_RUN_FAILED)
+            err = error && *error ? error : message && *message ? message : "the agent refused start_pipeline";
+        rc = transition(&run, to, err);
         if (rc == CX_OK)
             cx_log_info("run %s: %s -> %s (%s acknowledged by agent %s)", run.id, cx_run_status_name(run.status),
                         cx_run_status_name(to), cx_command_type_name(c->type), c->agent_id);
+        else if (rc == CX_STATE)
+            rc = CX_OK; /* changed meanwhile: the newer word stands */
     } else if (!success) {
-        cx_log_info("agent %s refused %s %s for run %s: %s", c->agent_id, cx_command_type_name(c->type), c->id, run.id,
+        cx_log_info("agent %s refused %s %s for run %s: %.200s", c->agent_id, cx_command_type_name(c->type), c->id, run.id,
                     error     ? error
                     : message ? message
                               : "");
@@ -468,55 +522,41 @@ static int64_t get_count(json_object *o, const char *k)
     return n >= 0 ? n : -1;
 }
 
-#define EVENT_RUN_STATUS "run_status" /* the one type of pipeline:events message the control plane reads */
-
-int cx_runs_event(json_object *ev)
+static int refuse(cx_msg_error_t *why, const char *field, const char *msg)
 {
-    const char *type, *run_id, *pipeline_id, *agent_id, *status, *err;
-    cx_run_status_t to = CX_RUN_STATUS_COUNT;
+    snprintf(why->field, sizeof(why->field), "%s", field);
+    snprintf(why->msg, sizeof(why->msg), "%s", msg);
+    return CX_INVALID;
+}
+
+int cx_runs_event(const cx_event_t *ev, cx_msg_error_t *why)
+{
     cx_run_t run;
-    int64_t processed, errors;
     int rc;
 
-    if (!json_object_is_type(ev, json_type_object) || (type = get_str(ev, "type")) == NULL) {
-        cx_log_warnx("pipeline:events: a message without a type; ignored");
-        return CX_INVALID;
-    }
-    if (strcmp(type, EVENT_RUN_STATUS) != 0) {
-        cx_log_debug("pipeline:events: type %s ignored", type);
+    memset(why, 0, sizeof(*why));
+    if (ev->type == NULL || strcmp(ev->type, CX_EVENT_RUN_STATUS) != 0)
         return CX_OK;
-    }
-    run_id = get_str(ev, "run_id");
-    pipeline_id = get_str(ev, "pipeline_id");
-    agent_id = get_str(ev, "agent_id");
-    status = get_str(ev, "status");
-    err = get_str(ev, "error_message");
-    if ((run_id == NULL && pipeline_id == NULL) || (status != NULL && cx_run_status_parse(status, &to) != CX_OK)) {
-        cx_log_warnx("pipeline:events: run_status without run_id/pipeline_id or with a bad status; ignored");
-        return CX_INVALID;
-    }
-    rc = run_id != NULL ? cx_db_run_get(run_id, &run) : cx_db_run_active(pipeline_id, 0, &run);
-    if (rc != CX_OK) {
-        if (rc == CX_NOTFOUND)
-            cx_log_info("pipeline:events: no run %s; ignored", run_id ? run_id : pipeline_id);
+    rc = ev->run_id != NULL ? cx_db_run_get(ev->run_id, &run) : cx_db_run_active(ev->pipeline_id, 0, &run);
+    if (rc == CX_NOTFOUND)
+        return refuse(why, ev->run_id ? "run_id" : "pipeline_id", ev->run_id ? "names no run" : "the pipeline has no active run");
+    if (rc != CX_OK)
+        return rc;
+    /* only the run's own agent reports on it, and about its own pipeline */
+    if (strcmp(ev->agent_id, run.agent_id) != 0 || (ev->pipeline_id != NULL && strcmp(ev->pipeline_id, run.pipeline_id) != 0)) {
+        rc = refuse(why, strcmp(ev->agent_id, run.agent_id) != 0 ? "agent_id" : "pipeline_id",
+                    strcmp(ev->agent_id, run.agent_id) != 0 ? "is not the agent of the run" : "is not the pipeline of the run");
+        cx_run_free(&run);
         return rc;
     }
-    if ((agent_id != NULL && strcmp(agent_id, run.agent_id) != 0) ||
-        (pipeline_id != NULL && strcmp(pipeline_id, run.pipeline_id) != 0)) {
-        cx_log_warnx("pipeline:events: event for run %s from agent %s / pipeline %s does not match the run; ignored", run.id,
-                     agent_id ? agent_id : "-", pipeline_id ? pipeline_id : "-");
-        cx_run_free(&run);
-        return CX_INVALID;
-    }
-    processed = get_count(ev, "processed_count");
-    errors = get_count(ev, "error_count");
-    rc = CX_OK;
-    if (cx_run_status_active(run.status) && (processed >= 0 || errors >= 0))
-        rc = cx_db_run_counts(run.id, processed >= 0 ? processed : run.processed_count, errors >= 0 ? errors : run.error_count);
-    if (rc == CX_OK && status != NULL && cx_run_transition_legal(run.status, to)) {
-        rc = cx_db_run_transition(run.id, run.status, to, to == CX_RUN_FAILED ? err : NULL);
+    if (cx_run_status_active(run.status) && (ev->processed_count >= 0 || ev->error_count >= 0))
+        rc = cx_db_run_counts(run.id, ev->processed_count >= 0 ? ev->processed_count : run.processed_count,
+                              ev->error_count >= 0 ? ev->error_count : run.error_count);
+    if (rc == CX_OK && ev->has_status && cx_run_transition_legal(run.status, ev->status)) {
+        rc = transition(&run, ev->status, ev->status == CX_RUN_FAILED ? ev->error_message : NULL);
         if (rc == CX_OK)
-            cx_log_info("run %s: %s -> %s (run event from agent %s)", run.id, cx_run_status_name(run.status), status, run.agent_id);
+            cx_log_info("run %s: %s -> %s (run event from agent %s)", run.id, cx_run_status_name(run.status),
+                        cx_run_status_name(ev->status), run.agent_id);
         else if (rc == CX_STATE)
             rc = CX_OK;
     }
@@ -564,8 +604,8 @@ enum { WHY_NONE = 0, WHY_NEVER_STARTED, WHY_VANISHED };
 
 /* unlisted_goal -- a heartbeat does not list the run's pipeline: after a stop that was not refused
  * (stop_asked) the run is stopped; a pending run whose start_pipeline expired unacknowledged
- * (start_expired) never started: failed; a run running for at least the heartbeat timeout that the
- * agent no longer reports has failed. Otherwise no change (a start may still be on its way).
+ * (start_expired) never started: failed; a run running (or paused) since at least the heartbeat timeout
+ * that the agent no longer reports has failed. Otherwise no change (a start may still be on its way).
  * CX_RUN_STATUS_COUNT: no change; *why says why a failure. */
 static cx_run_status_t unlisted_goal(const cx_run_t *run, int stop_asked, int start_expired, int64_t timeout_ms, int *why)
 {
@@ -576,8 +616,8 @@ static cx_run_status_t unlisted_goal(const cx_run_t *run, int stop_asked, int st
         *why = WHY_NEVER_STARTED;
         return CX_RUN_FAILED;
     }
-    if (run->status == CX_RUN_RUNNING && run->running_for_ms >= timeout_ms) {
-        *why = WHY_VANISHED;
+    if ((run->status == CX_RUN_RUNNING || run->status == CX_RUN_PAUSED) && run->running_for_ms >= timeout_ms) {
+        *why = WHY_VANISHED; /* a paused pipeline is still on its agent, and listed */
         return CX_RUN_FAILED;
     }
     return CX_RUN_STATUS_COUNT;
@@ -621,7 +661,7 @@ static int reconcile(const char *agent_id, const cx_run_t *run, json_object *pip
         why = kind != WHY_NONE ? msg : NULL;
     }
     if (to != CX_RUN_STATUS_COUNT && to != run->status && cx_run_transition_legal(run->status, to)) {
-        rc = cx_db_run_transition(run->id, run->status, to, why);
+        rc = transition(run, to, why);
         if (rc == CX_OK)
             cx_log_info("run %s: %s -> %s (heartbeat of agent %s)", run->id, cx_run_status_name(run->status),
                         cx_run_status_name(to), agent_id);
@@ -631,7 +671,111 @@ static int reconcile(const char *agent_id, const cx_run_t *run, json_object *pip
     return rc;
 }
 
-int cx_runs_heartbeat(const char *agent_id, json_object *beat)
+/* ---- strays: pipelines an agent runs without an active run of ours there ---- */
+
+#define STRAY_RATE 50     /* stray stops a process writes per second at most (a token bucket) */
+#define STRAY_BURST 100   /* and in one burst */
+#define STRAY_PER_BEAT 32 /* strays of one heartbeat looked at */
+
+static cx_loglimit_t stray_log;
+
+/* stray_token -- may one more stray stop be written now? Bounds what a flood of heartbeats listing
+ * pipelines (or a bug) can make the control plane write and send. */
+static int stray_token(void)
+{
+    static double tokens = STRAY_BURST;
+    static int64_t at;
+    int64_t now = cx_now_ms();
+
+    if (at != 0)
+        tokens += (double)(now - at) * STRAY_RATE / 1000.0;
+    if (tokens > STRAY_BURST)
+        tokens = STRAY_BURST;
+    at = now;
+    if (tokens < 1.0)
+        return 0;
+    tokens -= 1.0;
+    return 1;
+}
+
+/* stray_stop -- agent_id reports pipeline_id running and has no active run of it: unless the pipeline
+ * is unknown here, its last run there ended (or a stop for the pair was written) less than a heartbeat
+ * timeout ago (a beat written before the agent stopped), send the agent a stop_pipeline, audited and
+ * counted. The stop names the agent's last run of the pipeline, if any. */
+static int stray_stop(const char *agent_id, const char *pipeline_id)
+{
+    cx_runs_result_t res;
+    cx_stray_t st;
+    json_object *payload = NULL, *after = NULL;
+    char cmd_id[37], why[400];
+    int rc;
+
+    memset(&res, 0, sizeof(res));
+    if ((rc = cx_db_commands_stray(agent_id, pipeline_id, cx_cfg->agents.heartbeat_timeout_ms, &st)) != CX_OK)
+        return rc;
+    if (!st.known) {
+        if (cx_loglimit_allow(&stray_log, "stray pipelines"))
+            cx_log_info("agent %s reports pipeline %s, which is not known here; left alone", agent_id, pipeline_id);
+        return CX_OK;
+    }
+    if (st.run_recent || st.stop_recent || !stray_token())
+        return CX_OK;
+    snprintf(why, sizeof(why), "agent %.200s runs pipeline %s without an active run of it", agent_id, pipeline_id);
+    cx_uuid(cmd_id);
+    payload = json_object_new_object();
+    json_object_object_add(payload, "run_id", st.last_run[0] ? json_object_new_string(st.last_run) : NULL);
+    if ((rc = cx_db_begin()) != CX_OK)
+        goto out;
+    if ((rc = cx_db_command_insert(cmd_id, agent_id, CX_CMD_STOP_PIPELINE, pipeline_id, st.last_run[0] ? st.last_run : NULL,
+                                   json_text(payload), cx_cfg->commands.ttl_ms, SYSTEM_ACTOR)) != CX_OK)
+        goto out;
+    if ((rc = cx_db_command_load(cmd_id, NULL, &res.command)) != CX_OK)
+        goto out;
+    after = json_object_new_object();
+    json_object_object_add(after, "agent_id", json_object_new_string(agent_id));
+    json_object_object_add(after, "reason", json_object_new_string(why));
+    json_object_object_add(after, "command", cx_command_json(&res.command));
+    if ((rc = cx_audit_write(SYSTEM_ACTOR, "pipeline_stop_stray", "pipeline", pipeline_id, NULL, NULL, after)) != CX_OK)
+        goto out;
+    if ((rc = cx_db_commit()) != CX_OK)
+        goto out;
+    cx_shm_count(CX_C_COMMANDS_CREATED, 1);
+    cx_shm_count(CX_C_STRAY_STOPS, 1);
+    if (cx_loglimit_allow(&stray_log, "stray pipelines"))
+        cx_log_warnx("%s: stop_pipeline %s sent", why, cmd_id);
+    deliver_now(cmd_id, &res);
+out:
+    json_object_put(after);
+    rc = finish(rc, payload, &res);
+    cx_runs_result_free(&res);
+    return rc;
+}
+
+/* strays -- the pipelines of the beat's list that none of the agent's active runs is running. */
+static int strays(const char *agent_id, json_object *pipelines, const cx_run_t *runs, size_t nruns)
+{
+    size_t n = pipelines ? json_object_array_length(pipelines) : 0, looked = 0;
+    int rc, first = CX_OK;
+
+    for (size_t i = 0; i < n && looked < STRAY_PER_BEAT; i++) {
+        json_object *v = json_object_array_get_idx(pipelines, i);
+        const char *pid;
+        size_t k;
+        if (!json_object_is_type(v, json_type_string))
+            continue;
+        pid = json_object_get_string(v);
+        for (k = 0; k < nruns && strcmp(runs[k].pipeline_id, pid) != 0; k++)
+            ;
+        if (k < nruns || strlen(pid) > CX_RUN_ID_MAX)
+            continue; /* one of ours; or too long to be a pipeline id of ours */
+        looked++;
+        if ((rc = stray_stop(agent_id, pid)) != CX_OK && first == CX_OK)
+            first = rc;
+    }
+    return first;
+}
+
+int cx_runs_heartbeat(const char *agent_id, json_object *beat, int look_for_strays)
 {
     json_object *pipelines = NULL, *stats = NULL;
     cx_run_t *runs;
@@ -649,6 +793,8 @@ int cx_runs_heartbeat(const char *agent_id, json_object *beat)
     for (size_t i = 0; i < n; i++)
         if ((rc = reconcile(agent_id, &runs[i], pipelines, stats)) != CX_OK && first == CX_OK)
             first = rc;
+    if (look_for_strays && (rc = strays(agent_id, pipelines, runs, n)) != CX_OK && first == CX_OK)
+        first = rc;
     cx_db_runs_free(runs, n);
     return first;
 }
@@ -677,8 +823,7 @@ int cx_runs_agent_offline(const char *agent_id)
     snprintf(why, sizeof(why), "agent %.200s went offline", agent_id);
     for (size_t i = 0; i < n; i++) {
         json_object *before, *after;
-        if ((rc = cx_db_run_transition(runs[i].id, runs[i].status, CX_RUN_LOST, why)) != CX_OK ||
-            (rc = cx_db_commands_expire_run(runs[i].id)) != CX_OK)
+        if ((rc = transition(&runs[i], CX_RUN_LOST, why)) != CX_OK)
             goto fail;
         before = cx_run_json(&runs[i]);
         after = json_object_new_object();

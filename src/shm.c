@@ -46,6 +46,11 @@ const char *const cx_counter_names[CX_C_MAX_] = {
     [CX_C_RUNS_STARTED] = "conduix_runs_started_total",
     [CX_C_RUNS_LOST] = "conduix_runs_lost_total",
     [CX_C_RUNS_FAILED_OVER] = "conduix_runs_failed_over_total",
+    [CX_C_AGENT_ACKS_REJECTED] = "conduix_agent_messages_rejected_total{kind=\"ack\"}",
+    [CX_C_AGENT_EVENTS_REJECTED] = "conduix_agent_messages_rejected_total{kind=\"event\"}",
+    [CX_C_AGENT_TEXTS_FIXED] = "conduix_agent_texts_fixed_total",
+    [CX_C_COMMANDS_CANCELLED] = "conduix_commands_cancelled_total",
+    [CX_C_STRAY_STOPS] = "conduix_reconcile_stray_stops_total",
 };
 
 const char *const cx_counter_help[CX_C_MAX_] = {
@@ -69,6 +74,11 @@ const char *const cx_counter_help[CX_C_MAX_] = {
     [CX_C_RUNS_STARTED] = "Pipeline runs created.",
     [CX_C_RUNS_LOST] = "Pipeline runs marked lost because their agent went offline.",
     [CX_C_RUNS_FAILED_OVER] = "Lost pipeline runs restarted on another agent.",
+    [CX_C_AGENT_ACKS_REJECTED] = "Acknowledgements and run events from agents refused as malformed, by kind.",
+    [CX_C_AGENT_EVENTS_REJECTED] = "Acknowledgements and run events from agents refused as malformed, by kind.",
+    [CX_C_AGENT_TEXTS_FIXED] = "Agent messages whose text was stored repaired (not UTF-8, NUL bytes) or truncated.",
+    [CX_C_COMMANDS_CANCELLED] = "Agent commands withdrawn undelivered or unacknowledged: superseded, or their run ended.",
+    [CX_C_STRAY_STOPS] = "stop_pipeline commands sent for pipelines an agent runs without an active run of ours there.",
 };
 
 const char *const cx_gauge_names[CX_G_MAX_] = {
@@ -76,6 +86,7 @@ const char *const cx_gauge_names[CX_G_MAX_] = {
     [CX_G_AGENTS_OFFLINE] = "conduix_agents{status=\"offline\"}",
     [CX_G_AGENTS_UNKNOWN] = "conduix_agents{status=\"unknown\"}",
     [CX_G_COMMANDS_PENDING] = "conduix_commands_pending",
+    [CX_G_HBMON_LEADER] = "conduix_hbmon_leader",
 };
 
 const char *const cx_gauge_help[CX_G_MAX_] = {
@@ -83,6 +94,7 @@ const char *const cx_gauge_help[CX_G_MAX_] = {
     [CX_G_AGENTS_OFFLINE] = "Agents in the registry, by status.",
     [CX_G_AGENTS_UNKNOWN] = "Agents in the registry, by status.",
     [CX_G_COMMANDS_PENDING] = "Agent commands queued or sent and not yet acknowledged or expired.",
+    [CX_G_HBMON_LEADER] = "1 when this instance's hbmon leads agent liveness for the database, else 0.",
 };
 
 /* cx_shm_create -- the segment is anonymous shared memory, which the kernel hands out zeroed and page by

@@ -1,11 +1,51 @@
 /*
  * utf8.c -- the UTF-8 validator of utf8.h (RFC 3629: shortest forms only, no surrogates, at most
- * U+10FFFF), unit-tested in t/unit/test_util.c. json-c validates only while it parses, and the texts
- * checked here also come from Redis keys and URL segments.
+ * U+10FFFF), unit-tested in t/unit/test_util.c, and the cleaner of texts agents send before they are
+ * stored. json-c validates only while it parses, and the texts checked here also come from Redis keys,
+ * pub/sub messages and URL segments.
  */
 #include <stdint.h>
+#include <string.h>
 
+#include "conduix/cx.h"
 #include "conduix/utf8.h"
+
+/* seq -- the length of the valid UTF-8 sequence at p[0..left) (left >= 1), its code point in *cp; 0
+ * when the bytes there are not one: a continuation byte first, an overlong form, a surrogate, a value
+ * beyond U+10FFFF, a truncated sequence or a bad continuation. */
+static size_t seq(const unsigned char *p, size_t left, uint32_t *cp)
+{
+    unsigned c = p[0], need;
+    uint32_t v;
+
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        need = 1;
+        v = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        need = 2;
+        v = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        need = 3;
+        v = c & 0x07;
+    } else {
+        return 0; /* a continuation byte first, an overlong lead (C0, C1) or beyond U+10FFFF (F5..FF) */
+    }
+    if (left <= need)
+        return 0; /* truncated */
+    for (unsigned k = 1; k <= need; k++) {
+        if ((p[k] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (p[k] & 0x3f);
+    }
+    if ((need == 2 && v < 0x800) || (need == 3 && (v < 0x10000 || v > 0x10ffff)) || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return need + 1;
+}
 
 long cx_utf8_check(const char *s, size_t len, unsigned *flags)
 {
@@ -15,44 +55,58 @@ long cx_utf8_check(const char *s, size_t len, unsigned *flags)
     size_t i = 0;
 
     while (i < len) {
-        unsigned c = p[i], need;
         uint32_t cp;
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f)
-                f |= CX_UTF8_C0;
-            else if (c == ' ')
-                f |= CX_UTF8_SPACE;
-            i++;
-            n++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3;
-            cp = c & 0x07;
-        } else {
-            return -1; /* a continuation byte first, an overlong lead (C0, C1) or beyond U+10FFFF (F5..FF) */
-        }
-        if (len - i <= need)
-            return -1; /* truncated */
-        for (unsigned k = 1; k <= need; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return -1;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+        size_t k = seq(p + i, len - i, &cp);
+        if (k == 0)
             return -1;
-        if (cp >= 0x80 && cp <= 0x9f)
+        if (cp < 0x20 || cp == 0x7f)
+            f |= CX_UTF8_C0;
+        else if (cp == ' ')
+            f |= CX_UTF8_SPACE;
+        else if (cp >= 0x80 && cp <= 0x9f)
             f |= CX_UTF8_C1;
-        i += need + 1;
+        i += k;
         n++;
     }
     if (flags != NULL)
         *flags = f;
     return n;
+}
+
+#define REPLACEMENT "\xef\xbf\xbd" /* U+FFFD */
+
+char *cx_utf8_clean(const char *s, size_t len, size_t max, unsigned *fixed)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    const size_t mark = sizeof(CX_TEXT_TRUNCATED) - 1;
+    char *out = cx_malloc(len * 3 + mark + 1);
+    size_t i = 0, o = 0;
+    unsigned f = 0;
+
+    while (i < len) {
+        uint32_t cp;
+        size_t k = seq(p + i, len - i, &cp);
+        if (k == 0 || cp == 0) {
+            memcpy(out + o, REPLACEMENT, 3); /* one replacement per byte that is not (part of) a character */
+            o += 3;
+            i++;
+            f |= CX_TEXT_REPAIRED;
+            continue;
+        }
+        memcpy(out + o, p + i, k);
+        o += k;
+        i += k;
+    }
+    if (o > max && max >= mark) {
+        size_t cut = max - mark;
+        while (cut > 0 && ((unsigned char)out[cut] & 0xc0) == 0x80)
+            cut--; /* not inside a character */
+        memcpy(out + cut, CX_TEXT_TRUNCATED, mark);
+        o = cut + mark;
+        f |= CX_TEXT_TRUNCATED_FLAG;
+    }
+    out[o] = '\0';
+    if (fixed != NULL)
+        *fixed = f;
+    return out;
 }

@@ -69,7 +69,7 @@ is_deeply([map { [$_->{from_status}, $_->{to_status}] } @{ transitions('go-agent
     'one transition unknown -> online');
 
 # ---- offline by receive time, while the key still exists ------------------------------------------
-my $last_set = time;
+my $last_set = $t0;    # the last beat was the SET above, at t0 (not now: the checks since took a while)
 my $went_offline;
 wait_ok { status_of('go-agent-1') eq 'offline' and $went_offline = time } $TIMEOUT + 10, 'no more beats: offline';
 my $after = $went_offline - $last_set;

@@ -1,5 +1,5 @@
 # 24-failover.t -- an agent killed mid-run: its run becomes lost (ended, audited, its outstanding
-# commands expired); with agents.failover a new run (trigger failover, failover_of the lost run) starts
+# commands cancelled); with agents.failover a new run (trigger failover, failover_of the lost run) starts
 # on another online agent with the pipeline's last checkpoint from Redis in start_pipeline's payload.
 # Without failover the run only becomes lost; with no other agent online the failover waits for none.
 use v5.36;
@@ -64,7 +64,7 @@ my $m = $s->get('/metrics')->{content};
 like($m, qr/^conduix_runs_lost_total 1$/m, 'runs lost counter');
 like($m, qr/^conduix_runs_failed_over_total 1$/m, 'failed over counter');
 
-# the lost agent's outstanding commands are expired: a stop for a run on a dying agent is not left queued
+# the lost agent's outstanding commands are cancelled: a start for a run on a dying agent is not left queued
 my $p2 = CxAgent::create_pipeline($s, 'failover-two');
 my $a3 = CxAgent->new(id => 't24-a3', ack => 'none', beat => 1)->start;
 ok($a3->wait_online($s), 'a3 online (never acknowledges)');
@@ -74,7 +74,8 @@ wait_ok { (CxAgent::run_status($s, $p2->{id}) // '') eq 'running' } 10, 'running
 $a3->kill;
 wait_ok { $s->sql('SELECT COUNT(*) AS n FROM pipeline_runs WHERE pipeline_id = ? AND status = ?', $p2->{id}, 'lost')->[0]{n} }
     20, 'a3 run lost';
-is($s->sql('SELECT status FROM agent_commands WHERE id = ?', $c3)->[0]{status}, 'expired', 'its unacknowledged start expired');
+is($s->sql('SELECT status FROM agent_commands WHERE id = ?', $c3)->[0]{status}, 'cancelled',
+    'its unacknowledged start is cancelled: it no longer serves a run');
 my $f2;
 wait_ok { $f2 = $s->sql("SELECT agent_id, status FROM pipeline_runs WHERE pipeline_id = ? AND `trigger` = 'failover'",
     $p2->{id})->[0] } 20, 'failed over without a checkpoint';

@@ -53,8 +53,9 @@ int cx_db_agent_get(const char *id, cx_agent_t *out, struct cx_run **active, siz
 int cx_db_agent_register(const struct cx_heartbeat *hb, int64_t recv_ms);
 
 /* cx_db_agent_rest_beat -- a REST heartbeat while Redis is down: in one transaction, the agents row
- * (registered when new, last_heartbeat = recv_ms, the beat's fields; status untouched: hbmon records
- * the transition) and the agent's row in agent_rest_heartbeats (the body and recv_ms). */
+ * (registered at recv_ms when new, last_heartbeat now by the database clock, the beat's fields; status
+ * untouched: hbmon records the transition) and the agent's row in agent_rest_heartbeats (the body,
+ * received_at now by the database clock, so that hbmon can tell its age by the same clock). */
 int cx_db_agent_rest_beat(const struct cx_heartbeat *hb, const char *body, size_t len, int64_t recv_ms);
 
 /* For hbmon. */
@@ -62,9 +63,21 @@ int cx_db_agent_rest_beat(const struct cx_heartbeat *hb, const char *body, size_
 /* cx_db_agents_load -- every agent's id, status, last_heartbeat (ms, 0 when NULL), to cb. */
 int cx_db_agents_load(void (*cb)(void *arg, const char *id, cx_agent_status_t status, int64_t last_hb_ms), void *arg);
 
-/* cx_db_agents_rest_beats -- the agent_rest_heartbeats rows received after since_ms, to cb. */
-int cx_db_agents_rest_beats(int64_t since_ms, void (*cb)(void *arg, const char *id, const char *beat, size_t len, int64_t recv_ms),
+/* cx_db_agents_rest_beats -- the agent_rest_heartbeats rows received after since_ms and less than
+ * window_ms ago (database clock), to cb with received_at (ms) and their age (ms, by the database). */
+int cx_db_agents_rest_beats(int64_t since_ms, int64_t window_ms,
+                            void (*cb)(void *arg, const char *id, const char *beat, size_t len, int64_t received_at,
+                                       int64_t age_ms),
                             void *arg);
+
+/* cx_db_agents_lead -- take or keep the advisory lock of the leading hbmon of this database (GET_LOCK
+ * on this process's session, without waiting). CX_OK: this session held it since the last call;
+ * CX_STATE: it has just taken it (first call, or the session was lost and another hbmon may have led
+ * meanwhile); CX_CONFLICT: another session holds it; CX_UNAVAIL or CX_ERR: MySQL could not be asked. */
+int cx_db_agents_lead(void);
+
+/* cx_db_agents_count -- how many agents have each recorded status, into n[status]. */
+int cx_db_agents_count(int64_t n[CX_AGENT_STATUS_COUNT]);
 
 /* cx_db_agents_with_runs -- the ids of the agents that have a pending, running or paused run, to cb. */
 int cx_db_agents_with_runs(void (*cb)(void *arg, const char *id), void *arg);

@@ -7,7 +7,13 @@
  * compare-and-set on (id, attempts) and publishes only when its claim won, so whatever runs the
  * delivery (a worker right after the API call, the dispatcher child, another replica) no attempt is
  * published twice. Statuses (states.h): queued -> sent -> acked | failed | expired (queued -> expired
- * too).
+ * too); queued or sent -> cancelled when the command no longer serves its run (a newer control command
+ * superseded it, or the run ended).
+ *
+ * Order: an agent hears the commands of one pipeline in seq order. A delivery holds the advisory lock of
+ * its agent and pipeline (cx_db_command_lock) from the claim to the end of the publish, and a command
+ * is deliverable only while no newer command of that agent and pipeline has reached the agent; commands
+ * for different pipelines of one agent may overtake each other.
  */
 #ifndef CONDUIX_COMMANDS_H
 #define CONDUIX_COMMANDS_H
@@ -51,6 +57,18 @@ int cx_db_command_insert(const char *id, const char *agent_id, cx_command_type_t
 /* cx_db_command_load -- one command by id (and agent_id when not NULL). CX_NOTFOUND. */
 int cx_db_command_load(const char *id, const char *agent_id, cx_command_t *c);
 
+/* cx_db_command_deliverable -- CX_OK when the command may be published now: queued or sent, unexpired,
+ * its run active (or a stop_pipeline, or no run), and no newer command of its agent and pipeline has
+ * reached the agent. CX_STATE otherwise (also for an unknown id). */
+int cx_db_command_deliverable(const char *id);
+
+/* cx_db_command_lock -- take the advisory lock (GET_LOCK, on this process's connection) under which the
+ * commands of agent_id for pipeline_id (NULL or "": none) are claimed and published, without waiting.
+ * CX_OK, CX_CONFLICT when another connection holds it, or a database error. cx_db_command_unlock
+ * releases it. */
+int cx_db_command_lock(const char *agent_id, const char *pipeline_id);
+void cx_db_command_unlock(const char *agent_id, const char *pipeline_id);
+
 /* cx_db_command_claim -- claim delivery attempt attempts_seen+1 of an unexpired queued or sent command:
  * UPDATE … WHERE id AND attempts = attempts_seen. CX_OK when this caller won (publish it), CX_CONFLICT
  * when someone else did or the command is no longer deliverable. */
@@ -65,25 +83,27 @@ int cx_db_command_unclaim(const char *id, int attempts_now);
 int cx_db_command_unheard(const char *id, int attempts_now);
 
 /* cx_db_commands_due -- commands to publish now, in seq order: queued ones, and sent ones not
- * acknowledged for redeliver_ms; unexpired. *out is an array of *n commands (cx_db_commands_free). */
+ * acknowledged for redeliver_ms; deliverable (cx_db_command_deliverable). *out is an array of *n commands (cx_db_commands_free). */
 int cx_db_commands_due(int64_t redeliver_ms, int limit, cx_command_t **out, size_t *n);
 void cx_db_commands_free(cx_command_t *v, size_t n);
 
-/* cx_db_commands_backlog -- the queued unexpired commands of agent_id up to and including seq, oldest
- * first, at most limit (a command is published only after the older ones of its agent). */
-int cx_db_commands_backlog(const char *agent_id, uint64_t seq, int limit, cx_command_t **out, size_t *n);
+/* cx_db_commands_backlog -- the queued unexpired commands of agent_id for pipeline_id (NULL or "": those
+ * without a pipeline) up to and including seq, oldest first, at most limit (a command is published
+ * after the older ones of its agent and pipeline). */
+int cx_db_commands_backlog(const char *agent_id, const char *pipeline_id, uint64_t seq, int limit, cx_command_t **out, size_t *n);
 
 /* cx_db_commands_expire -- queued/sent commands past expires_at become expired; *n how many. */
 int cx_db_commands_expire(uint64_t *n);
 
-/* cx_db_commands_expire_run -- outstanding commands of run_id become expired (the run is over). */
-int cx_db_commands_expire_run(const char *run_id);
+/* cx_db_commands_cancel_run -- the queued and sent commands of run_id become cancelled (superseded by a
+ * newer command for the run, or the run is over); *n (may be NULL) how many. */
+int cx_db_commands_cancel_run(const char *run_id, uint64_t *n);
 
 /* cx_db_commands_pending -- queued + sent commands not yet expired (the pending gauge). */
 int cx_db_commands_pending(int64_t *n);
 
-/* cx_db_commands_outstanding -- the unacknowledged, unexpired commands of agent_id, oldest first (the
- * REST fallback of delivery). */
+/* cx_db_commands_outstanding -- the deliverable commands of agent_id (cx_db_command_deliverable), oldest
+ * first (the REST fallback of delivery). */
 int cx_db_commands_outstanding(const char *agent_id, cx_command_t **out, size_t *n);
 
 /* cx_db_command_outstanding_for_run -- the newest unacknowledged unexpired control command of run_id
@@ -94,8 +114,19 @@ int cx_db_command_outstanding_for_run(const char *run_id, int stop_only, cx_comm
  * when the run has none. */
 int cx_db_command_status_for_run(const char *run_id, cx_command_type_t type, cx_command_status_t *status);
 
-/* cx_db_command_result -- record an acknowledgement: a queued, sent or expired command becomes acked
- * (success) or failed, with the agent's message and error. CX_OK when it changed now, CX_STATE when it
+/* What is known of a pipeline an agent reports running without an active run of ours there. */
+typedef struct cx_stray {
+    int known;         /* a pipeline of ours, or one this agent ran for us */
+    char last_run[37]; /* the agent's newest run of the pipeline, "" for none */
+    int run_recent;    /* that run is active, or ended less than window_ms ago */
+    int stop_recent;   /* a stop_pipeline for the agent and pipeline is outstanding or was written less than window_ms ago */
+} cx_stray_t;
+
+/* cx_db_commands_stray -- what the reconciliation of a stray needs to decide (src/runs.c). */
+int cx_db_commands_stray(const char *agent_id, const char *pipeline_id, int64_t window_ms, cx_stray_t *out);
+
+/* cx_db_command_result -- record an acknowledgement: a queued, sent, expired or cancelled command
+ * becomes acked (success) or failed, with the agent's message and error. CX_OK when it changed now, CX_STATE when it
  * was already acknowledged (a repeated ack), CX_NOTFOUND. */
 int cx_db_command_result(const char *id, const char *agent_id, int success, const char *message, const char *error);
 
@@ -106,8 +137,11 @@ int cx_db_command_result(const char *id, const char *agent_id, int success, cons
  * is unavailable or refused it. */
 int cx_redis_command_publish(const char *agent_id, const char *msg, size_t len);
 
+#define CX_PIPELINE_JSON_MAX 1048576 /* a metrics or checkpoint value larger than this is ignored */
+
 /* cx_redis_pipeline_json -- GET pipeline:{pipeline_id}:{what} ("metrics", "checkpoint") as a JSON object.
- * CX_OK, CX_NOTFOUND (no key, or not a JSON object: logged), CX_UNAVAIL. */
+ * CX_OK, CX_NOTFOUND (no key, or not a strict JSON object of valid UTF-8 of at most CX_PIPELINE_JSON_MAX
+ * bytes: logged), CX_UNAVAIL. */
 int cx_redis_pipeline_json(const char *pipeline_id, const char *what, json_object **out);
 
 /* cx_redis_events_subscribe -- a new connection (outside the breaker) subscribed to pipeline:events and
@@ -115,9 +149,10 @@ int cx_redis_pipeline_json(const char *pipeline_id, const char *what, json_objec
 redisContext *cx_redis_events_subscribe(const cx_config_t *cfg);
 
 /* cx_redis_events_read -- with do_read, read what the socket has (call it only when the socket is
- * readable); then hand each complete message buffered to cb(channel, payload, len, arg) (do_read 0 only
- * drains the buffer). CX_OK, or CX_UNAVAIL when the connection is gone (free it). */
-int cx_redis_events_read(redisContext *c, int do_read, void (*cb)(const char *channel, const char *msg, size_t len, void *arg),
-                         void *arg);
+ * readable); then hand each complete message buffered to cb(channel, chlen, payload, len, arg): both are
+ * binary (they may hold a NUL before their end) and NUL-terminated after it (do_read 0 only drains the
+ * buffer). CX_OK, or CX_UNAVAIL when the connection is gone (free it). */
+int cx_redis_events_read(redisContext *c, int do_read,
+                         void (*cb)(const char *channel, size_t chlen, const char *msg, size_t len, void *arg), void *arg);
 
 #endif

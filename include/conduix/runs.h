@@ -27,8 +27,12 @@
 int cx_runs_agent_offline(const char *agent_id);
 
 /* cx_runs_heartbeat -- reconcile the agent's active runs with a heartbeat's `pipelines` list and take
- * `pipeline_stats` counts (legacy agents that never acknowledge are followed this way). */
-int cx_runs_heartbeat(const char *agent_id, json_object *beat);
+ * `pipeline_stats` counts (legacy agents that never acknowledge are followed this way). With
+ * look_for_strays, also the other way round: a pipeline the beat lists without an active run of ours on
+ * that agent gets a stop_pipeline (audited pipeline_stop_stray, counted), at most one per agent and
+ * pipeline per agents.heartbeat_timeout, none while one is outstanding or its last run there ended
+ * less than a timeout ago, and none for a pipeline unknown here. */
+int cx_runs_heartbeat(const char *agent_id, json_object *beat, int look_for_strays);
 
 typedef struct cx_run {
     char id[37];
@@ -101,17 +105,23 @@ int cx_runs_force_stop(const char *pipeline_id, const char *actor, const char *r
 int cx_runs_ack(const char *agent_id, const char *command_id, int success, const char *message, const char *error,
                 cx_command_t *cmd);
 
-/* cx_runs_event -- a run event from pipeline:events ({"type":"run_status",…}): status (when the
- * transition is legal) and counts. CX_OK, CX_INVALID (malformed, logged), CX_NOTFOUND. */
-int cx_runs_event(json_object *ev);
+/* cx_runs_event -- a checked run event from pipeline:events (agentmsg.h): its status (when the
+ * transition is legal) and counts, when its agent is the run's agent. CX_OK (also for a type the
+ * control plane does not read), CX_INVALID with *why filled (no such run, another agent's run), or a
+ * database error. */
+struct cx_event;
+struct cx_msg_error;
+int cx_runs_event(const struct cx_event *ev, struct cx_msg_error *why);
 
-/* cx_runs_deliver -- one delivery attempt of a loaded command (c->attempts as read): claim attempt
- * c->attempts + 1, publish it, and put the command back in the queue when the publish fails. CX_OK
- * published (c->attempts and c->status updated), CX_CONFLICT (someone else claimed it, or it is no longer
- * deliverable), CX_NOTFOUND (no subscriber received it: the agent is not listening now; the command is
- * queued again with its attempt number given back), CX_UNAVAIL (Redis), or a database error. A caller
- * publishes nothing later for the same agent after anything but CX_OK, so an agent always hears its
- * commands in seq order. */
+/* cx_runs_deliver -- one delivery attempt of a loaded command (c->attempts as read), under the lock of
+ * its agent and pipeline: check that it is still deliverable, claim attempt c->attempts + 1, publish it,
+ * and put the command back in the queue when the publish fails. CX_OK published (c->attempts and
+ * c->status updated), CX_STATE (not deliverable any more: superseded, cancelled, expired, its run
+ * ended), CX_CONFLICT (another process holds the lock or claimed it first), CX_NOTFOUND (no subscriber
+ * received it: the agent is not listening now; the command is queued again with its attempt number
+ * given back), CX_UNAVAIL (Redis), or a database error. A caller publishes nothing later for the same
+ * agent and pipeline after anything but CX_OK or CX_STATE, so an agent hears the commands of a pipeline
+ * in seq order. */
 struct cx_command;
 int cx_runs_deliver(struct cx_command *c);
 

@@ -42,11 +42,23 @@ typedef enum {
     CX_C_RUNS_STARTED,
     CX_C_RUNS_LOST,
     CX_C_RUNS_FAILED_OVER,
+    CX_C_AGENT_ACKS_REJECTED, /* agent input and reconciliation (issues 10, 12) */
+    CX_C_AGENT_EVENTS_REJECTED,
+    CX_C_AGENT_TEXTS_FIXED,
+    CX_C_COMMANDS_CANCELLED,
+    CX_C_STRAY_STOPS,
     CX_C_MAX_
 } cx_counter_t;
 
 /* Instance-wide gauges, each written by exactly one process (e.g. hbmon). */
-typedef enum { CX_G_AGENTS_ONLINE = 0, CX_G_AGENTS_OFFLINE, CX_G_AGENTS_UNKNOWN, CX_G_COMMANDS_PENDING, CX_G_MAX_ } cx_gauge_t;
+typedef enum {
+    CX_G_AGENTS_ONLINE = 0,
+    CX_G_AGENTS_OFFLINE,
+    CX_G_AGENTS_UNKNOWN,
+    CX_G_COMMANDS_PENDING,
+    CX_G_HBMON_LEADER,
+    CX_G_MAX_
+} cx_gauge_t;
 
 typedef struct cx_shm_slot {
     volatile pid_t pid;          /* 0 when free */

@@ -1,6 +1,7 @@
 /*
  * utf8.h -- the one UTF-8 validator: what the API accepts as text (pipeline names and descriptions,
- * agent ids, heartbeat strings) is checked here.
+ * agent ids, heartbeat strings) is checked here; and the cleaner of free text agents send (messages and
+ * errors of acknowledgements and run events) before it is stored.
  */
 #ifndef CONDUIX_UTF8_H
 #define CONDUIX_UTF8_H
@@ -16,5 +17,16 @@
  * forms, surrogates (U+D800..U+DFFF), values above U+10FFFF and truncated sequences are invalid. flags
  * (may be NULL) gets the CX_UTF8_ kinds of character found in a valid text. */
 long cx_utf8_check(const char *s, size_t len, unsigned *flags);
+
+/* The end of a text cx_utf8_clean shortened ("…[truncated]"), and what it reports in *fixed. */
+#define CX_TEXT_TRUNCATED "\xe2\x80\xa6[truncated]"
+#define CX_TEXT_REPAIRED 0x1       /* bytes that were not UTF-8 (or NUL) were replaced by U+FFFD */
+#define CX_TEXT_TRUNCATED_FLAG 0x2 /* the text was cut to max bytes, ending with CX_TEXT_TRUNCATED */
+
+/* cx_utf8_clean -- a copy of s[0..len) that can be stored: every byte that is not part of a valid
+ * character, and every NUL, replaced by U+FFFD; then, when longer than max bytes, cut at a character
+ * boundary so that it ends with CX_TEXT_TRUNCATED within max bytes. Malloc'ed and NUL-terminated (and
+ * holding no other NUL); *fixed (may be NULL) gets CX_TEXT_REPAIRED and CX_TEXT_TRUNCATED_FLAG. */
+char *cx_utf8_clean(const char *s, size_t len, size_t max, unsigned *fixed);
 
 #endif

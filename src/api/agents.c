@@ -37,15 +37,28 @@ int cx_api_agents_list(cx_req_t *r)
     return cx_reply_page(r, arr, total, page, size);
 }
 
+/* bad_id -- 1 (after a 400 naming the parameter) when :id cannot be an agent id: such an id names no
+ * agent, and echoing it would put bytes that are not UTF-8 into the answer. */
+static int bad_id(cx_req_t *r, const char *id)
+{
+    if (cx_agent_id_valid(id, strlen(id)))
+        return 0;
+    cx_reply_validation(r, "id", "is not a valid agent id (1 to 255 bytes of printable UTF-8 without spaces)");
+    return 1;
+}
+
 int cx_api_agents_get(cx_req_t *r)
 {
+    const char *id = cx_req_param(r, "id");
     cx_agent_t a;
     cx_run_t *runs;
     size_t n;
     json_object *o, *arr;
     int rc;
 
-    if ((rc = cx_db_agent_get(cx_req_param(r, "id"), &a, &runs, &n)) != CX_OK)
+    if (bad_id(r, id))
+        return 0;
+    if ((rc = cx_db_agent_get(id, &a, &runs, &n)) != CX_OK)
         return cx_reply_status_for(r, rc, "agent");
     o = cx_agent_json(&a);
     arr = json_object_new_array_ext((int)n);
@@ -59,11 +72,14 @@ int cx_api_agents_get(cx_req_t *r)
 
 int cx_api_agents_status(cx_req_t *r)
 {
+    const char *id = cx_req_param(r, "id");
     cx_agent_t a;
     json_object *o;
     int rc;
 
-    if ((rc = cx_db_agent_get(cx_req_param(r, "id"), &a, NULL, NULL)) != CX_OK)
+    if (bad_id(r, id))
+        return 0;
+    if ((rc = cx_db_agent_get(id, &a, NULL, NULL)) != CX_OK)
         return cx_reply_status_for(r, rc, "agent");
     o = json_object_new_object();
     json_object_object_add(o, "agent_id", json_object_new_string(a.id));
@@ -97,6 +113,8 @@ int cx_api_agents_heartbeat(cx_req_t *r)
     char at[32];
     int rc;
 
+    if (bad_id(r, id))
+        return 0;
     if (cx_heartbeat_parse(body.base, body.len, id, &hb, &err) != CX_OK) {
         cx_heartbeat_rejected("rest", id, &err);
         if (err.too_large)

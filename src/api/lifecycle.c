@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conduix/agents.h"
 #include "conduix/api.h"
 #include "conduix/cx.h"
 #include "conduix/pipelines.h"
@@ -20,7 +21,7 @@
 #define HISTORY_LIMIT_MAX 500
 
 /* check_body -- the optional body: an object with only the fields in allowed (NULL-terminated); an
- * agent_id, when allowed and given, is a string of 1..255 bytes (null = not given). */
+ * agent_id, when allowed and given, is a valid agent id (null = not given). */
 static int check_body(cx_req_t *r, const char *const *allowed, const char **agent_id)
 {
     char msg[320];
@@ -45,9 +46,10 @@ static int check_body(cx_req_t *r, const char *const *allowed, const char **agen
             return CX_INVALID;
         }
         if (agent_id != NULL && strcmp(key, "agent_id") == 0 && val != NULL) {
-            if (!json_object_is_type(val, json_type_string) || json_object_get_string_len(val) == 0 ||
-                json_object_get_string_len(val) > 255) {
-                cx_reply_validation(r, "agent_id", "must be a string of 1 to 255 characters");
+            /* by its length, not up to a NUL, and never echoed unless it is a valid agent id */
+            if (!json_object_is_type(val, json_type_string) ||
+                !cx_agent_id_valid(json_object_get_string(val), (size_t)json_object_get_string_len(val))) {
+                cx_reply_validation(r, "agent_id", "must be a string of 1 to 255 bytes of printable UTF-8 without spaces");
                 return CX_INVALID;
             }
             *agent_id = json_object_get_string(val);

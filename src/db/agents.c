@@ -48,15 +48,22 @@
     "pipelines = VALUES(pipelines), updated_at = VALUES(updated_at)"
 #define SQL_REST_AGENT                                                                                                             \
     "INSERT INTO agents (id, hostname, ip_address, version, labels, status, last_heartbeat, registered_at, cpu_usage, "            \
-    "memory_usage, disk_usage, pipelines, updated_at) VALUES (?, ?, ?, ?, ?, 'unknown', ?, ?, ?, ?, ?, ?, "                        \
+    "memory_usage, disk_usage, pipelines, updated_at) VALUES (?, ?, ?, ?, ?, 'unknown', NOW(3), ?, ?, ?, ?, ?, "                   \
     "CURRENT_TIMESTAMP(3))" UPSERT_TAIL
 #define SQL_REST_BEAT                                                                                                              \
-    "INSERT INTO agent_rest_heartbeats (agent_id, beat, received_at) VALUES (?, ?, ?) "                                            \
+    "INSERT INTO agent_rest_heartbeats (agent_id, beat, received_at) VALUES (?, ?, NOW(3)) "                                       \
     "ON DUPLICATE KEY UPDATE beat = VALUES(beat), received_at = GREATEST(received_at, VALUES(received_at))"
 #define SQL_LOAD "SELECT id, status, " MS("last_heartbeat") " AS hb FROM agents"
 #define SQL_WITH_RUNS "SELECT DISTINCT agent_id FROM pipeline_runs WHERE status IN " CX_RUN_ACTIVE_SQL " AND agent_id IS NOT NULL"
 #define SQL_REST_POLL                                                                                                              \
-    "SELECT agent_id, beat, " MS("received_at") " AS ms FROM agent_rest_heartbeats WHERE received_at > ? ORDER BY received_at"
+    "SELECT agent_id, beat, " MS("received_at") " AS ms, TIMESTAMPDIFF(MICROSECOND, received_at, NOW(3)) DIV 1000 AS age "         \
+                                                "FROM agent_rest_heartbeats WHERE received_at > ? AND received_at > NOW(3) - "     \
+                                                "INTERVAL ? MICROSECOND ORDER BY received_at"
+/* The lock of the leading hbmon: one per database (several test databases share a server), within
+ * MySQL's 64 characters. */
+#define HBMON_LOCK "CONCAT('cx_hbmon:', SHA1(DATABASE()))"
+#define SQL_LEAD "SELECT IF(IS_USED_LOCK(" HBMON_LOCK ") = CONNECTION_ID(), 2, GET_LOCK(" HBMON_LOCK ", 0)) AS got"
+#define SQL_COUNT_BY_STATUS "SELECT status, COUNT(*) AS n FROM agents GROUP BY status"
 
 /* hbmon's multi-row statements: the head, one row's placeholders, the tail. */
 typedef struct multi {
@@ -225,9 +232,9 @@ int cx_db_agent_rest_beat(const cx_heartbeat_t *hb, const char *body, size_t len
     sql_double(hb->disk_usage, disk);
     cx_db_param_t pa[] = {CX_DB_P_STR(hb->agent_id), CX_DB_P_STR(hb->hostname), CX_DB_P_STR(hb->ip_address),
                           CX_DB_P_STR(hb->version),  CX_DB_P_STR(hb->labels),   CX_DB_P_STR(at),
-                          CX_DB_P_STR(at),           CX_DB_P_STR(cpu),          CX_DB_P_STR(mem),
-                          CX_DB_P_STR(disk),         CX_DB_P_STR(hb->pipelines)};
-    cx_db_param_t pb[] = {CX_DB_P_STR(hb->agent_id), CX_DB_P_STRN(body, len), CX_DB_P_STR(at)};
+                          CX_DB_P_STR(cpu),          CX_DB_P_STR(mem),          CX_DB_P_STR(disk),
+                          CX_DB_P_STR(hb->pipelines)};
+    cx_db_param_t pb[] = {CX_DB_P_STR(hb->agent_id), CX_DB_P_STRN(body, len)};
 
     if ((rc = cx_db_begin()) != CX_OK)
         return rc;
@@ -260,7 +267,9 @@ int cx_db_agents_load(void (*cb)(void *arg, const char *id, cx_agent_status_t st
     return CX_OK;
 }
 
-int cx_db_agents_rest_beats(int64_t since_ms, void (*cb)(void *arg, const char *id, const char *beat, size_t len, int64_t recv_ms),
+int cx_db_agents_rest_beats(int64_t since_ms, int64_t window_ms,
+                            void (*cb)(void *arg, const char *id, const char *beat, size_t len, int64_t received_at,
+                                       int64_t age_ms),
                             void *arg)
 {
     cx_db_result_t *res = NULL;
@@ -268,14 +277,47 @@ int cx_db_agents_rest_beats(int64_t since_ms, void (*cb)(void *arg, const char *
     int rc;
 
     cx_db_time_text(since_ms, since);
-    cx_db_param_t p[1] = {CX_DB_P_STR(since)};
-    if ((rc = cx_db_exec(SQL_REST_POLL, p, 1, &res, NULL)) != CX_OK)
+    cx_db_param_t p[] = {CX_DB_P_STR(since), CX_DB_P_INT(window_ms * 1000)};
+    if ((rc = cx_db_exec(SQL_REST_POLL, p, 2, &res, NULL)) != CX_OK)
         return rc;
     for (size_t i = 0; i < res->nrows; i++) {
         char **row = res->rows[i];
-        if (row[0] == NULL || row[1] == NULL || row[2] == NULL)
+        if (row[0] == NULL || row[1] == NULL || row[2] == NULL || row[3] == NULL)
             continue;
-        cb(arg, row[0], row[1], res->lens[i][1], strtoll(row[2], NULL, 10));
+        cb(arg, row[0], row[1], res->lens[i][1], strtoll(row[2], NULL, 10), strtoll(row[3], NULL, 10));
+    }
+    cx_db_result_free(res);
+    return CX_OK;
+}
+
+int cx_db_agents_lead(void)
+{
+    cx_db_result_t *res = NULL;
+    const char *v;
+    int rc;
+
+    if ((rc = cx_db_exec(SQL_LEAD, NULL, 0, &res, NULL)) != CX_OK)
+        return rc;
+    v = cx_db_value(res, 0, "got");
+    /* 2: held all along; 1: taken now; 0: another session has it; NULL: GET_LOCK failed */
+    rc = v == NULL ? CX_ERR : strcmp(v, "2") == 0 ? CX_OK : strcmp(v, "1") == 0 ? CX_STATE : CX_CONFLICT;
+    cx_db_result_free(res);
+    return rc;
+}
+
+int cx_db_agents_count(int64_t n[CX_AGENT_STATUS_COUNT])
+{
+    cx_db_result_t *res = NULL;
+    int rc;
+
+    if ((rc = cx_db_exec(SQL_COUNT_BY_STATUS, NULL, 0, &res, NULL)) != CX_OK)
+        return rc;
+    for (int k = 0; k < CX_AGENT_STATUS_COUNT; k++)
+        n[k] = 0;
+    for (size_t i = 0; i < res->nrows; i++) {
+        cx_agent_status_t st;
+        if (cx_agent_status_parse(res->rows[i][0], &st) == CX_OK)
+            n[st] += res->rows[i][1] ? strtoll(res->rows[i][1], NULL, 10) : 0;
     }
     cx_db_result_free(res);
     return CX_OK;

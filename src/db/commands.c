@@ -1,7 +1,7 @@
 /*
  * src/db/commands.c -- the agent_commands table, the durable command outbox (commands.h, on the
- * conventions of db.h): insert, the per-attempt delivery claim, redelivery and expiry scans,
- * acknowledgements.
+ * conventions of db.h): insert, the per-attempt delivery claim under the lock of its agent and
+ * pipeline, what may still be delivered, redelivery and expiry scans, cancellation, acknowledgements.
  *
  * Every time comparison uses the database clock (NOW(3)), so replicas with skewed clocks agree.
  */
@@ -12,11 +12,24 @@
 #include "conduix/commands.h"
 #include "conduix/cx.h"
 #include "conduix/db.h"
+#include "conduix/hash.h"
 #include "conduix/log.h"
 
 #define CMD_COLS                                                                                                                   \
     "id, seq, agent_id, type, pipeline_id, run_id, payload, status, attempts, created_at, expires_at, last_sent_at, acked_at, "    \
     "result_message, result_error"
+
+/* DELIVERABLE(c) -- the command (table alias c) still serves its run and may be published: queued or
+ * sent, unexpired; its run is active (a stop, or a command without a run, serves whatever the run's
+ * state: a stop's work is to end what the agent runs); and no newer command for the same agent and
+ * pipeline has reached the agent (published, or acknowledged over REST), so an agent never hears an
+ * older command of a pipeline after a newer one. The index ix_commands_agent_pipeline_seq (migration
+ * 0006) keeps the last test to a few rows. */
+#define DELIVERABLE(c)                                                                                                             \
+    c ".status IN " CX_COMMAND_OUTSTANDING_SQL " AND " c ".expires_at > NOW(3) AND (" c ".run_id IS NULL OR " c                    \
+      ".type = 'stop_pipeline' OR EXISTS (SELECT 1 FROM pipeline_runs r WHERE r.id = " c                                           \
+      ".run_id AND r.status IN " CX_RUN_ACTIVE_SQL ")) AND NOT EXISTS (SELECT 1 FROM agent_commands n WHERE n.agent_id = " c       \
+      ".agent_id AND n.pipeline_id = " c ".pipeline_id AND n.seq > " c ".seq AND (n.attempts > 0 OR n.acked_at IS NOT NULL))"
 
 /* fill -- row i (CMD_COLS) into *c. CX_ERR (logged) for a type or status this build does not know. */
 static int fill(cx_db_result_t *res, size_t i, cx_command_t *c)
@@ -103,6 +116,53 @@ int cx_db_command_load(const char *id, const char *agent_id, cx_command_t *c)
     return first(rc, res, c);
 }
 
+int cx_db_command_deliverable(const char *id)
+{
+    cx_db_param_t p[] = {CX_DB_P_STR(id)};
+    cx_db_result_t *res = NULL;
+    int rc = cx_db_exec("SELECT c.id FROM agent_commands c WHERE c.id = ? AND " DELIVERABLE("c"), p, 1, &res, NULL);
+    if (rc == CX_OK && res->nrows == 0)
+        rc = CX_STATE;
+    cx_db_result_free(res);
+    return rc;
+}
+
+/* lock_name -- the name of the advisory lock of an agent and a pipeline: at most 64 characters (MySQL's
+ * limit), so the agent id (up to 255 bytes) is hashed; two pairs that share a name only wait for each
+ * other. */
+static void lock_name(const char *agent_id, const char *pipeline_id, char out[64])
+{
+    snprintf(out, 64, "cxcmd:%.36s:%016llx", pipeline_id && *pipeline_id ? pipeline_id : "-",
+             (unsigned long long)cx_hash_fnv1a(agent_id, strlen(agent_id)));
+}
+
+int cx_db_command_lock(const char *agent_id, const char *pipeline_id)
+{
+    char name[64];
+    cx_db_result_t *res = NULL;
+    int rc;
+
+    lock_name(agent_id, pipeline_id, name);
+    cx_db_param_t p[] = {CX_DB_P_STR(name)};
+    if ((rc = cx_db_exec("SELECT GET_LOCK(?, 0) AS got", p, 1, &res, NULL)) != CX_OK)
+        return rc;
+    rc = cx_db_int(res, 0, "got", 0) == 1 ? CX_OK : CX_CONFLICT;
+    cx_db_result_free(res);
+    return rc;
+}
+
+void cx_db_command_unlock(const char *agent_id, const char *pipeline_id)
+{
+    char name[64];
+    cx_db_result_t *res = NULL;
+
+    lock_name(agent_id, pipeline_id, name);
+    cx_db_param_t p[] = {CX_DB_P_STR(name)};
+    /* a connection lost meanwhile took the lock with it: nothing to release then */
+    if (cx_db_exec("SELECT RELEASE_LOCK(?) AS released", p, 1, &res, NULL) == CX_OK)
+        cx_db_result_free(res);
+}
+
 int cx_db_command_claim(const char *id, int attempts_seen)
 {
     cx_db_param_t p[] = {CX_DB_P_STR(id), CX_DB_P_INT(attempts_seen)};
@@ -160,19 +220,20 @@ int cx_db_commands_due(int64_t redeliver_ms, int limit, cx_command_t **out, size
 
     *out = NULL;
     *n = 0;
-    rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands WHERE (status = 'queued' OR (status = 'sent' AND "
-                    "last_sent_at <= NOW(3) - INTERVAL ? MICROSECOND)) AND expires_at > NOW(3) ORDER BY seq LIMIT ?",
+    rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands c WHERE (c.status = 'queued' OR (c.status = 'sent' AND "
+                    "c.last_sent_at <= NOW(3) - INTERVAL ? MICROSECOND)) AND " DELIVERABLE("c") " ORDER BY c.seq LIMIT ?",
                     p, 2, &res, NULL);
     return rows(rc, res, out, n);
 }
 
-int cx_db_commands_backlog(const char *agent_id, uint64_t seq, int limit, cx_command_t **out, size_t *n)
+int cx_db_commands_backlog(const char *agent_id, const char *pipeline_id, uint64_t seq, int limit, cx_command_t **out, size_t *n)
 {
-    cx_db_param_t p[] = {CX_DB_P_STR(agent_id), CX_DB_P_INT((long long)seq), CX_DB_P_INT(limit)};
+    cx_db_param_t p[] = {CX_DB_P_STR(agent_id), CX_DB_P_STR(pipeline_id && *pipeline_id ? pipeline_id : NULL),
+                         CX_DB_P_INT((long long)seq), CX_DB_P_INT(limit)};
     cx_db_result_t *res = NULL;
-    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands WHERE status = 'queued' AND agent_id = ? AND seq <= ? "
-                        "AND expires_at > NOW(3) ORDER BY seq LIMIT ?",
-                        p, 3, &res, NULL);
+    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands WHERE status = 'queued' AND agent_id = ? AND pipeline_id <=> ? "
+                        "AND seq <= ? AND expires_at > NOW(3) ORDER BY seq LIMIT ?",
+                        p, 4, &res, NULL);
     return rows(rc, res, out, n);
 }
 
@@ -183,12 +244,12 @@ int cx_db_commands_expire(uint64_t *n)
                       NULL, 0, NULL, n);
 }
 
-int cx_db_commands_expire_run(const char *run_id)
+int cx_db_commands_cancel_run(const char *run_id, uint64_t *n)
 {
     cx_db_param_t p[] = {CX_DB_P_STR(run_id)};
-    return cx_db_exec("UPDATE agent_commands SET status = 'expired', updated_at = NOW(3) "
+    return cx_db_exec("UPDATE agent_commands SET status = 'cancelled', updated_at = NOW(3) "
                       "WHERE run_id = ? AND status IN " CX_COMMAND_OUTSTANDING_SQL,
-                      p, 1, NULL, NULL);
+                      p, 1, NULL, n);
 }
 
 int cx_db_commands_pending(int64_t *n)
@@ -207,9 +268,8 @@ int cx_db_commands_outstanding(const char *agent_id, cx_command_t **out, size_t 
 {
     cx_db_param_t p[] = {CX_DB_P_STR(agent_id)};
     cx_db_result_t *res = NULL;
-    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands WHERE agent_id = ? AND status IN " CX_COMMAND_OUTSTANDING_SQL
-                        " AND expires_at > NOW(3) ORDER BY seq",
-                        p, 1, &res, NULL);
+    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands c WHERE c.agent_id = ? AND " DELIVERABLE("c") " ORDER BY c.seq", p,
+                        1, &res, NULL);
     return rows(rc, res, out, n);
 }
 
@@ -242,6 +302,40 @@ int cx_db_command_status_for_run(const char *run_id, cx_command_type_t type, cx_
     return rc;
 }
 
+int cx_db_commands_stray(const char *agent_id, const char *pipeline_id, int64_t window_ms, cx_stray_t *out)
+{
+    cx_db_param_t pp[] = {CX_DB_P_STR(pipeline_id)};
+    cx_db_param_t pr[] = {CX_DB_P_INT(window_ms * 1000), CX_DB_P_STR(agent_id), CX_DB_P_STR(pipeline_id)};
+    cx_db_param_t pc[] = {CX_DB_P_INT(window_ms * 1000), CX_DB_P_STR(agent_id), CX_DB_P_STR(pipeline_id)};
+    cx_db_result_t *res = NULL;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = cx_db_exec("SELECT COUNT(*) AS n FROM pipelines WHERE id = ?", pp, 1, &res, NULL)) != CX_OK)
+        return rc;
+    out->known = cx_db_int(res, 0, "n", 0) > 0;
+    cx_db_result_free(res);
+    /* the newest run decides: the runs of one pipeline on one agent follow each other */
+    if ((rc = cx_db_exec("SELECT id, (status IN " CX_RUN_ACTIVE_SQL " OR ended_at > NOW(3) - INTERVAL ? MICROSECOND) AS recent "
+                         "FROM pipeline_runs WHERE agent_id = ? AND pipeline_id = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+                         pr, 3, &res, NULL)) != CX_OK)
+        return rc;
+    if (res->nrows > 0) {
+        cx_db_copy(res, 0, "id", out->last_run, sizeof(out->last_run));
+        out->run_recent = cx_db_int(res, 0, "recent", 0) != 0;
+        out->known = 1;
+    }
+    cx_db_result_free(res);
+    if ((rc = cx_db_exec("SELECT (created_at > NOW(3) - INTERVAL ? MICROSECOND OR (status IN " CX_COMMAND_OUTSTANDING_SQL
+                         " AND expires_at > NOW(3))) AS recent FROM agent_commands WHERE agent_id = ? AND pipeline_id = ? "
+                         "AND type = 'stop_pipeline' ORDER BY seq DESC LIMIT 1",
+                         pc, 3, &res, NULL)) != CX_OK)
+        return rc;
+    out->stop_recent = res->nrows > 0 && cx_db_int(res, 0, "recent", 0) != 0;
+    cx_db_result_free(res);
+    return CX_OK;
+}
+
 int cx_db_command_result(const char *id, const char *agent_id, int success, const char *message, const char *error)
 {
     cx_db_param_t p[] = {
@@ -252,9 +346,10 @@ int cx_db_command_result(const char *id, const char *agent_id, int success, cons
         CX_DB_P_STR(agent_id),
     };
     uint64_t n = 0;
-    int rc = cx_db_exec("UPDATE agent_commands SET status = ?, acked_at = NOW(3), result_message = ?, result_error = ?, "
-                        "updated_at = NOW(3) WHERE id = ? AND agent_id = ? AND status IN ('queued', 'sent', 'expired')",
-                        p, CX_ARRAY_SIZE(p), NULL, &n);
+    int rc =
+        cx_db_exec("UPDATE agent_commands SET status = ?, acked_at = NOW(3), result_message = ?, result_error = ?, "
+                   "updated_at = NOW(3) WHERE id = ? AND agent_id = ? AND status IN ('queued', 'sent', 'expired', 'cancelled')",
+                   p, CX_ARRAY_SIZE(p), NULL, &n);
     if (rc != CX_OK)
         return rc;
     if (n == 1)

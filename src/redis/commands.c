@@ -13,6 +13,7 @@
 #include "conduix/redis.h"
 
 #define EVENTS_CHANNEL "pipeline:events"
+#define JSON_DEPTH 32
 #define RESPONSES_PATTERN "agent:responses:*"
 
 int cx_redis_command_publish(const char *agent_id, const char *msg, size_t len)
@@ -45,15 +46,19 @@ int cx_redis_pipeline_json(const char *pipeline_id, const char *what, json_objec
     snprintf(key, sizeof(key), "pipeline:%s:%s", pipeline_id, what);
     if ((r = cx_redis_cmd("GET %s", key)) == NULL)
         return CX_UNAVAIL;
-    if (r->type == REDIS_REPLY_STRING) {
-        json_tokener *tok = json_tokener_new();
-        o = json_tokener_parse_ex(tok, r->str, (int)r->len);
-        if (o != NULL && !json_object_is_type(o, json_type_object)) {
+    if (r->type == REDIS_REPLY_STRING && r->len > CX_PIPELINE_JSON_MAX) {
+        cx_log_warnx("redis: %s is larger than %d bytes; ignored", key, CX_PIPELINE_JSON_MAX);
+    } else if (r->type == REDIS_REPLY_STRING) {
+        /* strict and valid UTF-8: the object is stored (a run's checkpoint) and shown (metrics) as it is */
+        json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+        o = json_tokener_parse_ex(tok, r->str, (int)r->len + 1); /* with hiredis's NUL: the input is complete */
+        if (o != NULL && (!json_object_is_type(o, json_type_object) || json_tokener_get_parse_end(tok) < r->len)) {
             json_object_put(o);
             o = NULL;
         }
         if (o == NULL)
-            cx_log_warnx("redis: %s is not a JSON object; ignored", key);
+            cx_log_warnx("redis: %s is not a JSON object of valid UTF-8; ignored", key);
         json_tokener_free(tok);
     }
     freeReplyObject(r);
@@ -95,7 +100,7 @@ fail:
 
 /* deliver -- hand one pub/sub push to cb: ["message", channel, payload] or ["pmessage", pattern,
  * channel, payload]; confirmations and anything else are skipped. */
-static void deliver(redisReply *r, void (*cb)(const char *, const char *, size_t, void *), void *arg)
+static void deliver(redisReply *r, void (*cb)(const char *, size_t, const char *, size_t, void *), void *arg)
 {
     redisReply *chan, *msg;
 
@@ -112,11 +117,11 @@ static void deliver(redisReply *r, void (*cb)(const char *, const char *, size_t
     }
     if (chan->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING)
         return;
-    cb(chan->str, msg->str, msg->len, arg);
+    cb(chan->str, chan->len, msg->str, msg->len, arg);
 }
 
-int cx_redis_events_read(redisContext *c, int do_read, void (*cb)(const char *channel, const char *msg, size_t len, void *arg),
-                         void *arg)
+int cx_redis_events_read(redisContext *c, int do_read,
+                         void (*cb)(const char *channel, size_t chlen, const char *msg, size_t len, void *arg), void *arg)
 {
     void *reply;
 

@@ -26,4 +26,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
         }                                                                                                                          \
     } while (0)
 
+/* FUZZ_TARGET_THEN(one, after) -- the entry point of a target whose input goes to one(data, size), and
+ * that then checks after(): what must hold whatever the input was (nothing of it left behind in a
+ * parser's state for the next caller). */
+#define FUZZ_TARGET_THEN(one, after)                                                                                               \
+    static void one(const uint8_t *data, size_t size);                                                                             \
+    int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)                                                                   \
+    {                                                                                                                              \
+        one(data, size);                                                                                                           \
+        after();                                                                                                                   \
+        return 0;                                                                                                                  \
+    }
+
 #endif

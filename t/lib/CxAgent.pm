@@ -10,7 +10,10 @@
 # Options: ack => 'all' (acknowledge every command, again for a repeated id), 'none' (a legacy agent),
 # 'fail_start' (start_pipeline acknowledged with success:false); beat => seconds between heartbeats
 # (0: none); events => 1 also publishes run_status events on pipeline:events; subscribe => 0 does not
-# listen to the command channel (an agent that polls the REST fallback); port => Redis port.
+# listen to the command channel (an agent that polls the REST fallback); port => Redis port;
+# remember => N remembers only the last N command ids (real agents keep a few: a redelivered id older
+# than that is run again); run => [pipeline ids] already runs these when it starts (a ghost the control
+# plane did not start); stubborn => 1 refuses stop_pipeline (acknowledged success:false) and keeps running.
 # The agent keeps the pipelines it runs (start adds, stop removes, pause/resume flip their status) and
 # reports them in its heartbeats' pipelines and pipeline_stats. It reconnects when Redis goes away.
 package CxAgent;
@@ -34,6 +37,9 @@ sub new($class, %o) {
         beat => $o{beat} // 1,
         events => $o{events} // 0,
         subscribe => $o{subscribe} // 1,
+        remember => $o{remember},
+        stubborn => $o{stubborn} // 0,
+        running => { map { ($_ => { status => 'running', processed => 0 }) } @{ $o{run} // [] } },
         port => $o{port} // $CxTest::REDIS_PORT // 26389,
         file => $o{file} // sprintf('/tmp/cx-agent-%d-%s-%d.log', $$, $o{id} =~ s/[^A-Za-z0-9_-]/_/gr, scalar(@agents)),
         owner => $$,
@@ -220,12 +226,16 @@ sub handle($ag, $channel, $text) {
     $ag->log_line({ channel => $channel, msg => $m, raw => defined $m ? undef : $text });
     return unless ref $m eq 'HASH';
     my $seen = $ag->{seen}{ $m->{id} }++;
+    if (defined $ag->{remember}) {    # forget the oldest ids beyond the last N
+        push @{ $ag->{order} }, $m->{id} unless $seen;
+        delete $ag->{seen}{ shift @{ $ag->{order} } } while @{ $ag->{order} } > $ag->{remember};
+    }
     my ($type, $pid) = ($m->{type} // '', $m->{pipeline_id} // '');
     my $run_id = ref $m->{payload} eq 'HASH' ? $m->{payload}{run_id} : undef;
     if (!$seen) {
         if ($type eq 'start_pipeline' && $ag->{ack} ne 'fail_start') {
             $ag->{running}{$pid} = { status => 'running', processed => 0, run_id => $run_id };
-        } elsif ($type eq 'stop_pipeline') {
+        } elsif ($type eq 'stop_pipeline' && !$ag->{stubborn}) {
             delete $ag->{running}{$pid};
         } elsif ($type eq 'pause_pipeline' && $ag->{running}{$pid}) {
             $ag->{running}{$pid}{status} = 'paused';
@@ -234,7 +244,7 @@ sub handle($ag, $channel, $text) {
         }
     }
     if ($ag->{ack} eq 'all') {
-        $ag->ack($m, 1);
+        $ag->ack($m, !($ag->{stubborn} && $type eq 'stop_pipeline'), $ag->{stubborn} && $type eq 'stop_pipeline' ? 'will not stop' : undef);
     } elsif ($ag->{ack} eq 'fail_start') {
         $ag->ack($m, $type ne 'start_pipeline', $type eq 'start_pipeline' ? 'no such input plugin' : undef);
     }

@@ -1,8 +1,9 @@
 /*
  * test_hbmon.c -- hbmon's policy without Redis or MySQL (src/hbmon.c included, to reach its statics):
  * the table of known agents, the agent of a heartbeat key, when a value read from a key is a new beat
- * and when it arrived, the offline verdict (and none while Redis cannot be seen), and the change
- * written for an agent.
+ * and when it arrived (never for a key that merely exists without a TTL that dates it), the age of a
+ * REST beat from MySQL, the offline verdict (and none while Redis cannot be seen), and the change
+ * written for an agent. Times are monotonic, as in hbmon.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include "../../src/hbmon.c"
 
 #define BEAT "{\"agent_id\":\"a1\",\"timestamp\":\"2024-03-01T18:04:05Z\",\"cpu_usage\":1,\"pipelines\":[]}"
+#define BEAT_R1 "{\"agent_id\":\"r1\",\"pipelines\":[]}"
 
 static int setup(void **state)
 {
@@ -95,7 +97,7 @@ static void t_key_agent(void **state)
 
 static void t_value(void **state)
 {
-    int64_t now = cx_wall_ms(), first;
+    int64_t now = cx_now_ms(), first;
     agent_t *a = find("a1", 2, 1);
     (void)state;
 
@@ -120,8 +122,8 @@ static void t_value(void **state)
     assert_int_equal(a->last_seen, now + 32000 - 200);
     drop_beat(a);
 
-    /* an expiry in the future of the read (clock skew) never puts the beat after the read */
-    read_value(a, "{\"agent_id\":\"a1\",\"pipelines\":[\"p\"]}", now + 40000 + 31000, now + 40000);
+    /* an expiry in the future of the read (clock skew, within the tolerance) never puts the beat after the read */
+    read_value(a, "{\"agent_id\":\"a1\",\"pipelines\":[\"p\"]}", now + 40000 + 30050, now + 40000);
     assert_non_null(a->beat);
     assert_int_equal(a->last_seen, now + 40000);
     drop_beat(a);
@@ -138,7 +140,7 @@ static void t_value(void **state)
 
 static void t_value_respawn(void **state)
 {
-    int64_t now = cx_wall_ms();
+    int64_t now = cx_now_ms();
     agent_t *a = find("a1", 2, 1);
     (void)state;
 
@@ -152,9 +154,75 @@ static void t_value_respawn(void **state)
     assert_int_equal(a->last_seen, now + 5000);
 }
 
+/* t_value_untimed -- a key without a TTL, or with one longer than agents set, says nothing of when it
+ * was written: its first read is no beat (a dead agent's key left behind, or a phantom), only a write
+ * seen between two reads is, as of the earlier read. */
+static void t_value_untimed(void **state)
+{
+    int64_t now = cx_now_ms();
+    agent_t *a = find("a1", 2, 1), *b = find("b1", 2, 1);
+    (void)state;
+
+    /* no TTL (-1): read, remembered, not a beat; even by an hbmon that never saw the agent */
+    read_value(a, BEAT, -1, now);
+    assert_null(a->beat);
+    assert_int_equal(a->status, CX_AGENT_UNKNOWN);
+    assert_int_equal(a->last_seen, 0);
+    read_value(a, BEAT, -1, now + 1000); /* the same value: nothing */
+    assert_null(a->beat);
+    /* written again (another value) while hbmon watches: a beat, received after the read before */
+    read_value(a, "{\"agent_id\":\"a1\",\"pipelines\":[]}", -1, now + 2000);
+    assert_non_null(a->beat);
+    assert_int_equal(a->last_seen, now + 1000);
+    assert_int_equal(a->status, CX_AGENT_ONLINE);
+    drop_beat(a);
+
+    /* EX 100000000: the expiry does not date the write */
+    read_value(b, "{\"agent_id\":\"b1\",\"pipelines\":[]}", now + 100000000000LL, now);
+    assert_null(b->beat);
+    assert_int_equal(b->status, CX_AGENT_UNKNOWN);
+    /* a dead agent's old beat, known to MySQL, read first by a new leader: not a beat either */
+    b->last_seen = now - 600000;
+    b->expire_at = 0;
+    read_value(b, "{\"agent_id\":\"b1\",\"pipelines\":[]}", now + 100000000000LL, now + 1000);
+    assert_null(b->beat);
+    assert_int_equal(b->last_seen, now - 600000);
+    /* the same content SET again with the same long TTL (its expiry jumped): someone wrote it: a beat */
+    read_value(b, "{\"agent_id\":\"b1\",\"pipelines\":[]}", now + 100000000000LL + 5000, now + 5000);
+    assert_non_null(b->beat);
+    assert_int_equal(b->last_seen, now + 1000);
+    /* a value that is not a beat is still counted once, TTL or not */
+    read_value(b, "{not json", -1, now + 6000);
+    assert_non_null(b->beat); /* the earlier one, not yet written */
+    assert_int_equal(b->last_seen, now + 1000);
+}
+
+/* t_rest_age -- a REST beat from MySQL is dated by its age as MySQL measures it, on the monotonic clock;
+ * a newer beat from Redis wins; the same row is taken once. */
+static void t_rest_age(void **state)
+{
+    int64_t max = 0, before = cx_now_ms();
+    agent_t *a;
+    (void)state;
+
+    on_rest(&max, "r1", BEAT_R1, strlen(BEAT_R1), 1000000, 2500);
+    a = find("r1", 2, 0);
+    assert_non_null(a);
+    assert_non_null(a->beat);
+    assert_int_equal(a->status, CX_AGENT_ONLINE);
+    assert_true(a->last_seen >= before - 2500 && a->last_seen <= cx_now_ms() - 2500);
+    assert_int_equal(max, 1000000);
+    drop_beat(a);
+    on_rest(&max, "r1", BEAT_R1, strlen(BEAT_R1), 1000000, 2600); /* the same row again */
+    assert_null(a->beat);
+    a->last_seen = cx_now_ms(); /* a Redis beat since */
+    on_rest(&max, "r1", BEAT_R1, strlen(BEAT_R1), 1000500, 100);
+    assert_null(a->beat);
+}
+
 static void t_judge(void **state)
 {
-    int64_t now = cx_wall_ms();
+    int64_t now = cx_now_ms();
     agent_t *fresh = find("fresh", 5, 1), *stale = find("stale", 5, 1), *unseen = find("unseen", 6, 1);
     (void)state;
 
@@ -207,7 +275,8 @@ static void t_change(void **state)
     assert_true(c.transition);
     assert_int_equal(c.from, CX_AGENT_UNKNOWN);
     assert_int_equal(c.status, CX_AGENT_ONLINE);
-    assert_int_equal(c.changed_ms, 1234);
+    /* written for MySQL on the wall clock: the same moment, however far the two clocks are apart */
+    assert_true(llabs(c.changed_ms - (cx_wall_ms() - (cx_now_ms() - 1234))) <= 5);
     assert_string_equal(c.reason, "heartbeat received");
     /* recorded online, now offline */
     snprintf(H.reason_off, sizeof(H.reason_off), "no heartbeat for 3.0 s");
@@ -230,6 +299,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(t_key_agent, setup, teardown),
         cmocka_unit_test_setup_teardown(t_value, setup, teardown),
         cmocka_unit_test_setup_teardown(t_value_respawn, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_value_untimed, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_rest_age, setup, teardown),
         cmocka_unit_test_setup_teardown(t_judge, setup, teardown),
         cmocka_unit_test_setup_teardown(t_change, setup, teardown),
     };

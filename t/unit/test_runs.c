@@ -165,7 +165,10 @@ static void t_heartbeat_goals(void **state)
     assert_int_equal(why, WHY_NEVER_STARTED);
     assert_int_equal(unlisted_goal(&run, 1, 1, 3000, &why), CX_RUN_STOPPED);
     run.status = CX_RUN_PAUSED;
-    assert_int_equal(unlisted_goal(&run, 0, 1, 3000, &why), NONE);
+    assert_int_equal(unlisted_goal(&run, 0, 1, 3000, &why), NONE); /* paused before it ever ran */
+    run.running_for_ms = 3000;
+    assert_int_equal(unlisted_goal(&run, 0, 0, 3000, &why), CX_RUN_FAILED); /* a paused pipeline stays listed */
+    assert_int_equal(why, WHY_VANISHED);
 }
 
 static void t_refusal(void **state)
