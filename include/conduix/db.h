@@ -50,6 +50,14 @@ typedef struct cx_db_param {
 #define CX_DB_P_INT(v) ((cx_db_param_t){.type = CX_DB_INT, .i = (v)})
 #define CX_DB_P_NULL ((cx_db_param_t){.type = CX_DB_NULL})
 
+/* cx_db_text_or_null -- s, or NULL when s is NULL or "": the fixed arrays of a struct hold "" for SQL NULL,
+ * and CX_DB_P_TEXT binds them back so. */
+static inline const char *cx_db_text_or_null(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? s : NULL;
+}
+#define CX_DB_P_TEXT(v) CX_DB_P_STR(cx_db_text_or_null(v))
+
 typedef struct cx_db_result {
     unsigned ncols;
     size_t nrows;
