@@ -189,7 +189,8 @@ int cx_api_auth_login(cx_req_t *r)
     }
     if (!json_object_object_get_ex(r->body, "provider", &v) || !json_object_is_type(v, json_type_string))
         return invalid_begin(r, "provider", "is required: the id of a provider of GET /api/v1/auth/providers");
-    if ((p = cx_oauth_provider(json_object_get_string(v))) == NULL)
+    if ((size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v)) ||
+        (p = cx_oauth_provider(json_object_get_string(v))) == NULL)
         return invalid_begin(r, "provider", "is not a configured identity provider");
     cx_oauth_begin(r, p, on_begin_json);
     return 0;

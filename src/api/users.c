@@ -83,7 +83,8 @@ int cx_api_users_update(cx_req_t *r)
     }
     if (!json_object_object_get_ex(r->body, "role", &v) || !json_object_is_type(v, json_type_string))
         return cx_reply_validation(r, "role", "is required: one of " CX_USER_ROLES_TEXT);
-    if ((role = user_role(json_object_get_string(v))) == CX_ROLE_NONE)
+    if ((size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v)) ||
+        (role = user_role(json_object_get_string(v))) == CX_ROLE_NONE)
         return cx_reply_validation(r, "role", "must be one of " CX_USER_ROLES_TEXT);
     if ((rc = cx_session_set_role(cx_req_param(r, "id"), role, cx_req_actor(r), r->request_id, &u)) != CX_OK)
         return cx_reply_status_for(r, rc, "user");
