@@ -12,8 +12,7 @@ use MIME::Base64 qw(encode_base64url);
 my $fake = CxIdp->fake;
 my $s = CxTest->new(workers => 2);
 my $base = $s->base_url;
-$s->set_config('auth.oidc' => [{ provider => 'fake', issuer_url => $fake->url, client_id => 'fake-client',
-    client_secret => 'fake-secret', redirect_url => "$base/api/v1/auth/callback/fake" }]);
+$s->set_config('auth.oidc' => [ $fake->provider('fake', $base) ]);
 $s->write_config;
 $s->start;
 my $admin = $s->admin_token;

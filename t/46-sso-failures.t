@@ -16,12 +16,10 @@ my $base = $s->base_url;
 my $dead = CxIdp::free_port_on('127.0.0.2');
 $s->set_config(
     'auth.oidc' => [
-        { provider => 'fake', issuer_url => $fake->url, client_id => 'fake-client', client_secret => 'fake-secret',
-          redirect_url => "$base/api/v1/auth/callback/fake" },
-        { provider => 'dead', issuer_url => "http://127.0.0.2:$dead", client_id => 'x', redirect_url => "$base/api/v1/auth/callback/dead" },
+        $fake->provider('fake', $base),
+        $fake->provider('dead', $base, issuer_url => "http://127.0.0.2:$dead"),
         # its users come back over https (a proxy in front): what the cookies carry; the test calls the callback itself
-        { provider => 'tls', issuer_url => $fake->url, client_id => 'fake-client', client_secret => 'fake-secret',
-          redirect_url => 'https://cp.example.test/api/v1/auth/callback/tls' },
+        $fake->provider('tls', $base, redirect_url => 'https://cp.example.test/api/v1/auth/callback/tls'),
     ]);
 $s->write_config;
 $s->start;

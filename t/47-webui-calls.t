@@ -12,9 +12,7 @@ use JSON::PP;
 my $fake = CxIdp->fake;
 my $s = CxTest->new(workers => 2);
 my $base = $s->base_url;
-$s->set_config('auth.oidc' => [{ provider => 'fake', issuer_url => $fake->url, client_id => 'fake-client',
-    client_secret => 'fake-secret', redirect_url => "$base/api/v1/auth/callback/fake" }],
-    'auth.admin_emails' => ['root@example.test']);
+$s->set_config('auth.oidc' => [ $fake->provider('fake', $base) ], 'auth.admin_emails' => ['root@example.test']);
 $s->write_config;
 $s->start;
 
