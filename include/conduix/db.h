@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "conduix/config.h"
+#include "conduix/cx.h"
 
 typedef enum { CX_DB_NULL = 0, CX_DB_STR, CX_DB_INT } cx_db_type_t;
 
@@ -127,6 +128,16 @@ void cx_db_time_text(int64_t ms, char out[32]);
 int cx_db_begin(void);
 int cx_db_commit(void);
 int cx_db_rollback(void);
+
+/* cx_db_end -- the end of a transaction whose statements gave rc: commit when rc is CX_OK (the commit's
+ * result), else roll back and return rc (the first failure wins). */
+static inline int cx_db_end(int rc)
+{
+    if (rc == CX_OK)
+        return cx_db_commit();
+    cx_db_rollback();
+    return rc;
+}
 
 /* cx_db_in_tx -- 1 inside cx_db_begin … commit/rollback. A handler that returns with it set forgot
  * to end its transaction; the caller can roll back. */

@@ -210,15 +210,6 @@ static cx_role_t first_role(const cx_oauth_identity_t *id)
     return cx_role_is_user(dflt) ? dflt : CX_ROLE_VIEWER; /* the configuration allows only those three */
 }
 
-/* end_tx -- commit when rc is CX_OK, else roll back; the result. */
-static int end_tx(int rc)
-{
-    if (rc == CX_OK)
-        return cx_db_commit();
-    cx_db_rollback();
-    return rc;
-}
-
 int cx_session_login(const cx_oauth_identity_t *id, const char *user_agent, const char *ip, const char *request_id, cx_user_t *user,
                      char **token, int64_t *exp)
 {
@@ -247,7 +238,7 @@ int cx_session_login(const cx_oauth_identity_t *id, const char *user_agent, cons
         rc = cx_audit_write(user->email[0] ? user->email : user->id, "login", "user", user->id, request_id, NULL, after);
         json_object_put(after);
     }
-    if ((rc = end_tx(rc)) != CX_OK) {
+    if ((rc = cx_db_end(rc)) != CX_OK) {
         free(*token);
         *token = NULL;
     }
@@ -271,7 +262,7 @@ int cx_session_revoke(const char *jti, const char *sub, int64_t exp, const char 
         rc = cx_audit_write(actor, action, "session", jti, request_id, NULL, after);
         json_object_put(after);
     }
-    if ((rc = end_tx(rc)) == CX_OK)
+    if ((rc = cx_db_end(rc)) == CX_OK)
         cx_session_note_revoked(jti, exp);
     return rc;
 }
@@ -300,7 +291,7 @@ int cx_session_set_role(const char *id, cx_role_t role, const char *actor, const
         json_object_put(b);
         json_object_put(a);
     }
-    if ((rc = end_tx(rc)) == CX_OK)
+    if ((rc = cx_db_end(rc)) == CX_OK)
         cx_session_note_role(id, out->role);
     return rc;
 }
