@@ -628,6 +628,8 @@ sub kill9($s) {
 }
 
 # leftover_children -- children seen during this run that are still alive (same pid and start time).
+# leftover_children -- the children seen so far that still run (not zombies); in scalar context how many
+# (so `wait_ok { !$s->leftover_children } …` waits: a sort in scalar context is undefined and was false).
 sub leftover_children($s) {
     my @left;
     for my $c (values %{ $s->{known_children} // {} }) {
@@ -635,7 +637,7 @@ sub leftover_children($s) {
         next if $st->{start} ne $c->{start} || $st->{state} eq 'Z';
         push @left, $c;
     }
-    return sort { $a->{pid} <=> $b->{pid} } @left;
+    return wantarray ? sort { $a->{pid} <=> $b->{pid} } @left : scalar @left;
 }
 
 sub log($s) { slurp($s->{log_file}) // '' }
