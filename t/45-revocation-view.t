@@ -52,7 +52,7 @@ my @asks = (
     [ 'revoked agent token', sub ($rid) { beat('agent-45-old', $old_agent, $rid) } ],
     [ 'good agent token', sub ($rid) { beat('agent-45', $agent, $rid) } ],
 );
-for my $n (1 .. 400) {
+for my $n (1 .. 1000) {
     my ($what, $ask) = @{ $asks[$n % 3] };
     my $rid = "t45-out-$n";
     my $r = $ask->($rid);
