@@ -50,3 +50,13 @@ void cx_htab_clear(cx_htab_t *t)
 {
     HASH_CLEAR(hh, t->head);
 }
+
+cx_hentry_t *cx_htab_first(const cx_htab_t *t)
+{
+    return t->head;
+}
+
+cx_hentry_t *cx_htab_next(const cx_hentry_t *e)
+{
+    return e->hh.next; /* uthash's element: the cx_hentry_t itself, which the handle begins */
+}

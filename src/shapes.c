@@ -223,7 +223,7 @@ json_object *cx_user_json(const cx_user_t *u)
     json_object_object_add(o, "email", cx_json_nonempty_or_null(u->email));
     json_object_object_add(o, "name", cx_json_nonempty_or_null(u->name));
     json_object_object_add(o, "provider", cx_json_nonempty_or_null(u->provider));
-    json_object_object_add(o, "role", json_object_new_string(u->role));
+    json_object_object_add(o, "role", json_object_new_string(cx_role_name(u->role)));
     json_object_object_add(o, "created_at", cx_json_time(u->created_at));
     json_object_object_add(o, "last_login_at", cx_json_time(u->last_login_at));
     return o;

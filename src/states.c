@@ -1,7 +1,7 @@
 /*
- * states.c -- the name tables of the state enums (states.h), made from their lists, and the few rules
- * that belong to a state itself: which run statuses are active, which transitions are legal, what a
- * command asks for. Pure; unit-tested in t/unit/test_runs.c.
+ * states.c -- the name tables of the state enums and the roles (states.h), made from their lists, and the
+ * few rules that belong to a state itself: which run statuses are active, which transitions are legal,
+ * what a command asks for, which roles a person may hold. Pure; unit-tested in t/unit/test_runs.c.
  */
 #include <string.h>
 
@@ -10,6 +10,7 @@
 
 #define CX_STATE_NAME(e, name) [e] = name,
 
+static const char *const role_names[] = {[CX_ROLE_NONE] = "none", CX_ROLES(CX_STATE_NAME)};
 static const char *const run_status_names[] = {CX_RUN_STATUSES(CX_STATE_NAME)};
 static const char *const run_trigger_names[] = {CX_RUN_TRIGGERS(CX_STATE_NAME)};
 static const char *const command_type_names[] = {CX_COMMAND_TYPES(CX_STATE_NAME)};
@@ -108,4 +109,20 @@ const char *cx_command_action(cx_command_type_t t)
     default:
         return "command";
     }
+}
+
+const char *cx_role_name(cx_role_t r)
+{
+    return name(role_names, CX_ARRAY_SIZE(role_names), (unsigned)r);
+}
+
+cx_role_t cx_role_parse(const char *s)
+{
+    int i = parse(role_names, CX_ARRAY_SIZE(role_names), s);
+    return i > 0 ? (cx_role_t)i : CX_ROLE_NONE; /* "none" names no role either */
+}
+
+int cx_role_is_user(cx_role_t r)
+{
+    return r == CX_ROLE_VIEWER || r == CX_ROLE_OPERATOR || r == CX_ROLE_ADMIN;
 }

@@ -16,11 +16,9 @@ my $base = $s->base_url;
 my $dead = CxIdp::free_port_on('127.0.0.2');
 $s->set_config(
     'auth.oidc' => [
-        { provider => 'fake', issuer_url => $fake->url, client_id => 'fake-client', client_secret => 'fake-secret',
-          redirect_url => "$base/api/v1/auth/callback/fake" },
+        $fake->provider('fake', $base),
         { provider => 'dead', issuer_url => "http://127.0.0.2:$dead", client_id => 'x', redirect_url => "$base/api/v1/auth/callback/dead" },
-        { provider => 'legacy', issuer_url => $fake->url, client_id => 'fake-client', client_secret => 'fake-secret',
-          redirect_url => "$base/api/v1/auth/callback" },
+        $fake->provider('legacy', $base, redirect_url => "$base/api/v1/auth/callback"),
     ],
     'auth.admin_emails' => ['boss@example.test']);
 $s->write_config;

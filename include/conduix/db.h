@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "conduix/config.h"
+#include "conduix/cx.h"
 
 typedef enum { CX_DB_NULL = 0, CX_DB_STR, CX_DB_INT } cx_db_type_t;
 
@@ -49,6 +50,14 @@ typedef struct cx_db_param {
 #define CX_DB_P_STRN(v, n) ((cx_db_param_t){.type = CX_DB_STR, .s = (v), .len = (n)})
 #define CX_DB_P_INT(v) ((cx_db_param_t){.type = CX_DB_INT, .i = (v)})
 #define CX_DB_P_NULL ((cx_db_param_t){.type = CX_DB_NULL})
+
+/* cx_db_text_or_null -- s, or NULL when s is NULL or "": the fixed arrays of a struct hold "" for SQL NULL,
+ * and CX_DB_P_TEXT binds them back so. */
+static inline const char *cx_db_text_or_null(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? s : NULL;
+}
+#define CX_DB_P_TEXT(v) CX_DB_P_STR(cx_db_text_or_null(v))
 
 typedef struct cx_db_result {
     unsigned ncols;
@@ -119,6 +128,16 @@ void cx_db_time_text(int64_t ms, char out[32]);
 int cx_db_begin(void);
 int cx_db_commit(void);
 int cx_db_rollback(void);
+
+/* cx_db_end -- the end of a transaction whose statements gave rc: commit when rc is CX_OK (the commit's
+ * result), else roll back and return rc (the first failure wins). */
+static inline int cx_db_end(int rc)
+{
+    if (rc == CX_OK)
+        return cx_db_commit();
+    cx_db_rollback();
+    return rc;
+}
 
 /* cx_db_in_tx -- 1 inside cx_db_begin … commit/rollback. A handler that returns with it set forgot
  * to end its transaction; the caller can roll back. */

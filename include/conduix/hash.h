@@ -48,4 +48,10 @@ size_t cx_htab_count(const cx_htab_t *t);
 /* cx_htab_clear -- empty the table and free what it allocated; the entries are the caller's. */
 void cx_htab_clear(cx_htab_t *t);
 
+/* cx_htab_first, cx_htab_next -- walk the entries, in no particular order: NULL after the last. An entry
+ * may be removed (and freed) during the walk once the next one has been taken:
+ *   for (e = cx_htab_first(t); e != NULL; e = next) { next = cx_htab_next(e); ... } */
+cx_hentry_t *cx_htab_first(const cx_htab_t *t);
+cx_hentry_t *cx_htab_next(const cx_hentry_t *e);
+
 #endif

@@ -11,9 +11,9 @@
 #include <json.h>
 #include <h2o.h>
 
-#define CX_MAX_PARAMS 4
+#include "conduix/states.h" /* cx_role_t */
 
-typedef enum { CX_ROLE_NONE = 0, CX_ROLE_AGENT, CX_ROLE_VIEWER, CX_ROLE_OPERATOR, CX_ROLE_ADMIN } cx_role_t;
+#define CX_MAX_PARAMS 4
 
 typedef struct cx_identity {
     int authenticated;

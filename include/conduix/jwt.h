@@ -8,10 +8,6 @@
 #include <stdint.h>
 #include "conduix/http.h"
 
-/* cx_role_parse -- "admin" … "agent" to a role; CX_ROLE_NONE for anything else. */
-cx_role_t cx_role_parse(const char *s);
-const char *cx_role_name(cx_role_t role);
-
 /* cx_jwt_mint -- a signed token (free() it) or NULL. ttl_s > 0. jti is generated. */
 char *cx_jwt_mint(const char *secret, const char *issuer, const char *sub, const char *role, const char *email, const char *name,
                   int64_t ttl_s);

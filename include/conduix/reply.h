@@ -41,4 +41,8 @@ void cx_reply_add_header(cx_req_t *r, const char *name, const char *value);
  * SameSite=Lax; and Secure when secure. value must be a cookie-safe token (base64url, a JWT). */
 void cx_reply_set_cookie(cx_req_t *r, const char *name, const char *value, const char *path, int64_t max_age_s, int secure);
 
+/* cx_reply_page_as -- cx_reply_page with the array also under the name also (NULL: none), for a client that
+ * reads a list under another name than "items" (the Conduix web UI's data.users). */
+int cx_reply_page_as(cx_req_t *r, json_object *items, const char *also, int64_t total, int page, int page_size);
+
 #endif

@@ -5,7 +5,7 @@
  * What a worker knows beyond a token's signature -- which tokens were revoked, which users an admin gave
  * another role -- is kept in its memory and refreshed from MySQL at most every CX_SESSION_POLL_MS, so a
  * revocation or a role change made on any worker of any instance applies everywhere within a second, with
- * or without Redis.
+ * or without Redis. A worker that has not read that view since it started trusts no token (fails closed).
  */
 #ifndef CONDUIX_SESSIONS_H
 #define CONDUIX_SESSIONS_H
@@ -15,20 +15,27 @@
 #include "conduix/oauth.h"
 #include "conduix/users.h"
 
-#define CX_SESSION_POLL_MS 500    /* how stale this worker's view may be */
+#define CX_SESSION_POLL_MS 500    /* how stale this worker's view may be, once it has been read */
 #define CX_SESSION_TOUCH_MS 60000 /* sessions.last_seen_at is written at most this often per token and worker */
 #define CX_SESSION_COOKIE "cx_session"
 
+/* cx_session_ready -- refresh this worker's view of revocations and role changes when it is due (and on
+ * every call until it has been read in full once). CX_OK when the view is there; CX_UNAVAIL while this
+ * worker has never read it (MySQL unreachable since the worker started): then no token can be trusted,
+ * an agent's neither, and the request path answers 503. Once read, the view is kept through an outage. */
+int cx_session_ready(void);
+
 /* cx_session_check -- for a token whose signature and claims are good: CX_DENIED when its jti is revoked;
- * else CX_OK, with id->role replaced by the user's current role when an admin changed it. Also records
- * the token's use (last_seen_at; not for agent tokens). While MySQL is unreachable the last view is kept. */
+ * CX_UNAVAIL when the view is not there (cx_session_ready); else CX_OK, with id->role replaced by the
+ * user's current role when an admin changed it. Also records the token's use (last_seen_at; not for agent
+ * tokens). */
 int cx_session_check(cx_identity_t *id);
 
 /* cx_session_note_revoked -- this worker revoked jti (until exp_s): refuse it at once, before the next poll. */
 void cx_session_note_revoked(const char *jti, int64_t exp_s);
 
 /* cx_session_note_role -- this worker changed a user's role: apply it at once. */
-void cx_session_note_role(const char *user_id, const char *role);
+void cx_session_note_role(const char *user_id, cx_role_t role);
 
 /* cx_session_login -- the end of a successful sign-in: the user (provisioned on first login, with the role
  * of auth.admin_emails / auth.operator_emails when the provider vouches for the e-mail, else
@@ -44,11 +51,14 @@ int cx_session_revoke(const char *jti, const char *sub, int64_t exp, const char 
                       cx_session_t *out, int *known);
 
 /* cx_session_set_role -- an admin gives user id the role (viewer, operator, admin), audited as
- * "user_role_change" when it changes; applies to the user's existing tokens at once. */
-int cx_session_set_role(const char *id, const char *role, const char *actor, const char *request_id, cx_user_t *out);
+ * "user_role_change" when it changes (the same role again changes nothing and writes no row); applies to
+ * the user's existing tokens at once. */
+int cx_session_set_role(const char *id, cx_role_t role, const char *actor, const char *request_id, cx_user_t *out);
 
-/* cx_session_audit_failure -- a "login_failed" audit row (best effort: a failed sign-in often comes with
- * MySQL trouble; the log line is the record then). */
-void cx_session_audit_failure(const char *provider, int status, const char *reason, const char *request_id);
+/* cx_session_audit_failure -- a "login_failed" audit row for a sign-in that failed at stage ("begin": its
+ * start, "callback": the provider's return), with the answer's status and why; provider as the request
+ * named it (kept when it is short, valid text). Best effort: a failed sign-in often comes with MySQL
+ * trouble, and the log line is the record then. */
+void cx_session_audit_failure(const char *provider, const char *stage, int status, const char *reason, const char *request_id);
 
 #endif

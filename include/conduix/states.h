@@ -117,4 +117,26 @@ typedef enum { CX_AGENT_STATUSES(CX_STATE_ENUM) CX_AGENT_STATUS_COUNT } cx_agent
 const char *cx_agent_status_name(cx_agent_status_t s);
 int cx_agent_status_parse(const char *s, cx_agent_status_t *out);
 
+/* ---- roles: a token's `role` claim and a user's role. viewer < operator < admin rank by their values
+ * (the route table gives each route its least role); agent stands apart. CX_ROLE_NONE is no role. ---- */
+
+/* clang-format off */
+#define CX_ROLES(X) \
+    X(CX_ROLE_AGENT, "agent") X(CX_ROLE_VIEWER, "viewer") X(CX_ROLE_OPERATOR, "operator") X(CX_ROLE_ADMIN, "admin")
+/* clang-format on */
+
+typedef enum { CX_ROLE_NONE = 0, CX_ROLES(CX_STATE_ENUM) CX_ROLE_COUNT } cx_role_t;
+
+/* The roles a person may hold (cx_role_is_user), as the API's messages list them. */
+#define CX_USER_ROLES_TEXT "viewer, operator, admin"
+
+/* cx_role_name -- "viewer" … "agent"; "none" for CX_ROLE_NONE. */
+const char *cx_role_name(cx_role_t r);
+
+/* cx_role_parse -- the role named s (exactly, lower case); CX_ROLE_NONE for NULL or any other text. */
+cx_role_t cx_role_parse(const char *s);
+
+/* cx_role_is_user -- viewer, operator or admin: what a sign-in gives and an admin may set (never agent). */
+int cx_role_is_user(cx_role_t r);
+
 #endif

@@ -2,9 +2,11 @@
  * users.h -- people and their tokens in MySQL: the users table (src/db/users.c), the sessions table (one
  * row per issued token, by jti) and the sign-ins in flight (auth_states) (src/db/sessions.c).
  *
- * Users are keyed by (provider, the provider's subject), never by e-mail. The structs follow db.h's
- * convention: text in fixed arrays ("" for NULL), times in Unix milliseconds (0 for NULL). Functions return 0 or a negative CX_
- * code (CX_NOTFOUND, CX_UNAVAIL, CX_ERR …).
+ * Users are keyed by (provider, the provider's subject), never by e-mail. Everything here keeps the data
+ * layer's convention (db.h): CX_OK or a negative CX_ code (CX_NOTFOUND, CX_UNAVAIL, CX_ERR …); structs
+ * owned by the caller, filled only on CX_OK; roles as the enum of states.h; times in Unix milliseconds
+ * (0 for NULL). Every column here is bounded, so text is in fixed arrays ("" for NULL) and the structs
+ * own nothing; arrays of rows are freed with cx_db_users_free and cx_db_sessions_free.
  */
 #ifndef CONDUIX_USERS_H
 #define CONDUIX_USERS_H
@@ -12,41 +14,46 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conduix/states.h"
+
 typedef struct cx_user {
     char id[37];
     char provider[65];
     char subject[256];
     char email[256];
     char name[256];
-    char role[16];
+    cx_role_t role; /* a role of cx_role_is_user; a row holding anything else reads as viewer (logged) */
     int64_t created_at;
     int64_t last_login_at;
 } cx_user_t;
 
 /* cx_db_user_login -- the user (provider, subject), created with new_role when there is none (*created = 1),
  * with email and name refreshed and last_login_at set to now. email/name may be "" (stored as NULL). */
-int cx_db_user_login(const char *provider, const char *subject, const char *email, const char *name, const char *new_role,
+int cx_db_user_login(const char *provider, const char *subject, const char *email, const char *name, cx_role_t new_role,
                      cx_user_t *out, int *created);
 
 /* cx_db_user_get -- one user by id; CX_NOTFOUND. */
 int cx_db_user_get(const char *id, cx_user_t *out);
 
-/* cx_db_users_list -- a page of users, oldest first; role may be NULL (all). *items is malloc'd (free it). */
-int cx_db_users_list(const char *role, int page, int size, cx_user_t **items, size_t *n, int64_t *total);
+/* cx_db_users_list -- a page of users, oldest first (created_at, then id). role CX_ROLE_NONE: any role;
+ * search (NULL or "": none) a substring of the e-mail or the name, case-insensitive. *total: the users
+ * that match. */
+int cx_db_users_list(cx_role_t role, const char *search, int page, int size, cx_user_t **items, size_t *n, int64_t *total);
+void cx_db_users_free(cx_user_t *items, size_t n);
 
 /* cx_db_user_set_role -- change a user's role (and role_changed_at) inside the caller's transaction;
  * before/after as they were and are. CX_NOTFOUND. A role equal to the current one changes nothing. */
-int cx_db_user_set_role(const char *id, const char *role, cx_user_t *before, cx_user_t *after);
+int cx_db_user_set_role(const char *id, cx_role_t role, cx_user_t *before, cx_user_t *after);
 
 /* A user whose role an admin changed, as the per-worker role cache needs it. */
 typedef struct cx_role_change {
     char id[37];
-    char role[16];
+    cx_role_t role;
 } cx_role_change_t;
 
 /* cx_db_roles_changed_since -- users whose role changed at or after since (a DATETIME string; NULL: ever),
  * less 5 seconds of overlap, so that a change committed just after an earlier poll read the clock is not
- * missed. *now: the database clock when the query ran (the next since). */
+ * missed. *now: the database clock when the query ran (the next since). *items is freed with free(). */
 int cx_db_roles_changed_since(const char *since, cx_role_change_t **items, size_t *n, char now[32]);
 
 /* ---- sessions ---- */
@@ -65,7 +72,8 @@ typedef struct cx_session {
     int active; /* not revoked and not expired */
 } cx_session_t;
 
-/* cx_db_session_create -- record an issued token. user_agent, ip and provider may be NULL. */
+/* cx_db_session_create -- record an issued token (expires_s: its exp, Unix seconds). user_agent, ip and
+ * provider may be NULL or "". */
 int cx_db_session_create(const char *jti, const char *user_id, int64_t expires_s, const char *provider, const char *user_agent,
                          const char *ip);
 
@@ -82,15 +90,16 @@ int cx_db_session_revoke(const char *jti, const char *sub, int64_t expires_s, co
 
 /* cx_db_sessions_of_user -- a page of a user's sessions, newest first. */
 int cx_db_sessions_of_user(const char *user_id, int page, int size, cx_session_t **items, size_t *n, int64_t *total);
+void cx_db_sessions_free(cx_session_t *items, size_t n);
 
 /* A revoked token that has not expired, as the per-worker revocation list needs it. */
 typedef struct cx_revoked {
     char jti[65];
-    int64_t expires_s;
+    int64_t expires_at; /* Unix milliseconds */
 } cx_revoked_t;
 
 /* cx_db_revoked_since -- tokens revoked at or after since (DATETIME string; NULL: ever; with the same
- * overlap) that have not expired. *now as in cx_db_roles_changed_since. */
+ * overlap) that have not expired. *now as in cx_db_roles_changed_since; *items is freed with free(). */
 int cx_db_revoked_since(const char *since, cx_revoked_t **items, size_t *n, char now[32]);
 
 /* ---- sign-ins in flight ---- */

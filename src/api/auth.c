@@ -5,8 +5,9 @@
  * The sign-in itself runs on the event loop (src/auth/oauth.c): these handlers start it and answer from
  * its completion. A callback that succeeds sets the session cookie and, when auth.frontend_url is set,
  * redirects to <frontend_url>/login?token=… -- the only place the browser is sent, never a URL from the
- * request. Every failure is answered in the envelope, logged and audited, and nothing of it remains: no
- * user half made, no token.
+ * request. Every failure -- of a start (GET /auth/login/:provider, POST /auth/login) or of a callback --
+ * is answered in the envelope, logged and audited (login_failed), and nothing of it remains: no user half
+ * made, no token. Every answer of the callback deletes the state cookie.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,6 @@
 #include "conduix/api.h"
 #include "conduix/config.h"
 #include "conduix/cx.h"
-#include "conduix/jwt.h"
 #include "conduix/log.h"
 #include "conduix/oauth.h"
 #include "conduix/reply.h"
@@ -25,9 +25,18 @@
 #include "conduix/sessions.h"
 #include "conduix/users.h"
 
+/* secure_cookies -- whether our cookies carry Secure: when the provider's redirect_url is https (the
+ * browser comes back to us over https), or, when no provider is known (an unknown one in the path, a
+ * token of conduix-cp token), when any provider's is. A Secure cookie can only be replaced or deleted by
+ * a Set-Cookie that is Secure too. */
 static int secure_cookies(const cx_provider_t *p)
 {
-    return p != NULL && strncmp(p->redirect_url, "https://", 8) == 0;
+    if (p != NULL)
+        return strncmp(p->redirect_url, "https://", 8) == 0;
+    for (size_t i = 0; i < cx_cfg->auth.nproviders; i++)
+        if (strncmp(cx_cfg->auth.providers[i].redirect_url, "https://", 8) == 0)
+            return 1;
+    return 0;
 }
 
 /* no_cache -- a sign-in answer is never cached, and never leaks its URL (state, code, token) onwards. */
@@ -64,23 +73,48 @@ int cx_api_auth_providers(cx_req_t *r)
     return cx_reply_ok(r, 200, list, NULL);
 }
 
+/* body_provider -- the "provider" string of POST /auth/login's body, or NULL. */
+static const char *body_provider(cx_req_t *r)
+{
+    json_object *v;
+
+    if (!json_object_is_type(r->body, json_type_object) || !json_object_object_get_ex(r->body, "provider", &v) ||
+        !json_object_is_type(v, json_type_string))
+        return NULL;
+    return json_object_get_string(v);
+}
+
+/* refuse -- the answer to a failed sign-in: logged, audited (login_failed, at stage "begin" or
+ * "callback"), and in the envelope; with a field, details = {field: detail (msg when NULL)}. */
+static int refuse(cx_req_t *r, const char *stage, const char *provider, int status, const char *code, const char *field,
+                  const char *detail, const char *msg)
+{
+    json_object *details = NULL;
+
+    cx_log_warnx("request %s: sign-in %s (%d): %s", r->request_id, strcmp(stage, "begin") == 0 ? "not started" : "failed", status,
+                 msg);
+    cx_session_audit_failure(provider, stage, status, msg, r->request_id);
+    if (field != NULL && field[0] != '\0') {
+        details = json_object_new_object();
+        json_object_object_add(details, field, json_object_new_string(detail != NULL ? detail : msg));
+    }
+    return cx_reply_error(r, status, code, msg, details);
+}
+
 /* ---- sign-in start ---- */
 
 static void begin_failed(cx_req_t *r, const cx_oauth_error_t *err)
 {
-    cx_log_warnx("request %s: sign-in not started: %s", r->request_id, err->msg);
-    cx_reply_error(r, err->status, err->code, err->msg, NULL);
+    refuse(r, "begin", cx_req_param(r, "provider") != NULL ? cx_req_param(r, "provider") : body_provider(r), err->status, err->code,
+           err->field, NULL, err->msg);
 }
 
 static void set_state_cookie(cx_req_t *r, const char *state)
 {
     const cx_provider_t *p = cx_oauth_provider(cx_req_param(r, "provider"));
 
-    if (p == NULL && r->body != NULL) {
-        json_object *v;
-        if (json_object_object_get_ex(r->body, "provider", &v))
-            p = cx_oauth_provider(json_object_get_string(v));
-    }
+    if (p == NULL)
+        p = cx_oauth_provider(body_provider(r));
     cx_reply_set_cookie(r, CX_OAUTH_STATE_COOKIE, state, CX_OAUTH_COOKIE_PATH, CX_OAUTH_STATE_TTL_S, secure_cookies(p));
 }
 
@@ -124,10 +158,19 @@ int cx_api_auth_login_redirect(cx_req_t *r)
 
     if (p == NULL) {
         snprintf(msg, sizeof(msg), "no identity provider \"%.64s\" is configured", id);
-        return cx_reply_error(r, 404, "NOT_FOUND", msg, NULL);
+        return refuse(r, "begin", id, 404, "NOT_FOUND", NULL, NULL, msg);
     }
     cx_oauth_begin(r, p, on_begin_redirect);
     return 0;
+}
+
+/* invalid_begin -- 400 VALIDATION_ERROR naming field, "field: msg", for POST /auth/login. */
+static int invalid_begin(cx_req_t *r, const char *field, const char *msg)
+{
+    char text[256];
+
+    snprintf(text, sizeof(text), "%.64s: %s", field, msg);
+    return refuse(r, "begin", body_provider(r), 400, "VALIDATION_ERROR", field, msg, text);
 }
 
 /* POST /auth/login {"provider"} -- what the Conduix web UI sends: the URL to send the browser to. */
@@ -137,60 +180,56 @@ int cx_api_auth_login(cx_req_t *r)
     const cx_provider_t *p;
 
     if (!json_object_is_type(r->body, json_type_object))
-        return cx_reply_validation(r, "body", "must be a JSON object {\"provider\": \"…\"}");
+        return invalid_begin(r, "body", "must be a JSON object {\"provider\": \"…\"}");
     json_object_object_foreach(r->body, key, val)
     {
         (void)val;
-        if (strcmp(key, "provider") != 0) {
-            char msg[128];
-            snprintf(msg, sizeof(msg), "unknown field; allowed: provider");
-            return cx_reply_validation(r, key, msg);
-        }
+        if (strcmp(key, "provider") != 0)
+            return invalid_begin(r, key, "unknown field; allowed: provider");
     }
     if (!json_object_object_get_ex(r->body, "provider", &v) || !json_object_is_type(v, json_type_string))
-        return cx_reply_validation(r, "provider", "is required: the id of a provider of GET /api/v1/auth/providers");
-    if ((p = cx_oauth_provider(json_object_get_string(v))) == NULL)
-        return cx_reply_validation(r, "provider", "is not a configured identity provider");
+        return invalid_begin(r, "provider", "is required: the id of a provider of GET /api/v1/auth/providers");
+    if ((size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v)) ||
+        (p = cx_oauth_provider(json_object_get_string(v))) == NULL)
+        return invalid_begin(r, "provider", "is not a configured identity provider");
     cx_oauth_begin(r, p, on_begin_json);
     return 0;
 }
 
 /* ---- callback ---- */
 
+/* callback_answer -- what every answer of the callback starts with: the state cookie deleted (the state is
+ * used up, or was never good: the browser needs a new sign-in) and no caching. */
+static void callback_answer(cx_req_t *r, const cx_provider_t *p)
+{
+    cx_reply_set_cookie(r, CX_OAUTH_STATE_COOKIE, "", CX_OAUTH_COOKIE_PATH, 0, secure_cookies(p));
+    no_cache(r);
+}
+
 static void on_finish(cx_req_t *r, const cx_oauth_identity_t *id, const cx_oauth_error_t *err)
 {
     const char *pid = id != NULL ? id->provider->provider : cx_req_param(r, "provider");
     const cx_provider_t *p = cx_oauth_provider(pid);
-    char ip[64], exp_at[32];
+    char ip[64];
     cx_user_t user;
     char *token = NULL;
     int64_t exp = 0;
     int rc;
 
-    /* the state is used up whatever happens: the browser needs a new sign-in */
-    cx_reply_set_cookie(r, CX_OAUTH_STATE_COOKIE, "", CX_OAUTH_COOKIE_PATH, 0, secure_cookies(p));
-    no_cache(r);
+    callback_answer(r, p);
     if (err != NULL) {
-        cx_log_warnx("request %s: sign-in failed (%d): %s", r->request_id, err->status, err->msg);
-        cx_session_audit_failure(pid != NULL ? pid : "", err->status, err->msg, r->request_id);
-        if (err->field[0] != '\0') {
-            json_object *details = json_object_new_object();
-            json_object_object_add(details, err->field, json_object_new_string(err->msg));
-            cx_reply_error(r, err->status, err->code, err->msg, details);
-        } else {
-            cx_reply_error(r, err->status, err->code, err->msg, NULL);
-        }
+        refuse(r, "callback", pid, err->status, err->code, err->field, NULL, err->msg);
         return;
     }
     peer(r, ip, sizeof(ip));
     rc = cx_session_login(id, cx_req_header(r, "user-agent"), ip[0] ? ip : NULL, r->request_id, &user, &token, &exp);
     if (rc != CX_OK) {
-        cx_log_warnx("request %s: sign-in with %s failed: the user or session could not be stored", r->request_id, pid);
-        cx_reply_status_for(r, rc, "user");
+        refuse(r, "callback", pid, rc == CX_UNAVAIL ? 503 : 500, rc == CX_UNAVAIL ? "DATABASE_UNAVAILABLE" : "INTERNAL_ERROR", NULL,
+               NULL, "the sign-in succeeded at the provider, but the user or session could not be stored; sign in again");
         return;
     }
     cx_log_info("request %s: signed in: user %s (%s) with %s, role %s", r->request_id, user.id,
-                user.email[0] ? user.email : "no e-mail", pid, user.role);
+                user.email[0] ? user.email : "no e-mail", pid, cx_role_name(user.role));
     cx_reply_set_cookie(r, CX_SESSION_COOKIE, token, "/", cx_cfg->auth.token_expiry_ms / 1000, secure_cookies(p));
     if (cx_cfg->auth.frontend_url[0] != '\0') {
         const char *f = cx_cfg->auth.frontend_url;
@@ -208,9 +247,8 @@ static void on_finish(cx_req_t *r, const cx_oauth_identity_t *id, const cx_oauth
         return;
     }
     json_object *d = json_object_new_object();
-    cx_time_format(exp, exp_at);
     json_object_object_add(d, "token", json_object_new_string(token));
-    json_object_object_add(d, "expires_at", json_object_new_string(exp_at));
+    json_object_object_add(d, "expires_at", cx_json_time(exp * 1000));
     json_object_object_add(d, "user", cx_user_json(&user));
     free(token);
     cx_reply_ok(r, 200, d, NULL);
@@ -225,7 +263,8 @@ int cx_api_auth_callback(cx_req_t *r)
 
     if (id != NULL && (p = cx_oauth_provider(id)) == NULL) {
         snprintf(msg, sizeof(msg), "no identity provider \"%.64s\" is configured", id);
-        return cx_reply_error(r, 404, "NOT_FOUND", msg, NULL);
+        callback_answer(r, NULL);
+        return refuse(r, "callback", id, 404, "NOT_FOUND", NULL, NULL, msg);
     }
     cx_oauth_finish(r, p, cx_req_cookie(r, CX_OAUTH_STATE_COOKIE), on_finish);
     return 0;
@@ -243,7 +282,8 @@ int cx_api_auth_logout(cx_req_t *r)
     rc = cx_session_revoke(r->id.jti, r->id.sub, r->id.exp, cx_req_actor(r), "logout", r->request_id, &s, &known);
     if (rc != CX_OK)
         return cx_reply_status_for(r, rc, "session");
-    cx_reply_set_cookie(r, CX_SESSION_COOKIE, "", "/", 0, 0);
+    /* deleted with the attributes it was set with: the sign-in's provider decides Secure */
+    cx_reply_set_cookie(r, CX_SESSION_COOKIE, "", "/", 0, secure_cookies(cx_oauth_provider(s.provider)));
     d = json_object_new_object();
     json_object_object_add(d, "jti", json_object_new_string(r->id.jti));
     json_object_object_add(d, "revoked_at", cx_json_time(s.revoked_at));
@@ -260,7 +300,7 @@ int cx_api_auth_me(cx_req_t *r)
         memset(&u, 0, sizeof(u));
         snprintf(u.email, sizeof(u.email), "%s", r->id.email);
         snprintf(u.name, sizeof(u.name), "%s", r->id.name);
-        snprintf(u.role, sizeof(u.role), "%s", cx_role_name(r->id.role));
+        u.role = r->id.role;
         json_object *o = cx_user_json(&u);
         json_object_object_add(o, "id", json_object_new_string(r->id.sub)); /* a sub may be longer than a user id */
         return cx_reply_ok(r, 200, o, NULL);

@@ -25,6 +25,7 @@ const cx_route_t cx_routes[] = {
     {"GET", V1 "/users", cx_api_users_list, CX_ACCESS_ADMIN, CX_BODY_NONE, "users_list"},
     {"GET", V1 "/users/:id", cx_api_users_get, CX_ACCESS_ADMIN, CX_BODY_NONE, "users_get"},
     {"PUT", V1 "/users/:id", cx_api_users_update, CX_ACCESS_ADMIN, CX_BODY_JSON, "users_update"},
+    {"PUT", V1 "/users/:id/role", cx_api_users_update, CX_ACCESS_ADMIN, CX_BODY_JSON, "users_update_role"}, /* the web UI's */
     {"GET", V1 "/users/:id/sessions", cx_api_users_sessions, CX_ACCESS_ADMIN, CX_BODY_NONE, "users_sessions"},
     {"DELETE", V1 "/sessions/:jti", cx_api_sessions_delete, CX_ACCESS_ADMIN, CX_BODY_NONE, "sessions_delete"},
 

@@ -1,6 +1,10 @@
 /*
  * src/api/users.c -- people and their tokens, for admins: the users, a user's role, a user's sessions
  * (one per token issued to them), and the revocation of any token by its jti.
+ *
+ * The Conduix web UI reads the user list as data.users and changes a role with PUT /users/:id/role
+ * {"role"}: the list page carries its array under both "items" (the API's page) and "users", and that
+ * route has the handler of PUT /users/:id.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,33 +17,41 @@
 #include "conduix/shapes.h"
 #include "conduix/sessions.h"
 #include "conduix/users.h"
+#include "conduix/utf8.h"
 
-#define ROLE_CHOICES "viewer, operator, admin"
+#define SEARCH_MAX 255 /* characters */
 
-static int role_valid(const char *s)
+/* user_role -- the role a user may be given, named s; CX_ROLE_NONE for anything else (agent included). */
+static cx_role_t user_role(const char *s)
 {
-    return s != NULL && (strcmp(s, "viewer") == 0 || strcmp(s, "operator") == 0 || strcmp(s, "admin") == 0);
+    cx_role_t r = cx_role_parse(s);
+    return cx_role_is_user(r) ? r : CX_ROLE_NONE;
 }
 
+/* GET /users?role=&search= -- a page of users; the web UI reads it as data.users. */
 int cx_api_users_list(cx_req_t *r)
 {
-    const char *role = cx_req_query(r, "role");
+    const char *rq = cx_req_query(r, "role"), *search = cx_req_query(r, "search");
+    cx_role_t role = CX_ROLE_NONE;
     cx_user_t *users;
     size_t n;
     int64_t total;
     int page, size, rc;
+    long chars;
 
     if (cx_req_paging(r, &page, &size) != CX_OK)
         return 0;
-    if (role != NULL && !role_valid(role))
-        return cx_reply_validation(r, "role", "must be one of " ROLE_CHOICES);
-    if ((rc = cx_db_users_list(role, page, size, &users, &n, &total)) != CX_OK)
+    if (rq != NULL && (role = user_role(rq)) == CX_ROLE_NONE)
+        return cx_reply_validation(r, "role", "must be one of " CX_USER_ROLES_TEXT);
+    if (search != NULL && ((chars = cx_utf8_check(search, strlen(search), NULL)) < 0 || chars > SEARCH_MAX))
+        return cx_reply_validation(r, "search", "must be valid UTF-8, at most 255 characters");
+    if ((rc = cx_db_users_list(role, search, page, size, &users, &n, &total)) != CX_OK)
         return cx_reply_status_for(r, rc, "users");
     json_object *items = json_object_new_array();
     for (size_t i = 0; i < n; i++)
         json_object_array_add(items, cx_user_json(&users[i]));
-    free(users);
-    return cx_reply_page(r, items, total, page, size);
+    cx_db_users_free(users, n);
+    return cx_reply_page_as(r, items, "users", total, page, size);
 }
 
 int cx_api_users_get(cx_req_t *r)
@@ -52,11 +64,12 @@ int cx_api_users_get(cx_req_t *r)
     return cx_reply_ok(r, 200, cx_user_json(&u), NULL);
 }
 
-/* PUT /users/:id {"role"} -- the only field an admin sets; the rest comes from the provider. */
+/* PUT /users/:id and PUT /users/:id/role, {"role"} -- the only field an admin sets; the rest comes from
+ * the provider. */
 int cx_api_users_update(cx_req_t *r)
 {
     json_object *v = NULL;
-    const char *role;
+    cx_role_t role;
     cx_user_t u;
     int rc;
 
@@ -69,9 +82,10 @@ int cx_api_users_update(cx_req_t *r)
             return cx_reply_validation(r, key, "unknown field; allowed: role");
     }
     if (!json_object_object_get_ex(r->body, "role", &v) || !json_object_is_type(v, json_type_string))
-        return cx_reply_validation(r, "role", "is required: one of " ROLE_CHOICES);
-    if (!role_valid(role = json_object_get_string(v)))
-        return cx_reply_validation(r, "role", "must be one of " ROLE_CHOICES);
+        return cx_reply_validation(r, "role", "is required: one of " CX_USER_ROLES_TEXT);
+    if ((size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v)) ||
+        (role = user_role(json_object_get_string(v))) == CX_ROLE_NONE)
+        return cx_reply_validation(r, "role", "must be one of " CX_USER_ROLES_TEXT);
     if ((rc = cx_session_set_role(cx_req_param(r, "id"), role, cx_req_actor(r), r->request_id, &u)) != CX_OK)
         return cx_reply_status_for(r, rc, "user");
     return cx_reply_ok(r, 200, cx_user_json(&u), NULL);
@@ -95,7 +109,7 @@ int cx_api_users_sessions(cx_req_t *r)
     json_object *items = json_object_new_array();
     for (size_t i = 0; i < n; i++)
         json_object_array_add(items, cx_session_json(&ss[i]));
-    free(ss);
+    cx_db_sessions_free(ss, n);
     return cx_reply_page(r, items, total, page, size);
 }
 

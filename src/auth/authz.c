@@ -67,6 +67,14 @@ int cx_authz_request(cx_req_t *r, const cx_route_t *route)
         cx_log_info("request %s: token refused: %s", r->request_id, why ? why : "invalid");
         return deny(r, 401, "UNAUTHORIZED", "invalid token");
     }
+    if (cx_session_ready() != CX_OK) {
+        /* this worker cannot yet tell a revoked token from a good one: refusing is the only safe answer */
+        memset(&r->id, 0, sizeof(r->id));
+        cx_reply_add_header(r, "retry-after", "1");
+        return deny(r, 503, "DATABASE_UNAVAILABLE",
+                    "this server process cannot check tokens yet: it has not read the revoked tokens since it started "
+                    "(the database is unavailable); retry shortly");
+    }
     if (cx_session_check(&r->id) != CX_OK) {
         cx_log_info("request %s: token refused: revoked (jti %s)", r->request_id, r->id.jti);
         memset(&r->id, 0, sizeof(r->id));

@@ -110,19 +110,25 @@ const char *cx_json_str(json_object *o, const char *name)
     return json_object_get_string(v);
 }
 
-json_object *cx_json_object(const char *s, size_t len)
+/* parse_object -- s[0..n) parsed strictly (json-c's STRICT flag) as one JSON object, or NULL. */
+static json_object *parse_object(const char *s, size_t n)
 {
     json_tokener *tok = json_tokener_new();
     json_object *o;
 
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    o = json_tokener_parse_ex(tok, s, (int)len + 1);
+    o = json_tokener_parse_ex(tok, s, (int)n);
     json_tokener_free(tok);
     if (o != NULL && !json_object_is_type(o, json_type_object)) {
         json_object_put(o);
         o = NULL;
     }
     return o;
+}
+
+json_object *cx_json_object(const char *s, size_t len)
+{
+    return parse_object(s, len + 1); /* the NUL too: the input is complete, trailing bytes are an error */
 }
 
 static BIGNUM *b64_bn(const char *s, size_t *nbytes)
@@ -208,14 +214,11 @@ out:
 
 int cx_jwks_parse(const char *json, size_t len, cx_jwks_t *out, char *why, size_t whylen)
 {
-    json_tokener *tok = json_tokener_new();
     json_object *root, *keys;
     size_t i, n;
 
     memset(out, 0, sizeof(*out));
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    root = json_tokener_parse_ex(tok, json, (int)len);
-    json_tokener_free(tok);
+    root = parse_object(json, len); /* json need not be NUL-terminated */
     if (root == NULL || !json_object_object_get_ex(root, "keys", &keys) || !json_object_is_type(keys, json_type_array)) {
         snprintf(why, whylen, "not a JWK set (an object with a \"keys\" array)");
         json_object_put(root);

@@ -23,38 +23,6 @@
 #define NBF_LEEWAY_S 30
 #define TTL_MAX_S ((int64_t)100 * 365 * 86400)
 
-static const struct {
-    cx_role_t role;
-    const char *name;
-} roles[] = {
-    {CX_ROLE_VIEWER, "viewer"},
-    {CX_ROLE_OPERATOR, "operator"},
-    {CX_ROLE_ADMIN, "admin"},
-    {CX_ROLE_AGENT, "agent"},
-};
-
-cx_role_t cx_role_parse(const char *s)
-{
-    size_t i;
-
-    if (s == NULL)
-        return CX_ROLE_NONE;
-    for (i = 0; i < CX_ARRAY_SIZE(roles); i++)
-        if (strcmp(s, roles[i].name) == 0)
-            return roles[i].role;
-    return CX_ROLE_NONE;
-}
-
-const char *cx_role_name(cx_role_t role)
-{
-    size_t i;
-
-    for (i = 0; i < CX_ARRAY_SIZE(roles); i++)
-        if (roles[i].role == role)
-            return roles[i].name;
-    return "none";
-}
-
 /* cx_jwt_mint_ex -- sign a token for sub with role; its jti and exp into jti_out and exp_out (may be NULL).
  * Arguments are checked against what cx_jwt_verify accepts, so that we never mint a token we would
  * refuse. */

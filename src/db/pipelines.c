@@ -245,15 +245,6 @@ static int snapshot(const char *id, const char *actor)
     return cx_db_exec(SQL_SNAPSHOT, p, 2, NULL, NULL);
 }
 
-/* finish -- commit when rc is CX_OK, else roll back; the first failure wins. */
-static int finish(int rc)
-{
-    if (rc == CX_OK)
-        return cx_db_commit();
-    cx_db_rollback();
-    return rc;
-}
-
 /* audit -- the audit row of a change: the pipeline before and after (NULL for none), as stored
  * definitions (without the status, which is the runs'). */
 static int audit(const char *action, const char *id, const cx_pipeline_actor_t *who, const cx_pipeline_t *before,
@@ -304,7 +295,7 @@ int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor
      * before the change. One round trip less per create. */
     if (rc == CX_OK)
         rc = audit("pipeline_create", pl.id, who, NULL, &pl);
-    if ((rc = finish(rc)) != CX_OK)
+    if ((rc = cx_db_end(rc)) != CX_OK)
         goto fail;
     *out = pl;
     return CX_OK;
@@ -379,7 +370,7 @@ int cx_db_pipeline_update(const char *id, const cx_pipeline_input_t *in, const c
     rc = audit("pipeline_update", id, who, &before, &after);
 done:
     cx_pipeline_free(&before);
-    if ((rc = finish(rc)) != CX_OK) {
+    if ((rc = cx_db_end(rc)) != CX_OK) {
         cx_pipeline_free(&after);
         return rc;
     }
@@ -418,7 +409,7 @@ int cx_db_pipeline_delete(const char *id, int refuse_active, const cx_pipeline_a
     rc = audit("pipeline_delete", id, who, &before, NULL);
 done:
     cx_pipeline_free(&before);
-    return finish(rc);
+    return cx_db_end(rc);
 }
 
 int cx_db_pipeline_has_active_run(const char *id)

@@ -2,9 +2,10 @@
  * src/db/sessions.c -- the sessions table (one row per token we issued, by jti: who, when, until when, last
  * use, client, address, revocation) and auth_states (the sign-ins in flight). users.h has the contracts.
  *
- * Every time comparison uses the database clock (NOW(3)), so workers and replicas agree. Unix times go in
- * and out as '1970-01-01' + INTERVAL n SECOND and TIMESTAMPDIFF (the sessions run in UTC): FROM_UNIXTIME
- * and UNIX_TIMESTAMP stop at 2038 on MariaDB 10.11, and a token may live 100 years.
+ * Every time comparison uses the database clock (NOW(3)), so workers and replicas agree. A token's exp (Unix
+ * seconds) goes in as '1970-01-01' + INTERVAL n SECOND (the sessions run in UTC): FROM_UNIXTIME and
+ * UNIX_TIMESTAMP stop at 2038 on MariaDB 10.11, and a token may live 100 years. Times come out as DATETIME
+ * text, read by cx_db_time_ms.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,27 +20,20 @@
     "(revoked_at IS NULL AND expires_at > NOW(3)) AS active"
 #define EPOCH "1000-01-01 00:00:00"
 
-static void copy(char *dst, size_t size, const char *src)
-{
-    snprintf(dst, size, "%s", src != NULL ? src : "");
-}
-
 static void fill(const cx_db_result_t *res, size_t i, cx_session_t *s)
 {
-    const char *v;
-
     memset(s, 0, sizeof(*s));
-    copy(s->jti, sizeof(s->jti), cx_db_value(res, i, "jti"));
-    copy(s->user_id, sizeof(s->user_id), cx_db_value(res, i, "user_id"));
-    copy(s->provider, sizeof(s->provider), cx_db_value(res, i, "provider"));
-    copy(s->user_agent, sizeof(s->user_agent), cx_db_value(res, i, "user_agent"));
-    copy(s->ip_address, sizeof(s->ip_address), cx_db_value(res, i, "ip_address"));
+    cx_db_copy(res, i, "jti", s->jti, sizeof(s->jti));
+    cx_db_copy(res, i, "user_id", s->user_id, sizeof(s->user_id));
+    cx_db_copy(res, i, "provider", s->provider, sizeof(s->provider));
+    cx_db_copy(res, i, "user_agent", s->user_agent, sizeof(s->user_agent));
+    cx_db_copy(res, i, "ip_address", s->ip_address, sizeof(s->ip_address));
     s->created_at = cx_db_time_ms(cx_db_value(res, i, "created_at"));
     s->expires_at = cx_db_time_ms(cx_db_value(res, i, "expires_at"));
     s->last_seen_at = cx_db_time_ms(cx_db_value(res, i, "last_seen_at"));
     s->revoked_at = cx_db_time_ms(cx_db_value(res, i, "revoked_at"));
-    copy(s->revoked_by, sizeof(s->revoked_by), cx_db_value(res, i, "revoked_by"));
-    s->active = (v = cx_db_value(res, i, "active")) != NULL && strcmp(v, "1") == 0;
+    cx_db_copy(res, i, "revoked_by", s->revoked_by, sizeof(s->revoked_by));
+    s->active = cx_db_int(res, i, "active", 0) == 1;
 }
 
 int cx_db_session_create(const char *jti, const char *user_id, int64_t expires_s, const char *provider, const char *user_agent,
@@ -48,8 +42,8 @@ int cx_db_session_create(const char *jti, const char *user_id, int64_t expires_s
     char ua[256];
 
     snprintf(ua, sizeof(ua), "%s", user_agent != NULL ? user_agent : ""); /* VARCHAR(255): cut, not refused */
-    cx_db_param_t p[] = {CX_DB_P_STR(jti),      CX_DB_P_STR(user_id),           CX_DB_P_INT(expires_s),
-                         CX_DB_P_STR(provider), CX_DB_P_STR(ua[0] ? ua : NULL), CX_DB_P_STR(ip)};
+    cx_db_param_t p[] = {CX_DB_P_STR(jti),       CX_DB_P_STR(user_id), CX_DB_P_INT(expires_s),
+                         CX_DB_P_TEXT(provider), CX_DB_P_TEXT(ua),     CX_DB_P_TEXT(ip)};
     return cx_db_exec("INSERT INTO sessions (jti, user_id, expires_at, provider, user_agent, ip_address) "
                       "VALUES (?, ?, TIMESTAMP('1970-01-01') + INTERVAL ? SECOND, ?, ?, ?)",
                       p, CX_ARRAY_SIZE(p), NULL, NULL);
@@ -104,7 +98,7 @@ int cx_db_sessions_of_user(const char *user_id, int page, int size, cx_session_t
     *n = 0;
     if ((rc = cx_db_exec("SELECT COUNT(*) AS n FROM sessions WHERE user_id = ?", c, 1, &res, NULL)) != CX_OK)
         return rc;
-    *total = strtoll(cx_db_value(res, 0, "n"), NULL, 10);
+    *total = cx_db_int(res, 0, "n", 0);
     cx_db_result_free(res);
     cx_db_param_t p[] = {CX_DB_P_STR(user_id), CX_DB_P_INT(size), CX_DB_P_INT((long long)(page - 1) * size)};
     if ((rc = cx_db_exec("SELECT " SESSION_COLS " FROM sessions WHERE user_id = ? ORDER BY created_at DESC, jti LIMIT ? OFFSET ?",
@@ -118,6 +112,12 @@ int cx_db_sessions_of_user(const char *user_id, int page, int size, cx_session_t
     return CX_OK;
 }
 
+void cx_db_sessions_free(cx_session_t *items, size_t n)
+{
+    (void)n; /* a session owns no memory */
+    free(items);
+}
+
 int cx_db_revoked_since(const char *since, cx_revoked_t **items, size_t *n, char now[32])
 {
     cx_db_result_t *res = NULL;
@@ -127,19 +127,19 @@ int cx_db_revoked_since(const char *since, cx_revoked_t **items, size_t *n, char
     *items = NULL;
     *n = 0;
     /* the derived table makes the clock come back even when nothing was revoked */
-    rc = cx_db_exec("SELECT c.now, s.jti, TIMESTAMPDIFF(SECOND, '1970-01-01', s.expires_at) AS exp FROM (SELECT NOW(3) AS now) c "
+    rc = cx_db_exec("SELECT c.now, s.jti, s.expires_at FROM (SELECT NOW(3) AS now) c "
                     "LEFT JOIN sessions s ON s.revoked_at >= ? - INTERVAL 5 SECOND AND s.expires_at > c.now",
                     p, 1, &res, NULL);
     if (rc != CX_OK)
         return rc;
-    copy(now, 32, cx_db_value(res, 0, "now"));
+    cx_db_copy(res, 0, "now", now, 32);
     *items = cx_calloc(res->nrows + 1, sizeof(cx_revoked_t));
     for (size_t i = 0; i < res->nrows; i++) {
-        const char *jti = cx_db_value(res, i, "jti"), *exp = cx_db_value(res, i, "exp");
-        if (jti == NULL)
+        cx_revoked_t *v = &(*items)[*n];
+        if (cx_db_value(res, i, "jti") == NULL)
             continue;
-        copy((*items)[*n].jti, sizeof((*items)[*n].jti), jti);
-        (*items)[*n].expires_s = exp != NULL ? strtoll(exp, NULL, 10) : 0;
+        cx_db_copy(res, i, "jti", v->jti, sizeof(v->jti));
+        v->expires_at = cx_db_time_ms(cx_db_value(res, i, "expires_at"));
         (*n)++;
     }
     cx_db_result_free(res);
@@ -148,12 +148,8 @@ int cx_db_revoked_since(const char *since, cx_revoked_t **items, size_t *n, char
 
 int cx_db_login_state_save(const char *state, const cx_login_state_t *st, int64_t ttl_s)
 {
-    cx_db_param_t p[] = {CX_DB_P_STR(state),
-                         CX_DB_P_STR(st->provider),
-                         CX_DB_P_STR(st->verifier),
-                         CX_DB_P_STR(st->nonce[0] ? st->nonce : NULL),
-                         CX_DB_P_STR(st->redirect_uri),
-                         CX_DB_P_INT(ttl_s)};
+    cx_db_param_t p[] = {CX_DB_P_STR(state),      CX_DB_P_STR(st->provider),     CX_DB_P_STR(st->verifier),
+                         CX_DB_P_TEXT(st->nonce), CX_DB_P_STR(st->redirect_uri), CX_DB_P_INT(ttl_s)};
     int rc;
 
     /* sign-ins never finished (the user closed the tab) go a few at a time */
@@ -170,7 +166,6 @@ int cx_db_login_state_take(const char *state, cx_login_state_t *out)
     cx_db_result_t *res = NULL;
     cx_db_param_t p[] = {CX_DB_P_STR(state)};
     uint64_t deleted = 0;
-    const char *live;
     int rc, expired;
 
     memset(out, 0, sizeof(*out));
@@ -183,11 +178,11 @@ int cx_db_login_state_take(const char *state, cx_login_state_t *out)
         cx_db_result_free(res);
         return rc;
     }
-    copy(out->provider, sizeof(out->provider), cx_db_value(res, 0, "provider"));
-    copy(out->verifier, sizeof(out->verifier), cx_db_value(res, 0, "code_verifier"));
-    copy(out->nonce, sizeof(out->nonce), cx_db_value(res, 0, "nonce"));
-    copy(out->redirect_uri, sizeof(out->redirect_uri), cx_db_value(res, 0, "redirect_uri"));
-    expired = (live = cx_db_value(res, 0, "live")) == NULL || strcmp(live, "1") != 0;
+    cx_db_copy(res, 0, "provider", out->provider, sizeof(out->provider));
+    cx_db_copy(res, 0, "code_verifier", out->verifier, sizeof(out->verifier));
+    cx_db_copy(res, 0, "nonce", out->nonce, sizeof(out->nonce));
+    cx_db_copy(res, 0, "redirect_uri", out->redirect_uri, sizeof(out->redirect_uri));
+    expired = cx_db_int(res, 0, "live", 0) != 1;
     cx_db_result_free(res);
     /* the DELETE is the claim: of two callbacks racing with the same state, one deletes the row */
     if ((rc = cx_db_exec("DELETE FROM auth_states WHERE state = ?", p, 1, NULL, &deleted)) != CX_OK)

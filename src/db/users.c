@@ -8,25 +8,36 @@
 
 #include "conduix/cx.h"
 #include "conduix/db.h"
+#include "conduix/log.h"
 #include "conduix/users.h"
 
 #define USER_COLS "id, provider, provider_subject, email, name, role, created_at, last_login_at"
 #define EPOCH "1000-01-01 00:00:00"
+/* The filters of a list: a role (or NULL), and a substring of the e-mail or the name (or NULL). LOCATE
+ * compares under the columns' case-insensitive collation and, unlike LIKE, gives '%' and '_' no meaning. */
+#define LIST_WHERE " WHERE (? IS NULL OR role = ?) AND (? IS NULL OR LOCATE(?, email) > 0 OR LOCATE(?, name) > 0)"
 
-static void copy(char *dst, size_t size, const char *src)
+/* role_of -- a users.role value; a row that holds no user role (edited by hand) gets the least one. */
+static cx_role_t role_of(const char *id, const char *v)
 {
-    snprintf(dst, size, "%s", src != NULL ? src : "");
+    cx_role_t r = cx_role_parse(v);
+
+    if (cx_role_is_user(r))
+        return r;
+    cx_log_warnx("users: user %s has the role \"%.32s\", which is not viewer, operator or admin; treated as viewer", id,
+                 v != NULL ? v : "");
+    return CX_ROLE_VIEWER;
 }
 
 static void fill(const cx_db_result_t *res, size_t i, cx_user_t *u)
 {
     memset(u, 0, sizeof(*u));
-    copy(u->id, sizeof(u->id), cx_db_value(res, i, "id"));
-    copy(u->provider, sizeof(u->provider), cx_db_value(res, i, "provider"));
-    copy(u->subject, sizeof(u->subject), cx_db_value(res, i, "provider_subject"));
-    copy(u->email, sizeof(u->email), cx_db_value(res, i, "email"));
-    copy(u->name, sizeof(u->name), cx_db_value(res, i, "name"));
-    copy(u->role, sizeof(u->role), cx_db_value(res, i, "role"));
+    cx_db_copy(res, i, "id", u->id, sizeof(u->id));
+    cx_db_copy(res, i, "provider", u->provider, sizeof(u->provider));
+    cx_db_copy(res, i, "provider_subject", u->subject, sizeof(u->subject));
+    cx_db_copy(res, i, "email", u->email, sizeof(u->email));
+    cx_db_copy(res, i, "name", u->name, sizeof(u->name));
+    u->role = role_of(u->id, cx_db_value(res, i, "role"));
     u->created_at = cx_db_time_ms(cx_db_value(res, i, "created_at"));
     u->last_login_at = cx_db_time_ms(cx_db_value(res, i, "last_login_at"));
 }
@@ -42,12 +53,7 @@ static int first(int rc, cx_db_result_t *res, cx_user_t *u)
     return rc;
 }
 
-static const char *or_null(const char *s)
-{
-    return s != NULL && *s ? s : NULL;
-}
-
-int cx_db_user_login(const char *provider, const char *subject, const char *email, const char *name, const char *new_role,
+int cx_db_user_login(const char *provider, const char *subject, const char *email, const char *name, cx_role_t new_role,
                      cx_user_t *out, int *created)
 {
     char id[37];
@@ -55,9 +61,8 @@ int cx_db_user_login(const char *provider, const char *subject, const char *emai
     int rc;
 
     cx_uuid(id);
-    cx_db_param_t p[] = {
-        CX_DB_P_STR(id),      CX_DB_P_STR(provider), CX_DB_P_STR(subject), CX_DB_P_STR(or_null(email)), CX_DB_P_STR(or_null(name)),
-        CX_DB_P_STR(new_role)};
+    cx_db_param_t p[] = {CX_DB_P_STR(id),     CX_DB_P_STR(provider), CX_DB_P_STR(subject),
+                         CX_DB_P_TEXT(email), CX_DB_P_TEXT(name),    CX_DB_P_STR(cx_role_name(new_role))};
     rc = cx_db_exec("INSERT INTO users (id, provider, provider_subject, email, name, role, last_login_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, NOW(3)) "
                     "ON DUPLICATE KEY UPDATE email = VALUES(email), name = VALUES(name), last_login_at = NOW(3)",
@@ -82,21 +87,28 @@ int cx_db_user_get(const char *id, cx_user_t *out)
     return first(rc, res, out);
 }
 
-int cx_db_users_list(const char *role, int page, int size, cx_user_t **items, size_t *n, int64_t *total)
+int cx_db_users_list(cx_role_t role, const char *search, int page, int size, cx_user_t **items, size_t *n, int64_t *total)
 {
+    const char *r = role != CX_ROLE_NONE ? cx_role_name(role) : NULL, *q = cx_db_text_or_null(search);
+    cx_db_param_t p[] = {CX_DB_P_STR(r),
+                         CX_DB_P_STR(r),
+                         CX_DB_P_STR(q),
+                         CX_DB_P_STR(q),
+                         CX_DB_P_STR(q),
+                         CX_DB_P_INT(size),
+                         CX_DB_P_INT((long long)(page - 1) * size)};
     cx_db_result_t *res = NULL;
     int rc;
 
     *items = NULL;
     *n = 0;
-    cx_db_param_t c[] = {CX_DB_P_STR(role), CX_DB_P_STR(role)};
-    if ((rc = cx_db_exec("SELECT COUNT(*) AS n FROM users WHERE (? IS NULL OR role = ?)", c, 2, &res, NULL)) != CX_OK)
+    *total = 0;
+    if ((rc = cx_db_exec("SELECT COUNT(*) AS n FROM users" LIST_WHERE, p, 5, &res, NULL)) != CX_OK)
         return rc;
-    *total = strtoll(cx_db_value(res, 0, "n"), NULL, 10);
+    *total = cx_db_int(res, 0, "n", 0);
     cx_db_result_free(res);
-    cx_db_param_t p[] = {CX_DB_P_STR(role), CX_DB_P_STR(role), CX_DB_P_INT(size), CX_DB_P_INT((long long)(page - 1) * size)};
-    if ((rc = cx_db_exec("SELECT " USER_COLS " FROM users WHERE (? IS NULL OR role = ?) ORDER BY created_at, id LIMIT ? OFFSET ?",
-                         p, CX_ARRAY_SIZE(p), &res, NULL)) != CX_OK)
+    if ((rc = cx_db_exec("SELECT " USER_COLS " FROM users" LIST_WHERE " ORDER BY created_at, id LIMIT ? OFFSET ?", p,
+                         CX_ARRAY_SIZE(p), &res, NULL)) != CX_OK)
         return rc;
     *items = cx_calloc(res->nrows + 1, sizeof(cx_user_t));
     for (size_t i = 0; i < res->nrows; i++)
@@ -106,7 +118,13 @@ int cx_db_users_list(const char *role, int page, int size, cx_user_t **items, si
     return CX_OK;
 }
 
-int cx_db_user_set_role(const char *id, const char *role, cx_user_t *before, cx_user_t *after)
+void cx_db_users_free(cx_user_t *items, size_t n)
+{
+    (void)n; /* a user owns no memory */
+    free(items);
+}
+
+int cx_db_user_set_role(const char *id, cx_role_t role, cx_user_t *before, cx_user_t *after)
 {
     cx_db_result_t *res = NULL;
     cx_db_param_t p[] = {CX_DB_P_STR(id)};
@@ -117,9 +135,9 @@ int cx_db_user_set_role(const char *id, const char *role, cx_user_t *before, cx_
     if (rc != CX_OK)
         return rc;
     *after = *before;
-    if (strcmp(before->role, role) == 0)
+    if (before->role == role)
         return CX_OK;
-    cx_db_param_t u[] = {CX_DB_P_STR(role), CX_DB_P_STR(id)};
+    cx_db_param_t u[] = {CX_DB_P_STR(cx_role_name(role)), CX_DB_P_STR(id)};
     if ((rc = cx_db_exec("UPDATE users SET role = ?, role_changed_at = NOW(3) WHERE id = ?", u, 2, NULL, NULL)) != CX_OK)
         return rc;
     rc = cx_db_exec("SELECT " USER_COLS " FROM users WHERE id = ?", p, 1, &res, NULL);
@@ -140,14 +158,14 @@ int cx_db_roles_changed_since(const char *since, cx_role_change_t **items, size_
         p, 1, &res, NULL);
     if (rc != CX_OK)
         return rc;
-    copy(now, 32, cx_db_value(res, 0, "now"));
+    cx_db_copy(res, 0, "now", now, 32);
     *items = cx_calloc(res->nrows + 1, sizeof(cx_role_change_t));
     for (size_t i = 0; i < res->nrows; i++) {
-        const char *uid = cx_db_value(res, i, "id");
-        if (uid == NULL)
+        cx_role_change_t *c = &(*items)[*n];
+        if (cx_db_value(res, i, "id") == NULL)
             continue;
-        copy((*items)[*n].id, sizeof((*items)[*n].id), uid);
-        copy((*items)[*n].role, sizeof((*items)[*n].role), cx_db_value(res, i, "role"));
+        cx_db_copy(res, i, "id", c->id, sizeof(c->id));
+        c->role = role_of(c->id, cx_db_value(res, i, "role"));
         (*n)++;
     }
     cx_db_result_free(res);

@@ -183,25 +183,16 @@ static void call_free(cx_client_call_t *c)
     free(c);
 }
 
-/* escape -- application/x-www-form-urlencoded encoding of s (malloc'd). */
+/* escape -- s percent-encoded (RFC 3986: all but letters, digits and -._~), malloc'd: libcurl's encoder,
+ * copied so that it is freed with free() like the rest. */
 static char *escape(const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = strlen(s), o = 0;
-    char *out = cx_malloc(n * 3 + 1);
+    char *e = curl_easy_escape(NULL, s, 0), *out;
 
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-            c == '~') {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    out[o] = '\0';
+    if (e == NULL)
+        abort(); /* libcurl fails only when it cannot allocate */
+    out = cx_strdup(e);
+    curl_free(e);
     return out;
 }
 

@@ -1,7 +1,8 @@
 /*
  * cookie.c -- cookies, for the sign-in flow: reading one from the request's Cookie headers, and writing
  * Set-Cookie with the attributes every cookie of ours carries (HttpOnly, SameSite=Lax, a path and a
- * lifetime; Secure when the browser reached us over https).
+ * lifetime; Secure when the caller asks for it: the sign-in sets it when the provider's redirect_url is
+ * https, since the server behind a proxy cannot tell how the browser reached it).
  */
 #include <stdio.h>
 #include <string.h>

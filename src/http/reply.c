@@ -122,8 +122,17 @@ int cx_reply_ok(cx_req_t *r, int status, json_object *data, const char *message)
 
 int cx_reply_page(cx_req_t *r, json_object *items, int64_t total, int page, int page_size)
 {
+    return cx_reply_page_as(r, items, NULL, total, page, page_size);
+}
+
+int cx_reply_page_as(cx_req_t *r, json_object *items, const char *also, int64_t total, int page, int page_size)
+{
     json_object *d = json_object_new_object();
-    json_object_object_add(d, "items", items != NULL ? items : json_object_new_array());
+    if (items == NULL)
+        items = json_object_new_array();
+    json_object_object_add(d, "items", items);
+    if (also != NULL)
+        json_object_object_add(d, also, json_object_get(items));
     json_object_object_add(d, "total", json_object_new_int64(total));
     json_object_object_add(d, "page", json_object_new_int(page));
     json_object_object_add(d, "page_size", json_object_new_int(page_size));

@@ -123,6 +123,13 @@ sub fake($class, %o) {
     return $class->spawn('fakeop.mjs', FAKE_HOST => '127.0.0.2', FAKE_PORT => $port);
 }
 
+# provider -- an auth.oidc entry for this fake provider: id, its client, and the callback of BASE (a
+# conduix-cp's base URL) for that id; %o overrides (redirect_url …).
+sub provider($s, $id, $base, %o) {
+    return { provider => $id, issuer_url => $s->url, client_id => 'fake-client', client_secret => 'fake-secret',
+        redirect_url => "$base/api/v1/auth/callback/$id", %o };
+}
+
 # frontend -- the stand-in web UI on 127.0.0.1, passing /api/ to API.
 sub frontend($class, %o) {
     my $port = CxTest::free_port();

@@ -628,6 +628,8 @@ sub kill9($s) {
 }
 
 # leftover_children -- children seen during this run that are still alive (same pid and start time).
+# leftover_children -- the children seen so far that still run (not zombies); in scalar context how many
+# (so `wait_ok { !$s->leftover_children } …` waits: a sort in scalar context is undefined and was false).
 sub leftover_children($s) {
     my @left;
     for my $c (values %{ $s->{known_children} // {} }) {
@@ -635,7 +637,7 @@ sub leftover_children($s) {
         next if $st->{start} ne $c->{start} || $st->{state} eq 'Z';
         push @left, $c;
     }
-    return sort { $a->{pid} <=> $b->{pid} } @left;
+    return wantarray ? sort { $a->{pid} <=> $b->{pid} } @left : scalar @left;
 }
 
 sub log($s) { slurp($s->{log_file}) // '' }
@@ -655,6 +657,49 @@ sub log_lines($s) {
         push @o, $o if ref $o eq 'HASH';
     }
     return @o;
+}
+
+# answered_by -- the pid of the worker that answered the request with this X-Request-ID (its access log
+# line), waiting a little for the line to be written; undef when there is none.
+sub answered_by($s, $request_id) {
+    my $pid;
+    wait_until {
+        my $fh;
+        return 0 unless open($fh, '<', $s->{log_file});
+        seek($fh, $s->{access_off} // 0, 0);
+        while (my $l = <$fh>) {
+            last unless $l =~ /\n\z/;    # a line still being written: read again next time
+            $s->{access_off} = tell($fh);
+            next unless $l =~ /"type":"access"/ && $l =~ /"request_id":"([^"]+)"/;
+            my $rid = $1;
+            $s->{answered}{$rid} = $1 if $l =~ /"pid":(\d+)/;
+        }
+        close $fh;
+        return defined($pid = $s->{answered}{$request_id});
+    } 5;
+    return $pid;
+}
+
+# each_worker -- CODE(response) holds for the answers of every worker: sends request (a CODE that takes
+# an X-Request-ID and returns a response of ->request) until each current worker has answered at least
+# $o{times} (default 2) times, told apart by the access log. 0 at the first answer for which check fails
+# (with a diag naming it), or when a worker is not reached within $o{max} (default 200) requests. A
+# check of fresh connections alone may never reach a worker (the kernel's accept queue favours one).
+sub each_worker($s, $request, $check, %o) {
+    my %want = map { $_ => $o{times} // 2 } $s->worker_pids;
+    for my $n (1 .. $o{max} // 200) {
+        my $rid = sprintf('each-%d-%d-%d', $$, ++$seq, $n);
+        my $r = $request->($rid);
+        my $pid = $s->answered_by($rid) // 'unknown';
+        unless ($check->($r)) {
+            Test::More::diag("each_worker: worker $pid answered $r->{status}: $r->{content}") unless $o{quiet};
+            return 0;
+        }
+        delete $want{$pid} if exists $want{$pid} && --$want{$pid} <= 0;
+        return 1 unless %want;
+    }
+    Test::More::diag('each_worker: no answer from worker(s) ' . join(', ', sort keys %want)) unless $o{quiet};
+    return 0;
 }
 
 # ---------------------------------------------------------------------------------------------------

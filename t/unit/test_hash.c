@@ -1,6 +1,7 @@
 /*
  * test_hash.c -- FNV-1a against the published test vectors, and the intrusive table: put, get, keys
- * that are prefixes of one another or contain NUL bytes, growth to many entries, remove, clear.
+ * that are prefixes of one another or contain NUL bytes, growth to many entries, remove, clear, and a walk
+ * over every entry that removes and frees entries as it goes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -120,12 +121,59 @@ static void t_many(void **state)
     free(v);
 }
 
+static void t_walk(void **state)
+{
+    enum { N = 1000 };
+    cx_htab_t t = {0};
+    char key[32], seen[N] = {0};
+    cx_hentry_t *e, *next;
+    size_t walked = 0;
+    (void)state;
+
+    assert_null(cx_htab_first(&t));
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(key, sizeof(key), "jti-%d", i);
+        item_t *it = item(key, (size_t)n, i);
+        cx_htab_put(&t, &it->he, it->key, it->len);
+    }
+    /* every entry once; the odd ones removed and freed during the walk */
+    for (e = cx_htab_first(&t); e != NULL; e = next) {
+        item_t *it = CX_CONTAINER_OF(e, item_t, he);
+        next = cx_htab_next(e);
+        assert_int_equal(seen[it->value], 0);
+        seen[it->value] = 1;
+        walked++;
+        if (it->value % 2 == 1) {
+            cx_htab_remove(&t, e);
+            free(it);
+        }
+    }
+    assert_int_equal(walked, N);
+    assert_int_equal(cx_htab_count(&t), N / 2);
+    assert_non_null(get(&t, "jti-2", 5));
+    assert_null(get(&t, "jti-3", 5));
+    /* the rest, freed with a second walk */
+    walked = 0;
+    for (e = cx_htab_first(&t); e != NULL; e = next) {
+        item_t *it = CX_CONTAINER_OF(e, item_t, he);
+        next = cx_htab_next(e);
+        assert_int_equal(it->value % 2, 0);
+        cx_htab_remove(&t, e);
+        free(it);
+        walked++;
+    }
+    assert_int_equal(walked, N / 2);
+    assert_int_equal(cx_htab_count(&t), 0);
+    assert_null(cx_htab_first(&t));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_fnv1a),
         cmocka_unit_test(t_put_get),
         cmocka_unit_test(t_many),
+        cmocka_unit_test(t_walk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,6 +94,15 @@ static void test_roles(void **state)
     assert_string_equal(cx_role_name(CX_ROLE_ADMIN), "admin");
     assert_string_equal(cx_role_name(CX_ROLE_AGENT), "agent");
     assert_string_equal(cx_role_name(CX_ROLE_NONE), "none");
+    /* one table (states.c): every role's name parses back to it; "none" is no role */
+    for (int r = CX_ROLE_NONE + 1; r < CX_ROLE_COUNT; r++)
+        assert_int_equal(cx_role_parse(cx_role_name((cx_role_t)r)), r);
+    assert_int_equal(cx_role_parse("none"), CX_ROLE_NONE);
+    assert_string_equal(cx_role_name(CX_ROLE_COUNT), "?");
+    /* viewer < operator < admin by value (the route table's least role); agent below them all */
+    assert_true(CX_ROLE_AGENT < CX_ROLE_VIEWER && CX_ROLE_VIEWER < CX_ROLE_OPERATOR && CX_ROLE_OPERATOR < CX_ROLE_ADMIN);
+    assert_true(cx_role_is_user(CX_ROLE_VIEWER) && cx_role_is_user(CX_ROLE_OPERATOR) && cx_role_is_user(CX_ROLE_ADMIN));
+    assert_false(cx_role_is_user(CX_ROLE_AGENT) || cx_role_is_user(CX_ROLE_NONE) || cx_role_is_user(CX_ROLE_COUNT));
 }
 
 static void test_round_trip(void **state)

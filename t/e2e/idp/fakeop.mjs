@@ -5,7 +5,7 @@
 //
 // usage: FAKE_HOST=127.0.0.2 FAKE_PORT=9091 node fakeop.mjs      prints "listening <issuer>" when ready
 // control: POST /control {"mode": "...", "delay_ms": {"discovery": 0, "token": 0, "jwks": 0, "me": 0},
-//                         "sub": "...", "email": "...", "email_verified": true, "userinfo": {...}}
+//                         "sub": "...", "email": "...", "email_verified": true, "name": "...", "userinfo": {...}}
 //          GET /stats -> {"discovery": n, "jwks": n, "token": n, "me": n, "authorize": n}
 import { createHash, createHmac, createSign, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -47,7 +47,7 @@ function idToken(nonce) {
     exp: m === 'expired' ? now() - 3600 : now() + 300,
     email: control.email ?? 'fake-user@example.test',
     email_verified: control.email_verified ?? true,
-    name: 'Fake User',
+    name: control.name ?? 'Fake User',
   };
   if (m === 'aud_array') claims.azp = CLIENT_ID;
   if (m === 'wrong_azp') claims.azp = 'another-client';
