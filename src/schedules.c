@@ -273,7 +273,7 @@ int cx_schedules_update(const char *id, const cx_schedule_input_t *in, const cha
 typedef struct trigger_claim {
     cx_schedule_claim_t c;
     const cx_pipeline_actor_t *who;
-    const char *scheduled_for;
+    const char *at;
     int force;
 } trigger_claim_t;
 
@@ -287,7 +287,7 @@ static int trigger_claim(void *arg)
         return rc;
     after = json_object_new_object();
     json_object_object_add(after, "run_id", json_object_new_string(t->c.last_run_id));
-    json_object_object_add(after, "scheduled_for", json_object_new_string(t->scheduled_for));
+    json_object_object_add(after, "at", json_object_new_string(t->at));
     json_object_object_add(after, "force", json_object_new_boolean(t->force));
     rc = cx_audit_write(t->who->actor, "schedule_trigger", "schedule", t->c.id, t->who->request_id, NULL, after);
     json_object_put(after);
@@ -304,16 +304,14 @@ int cx_schedules_trigger(const char *id, int force, const cx_pipeline_actor_t *w
     if ((rc = cx_db_schedule_get(id, &s)) != CX_OK)
         return rc;
     cx_uuid(run_id);
-    cx_db_time_text(cx_wall_ms() / 1000 * 1000, at);
-    at[19] = '\0'; /* whole seconds, as scheduled_for is */
+    cx_db_time_text(cx_wall_ms(), at);
     snprintf(reason, sizeof(reason), "replaced by a run of schedule %s triggered by %.100s", id, who->actor);
-    trigger_claim_t tc = {
-        .c = {.id = id, .cas = 0, .fires = 1, .last_run_id = run_id}, .who = who, .scheduled_for = at, .force = force};
+    trigger_claim_t tc = {.c = {.id = id, .cas = 0, .fires = 1, .last_run_id = run_id}, .who = who, .at = at, .force = force};
     cx_runs_start_opts_t o = {
         .pipeline_id = s.pipeline_id,
         .trigger = CX_TRIGGER_SCHEDULE,
         .schedule_id = id,
-        .scheduled_for = at,
+        .scheduled_for = NULL, /* none of the schedule's fire times: those stay unique and keep their runs */
         .actor = who->actor,
         .request_id = who->request_id,
         .run_id = run_id,
@@ -328,8 +326,6 @@ int cx_schedules_trigger(const char *id, int force, const cx_pipeline_actor_t *w
         snprintf(m, sizeof(m), "%.200s; the schedule's overlap policy is %s: ?force=true replaces the active run", res->message,
                  cx_overlap_name(s.overlap_policy));
         snprintf(res->message, sizeof(res->message), "%s", m);
-    } else if (rc == CX_CONFLICT) {
-        snprintf(res->message, sizeof(res->message), "the schedule already has a run for %s UTC; trigger it again in a second", at);
     }
     cx_schedule_free(&s);
     return rc;

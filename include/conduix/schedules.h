@@ -116,7 +116,8 @@ int cx_schedules_update(const char *id, const cx_schedule_input_t *in, const cha
                         cx_schedule_t *out, char *field, char *why);
 
 /* cx_schedules_trigger -- a run of the schedule's pipeline now (POST /schedules/:id/trigger): trigger
- * `schedule`, scheduled_for now, through the start of runs.h; the overlap policy applies (skip and allow
+ * `schedule`, the schedule's id, no scheduled_for (it is none of the schedule's fire times, which keep
+ * theirs), through the start of runs.h; the overlap policy applies (skip and allow
  * refuse while a run is active: a pipeline runs once at a time; replace stops the active run first),
  * force replaces whatever the policy. The schedule's fires and last run follow, with an audit row, in
  * the start's transaction. The codes of cx_runs_start_ex, with res->message for a refusal. */

@@ -358,12 +358,7 @@ int cx_api_schedules_trigger(cx_req_t *r)
     if (bool_query(r, "force", &given, &force) != CX_OK || no_fields(r) != CX_OK)
         return 0;
     rc = cx_schedules_trigger(id, force, &who, &res);
-    if (rc == CX_NOTFOUND)
-        rc = not_found(r);
-    else if (rc == CX_CONFLICT)
-        rc = cx_reply_error(r, 409, "CONFLICT", res.message, NULL);
-    else
-        rc = cx_api_run_answer(r, rc, &res);
+    rc = rc == CX_NOTFOUND ? not_found(r) : cx_api_run_answer(r, rc, &res);
     cx_runs_result_free(&res);
     return rc;
 }
