@@ -178,8 +178,9 @@ typedef struct cx_schedule_claim {
 } cx_schedule_claim_t;
 
 /* cx_db_schedule_claim -- one UPDATE: with cas, the compare-and-set that makes a fire happen once (under
- * the row lock until the caller's transaction ends); the counters and the last run. CX_OK, CX_STATE (cas:
- * another scheduler claimed it, or the schedule changed), CX_NOTFOUND (no cas: no such schedule). */
+ * the row lock until the caller's transaction ends; a row locked by another transaction is skipped, not
+ * waited for); the counters and the last run. CX_OK, CX_STATE (cas: another scheduler claimed it or is
+ * claiming it, or the schedule changed), CX_NOTFOUND (no cas: no such schedule). */
 int cx_db_schedule_claim(const cx_schedule_claim_t *c);
 
 /* cx_db_schedules_enabled -- how many schedules are enabled. */

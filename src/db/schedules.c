@@ -35,6 +35,9 @@
     "UPDATE schedules SET pipeline_id = ?, cron_expression = ?, timezone = ?, enabled = ?, overlap_policy = ?, revision = ?, "     \
     "next_run_at = ?, updated_by = ?, updated_at = ? WHERE id = ? AND revision = ?"
 #define SQL_DELETE "DELETE FROM schedules WHERE id = ?"
+/* A row another transaction holds is another scheduler's claim in progress (or a frozen one's): skipped,
+ * not waited for; it is due again at the next tick if that one rolls back. */
+#define SQL_CLAIM_LOCK "SELECT id FROM schedules WHERE id = ? FOR UPDATE SKIP LOCKED"
 #define SQL_CLAIM_CAS                                                                                                              \
     "UPDATE schedules SET next_run_at = ?, fires = fires + ?, skipped = skipped + ?, missed = missed + ?, "                        \
     "failures = failures + ?, last_run_id = COALESCE(?, last_run_id), last_run_at = IF(? IS NULL, last_run_at, NOW(3)) "           \
@@ -311,6 +314,14 @@ int cx_db_schedule_claim(const cx_schedule_claim_t *c)
     int rc;
 
     if (c->cas) {
+        cx_db_param_t lp[] = {CX_DB_P_STR(c->id)};
+        cx_db_result_t *res = NULL;
+        if ((rc = cx_db_exec(SQL_CLAIM_LOCK, lp, 1, &res, NULL)) != CX_OK)
+            return rc;
+        affected = res->nrows;
+        cx_db_result_free(res);
+        if (affected == 0)
+            return CX_STATE;
         cx_db_param_t p[] = {
             time_param(c->next_ms, next), CX_DB_P_INT(c->fires),       CX_DB_P_INT(c->skipped),     CX_DB_P_INT(c->missed),
             CX_DB_P_INT(c->failures),     CX_DB_P_STR(c->last_run_id), CX_DB_P_STR(c->last_run_id), CX_DB_P_STR(c->id),
