@@ -18,7 +18,8 @@
  * no cache to invalidate, so a change through the API takes effect at the next tick on whichever
  * instance leads. A due schedule's fire times since next_run_at are planned by cx_schedule_plan: the
  * latest runs if it is within scheduler.starting_deadline, the others count as missed; the run goes
- * through cx_runs_start_ex, the code path of POST /pipelines/:id/start, with trigger schedule. What
+ * through cx_runs_start_ex, the code path of POST /pipelines/:id/start, with trigger schedule, on the
+ * least loaded online agent (read once per batch of fires, the batch's own fires counted). What
  * cannot start is recorded and counted, never dropped: the pipeline still running (policy skip: a skip;
  * allow: a failed run, since a pipeline runs once at a time), no agent online (a failed run naming why).
  * A fire that could not be written (MySQL down) stays due and is tried at the next tick.
@@ -50,14 +51,16 @@
 
 typedef struct sched {
     char token[192];
-    int leading;          /* holds the lease */
-    int redis_down;       /* the last attempt found Redis unavailable: every scheduler fires */
-    int firing;           /* the gauge's value */
-    int64_t renewed_at;   /* monotonic ms of the last take or renewal */
-    int64_t next_try;     /* monotonic ms of a follower's next attempt */
-    int64_t db_failing;   /* monotonic ms since MySQL calls fail, 0 when they work */
-    int64_t next_gauge;   /* monotonic ms */
-    int64_t last_err_log; /* monotonic ms */
+    int leading;            /* holds the lease */
+    int redis_down;         /* the last attempt found Redis unavailable: every scheduler fires */
+    int firing;             /* the gauge's value */
+    int64_t renewed_at;     /* monotonic ms of the last take or renewal */
+    int64_t next_try;       /* monotonic ms of a follower's next attempt */
+    int64_t db_failing;     /* monotonic ms since MySQL calls fail, 0 when they work */
+    int64_t next_gauge;     /* monotonic ms */
+    int64_t last_err_log;   /* monotonic ms */
+    cx_agent_load_t *loads; /* the online agents and their active runs, read for each batch of fires */
+    size_t nloads;
 } sched_t;
 
 /* ---- the lease ---- */
@@ -230,6 +233,33 @@ static int outcome(const cx_schedule_t *s, int rc, fire_claim_t *f, cx_runs_star
     return rc;
 }
 
+/* pick -- the least loaded online agent of the batch's view (its own fires counted), or NULL: the run
+ * service picks (and finds none). One query a batch instead of one a fire: the choice of the start is
+ * the same rule, read once. */
+static const char *pick(sched_t *st)
+{
+    cx_agent_load_t *best = NULL;
+    for (size_t i = 0; i < st->nloads; i++)
+        if (best == NULL || st->loads[i].active < best->active)
+            best = &st->loads[i];
+    return best != NULL ? best->id : NULL;
+}
+
+static void loaded(sched_t *st, const char *agent_id)
+{
+    for (size_t i = 0; i < st->nloads; i++)
+        if (strcmp(st->loads[i].id, agent_id) == 0)
+            st->loads[i].active++;
+}
+
+static void read_loads(sched_t *st)
+{
+    free(st->loads);
+    st->loads = NULL;
+    st->nloads = 0;
+    cx_db_runs_agent_loads(&st->loads, &st->nloads);
+}
+
 /* fire -- what becomes of one due schedule now. */
 static void fire(sched_t *st, const cx_schedule_t *s)
 {
@@ -282,8 +312,18 @@ static void fire(sched_t *st, const cx_schedule_t *s)
         .replace_reason = reason,
         .claim = fire_claim,
         .claim_arg = &f,
+        .agent_id = pick(st),
     };
     rc = cx_runs_start_ex(&o, &res);
+    if (rc == CX_NOAGENT && o.agent_id != NULL && !f.lost) {
+        /* the agent of the batch's view is gone: let the start pick among those online now */
+        cx_runs_result_free(&res);
+        read_loads(st);
+        o.agent_id = NULL;
+        rc = cx_runs_start_ex(&o, &res);
+    }
+    if (rc == CX_OK)
+        loaded(st, res.run.agent_id);
     if (!f.lost && rc != CX_OK && rc != CX_UNAVAIL && rc != CX_ERR) {
         f.lost = 0;
         rc = outcome(s, rc, &f, &o, &res);
@@ -343,6 +383,8 @@ static void fire_due(sched_t *st)
         int rc = cx_db_schedules_due(cx_wall_ms(), 0, BATCH, &items, &n);
 
         db_result(st, rc);
+        if (n > 0)
+            read_loads(st);
         for (i = 0; i < n && !cx_child_stop && may_fire(st); i++)
             fire(st, &items[i]);
         cx_db_schedules_free(items, n);
@@ -388,6 +430,7 @@ int cx_scheduler_run(void)
         cx_log_info("scheduler: scheduler.enabled is false: this instance fires no schedule");
     rc = cx_child_loop(TICK_MS, tick, &st);
     release(&st, "stopping");
+    free(st.loads);
     cx_shm_gauge_set(CX_G_SCHEDULER_LEADER, 0);
     cx_db_close();
     cx_redis_close();

@@ -222,6 +222,15 @@ int cx_db_runs_status(const char *pipeline_id, cx_pipeline_state_t *out);
  * first, then id), not `exclude` (may be NULL). CX_NOTFOUND when none is online. */
 int cx_db_runs_pick_agent(const char *exclude, char out[256]);
 
+/* The online agents and how many active runs each has (the scheduler spreads a batch of fires with it). */
+typedef struct cx_agent_load {
+    char id[256];
+    int64_t active;
+} cx_agent_load_t;
+
+/* cx_db_runs_agent_loads -- every online agent with its active runs, by id; *out is a malloc'ed array. */
+int cx_db_runs_agent_loads(cx_agent_load_t **out, size_t *n);
+
 /* cx_db_runs_agent_online -- CX_OK when agent_id is registered and online, CX_NOTFOUND unknown,
  * CX_STATE otherwise. */
 int cx_db_runs_agent_online(const char *agent_id);

@@ -314,13 +314,38 @@ int cx_db_runs_status(const char *pipeline_id, cx_pipeline_state_t *out)
     return CX_OK;
 }
 
+#define SQL_ACTIVE_BY_AGENT                                                                                                        \
+    "SELECT agent_id, COUNT(*) AS n FROM pipeline_runs WHERE status IN " CX_RUN_ACTIVE_SQL " GROUP BY agent_id"
+
+int cx_db_runs_agent_loads(cx_agent_load_t **out, size_t *n)
+{
+    cx_db_result_t *res = NULL;
+    int rc = cx_db_exec("SELECT a.id AS id, COALESCE(r.n, 0) AS n FROM agents a LEFT JOIN (" SQL_ACTIVE_BY_AGENT
+                        ") r ON r.agent_id = a.id WHERE a.status = 'online' ORDER BY a.id",
+                        NULL, 0, &res, NULL);
+    *out = NULL;
+    *n = 0;
+    if (rc != CX_OK)
+        return rc;
+    if (res->nrows > 0)
+        *out = cx_calloc(res->nrows, sizeof(**out));
+    for (size_t i = 0; i < res->nrows; i++) {
+        cx_db_copy(res, i, "id", (*out)[i].id, sizeof((*out)[i].id));
+        (*out)[i].active = cx_db_int(res, i, "n", 0);
+    }
+    *n = res->nrows;
+    cx_db_result_free(res);
+    return CX_OK;
+}
+
 int cx_db_runs_pick_agent(const char *exclude, char out[256])
 {
     cx_db_param_t p[] = {CX_DB_P_STR(exclude != NULL ? exclude : "")};
     cx_db_result_t *res = NULL;
-    int rc = cx_db_exec("SELECT a.id AS id FROM agents a LEFT JOIN pipeline_runs r ON r.agent_id = a.id "
-                        "AND r.status IN " CX_RUN_ACTIVE_SQL " WHERE a.status = 'online' AND a.id <> ? "
-                        "GROUP BY a.id ORDER BY COUNT(r.id), a.id LIMIT 1",
+    /* The active runs are counted from the status index (a derived table): a join on agent_id would read
+     * every run the agents ever had (the status is not part of a ref lookup), which grows with history. */
+    int rc = cx_db_exec("SELECT a.id AS id FROM agents a LEFT JOIN (" SQL_ACTIVE_BY_AGENT ") r ON r.agent_id = a.id "
+                        "WHERE a.status = 'online' AND a.id <> ? ORDER BY COALESCE(r.n, 0), a.id LIMIT 1",
                         p, 1, &res, NULL);
     if (rc == CX_OK && res->nrows == 0)
         rc = CX_NOTFOUND;
