@@ -182,6 +182,24 @@ static int command_tx(const cx_run_t *run, cx_command_type_t type, const char *f
     return rc;
 }
 
+/* begin_start -- the beginning of a start's transaction: res cleared, the new run's id (o's, or a new one),
+ * BEGIN and the caller's claim (rolled back when it fails). */
+static int begin_start(const cx_runs_start_opts_t *o, cx_runs_result_t *res, char run_id[37])
+{
+    int rc;
+
+    memset(res, 0, sizeof(*res));
+    if (o->run_id != NULL)
+        snprintf(run_id, 37, "%s", o->run_id);
+    else
+        cx_uuid(run_id);
+    if ((rc = cx_db_begin()) != CX_OK)
+        return rc;
+    if (o->claim != NULL && (rc = o->claim(o->claim_arg)) != CX_OK)
+        return undo(rc);
+    return CX_OK;
+}
+
 /* launch -- the transaction of a start: the caller's claim, run (pending) + start_pipeline command
  * (queued) + audit row, on agent_id or else the least loaded online agent other than exclude (with
  * o->replace, the active run stopped first, in the same transaction); then one delivery attempt. */
@@ -195,11 +213,8 @@ static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char
     json_object *payload = NULL;
     int rc;
 
-    memset(res, 0, sizeof(*res));
-    if ((rc = cx_db_begin()) != CX_OK)
+    if ((rc = begin_start(o, res, run_id)) != CX_OK)
         return rc;
-    if (o->claim != NULL && (rc = o->claim(o->claim_arg)) != CX_OK)
-        goto out;
     if ((rc = cx_db_runs_pipeline(pipeline_id, &yaml)) != CX_OK)
         goto out;
     /* a plain read: a locking one would take a gap lock that deadlocks two concurrent starts, whose
@@ -242,10 +257,6 @@ static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char
         }
         goto out;
     }
-    if (o->run_id != NULL)
-        snprintf(run_id, sizeof(run_id), "%s", o->run_id);
-    else
-        cx_uuid(run_id);
     cx_uuid(cmd_id);
     payload = json_object_new_object();
     json_object_object_add(payload, "run_id", json_object_new_string(run_id));
@@ -304,17 +315,10 @@ int cx_runs_record_failed(const cx_runs_start_opts_t *o, const char *reason, cx_
     json_object *after = NULL;
     int rc;
 
-    memset(res, 0, sizeof(*res));
-    if ((rc = cx_db_begin()) != CX_OK)
+    if ((rc = begin_start(o, res, run_id)) != CX_OK)
         return rc;
-    if (o->claim != NULL && (rc = o->claim(o->claim_arg)) != CX_OK)
-        goto out;
     if ((rc = cx_db_runs_pipeline(o->pipeline_id, NULL)) != CX_OK)
         goto out;
-    if (o->run_id != NULL)
-        snprintf(run_id, sizeof(run_id), "%s", o->run_id);
-    else
-        cx_uuid(run_id);
     if ((rc = cx_db_run_insert_failed(run_id, o->pipeline_id, o->trigger, o->actor, o->schedule_id, o->scheduled_for, reason)) !=
         CX_OK)
         goto out;

@@ -194,9 +194,9 @@ static void t_parse_body(void **state)
     char d[2048];
     (void)state;
 
-    assert_int_equal(body("{\"pipeline_id\":\"0a1b2c3d-0000-4000-8000-000000000001\",\"cron_expression\":\"0 * * * *\"}", 0,
-                          &in, d, sizeof(d)),
-                     CX_OK);
+    assert_int_equal(
+        body("{\"pipeline_id\":\"0a1b2c3d-0000-4000-8000-000000000001\",\"cron_expression\":\"0 * * * *\"}", 0, &in, d, sizeof(d)),
+        CX_OK);
     assert_string_equal(in.cron_expression, "0 * * * *");
     assert_int_equal(in.enabled, -1);
     assert_int_equal(in.timezone_given, 0);
@@ -254,9 +254,9 @@ static void t_overlap_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(t_plan_cron),   cmocka_unit_test(t_plan_every),     cmocka_unit_test(t_plan_not_due),
-        cmocka_unit_test(t_plan_dst),    cmocka_unit_test(t_plan_capped),    cmocka_unit_test(t_upcoming),
-        cmocka_unit_test(t_compile_errors), cmocka_unit_test(t_parse_body), cmocka_unit_test(t_overlap_names),
+        cmocka_unit_test(t_plan_cron),      cmocka_unit_test(t_plan_every),  cmocka_unit_test(t_plan_not_due),
+        cmocka_unit_test(t_plan_dst),       cmocka_unit_test(t_plan_capped), cmocka_unit_test(t_upcoming),
+        cmocka_unit_test(t_compile_errors), cmocka_unit_test(t_parse_body),  cmocka_unit_test(t_overlap_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
