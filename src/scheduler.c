@@ -175,7 +175,6 @@ static void broken(const cx_schedule_t *s, const char *why)
     cx_schedule_t after = *s;
     int rc;
 
-    after.created_by = after.updated_by = NULL;
     after.enabled = 0;
     after.next_run_at = 0;
     after.revision = s->revision + 1;
@@ -397,18 +396,21 @@ static int tick(void *arg)
 {
     sched_t *st = arg;
     int64_t now = cx_now_ms();
+    int gauge = now >= st->next_gauge;
 
-    if (now >= st->next_gauge) {
+    if (gauge) {
+        /* also how a scheduler that gave its lease up for want of MySQL sees MySQL back */
         int64_t enabled;
-        if (cx_db_schedules_enabled(&enabled) == CX_OK)
+        int rc = cx_db_schedules_enabled(&enabled);
+        if (rc == CX_OK)
             cx_shm_gauge_set(CX_G_SCHEDULES_ENABLED, enabled);
+        db_result(st, rc);
+        st->next_gauge = now + GAUGE_MS;
     }
     if (!may_fire(st))
         return 0;
-    if (now >= st->next_gauge)
+    if (gauge)
         plan_unplanned(st);
-    if (now >= st->next_gauge)
-        st->next_gauge = now + GAUGE_MS;
     fire_due(st);
     return 0;
 }
