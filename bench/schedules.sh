@@ -87,7 +87,7 @@ trap cleanup EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
 curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { echo "server did not start:"; tail -20 "$WORK/server.log"; exit 1; }
 
-"$SIM" -n "$AGENTS" --prefix bench-agent- -p "$RPORT" -i 5s --metrics-interval 30s --run-for "$RUNFOR" -q >"$WORK/sim.log" 2>&1 &
+"$SIM" -n "$AGENTS" --prefix bench-agent- -p "$RPORT" -i 10s --metrics-interval 30s --run-for "$RUNFOR" -q >"$WORK/sim.log" 2>&1 &
 SIMPID=$!
 for _ in $(seq 300); do
   n=$(mysql_ -N "$DB" -e "SELECT COUNT(*) FROM agents WHERE status = 'online'")
