@@ -23,6 +23,7 @@
 #include <yaml.h>
 
 #include "conduix/config.h"
+#include "conduix/tz.h"
 #include "conduix/cx.h"
 #include "conduix/kinds.h"
 #include "conduix/log.h"
@@ -124,6 +125,7 @@ static const key_t_ keys[] = {
     BOOL("scheduler.enabled",                         scheduler.enabled,              "true",       RELOAD),
     STR ("scheduler.timezone",                        scheduler.timezone,             "UTC",        RELOAD,  1),
     DUR ("scheduler.starting_deadline",               scheduler.starting_deadline_ms, "5m",         RELOAD,  0),
+    DUR ("scheduler.leader_lease",                    scheduler.leader_lease_ms,      "10s",        RELOAD,  1000),
 
     DUR ("agents.heartbeat_timeout",                  agents.heartbeat_timeout_ms,    "30s",        RELOAD,  1),
     DUR ("agents.monitor_interval",                   agents.monitor_interval_ms,     "1s",         RELOAD,  1),
@@ -928,19 +930,19 @@ static int check_providers(load_t *L)
     return 0;
 }
 
-/* timezone_ok -- the zone names a file of the tz database (TZDIR or /usr/share/zoneinfo).
- * glibc silently treats an unknown zone as UTC, which would fire every schedule at the wrong hour. */
+/* timezone_ok -- the zone loads from the tz database (TZDIR or /usr/share/zoneinfo) as the schedules'
+ * zones do (cron's tz.h), and is not the server's own (localtime): an unknown zone must not silently
+ * become UTC, which would fire every schedule at the wrong hour. */
 static int timezone_ok(const char *tz)
 {
-    char path[PATH_MAX];
-    struct stat st;
-    if (strcmp(tz, "UTC") == 0 || strcmp(tz, "Etc/UTC") == 0)
-        return 1;
-    if (tz[0] == '/' || strstr(tz, "..") != NULL)
-        return 0;
     const char *dir = getenv("TZDIR");
-    snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "/usr/share/zoneinfo", tz);
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    cx_tz_t *z;
+    if (strcmp(tz, "localtime") == 0)
+        return 0;
+    if ((z = cx_tz_load_dir(dir && *dir ? dir : CX_TZ_DIR, tz, NULL, 0)) == NULL)
+        return 0;
+    cx_tz_free(z);
+    return 1;
 }
 
 /* check_workers -- server.workers within database.max_open_conns: every process but the master holds one

@@ -205,34 +205,99 @@ static int audit(const char *actor, const char *action, const char *pipeline_id,
     return rc;
 }
 
-/* launch -- the transaction of a start: run (pending) + start_pipeline command (queued) + audit row, on
- * agent_id or else the least loaded online agent other than exclude; then one delivery attempt. */
+/* command_tx -- inside a transaction: a control command of type for run, queued; with force_why the run
+ * also takes force_status at once, force_why its error message; the audit row. The run and the command as
+ * written into res, the command's id into cmd_id.
+ *
+ * The new command supersedes the run's outstanding ones (a stop its unacknowledged start, pause or
+ * resume; a pause or resume what the run has reached already, see refusal): they are cancelled, so none
+ * is delivered again after it, their number into *cancelled. A forced stop ends the run first, which
+ * cancels them too (and counts them), and its stop_pipeline, written after, still goes to the agent. */
+static int command_tx(const cx_run_t *run, cx_command_type_t type, const char *force_why, cx_run_status_t force_status,
+                      const char *actor, const char *request_id, char cmd_id[37], cx_runs_result_t *res, uint64_t *cancelled)
+{
+    json_object *payload;
+    int rc;
+
+    *cancelled = 0;
+    if (force_why != NULL)
+        rc = transition(run, force_status, force_why);
+    else if ((rc = cx_db_commands_cancel_run(run->id, cancelled)) == CX_OK && *cancelled > 0)
+        cx_log_info("run %s: %llu outstanding command(s) superseded by %s", run->id, (unsigned long long)*cancelled,
+                    cx_command_type_name(type));
+    if (rc != CX_OK)
+        return rc;
+    cx_uuid(cmd_id);
+    payload = json_object_new_object();
+    json_object_object_add(payload, "run_id", json_object_new_string(run->id));
+    rc = cx_db_command_insert(cmd_id, run->agent_id, type, run->pipeline_id, run->id, json_text(payload), cx_cfg->commands.ttl_ms,
+                              actor);
+    json_object_put(payload);
+    if (rc == CX_OK)
+        rc = load(run->id, cmd_id, res);
+    if (rc == CX_OK)
+        rc = audit(actor, cx_command_action(type), run->pipeline_id, request_id, run, res);
+    return rc;
+}
+
+/* begin_start -- the beginning of a start's transaction: res cleared, the new run's id (o's, or a new one),
+ * BEGIN and the caller's claim (rolled back when it fails). */
+static int begin_start(const cx_runs_start_opts_t *o, cx_runs_result_t *res, char run_id[37])
+{
+    int rc;
+
+    memset(res, 0, sizeof(*res));
+    if (o->run_id != NULL)
+        snprintf(run_id, 37, "%s", o->run_id);
+    else
+        cx_uuid(run_id);
+    if ((rc = cx_db_begin()) != CX_OK)
+        return rc;
+    if (o->claim != NULL && (rc = o->claim(o->claim_arg)) != CX_OK)
+        return undo(rc);
+    return CX_OK;
+}
+
+/* launch -- the transaction of a start: the caller's claim, run (pending) + start_pipeline command
+ * (queued) + audit row, on agent_id or else the least loaded online agent other than exclude (with
+ * o->replace, the active run stopped first, in the same transaction); then one delivery attempt. */
 static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char *failover_of, json_object *checkpoint,
                   const char *action, cx_runs_result_t *res)
 {
     const char *pipeline_id = o->pipeline_id, *agent_id = o->agent_id, *actor = o->actor, *request_id = o->request_id;
-    char agent[256], run_id[37], cmd_id[37];
+    char agent[256], run_id[37], cmd_id[37], stop_id[37] = "";
     char *yaml = NULL;
     cx_run_t cur;
     json_object *payload = NULL;
     int rc;
 
-    memset(res, 0, sizeof(*res));
-    if ((rc = cx_db_begin()) != CX_OK)
+    if ((rc = begin_start(o, res, run_id)) != CX_OK)
         return rc;
     if ((rc = cx_db_runs_pipeline(pipeline_id, &yaml)) != CX_OK)
         goto out;
     /* a plain read: a locking one would take a gap lock that deadlocks two concurrent starts, whose
-     * inserts the unique key uq_runs_active must arbitrate instead */
-    if ((rc = cx_db_run_active(pipeline_id, 0, &cur)) == CX_OK) {
+     * inserts the unique key uq_runs_active must arbitrate instead (a replace's stop is a compare-and-set) */
+    if ((rc = cx_db_run_active(pipeline_id, 0, &cur)) == CX_OK && o->replace) {
+        cx_runs_result_t stopped;
+        uint64_t superseded;
+        memset(&stopped, 0, sizeof(stopped));
+        rc = command_tx(&cur, CX_CMD_STOP_PIPELINE, o->replace_reason ? o->replace_reason : "replaced by a new run", CX_RUN_STOPPED,
+                        actor, request_id, stop_id, &stopped, &superseded);
+        cx_runs_result_free(&stopped);
+        cx_run_free(&cur);
+        if (rc == CX_STATE)
+            snprintf(res->message, sizeof(res->message), "the pipeline's active run changed while it was being replaced");
+        if (rc != CX_OK)
+            goto out;
+    } else if (rc == CX_OK) {
         snprintf(res->message, sizeof(res->message), "pipeline is already running (run %s is %s)", cur.id,
                  cx_run_status_name(cur.status));
         cx_run_free(&cur);
         rc = CX_STATE;
         goto out;
-    }
-    if (rc != CX_NOTFOUND)
+    } else if (rc != CX_NOTFOUND) {
         goto out;
+    }
     if (agent_id != NULL) {
         rc = cx_db_runs_agent_online(agent_id);
         if (rc == CX_NOTFOUND || rc == CX_STATE) {
@@ -251,7 +316,6 @@ static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char
         }
         goto out;
     }
-    cx_uuid(run_id);
     cx_uuid(cmd_id);
     payload = json_object_new_object();
     json_object_object_add(payload, "run_id", json_object_new_string(run_id));
@@ -278,8 +342,15 @@ static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char
     if ((rc = cx_db_commit()) != CX_OK)
         goto out;
     cx_shm_count(CX_C_RUNS_STARTED, 1);
-    cx_shm_count(CX_C_COMMANDS_CREATED, 1);
+    cx_shm_count(CX_C_COMMANDS_CREATED, stop_id[0] ? 2 : 1);
     cx_log_info("run %s of pipeline %s created on agent %s (%s)", run_id, pipeline_id, agent, cx_run_trigger_name(o->trigger));
+    if (stop_id[0]) {
+        /* the replaced run's stop goes out first (an agent hears its commands in seq order anyway) */
+        cx_runs_result_t stopped;
+        memset(&stopped, 0, sizeof(stopped));
+        deliver_now(stop_id, &stopped);
+        cx_runs_result_free(&stopped);
+    }
     deliver_now(cmd_id, res);
 out:
     free(yaml);
@@ -294,7 +365,37 @@ int cx_runs_start(const char *pipeline_id, const char *agent_id, const char *act
 
 int cx_runs_start_ex(const cx_runs_start_opts_t *o, cx_runs_result_t *res)
 {
-    return launch(o, NULL, NULL, NULL, cx_command_action(CX_CMD_START_PIPELINE), res);
+    return launch(o, NULL, NULL, NULL, o->action != NULL ? o->action : cx_command_action(CX_CMD_START_PIPELINE), res);
+}
+
+int cx_runs_record_failed(const cx_runs_start_opts_t *o, const char *reason, cx_runs_result_t *res)
+{
+    char run_id[37];
+    json_object *after = NULL;
+    int rc;
+
+    if ((rc = begin_start(o, res, run_id)) != CX_OK)
+        return rc;
+    if ((rc = cx_db_runs_pipeline(o->pipeline_id, NULL)) != CX_OK)
+        goto out;
+    if ((rc = cx_db_run_insert_failed(run_id, o->pipeline_id, o->trigger, o->actor, o->schedule_id, o->scheduled_for, reason)) !=
+        CX_OK)
+        goto out;
+    if ((rc = cx_db_run_get(run_id, &res->run)) != CX_OK)
+        goto out;
+    after = json_object_new_object();
+    json_object_object_add(after, "run", cx_run_json(&res->run));
+    if ((rc = cx_audit_write(o->actor, o->action != NULL ? o->action : "pipeline_start_failed", "pipeline", o->pipeline_id,
+                             o->request_id, NULL, after)) != CX_OK)
+        goto out;
+    if ((rc = cx_db_commit()) != CX_OK)
+        goto out;
+    cx_log_info("run %s of pipeline %s recorded failed (%s): %s", run_id, o->pipeline_id, cx_run_trigger_name(o->trigger), reason);
+out:
+    json_object_put(after);
+    if (rc != CX_OK)
+        cx_runs_result_free(res);
+    return undo(rc);
 }
 
 /* refusal -- why the active run cannot take a control command of type now (a message into msg), or 0.
@@ -346,7 +447,6 @@ static int control(const char *pipeline_id, cx_command_type_t type, int force, c
 {
     cx_run_t run = {0};
     char cmd_id[37];
-    json_object *payload = NULL;
     uint64_t cancelled = 0;
     int rc;
 
@@ -363,26 +463,8 @@ static int control(const char *pipeline_id, cx_command_type_t type, int force, c
         goto out;
     if (!force && (rc = control_refused(&run, type, res)) != 0)
         goto out;
-    /* The new command supersedes the run's outstanding ones (a stop its unacknowledged start, pause or
-     * resume; a pause or resume what the run has reached already, see refusal): they are cancelled, so
-     * none is delivered again after it. A forced stop ends the run first, which cancels them too, and
-     * its stop_pipeline, written after, still goes to the agent. */
-    if (force)
-        rc = transition(&run, force_status, "the pipeline was deleted");
-    else if ((rc = cx_db_commands_cancel_run(run.id, &cancelled)) == CX_OK && cancelled > 0)
-        cx_log_info("run %s: %llu outstanding command(s) superseded by %s", run.id, (unsigned long long)cancelled,
-                    cx_command_type_name(type));
-    if (rc != CX_OK)
-        goto out;
-    cx_uuid(cmd_id);
-    payload = json_object_new_object();
-    json_object_object_add(payload, "run_id", json_object_new_string(run.id));
-    if ((rc = cx_db_command_insert(cmd_id, run.agent_id, type, pipeline_id, run.id, json_text(payload), cx_cfg->commands.ttl_ms,
-                                   actor)) != CX_OK)
-        goto out;
-    if ((rc = load(run.id, cmd_id, res)) != CX_OK)
-        goto out;
-    if ((rc = audit(actor, cx_command_action(type), pipeline_id, request_id, &run, res)) != CX_OK)
+    if ((rc = command_tx(&run, type, force ? "the pipeline was deleted" : NULL, force_status, actor, request_id, cmd_id, res,
+                         &cancelled)) != CX_OK)
         goto out;
     if ((rc = cx_db_commit()) != CX_OK)
         goto out;
@@ -393,7 +475,7 @@ static int control(const char *pipeline_id, cx_command_type_t type, int force, c
     deliver_now(cmd_id, res);
 out:
     cx_run_free(&run);
-    return finish(rc, payload, res);
+    return finish(rc, NULL, res);
 }
 
 int cx_runs_control(const char *pipeline_id, cx_command_type_t type, const char *actor, const char *request_id,

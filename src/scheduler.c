@@ -1,28 +1,439 @@
 /*
- * scheduler.c -- the scheduler child: the cron engine that fires pipeline runs exactly once across
- * replicas (leader lease in Redis, compare-and-set on schedules.next_run_at, UNIQUE(schedule_id,
- * scheduled_for)). XXX: the firing loop comes with the schedules issue; the child already exists, is
- * supervised, holds its own connections and answers signals.
+ * scheduler.c -- the scheduler child: fires due schedules, each (schedule, scheduled time) exactly once
+ * across any number of replicas on one MySQL and Redis.
+ *
+ * Three layers, each enough where the one above fails:
+ *   1. a leader lease in Redis (conduix:scheduler:leader, lease.h) keeps one scheduler busy; the others
+ *      try to take it every FOLLOWER_RETRY_MS, so a leader that dies is replaced within the lease;
+ *   2. every fire is claimed by a compare-and-set on the schedule's next_run_at (and revision), in the
+ *      same transaction as the run it starts (the claim callback of cx_runs_start_ex), so of two
+ *      schedulers that both believe they lead (a frozen leader waking up), or of all of them while Redis
+ *      is down, one claims each fire and the others find it taken;
+ *   3. UNIQUE(schedule_id, scheduled_for) in pipeline_runs refuses a second run of a fire whatever
+ *      happened above.
+ * With Redis down every scheduler fires: the claims alone keep each fire single. A leader whose MySQL
+ * fails stops renewing its lease, so a replica that can reach MySQL takes over.
+ *
+ * Every TICK_MS it asks MySQL for the schedules due now (the index on (enabled, next_run_at)); there is
+ * no cache to invalidate, so a change through the API takes effect at the next tick on whichever
+ * instance leads. A due schedule's fire times since next_run_at are planned by cx_schedule_plan: the
+ * latest runs if it is within scheduler.starting_deadline, the others count as missed; the run goes
+ * through cx_runs_start_ex, the code path of POST /pipelines/:id/start, with trigger schedule, on the
+ * least loaded online agent (read once per batch of fires, the batch's own fires counted). What
+ * cannot start is recorded and counted, never dropped: the pipeline still running (policy skip: a skip;
+ * allow: a failed run, since a pipeline runs once at a time), no agent online (a failed run naming why).
+ * A fire that could not be written (MySQL down) stays due and is tried at the next tick.
  */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "conduix/config.h"
 #include "conduix/cx.h"
 #include "conduix/db.h"
+#include "conduix/lease.h"
 #include "conduix/log.h"
 #include "conduix/proc.h"
 #include "conduix/redis.h"
+#include "conduix/runs.h"
+#include "conduix/schedules.h"
+#include "conduix/shm.h"
+
+#define LEASE_KEY "conduix:scheduler:leader"
+#define ACTOR "scheduler"
+#define TICK_MS 100
+#define FOLLOWER_RETRY_MS 500 /* how often a follower tries to take the lease */
+#define BATCH 500             /* due schedules read at once */
+#define TICK_BUDGET_MS 2000   /* a tick with more due work than this returns to the loop (signals) and goes on */
+#define GAUGE_MS 5000         /* how often the enabled schedules are counted, and unplanned ones planned */
+#define ERROR_LOG_MS 10000    /* at most one line a while about MySQL trouble */
+
+typedef struct sched {
+    char token[192];
+    int leading;            /* holds the lease */
+    int redis_down;         /* the last attempt found Redis unavailable: every scheduler fires */
+    int firing;             /* the gauge's value */
+    int64_t renewed_at;     /* monotonic ms of the last take or renewal */
+    int64_t next_try;       /* monotonic ms of a follower's next attempt */
+    int64_t db_failing;     /* monotonic ms since MySQL calls fail, 0 when they work */
+    int64_t next_gauge;     /* monotonic ms */
+    int64_t last_err_log;   /* monotonic ms */
+    cx_agent_load_t *loads; /* the online agents and their active runs, read for each batch of fires */
+    size_t nloads;
+} sched_t;
+
+/* ---- the lease ---- */
+
+static void lead(sched_t *st, int leading, const char *why)
+{
+    if (leading && !st->leading) {
+        cx_shm_count(CX_C_SCHEDULER_LEADER_TAKEN, 1);
+        cx_log_info("scheduler: this instance leads (lease %s, %lld ms)", LEASE_KEY, (long long)cx_cfg->scheduler.leader_lease_ms);
+    } else if (!leading && st->leading) {
+        cx_log_info("scheduler: no longer the leader: %s", why);
+    }
+    st->leading = leading;
+}
+
+static void release(sched_t *st, const char *why)
+{
+    if (st->leading)
+        cx_redis_lease_release(LEASE_KEY, st->token);
+    lead(st, 0, why);
+}
+
+/* may_fire -- take or renew the lease when it is time; 1 when this scheduler fires now: it holds the
+ * lease, or Redis is down (then the claims alone decide). */
+static int may_fire(sched_t *st)
+{
+    int64_t now = cx_now_ms(), lease = cx_cfg->scheduler.leader_lease_ms;
+    int fire, rc;
+
+    if (!cx_cfg->scheduler.enabled) {
+        release(st, "scheduler.enabled is false");
+        st->redis_down = 0;
+    } else if (st->db_failing && now - st->db_failing > lease / 2) {
+        /* leading without MySQL fires nothing: let a replica that has it take over */
+        release(st, "MySQL is unavailable");
+        st->next_try = now + lease;
+    } else if (st->leading ? now - st->renewed_at >= lease / 3 : now >= st->next_try) {
+        rc = cx_redis_lease_take(LEASE_KEY, st->token, lease);
+        if (rc == CX_OK) {
+            lead(st, 1, NULL);
+            st->renewed_at = now;
+        } else {
+            lead(st, 0, rc == CX_STATE ? "another instance holds the lease" : "Redis is unavailable");
+            st->next_try = now + FOLLOWER_RETRY_MS;
+        }
+        if (rc == CX_UNAVAIL && !st->redis_down)
+            cx_log_warnx("scheduler: Redis is unavailable: firing through MySQL alone (every replica tries, each fire is "
+                         "claimed once)");
+        else if (rc != CX_UNAVAIL && st->redis_down)
+            cx_log_info("scheduler: Redis is back: leader election again");
+        st->redis_down = rc == CX_UNAVAIL;
+    }
+    fire = cx_cfg->scheduler.enabled && (st->leading || st->redis_down);
+    if (fire != st->firing)
+        cx_shm_gauge_set(CX_G_SCHEDULER_LEADER, fire);
+    st->firing = fire;
+    return fire;
+}
+
+/* db_result -- note how a MySQL call went (the lease follows it). */
+static void db_result(sched_t *st, int rc)
+{
+    int64_t now = cx_now_ms();
+
+    if (rc == CX_UNAVAIL || rc == CX_ERR) {
+        if (!st->db_failing)
+            st->db_failing = now;
+        if (now - st->last_err_log >= ERROR_LOG_MS) {
+            st->last_err_log = now;
+            cx_log_warnx("scheduler: MySQL is unavailable; due fires wait and are tried again");
+        }
+    } else {
+        st->db_failing = 0;
+    }
+}
+
+/* ---- one fire ---- */
+
+/* The claim of a fire inside the transaction that records what became of it. */
+typedef struct fire_claim {
+    cx_schedule_claim_t c;
+    int lost; /* another scheduler claimed it, or the schedule changed */
+} fire_claim_t;
+
+static int fire_claim(void *arg)
+{
+    fire_claim_t *f = arg;
+    int rc = cx_db_schedule_claim(&f->c);
+    if (rc == CX_STATE)
+        f->lost = 1;
+    return rc;
+}
+
+/* claim_only -- a transaction with only the claim (a skip, misses, a pipeline gone). */
+static int claim_only(fire_claim_t *f)
+{
+    int rc;
+    if ((rc = cx_db_begin()) != CX_OK)
+        return rc;
+    if ((rc = fire_claim(f)) != CX_OK) {
+        cx_db_rollback();
+        return rc;
+    }
+    return cx_db_commit();
+}
+
+/* broken -- a stored schedule that cannot be evaluated any more (a zone removed from the tz database):
+ * disabled, with an audit row, rather than retried forever. */
+static void broken(const cx_schedule_t *s, const char *why)
+{
+    cx_pipeline_actor_t who = {.actor = ACTOR, .request_id = NULL};
+    cx_schedule_t after = *s;
+    int rc;
+
+    after.enabled = 0;
+    after.next_run_at = 0;
+    after.revision = s->revision + 1;
+    after.updated_by = (char *)ACTOR;
+    after.updated_at = cx_wall_ms();
+    rc = cx_db_schedule_write(s, &after, "schedule_disable", &who);
+    cx_shm_count(CX_C_SCHEDULE_FAILURES, 1);
+    if (rc == CX_OK)
+        cx_log_warnx("schedule %s disabled: its expression cannot be evaluated: %s", s->id, why);
+}
+
+/* outcome -- the transaction for a fire whose start was refused (rc, with res->message): CX_OK when it
+ * was recorded (or is somebody else's), else leave it due. */
+static int outcome(const cx_schedule_t *s, int rc, fire_claim_t *f, cx_runs_start_opts_t *o, cx_runs_result_t *res)
+{
+    char why[400];
+    cx_runs_result_t rec;
+
+    f->c.fires = 0;
+    if (rc == CX_STATE && s->overlap_policy == CX_OVERLAP_SKIP) {
+        f->c.skipped = 1;
+        f->c.last_run_id = NULL;
+        if ((rc = claim_only(f)) == CX_OK) {
+            cx_shm_count(CX_C_SCHEDULE_SKIPS, 1);
+            cx_log_info("schedule %s: fire for %s skipped: %s", s->id, o->scheduled_for, res->message);
+        }
+        return rc;
+    }
+    if (rc == CX_STATE && s->overlap_policy == CX_OVERLAP_REPLACE)
+        return rc; /* the active run changed while it was being replaced: again at the next tick */
+    if (rc == CX_NOAGENT || rc == CX_STATE) {
+        if (rc == CX_STATE)
+            snprintf(why, sizeof(why), "%.300s (overlap policy allow: a pipeline runs once at a time)", res->message);
+        else
+            snprintf(why, sizeof(why), "no agent could run the fire: %.300s",
+                     res->message[0] ? res->message : "no agent is online");
+        f->c.failures = 1;
+        rc = cx_runs_record_failed(o, why, &rec);
+        cx_runs_result_free(&rec);
+        if (rc == CX_OK) {
+            cx_shm_count(CX_C_SCHEDULE_FAILURES, 1);
+            return CX_OK;
+        }
+        if (rc != CX_CONFLICT)
+            return rc;
+        /* CX_CONFLICT: the fire has a run already; fall through to claim it without one */
+    }
+    f->c.failures = rc == CX_NOTFOUND;
+    f->c.last_run_id = NULL;
+    if (rc == CX_NOTFOUND)
+        cx_log_warnx("schedule %s: its pipeline %s does not exist; the fire for %s is counted failed", s->id, s->pipeline_id,
+                     o->scheduled_for);
+    if ((rc = claim_only(f)) == CX_OK && f->c.failures)
+        cx_shm_count(CX_C_SCHEDULE_FAILURES, 1);
+    return rc;
+}
+
+/* pick -- the least loaded online agent of the batch's view (its own fires counted), or NULL: the run
+ * service picks (and finds none). One query a batch instead of one a fire: the choice of the start is
+ * the same rule, read once. */
+static const char *pick(sched_t *st)
+{
+    cx_agent_load_t *best = NULL;
+    for (size_t i = 0; i < st->nloads; i++)
+        if (best == NULL || st->loads[i].active < best->active)
+            best = &st->loads[i];
+    return best != NULL ? best->id : NULL;
+}
+
+static void loaded(sched_t *st, const char *agent_id)
+{
+    for (size_t i = 0; i < st->nloads; i++)
+        if (strcmp(st->loads[i].id, agent_id) == 0)
+            st->loads[i].active++;
+}
+
+static void read_loads(sched_t *st)
+{
+    free(st->loads);
+    st->loads = NULL;
+    st->nloads = 0;
+    cx_db_runs_agent_loads(&st->loads, &st->nloads);
+}
+
+/* fire -- what becomes of one due schedule now. */
+static void fire(sched_t *st, const cx_schedule_t *s)
+{
+    cx_schedule_cron_t c;
+    cx_fire_plan_t p;
+    cx_runs_result_t res;
+    const char *field;
+    char err[256], run_id[37], at[32], reason[160];
+    int64_t now_ms = cx_wall_ms();
+    int rc;
+
+    if (cx_schedule_compile(s->cron_expression, s->timezone, &c, &field, err, sizeof(err)) != CX_OK) {
+        broken(s, err);
+        return;
+    }
+    cx_schedule_plan(&c, s->next_run_at / 1000, now_ms / 1000, cx_cfg->scheduler.starting_deadline_ms / 1000, &p);
+    if (p.fire_at == CX_CRON_NONE && p.missed == 0)
+        return; /* not due after all (this clock is behind the one that read it) */
+    fire_claim_t f = {.c = {.id = s->id,
+                            .cas = 1,
+                            .revision = s->revision,
+                            .due_ms = s->next_run_at,
+                            .next_ms = p.next != CX_CRON_NONE ? p.next * 1000 : 0,
+                            .missed = p.missed}};
+    if (p.missed > 0)
+        cx_log_warnx("schedule %s: %s%lld fire time(s) passed while no scheduler ran%s", s->id, p.capped ? "at least " : "",
+                     (long long)p.missed,
+                     p.fire_at != CX_CRON_NONE ? "; the latest runs now" : " (none within scheduler.starting_deadline)");
+    if (p.fire_at == CX_CRON_NONE) {
+        if ((rc = claim_only(&f)) == CX_OK)
+            cx_shm_count(CX_C_SCHEDULE_MISSES, (uint64_t)p.missed);
+        db_result(st, rc);
+        return;
+    }
+    cx_uuid(run_id);
+    cx_db_time_text(p.fire_at * 1000, at);
+    at[19] = '\0';
+    snprintf(reason, sizeof(reason), "replaced by the fire of schedule %s for %s UTC", s->id, at);
+    f.c.fires = 1;
+    f.c.last_run_id = run_id;
+    cx_runs_start_opts_t o = {
+        .pipeline_id = s->pipeline_id,
+        .trigger = CX_TRIGGER_SCHEDULE,
+        .schedule_id = s->id,
+        .scheduled_for = at,
+        .actor = ACTOR,
+        .run_id = run_id,
+        .action = "schedule_fire",
+        .replace = s->overlap_policy == CX_OVERLAP_REPLACE,
+        .replace_reason = reason,
+        .claim = fire_claim,
+        .claim_arg = &f,
+        .agent_id = pick(st),
+    };
+    rc = cx_runs_start_ex(&o, &res);
+    if (rc == CX_NOAGENT && o.agent_id != NULL && !f.lost) {
+        /* the agent of the batch's view is gone: let the start pick among those online now */
+        cx_runs_result_free(&res);
+        read_loads(st);
+        o.agent_id = NULL;
+        rc = cx_runs_start_ex(&o, &res);
+    }
+    if (rc == CX_OK)
+        loaded(st, res.run.agent_id);
+    if (!f.lost && rc != CX_OK && rc != CX_UNAVAIL && rc != CX_ERR) {
+        f.lost = 0;
+        rc = outcome(s, rc, &f, &o, &res);
+    } else if (rc == CX_OK) {
+        cx_shm_count(CX_C_SCHEDULE_FIRES, 1);
+    }
+    cx_runs_result_free(&res);
+    if (f.lost) {
+        cx_log_debug("schedule %s: the fire for %s was claimed elsewhere", s->id, at);
+        return;
+    }
+    db_result(st, rc);
+    if (rc == CX_OK) {
+        if (p.missed > 0)
+            cx_shm_count(CX_C_SCHEDULE_MISSES, (uint64_t)p.missed);
+        cx_shm_observe_fire_lag(cx_wall_ms() - p.fire_at * 1000);
+    }
+}
+
+/* plan_unplanned -- enabled schedules without a next_run_at (written by hand) get their first fire time. */
+static void plan_unplanned(sched_t *st)
+{
+    cx_schedule_t *items = NULL;
+    size_t n = 0;
+    int rc = cx_db_schedules_due(0, 1, BATCH, &items, &n);
+
+    db_result(st, rc);
+    for (size_t i = 0; i < n; i++) {
+        cx_schedule_cron_t c;
+        const char *field;
+        char err[256];
+        int64_t next;
+        if (cx_schedule_compile(items[i].cron_expression, items[i].timezone, &c, &field, err, sizeof(err)) != CX_OK) {
+            broken(&items[i], err);
+            continue;
+        }
+        next = cx_schedule_next(&c, cx_wall_ms() / 1000);
+        fire_claim_t f = {.c = {.id = items[i].id,
+                                .cas = 1,
+                                .revision = items[i].revision,
+                                .due_ms = 0,
+                                .next_ms = next != CX_CRON_NONE ? next * 1000 : 0}};
+        if (next != CX_CRON_NONE)
+            claim_only(&f);
+    }
+    cx_db_schedules_free(items, n);
+}
+
+/* fire_due -- the schedules due now, batch after batch, for at most TICK_BUDGET_MS. */
+static void fire_due(sched_t *st)
+{
+    int64_t start = cx_now_ms();
+
+    while (!cx_child_stop && cx_now_ms() - start < TICK_BUDGET_MS) {
+        cx_schedule_t *items = NULL;
+        size_t n = 0, i;
+        int rc = cx_db_schedules_due(cx_wall_ms(), 0, BATCH, &items, &n);
+
+        db_result(st, rc);
+        if (n > 0)
+            read_loads(st);
+        for (i = 0; i < n && !cx_child_stop && may_fire(st); i++)
+            fire(st, &items[i]);
+        cx_db_schedules_free(items, n);
+        if (rc != CX_OK || n < BATCH || i < n)
+            break;
+    }
+}
 
 static int tick(void *arg)
 {
-    (void)arg;
+    sched_t *st = arg;
+    int64_t now = cx_now_ms();
+    int gauge = now >= st->next_gauge;
+
+    if (gauge) {
+        /* also how a scheduler that gave its lease up for want of MySQL sees MySQL back */
+        int64_t enabled;
+        int rc = cx_db_schedules_enabled(&enabled);
+        if (rc == CX_OK)
+            cx_shm_gauge_set(CX_G_SCHEDULES_ENABLED, enabled);
+        db_result(st, rc);
+        st->next_gauge = now + GAUGE_MS;
+    }
+    if (!may_fire(st))
+        return 0;
+    if (gauge)
+        plan_unplanned(st);
+    fire_due(st);
     return 0;
 }
 
 int cx_scheduler_run(void)
 {
+    sched_t st = {0};
+    char host[128] = "";
     int rc;
+
+    gethostname(host, sizeof(host) - 1);
+    /* one token per instance (the master's life), so a scheduler respawned after a crash keeps the lease */
+    snprintf(st.token, sizeof(st.token), "%s:%d:%lld", host, (int)cx_master_pid,
+             (long long)(cx_shm != NULL ? cx_shm->started_ms : cx_wall_ms()));
+    cx_shm_gauge_set(CX_G_SCHEDULER_LEADER, 0);
     cx_db_open(cx_cfg);
     cx_redis_open(cx_cfg);
-    rc = cx_child_loop(1000, tick, NULL);
+    if (!cx_cfg->scheduler.enabled)
+        cx_log_info("scheduler: scheduler.enabled is false: this instance fires no schedule");
+    rc = cx_child_loop(TICK_MS, tick, &st);
+    release(&st, "stopping");
+    free(st.loads);
+    cx_shm_gauge_set(CX_G_SCHEDULER_LEADER, 0);
     cx_db_close();
     cx_redis_close();
     return rc;

@@ -1,5 +1,5 @@
 /*
- * shapes.c -- the JSON of pipelines, versions, runs, commands, agents, users and sessions (shapes.h): one function per
+ * shapes.c -- the JSON of pipelines, versions, runs, commands, schedules, agents, users and sessions (shapes.h): one function per
  * shape, used by the API's answers, the audit rows and the command's wire message, so that the same
  * object always looks the same.
  */
@@ -92,6 +92,7 @@ json_object *cx_run_json(const cx_run_t *run)
     json_object_object_add(o, "pipeline_id", json_object_new_string(run->pipeline_id));
     json_object_object_add(o, "agent_id", cx_json_nonempty_or_null(run->agent_id));
     json_object_object_add(o, "schedule_id", cx_json_nonempty_or_null(run->schedule_id));
+    json_object_object_add(o, "scheduled_for", cx_json_time(run->scheduled_for));
     json_object_object_add(o, "trigger", json_object_new_string(cx_run_trigger_name(run->trigger)));
     json_object_object_add(o, "status", json_object_new_string(cx_run_status_name(run->status)));
     json_object_object_add(o, "started_at", cx_json_time(run->started_at));
@@ -155,6 +156,31 @@ json_object *cx_command_wire_json(const cx_command_t *c, int attempt, int64_t ti
     json_object_object_add(o, "timestamp", json_object_new_string(ts));
     json_object_object_add(o, "expires_at", json_object_new_string(c->expires_at > 0 ? exp : ""));
     json_object_object_add(o, "attempt", json_object_new_int(attempt));
+    return o;
+}
+
+json_object *cx_schedule_json(const cx_schedule_t *s, const char *default_tz)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_string(s->id));
+    json_object_object_add(o, "pipeline_id", json_object_new_string(s->pipeline_id));
+    json_object_object_add(o, "cron_expression", json_object_new_string(s->cron_expression));
+    json_object_object_add(o, "timezone", json_object_new_string(s->timezone[0] ? s->timezone : default_tz));
+    json_object_object_add(o, "enabled", json_object_new_boolean(s->enabled));
+    json_object_object_add(o, "overlap_policy", json_object_new_string(cx_overlap_name(s->overlap_policy)));
+    json_object_object_add(o, "last_run_at", cx_json_time(s->last_run_at));
+    json_object_object_add(o, "next_run_at", cx_json_time(s->next_run_at));
+    json_object_object_add(o, "last_run_id", cx_json_nonempty_or_null(s->last_run_id));
+    json_object_object_add(o, "last_run_status",
+                           s->has_last_run ? json_object_new_string(cx_run_status_name(s->last_run_status)) : NULL);
+    json_object_object_add(o, "fires", json_object_new_int64(s->fires));
+    json_object_object_add(o, "skipped", json_object_new_int64(s->skipped));
+    json_object_object_add(o, "missed", json_object_new_int64(s->missed));
+    json_object_object_add(o, "failures", json_object_new_int64(s->failures));
+    json_object_object_add(o, "created_by", cx_json_str_or_null(s->created_by));
+    json_object_object_add(o, "updated_by", cx_json_str_or_null(s->updated_by));
+    json_object_object_add(o, "created_at", cx_json_time(s->created_at));
+    json_object_object_add(o, "updated_at", cx_json_time(s->updated_at));
     return o;
 }
 

@@ -25,6 +25,8 @@ const int cx_shm_status_codes[CX_SHM_NSTATUS] = {200, 201, 202, 204, 301, 302, 3
 
 const double cx_shm_buckets_s[CX_SHM_NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
 
+const double cx_shm_lag_buckets_s[CX_SHM_NLAG] = {0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600};
+
 const char *const cx_counter_names[CX_C_MAX_] = {
     [CX_C_RELOADS] = "conduix_reloads_total",
     [CX_C_RELOAD_FAILURES] = "conduix_reload_failures_total",
@@ -51,6 +53,11 @@ const char *const cx_counter_names[CX_C_MAX_] = {
     [CX_C_AGENT_TEXTS_FIXED] = "conduix_agent_texts_fixed_total",
     [CX_C_COMMANDS_CANCELLED] = "conduix_commands_cancelled_total",
     [CX_C_STRAY_STOPS] = "conduix_reconcile_stray_stops_total",
+    [CX_C_SCHEDULE_FIRES] = "conduix_schedule_fires_total",
+    [CX_C_SCHEDULE_SKIPS] = "conduix_schedule_skips_total",
+    [CX_C_SCHEDULE_MISSES] = "conduix_schedule_misses_total",
+    [CX_C_SCHEDULE_FAILURES] = "conduix_schedule_failures_total",
+    [CX_C_SCHEDULER_LEADER_TAKEN] = "conduix_scheduler_leader_acquired_total",
 };
 
 const char *const cx_counter_help[CX_C_MAX_] = {
@@ -79,6 +86,11 @@ const char *const cx_counter_help[CX_C_MAX_] = {
     [CX_C_AGENT_TEXTS_FIXED] = "Agent messages whose text was stored repaired (not UTF-8, NUL bytes) or truncated.",
     [CX_C_COMMANDS_CANCELLED] = "Agent commands withdrawn undelivered or unacknowledged: superseded, or their run ended.",
     [CX_C_STRAY_STOPS] = "stop_pipeline commands sent for pipelines an agent runs without an active run of ours there.",
+    [CX_C_SCHEDULE_FIRES] = "Scheduled fire times that started a run.",
+    [CX_C_SCHEDULE_SKIPS] = "Scheduled fire times skipped because the pipeline was still running (overlap policy skip).",
+    [CX_C_SCHEDULE_MISSES] = "Scheduled fire times that passed while no scheduler ran and were not run.",
+    [CX_C_SCHEDULE_FAILURES] = "Scheduled fire times whose run could not start (recorded failed).",
+    [CX_C_SCHEDULER_LEADER_TAKEN] = "Times this instance's scheduler became the leader.",
 };
 
 const char *const cx_gauge_names[CX_G_MAX_] = {
@@ -87,6 +99,8 @@ const char *const cx_gauge_names[CX_G_MAX_] = {
     [CX_G_AGENTS_UNKNOWN] = "conduix_agents{status=\"unknown\"}",
     [CX_G_COMMANDS_PENDING] = "conduix_commands_pending",
     [CX_G_HBMON_LEADER] = "conduix_hbmon_leader",
+    [CX_G_SCHEDULER_LEADER] = "conduix_scheduler_leader",
+    [CX_G_SCHEDULES_ENABLED] = "conduix_schedules_enabled",
 };
 
 const char *const cx_gauge_help[CX_G_MAX_] = {
@@ -95,6 +109,8 @@ const char *const cx_gauge_help[CX_G_MAX_] = {
     [CX_G_AGENTS_UNKNOWN] = "Agents in the registry, by status.",
     [CX_G_COMMANDS_PENDING] = "Agent commands queued or sent and not yet acknowledged or expired.",
     [CX_G_HBMON_LEADER] = "1 when this instance's hbmon leads agent liveness for the database, else 0.",
+    [CX_G_SCHEDULER_LEADER] = "1 while this instance's scheduler fires schedules (it holds the lease, or Redis is down).",
+    [CX_G_SCHEDULES_ENABLED] = "Enabled schedules.",
 };
 
 /* cx_shm_create -- the segment is anonymous shared memory, which the kernel hands out zeroed and page by
@@ -193,6 +209,23 @@ void cx_shm_observe_request(int route_index, int status, int64_t duration_us)
         __atomic_fetch_add(&s->latency_buckets[r][b], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&s->latency_count[r], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&s->latency_sum_us[r], (uint64_t)(duration_us < 0 ? 0 : duration_us), __ATOMIC_RELAXED);
+}
+
+void cx_shm_observe_fire_lag(int64_t lag_ms)
+{
+    cx_shm_slot_t *s = cx_shm_self;
+    int b;
+    if (s == NULL)
+        return;
+    if (lag_ms < 0)
+        lag_ms = 0;
+    for (b = 0; b < CX_SHM_NLAG; b++)
+        if ((double)lag_ms / 1e3 <= cx_shm_lag_buckets_s[b])
+            break;
+    if (b < CX_SHM_NLAG)
+        __atomic_fetch_add(&s->lag_buckets[b], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->lag_count, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->lag_sum_us, (uint64_t)lag_ms * 1000, __ATOMIC_RELAXED);
 }
 
 void cx_shm_restart(cx_kind_t kind)

@@ -16,6 +16,7 @@ static const char *const run_trigger_names[] = {CX_RUN_TRIGGERS(CX_STATE_NAME)};
 static const char *const command_type_names[] = {CX_COMMAND_TYPES(CX_STATE_NAME)};
 static const char *const command_status_names[] = {CX_COMMAND_STATUSES(CX_STATE_NAME)};
 static const char *const agent_status_names[] = {CX_AGENT_STATUSES(CX_STATE_NAME)};
+static const char *const overlap_names[] = {CX_OVERLAP_POLICIES(CX_STATE_NAME)};
 
 /* name -- the name of value v of a table of n, "?" for a value out of range. */
 static const char *name(const char *const *names, size_t n, unsigned v)
@@ -53,6 +54,7 @@ NAME_AND_PARSE(cx_run_trigger_name, cx_run_trigger_parse, cx_run_trigger_t, run_
 NAME_AND_PARSE(cx_command_type_name, cx_command_type_parse, cx_command_type_t, command_type_names)
 NAME_AND_PARSE(cx_command_status_name, cx_command_status_parse, cx_command_status_t, command_status_names)
 NAME_AND_PARSE(cx_agent_status_name, cx_agent_status_parse, cx_agent_status_t, agent_status_names)
+NAME_AND_PARSE(cx_overlap_name, cx_overlap_parse, cx_overlap_t, overlap_names)
 
 int cx_run_status_active(cx_run_status_t s)
 {

@@ -43,12 +43,14 @@ sub uses($layer, @forbidden) {
     return \@found;
 }
 
-my @services = qw(runs hbmon dispatcher scheduler worker master heartbeat);
+my @services = qw(runs schedules hbmon dispatcher scheduler worker master heartbeat);
 is_deeply(uses('http', qw(auth api db redis), @services), [], 'http/ calls neither auth/, api/, db/, redis/ nor a service');
 is_deeply(uses('db', qw(http api auth redis), @services), [], 'db/ calls no answer (http/), no handler, no Redis, no service');
 is_deeply(uses('redis', qw(db http api auth), @services), [], 'redis/ calls neither db/, http/, api/ nor a service');
 is_deeply(uses('runs', qw(http api auth)), [], 'the run service writes no reply and calls no handler');
 is_deeply(uses('heartbeat', qw(http api auth)), [], 'the heartbeat service writes no reply');
+is_deeply(uses('schedules', qw(http api auth scheduler)), [], 'the schedule service writes no reply and calls no handler');
+is_deeply(uses('scheduler', qw(http api auth)), [], 'the scheduler calls no handler');
 is_deeply(uses('hbmon', qw(http api auth)), [], 'hbmon calls no handler');
 is_deeply(uses('shapes', qw(db redis http api auth), @services), [], 'the JSON shapes call no I/O');
 is_deeply(uses('states', qw(db redis http api auth shapes), @services), [], 'the states call nothing');

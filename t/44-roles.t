@@ -1,7 +1,7 @@
 # 44-roles.t -- every route with every kind of caller: no token, viewer, operator, admin, and an agent
 # token (for its own agent id and for another). The least role of each route is the one of the contract
 # (V viewer and up, O operator and up, A admin, G the agent itself or an admin, - public): the seed's
-# operator has pipeline CRUD including DELETE, and run control.
+# operator has pipeline CRUD including DELETE, run control, and schedule CRUD and control.
 use v5.36;
 use Test::More;
 use CxTest;
@@ -11,6 +11,7 @@ $s->start;
 
 my $P = '/api/v1/pipelines/00000000-0000-0000-0000-0000000000aa';
 my $U = '/api/v1/users/00000000-0000-0000-0000-0000000000bb';
+my $SC = '/api/v1/schedules/00000000-0000-0000-0000-0000000000dd';
 my @routes = (
     ['-', GET => '/health'], ['-', GET => '/ready'], ['-', GET => '/metrics'], ['-', GET => '/api/v1/health'],
     ['-', GET => '/api/v1/auth/providers'], ['-', GET => '/api/v1/auth/login/none'], ['-', POST => '/api/v1/auth/login'],
@@ -22,6 +23,8 @@ my @routes = (
     ['O', DELETE => $P], ['V', GET => "$P/versions"], ['O', POST => "$P/start"], ['O', POST => "$P/stop"],
     ['O', POST => "$P/pause"], ['O', POST => "$P/resume"], ['V', GET => "$P/status"], ['V', GET => "$P/history"],
     ['V', GET => "$P/metrics"],
+    ['V', GET => '/api/v1/schedules'], ['O', POST => '/api/v1/schedules'], ['V', GET => $SC], ['O', PUT => $SC],
+    ['O', DELETE => $SC], ['O', POST => "$SC/enable"], ['O', POST => "$SC/disable"], ['O', POST => "$SC/trigger"],
     ['V', GET => '/api/v1/agents'], ['V', GET => '/api/v1/agents/a-44'], ['V', GET => '/api/v1/agents/a-44/status'],
     ['G', POST => '/api/v1/agents/a-44/heartbeat'], ['G', GET => '/api/v1/agents/a-44/commands'],
     ['G', POST => '/api/v1/agents/a-44/commands/00000000-0000-0000-0000-0000000000cc/ack'],

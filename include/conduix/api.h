@@ -40,6 +40,29 @@ int cx_api_pipelines_resume(cx_req_t *r);
 int cx_api_pipelines_status(cx_req_t *r);
 int cx_api_pipelines_history(cx_req_t *r);
 int cx_api_pipelines_metrics(cx_req_t *r);
+/* cx_api_run_answer -- the answer to a start or control call's outcome (rc, res of runs.h): 200, or 202
+ * with the command queued, 404, 409 INVALID_STATE / NO_AGENT_AVAILABLE with res->message, or the data
+ * layer's codes. */
+struct cx_runs_result;
+int cx_api_run_answer(cx_req_t *r, int rc, struct cx_runs_result *res);
+
+/* schedules.c (cron schedules) */
+int cx_api_schedules_list(cx_req_t *r);
+int cx_api_schedules_create(cx_req_t *r);
+int cx_api_schedules_get(cx_req_t *r);
+int cx_api_schedules_update(cx_req_t *r);
+int cx_api_schedules_delete(cx_req_t *r);
+int cx_api_schedules_enable(cx_req_t *r);
+int cx_api_schedules_disable(cx_req_t *r);
+int cx_api_schedules_trigger(cx_req_t *r);
+
+/* fields.c (the checks of request bodies that several resources share) */
+/* cx_api_fail_field -- record the message of a bad field in details. */
+void cx_api_fail_field(json_object *details, const char *field, const char *msg);
+/* cx_api_string_field -- v as a string without NUL bytes (its length in *len), or NULL after recording why. */
+const char *cx_api_string_field(json_object *details, const char *key, json_object *v, size_t *len);
+/* cx_api_invalid_body -- 400 VALIDATION_ERROR whose message names every bad field of details (taken). */
+int cx_api_invalid_body(cx_req_t *r, json_object *details);
 
 /* auth.c (sign-in, logout, the caller) */
 int cx_api_auth_providers(cx_req_t *r);

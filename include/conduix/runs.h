@@ -39,6 +39,7 @@ typedef struct cx_run {
     char pipeline_id[37];
     char agent_id[256];
     char schedule_id[37];
+    int64_t scheduled_for; /* the fire a scheduled run is for, ms; 0 for none */
     cx_run_trigger_t trigger;
     cx_run_status_t status;
     int64_t started_at; /* 0 when not yet */
@@ -82,11 +83,29 @@ typedef struct cx_runs_start_opts {
     const char *scheduled_for;
     const char *actor;
     const char *request_id;
+    const char *run_id; /* the new run's id (36 characters); NULL: a new one */
+    const char *action; /* the audit action of the start; NULL: "pipeline_start" */
+    /* replace: an active run of the pipeline is stopped in the same transaction (status stopped at once,
+     * with replace_reason as its error_message, and stop_pipeline queued to its agent) instead of refusing
+     * the start. */
+    int replace;
+    const char *replace_reason;
+    /* claim, when set, runs first inside the start's transaction (the scheduler's compare-and-set of its
+     * fire): anything but CX_OK ends the start, rolled back, with that code. */
+    int (*claim)(void *arg);
+    void *claim_arg;
 } cx_runs_start_opts_t;
 
 /* cx_runs_start_ex -- cx_runs_start with options; also CX_CONFLICT when this (schedule_id,
  * scheduled_for) fire already has a run (uq_runs_fire). */
 int cx_runs_start_ex(const cx_runs_start_opts_t *o, cx_runs_result_t *res);
+
+/* cx_runs_record_failed -- a start that could not happen (no agent online, or the pipeline already
+ * running) recorded as what it is: in one transaction the claim (o->claim), a run of o's pipeline,
+ * trigger and fire, without an agent, status failed with reason as its error_message, and its audit row.
+ * res->run is the run; no command is written. CX_OK, CX_NOTFOUND (pipeline), CX_CONFLICT (the fire has
+ * a run), or the claim's or the database's code. */
+int cx_runs_record_failed(const cx_runs_start_opts_t *o, const char *reason, cx_runs_result_t *res);
 
 /* cx_runs_control -- type is a control command (stop, pause or resume_pipeline): a command to the
  * active run's agent (same transaction and delivery rules as start). CX_STATE with res->message when
@@ -161,6 +180,11 @@ int cx_db_run_insert(const char *id, const char *pipeline_id, const char *agent_
                      const char *failover_of, const char *checkpoint_json, const char *created_by, const char *schedule_id,
                      const char *scheduled_for);
 
+/* cx_db_run_insert_failed -- a run that never started: status failed at once, no agent, with its error
+ * message (a scheduled fire that found no agent). CX_CONFLICT when the fire has a run (uq_runs_fire). */
+int cx_db_run_insert_failed(const char *id, const char *pipeline_id, cx_run_trigger_t trigger, const char *created_by,
+                            const char *schedule_id, const char *scheduled_for, const char *error_message);
+
 /* cx_db_runs_orphaned -- the ids of agents recorded offline for more than 10 s that still have active
  * runs (a missed cx_runs_agent_offline: MySQL was down when hbmon called it). *ids is a malloc'ed array of n strings. */
 int cx_db_runs_orphaned(char ***ids, size_t *n);
@@ -207,6 +231,15 @@ int cx_db_runs_status(const char *pipeline_id, cx_pipeline_state_t *out);
 /* cx_db_runs_pick_agent -- the online agent with the fewest active runs (ties: the oldest heartbeat
  * first, then id), not `exclude` (may be NULL). CX_NOTFOUND when none is online. */
 int cx_db_runs_pick_agent(const char *exclude, char out[256]);
+
+/* The online agents and how many active runs each has (the scheduler spreads a batch of fires with it). */
+typedef struct cx_agent_load {
+    char id[256];
+    int64_t active;
+} cx_agent_load_t;
+
+/* cx_db_runs_agent_loads -- every online agent with its active runs, by id; *out is a malloc'ed array. */
+int cx_db_runs_agent_loads(cx_agent_load_t **out, size_t *n);
 
 /* cx_db_runs_agent_online -- CX_OK when agent_id is registered and online, CX_NOTFOUND unknown,
  * CX_STATE otherwise. */

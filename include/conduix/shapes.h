@@ -16,6 +16,7 @@
 #include "conduix/commands.h"
 #include "conduix/pipelines.h"
 #include "conduix/runs.h"
+#include "conduix/schedules.h"
 #include "conduix/users.h"
 
 /* Values. */
@@ -36,7 +37,7 @@ json_object *cx_pipeline_json(const cx_pipeline_t *p, int with_status);
 /* cx_pipeline_version_json -- {"version","name","description","config_yaml","created_by","created_at"}. */
 json_object *cx_pipeline_version_json(const cx_pipeline_version_t *v);
 
-/* cx_run_json -- the Run: {"id","pipeline_id","agent_id","schedule_id","trigger","status","started_at",
+/* cx_run_json -- the Run: {"id","pipeline_id","agent_id","schedule_id","scheduled_for","trigger","status","started_at",
  * "ended_at","processed_count","error_count","error_message","failover_of","created_at","updated_at"}. */
 json_object *cx_run_json(const cx_run_t *run);
 
@@ -57,6 +58,12 @@ json_object *cx_pipeline_state_json(const char *pipeline_id, const cx_pipeline_s
  * "processed_count","error_count","errors_total","last_updated"} of the newest run (nulls and zeros when
  * it never ran). */
 json_object *cx_run_metrics_json(const char *pipeline_id, const cx_run_metrics_t *m);
+
+/* cx_schedule_json -- the Schedule: {"id","pipeline_id","cron_expression","timezone","enabled",
+ * "overlap_policy","last_run_at","next_run_at","last_run_id","last_run_status","fires","skipped","missed",
+ * "failures","created_by","updated_by","created_at","updated_at"}; timezone is default_tz when the row
+ * names none. GET /schedules/:id adds "upcoming" (the API's, which needs the cron engine). */
+json_object *cx_schedule_json(const cx_schedule_t *s, const char *default_tz);
 
 /* cx_agent_json -- the Agent: {"id","hostname","ip_address","status","last_heartbeat","registered_at",
  * "version","labels","status_changed_at","cpu_usage","memory_usage","disk_usage","pipelines"}. */

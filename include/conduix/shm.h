@@ -47,6 +47,11 @@ typedef enum {
     CX_C_AGENT_TEXTS_FIXED,
     CX_C_COMMANDS_CANCELLED,
     CX_C_STRAY_STOPS,
+    CX_C_SCHEDULE_FIRES, /* the scheduler (issue 8) */
+    CX_C_SCHEDULE_SKIPS,
+    CX_C_SCHEDULE_MISSES,
+    CX_C_SCHEDULE_FAILURES,
+    CX_C_SCHEDULER_LEADER_TAKEN,
     CX_C_MAX_
 } cx_counter_t;
 
@@ -57,8 +62,12 @@ typedef enum {
     CX_G_AGENTS_UNKNOWN,
     CX_G_COMMANDS_PENDING,
     CX_G_HBMON_LEADER,
+    CX_G_SCHEDULER_LEADER,
+    CX_G_SCHEDULES_ENABLED,
     CX_G_MAX_
 } cx_gauge_t;
+
+#define CX_SHM_NLAG 12 /* fire lag histogram buckets (+Inf is the count) */
 
 typedef struct cx_shm_slot {
     volatile pid_t pid;          /* 0 when free */
@@ -72,6 +81,9 @@ typedef struct cx_shm_slot {
     uint64_t latency_count[CX_SHM_ROUTES];
     uint64_t latency_sum_us[CX_SHM_ROUTES];
     uint64_t counters[CX_SHM_NCOUNTERS];
+    uint64_t lag_buckets[CX_SHM_NLAG]; /* the scheduler's fire lag */
+    uint64_t lag_count;
+    uint64_t lag_sum_us;
 } cx_shm_slot_t;
 
 #define CX_SHM_RL_ENTRIES 8192 /* rate-limit buckets, 4-way set associative */
@@ -111,6 +123,7 @@ extern cx_shm_slot_t *cx_shm_self; /* this process's slot, or NULL */
 
 extern const int cx_shm_status_codes[CX_SHM_NSTATUS];
 extern const double cx_shm_buckets_s[CX_SHM_NBUCKETS];
+extern const double cx_shm_lag_buckets_s[CX_SHM_NLAG];
 extern const char *const cx_counter_names[CX_C_MAX_];
 extern const char *const cx_counter_help[CX_C_MAX_];
 extern const char *const cx_gauge_names[CX_G_MAX_];
@@ -131,6 +144,9 @@ void cx_shm_attach(int slot);
 void cx_shm_count(cx_counter_t c, uint64_t n);
 void cx_shm_gauge_set(cx_gauge_t g, int64_t v);
 void cx_shm_observe_request(int route_index, int status, int64_t duration_us);
+
+/* cx_shm_observe_fire_lag -- one fire handled lag_ms after its scheduled time (the scheduler). */
+void cx_shm_observe_fire_lag(int64_t lag_ms);
 
 /* cx_shm_restart -- count a respawn of a child of this kind (the master). */
 void cx_shm_restart(cx_kind_t kind);

@@ -1,7 +1,7 @@
 /*
  * states.h -- the states of conduix-cp's objects as enums, each with its one table of names: the words
  * the API, the agent protocol and the database columns use. Run status and trigger, command type and
- * status, agent status.
+ * status, a schedule's overlap policy, agent status.
  *
  * Each family is one list below; the enum, the name table (src/states.c) and the SQL lists of the
  * data layer are made from it. Adding a state is a line in its list, then the rules that must know it:
@@ -104,6 +104,18 @@ typedef enum { CX_COMMAND_STATUSES(CX_STATE_ENUM) CX_COMMAND_STATUS_COUNT } cx_c
 
 const char *cx_command_status_name(cx_command_status_t s);
 int cx_command_status_parse(const char *s, cx_command_status_t *out);
+
+/* ---- overlap policy of a schedule: what a fire does while the pipeline still has an active run ---- */
+
+/* clang-format off */
+#define CX_OVERLAP_POLICIES(X) \
+    X(CX_OVERLAP_SKIP, "skip") X(CX_OVERLAP_ALLOW, "allow") X(CX_OVERLAP_REPLACE, "replace")
+/* clang-format on */
+
+typedef enum { CX_OVERLAP_POLICIES(CX_STATE_ENUM) CX_OVERLAP_POLICY_COUNT } cx_overlap_t;
+
+const char *cx_overlap_name(cx_overlap_t p);
+int cx_overlap_parse(const char *s, cx_overlap_t *out);
 
 /* ---- agent status, as hbmon records it ---- */
 

@@ -6,7 +6,8 @@
  * pipeline:events, and running pipelines get pipeline:{id}:metrics and :checkpoint every metrics
  * interval. With --legacy none of that is sent: the agent only acts and reports its pipelines in its
  * heartbeats, like the original agents. With --slow-ack the acknowledgement and the events that follow
- * it wait in a FIFO (every delay is the same, so the FIFO is in due order).
+ * it wait in a FIFO (every delay is the same, so the FIFO is in due order). With --run-for a started
+ * pipeline completes by itself after that long (a run_status completed event; gone from the heartbeats).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -279,6 +280,7 @@ void sim_on_command(sim_t *s, sim_agent_t *a, const char *payload, size_t len)
             p->run_id = run_id ? cx_strdup(run_id) : NULL;
             p->status = PIPE_RUNNING;
             p->since_ms = now;
+            p->ends_at = s->o.run_for_ms > 0 ? cx_now_ms() + s->o.run_for_ms : 0;
             p->processed = p->errors = 0;
             if (json_object_object_get_ex(pl, "checkpoint", &ck) && json_object_is_type(ck, json_type_object))
                 p->processed = integer(ck, "processed_count", 0);
@@ -321,6 +323,24 @@ out:
     json_object_put(cmd);
     if (s->o.slow_ack_ms <= 0)
         sim_acks_due(s, cx_now_ms());
+}
+
+void sim_runs_done(sim_t *s, int64_t now)
+{
+    if (s->o.run_for_ms <= 0)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        sim_agent_t *a = &s->agents[i];
+        sim_pipe_t *p = a->pipes, *next;
+        for (; p != NULL; p = next) {
+            next = p->next;
+            if (p->status != PIPE_RUNNING || p->ends_at == 0 || now < p->ends_at)
+                continue;
+            sim_pipes_update(s, a, cx_wall_ms());
+            event(s, a, p, "completed", now);
+            pipe_remove(a, p);
+        }
+    }
 }
 
 void sim_metrics(sim_t *s)

@@ -439,6 +439,7 @@ static void usage(FILE *f)
                "      --duration D            run D (seconds), then exit 0\n"
                "      --slow-ack D            delay every acknowledgement by D (a bare number is ms)\n"
                "      --fail-start            acknowledge start_pipeline with success:false\n"
+               "      --run-for D             a started pipeline completes by itself after D (seconds)\n"
                "      --metrics-interval D    pipeline metrics and checkpoints (default 5s)\n"
                "      --rate N                events per second per running pipeline (default 100)\n"
                "      --log FILE              one JSON line per received command (and a ready line)\n"
@@ -479,6 +480,7 @@ static int parse_opts(sim_opts_t *o, int argc, char **argv)
         O_DURATION,
         O_SLOW,
         O_FAIL,
+        O_RUN_FOR,
         O_METRICS,
         O_RATE,
         O_LOG,
@@ -509,6 +511,7 @@ static int parse_opts(sim_opts_t *o, int argc, char **argv)
                                        {"duration", 1, 0, O_DURATION},
                                        {"slow-ack", 1, 0, O_SLOW},
                                        {"fail-start", 0, 0, O_FAIL},
+                                       {"run-for", 1, 0, O_RUN_FOR},
                                        {"metrics-interval", 1, 0, O_METRICS},
                                        {"rate", 1, 0, O_RATE},
                                        {"log", 1, 0, O_LOG},
@@ -620,6 +623,9 @@ static int parse_opts(sim_opts_t *o, int argc, char **argv)
         case O_METRICS:
             name = "metrics-interval", dst = &o->metrics_interval_ms;
             break;
+        case O_RUN_FOR:
+            name = "run-for", dst = &o->run_for_ms;
+            break;
         default:
             usage(stderr);
             return -1;
@@ -709,6 +715,7 @@ static int run(sim_t *s)
             sim_metrics(s);
             next_metrics = now + s->o.metrics_interval_ms;
         }
+        sim_runs_done(s, now);
         sim_acks_due(s, now);
         if (now >= next_stats) {
             stats(s);

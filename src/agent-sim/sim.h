@@ -23,6 +23,7 @@ typedef struct sim_pipe {
     int status;
     int64_t processed, errors;
     int64_t since_ms; /* wall ms when processed was last brought up to date */
+    int64_t ends_at;  /* --run-for: monotonic ms when the run completes by itself; 0 never */
 } sim_pipe_t;
 
 typedef struct sim_seen {
@@ -63,6 +64,7 @@ typedef struct sim_opts {
     int64_t duration_ms;
     int64_t slow_ack_ms;
     int fail_start;
+    int64_t run_for_ms; /* a started pipeline completes after this; 0 never */
     int64_t metrics_interval_ms;
     int rate; /* events per second per running pipeline */
     const char *log_path;
@@ -101,6 +103,7 @@ void sim_acks_due(sim_t *s, int64_t now_mono);
 int64_t sim_acks_next(sim_t *s); /* mono ms of the next delayed ack, or -1 */
 void sim_metrics(sim_t *s);
 void sim_pipes_update(sim_t *s, sim_agent_t *a, int64_t now_wall);
+void sim_runs_done(sim_t *s, int64_t now_mono); /* --run-for: complete the runs that are due */
 
 /* rest.c */
 int sim_rest_init(sim_t *s);

@@ -58,8 +58,8 @@ static int check_body(cx_req_t *r, const char *const *allowed, const char **agen
     return CX_OK;
 }
 
-/* answer -- the reply for a lifecycle call's outcome. */
-static int answer(cx_req_t *r, int rc, cx_runs_result_t *res)
+/* cx_api_run_answer -- the reply for a lifecycle call's outcome (also a schedule's trigger). */
+int cx_api_run_answer(cx_req_t *r, int rc, cx_runs_result_t *res)
 {
     json_object *data;
     int delivered = res->delivered;
@@ -93,7 +93,7 @@ int cx_api_pipelines_start(cx_req_t *r)
     if (check_body(r, allowed, &agent_id) != CX_OK)
         return 0;
     rc = cx_runs_start(cx_req_param(r, "id"), agent_id, cx_req_actor(r), r->request_id, &res);
-    rc = answer(r, rc, &res);
+    rc = cx_api_run_answer(r, rc, &res);
     cx_runs_result_free(&res);
     return rc;
 }
@@ -107,7 +107,7 @@ static int control(cx_req_t *r, cx_command_type_t type)
     if (check_body(r, allowed, NULL) != CX_OK)
         return 0;
     rc = cx_runs_control(cx_req_param(r, "id"), type, cx_req_actor(r), r->request_id, &res);
-    rc = answer(r, rc, &res);
+    rc = cx_api_run_answer(r, rc, &res);
     cx_runs_result_free(&res);
     return rc;
 }

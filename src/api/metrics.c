@@ -1,7 +1,8 @@
 /*
  * metrics.c -- /metrics in the Prometheus text format 0.0.4, written by hand (no C client library in
  * Debian): every counter summed over the shared-memory slots of all processes of this instance, the
- * request latency histogram made cumulative, and one up gauge per live process.
+ * request latency and the scheduler's fire lag histograms made cumulative, and one up gauge per live
+ * process.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -140,6 +141,27 @@ static void counters(buf_t *b)
     }
 }
 
+static void fire_lag(buf_t *b)
+{
+    int s, k, nused = slots_used();
+    uint64_t count = 0, sum = 0, cum = 0;
+
+    put(b, "# HELP conduix_schedule_fire_lag_seconds Time from a fire's scheduled time to its run (or its skip) in the "
+           "scheduler.\n# TYPE conduix_schedule_fire_lag_seconds histogram\n");
+    for (s = 0; s < nused; s++) {
+        count += __atomic_load_n(&cx_shm->slots[s].lag_count, __ATOMIC_RELAXED);
+        sum += __atomic_load_n(&cx_shm->slots[s].lag_sum_us, __ATOMIC_RELAXED);
+    }
+    for (k = 0; k < CX_SHM_NLAG; k++) {
+        for (s = 0; s < nused; s++)
+            cum += __atomic_load_n(&cx_shm->slots[s].lag_buckets[k], __ATOMIC_RELAXED);
+        put(b, "conduix_schedule_fire_lag_seconds_bucket{le=\"%g\"} %llu\n", cx_shm_lag_buckets_s[k], (unsigned long long)cum);
+    }
+    put(b, "conduix_schedule_fire_lag_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)count);
+    put(b, "conduix_schedule_fire_lag_seconds_sum %.6f\n", (double)sum / 1e6);
+    put(b, "conduix_schedule_fire_lag_seconds_count %llu\n", (unsigned long long)count);
+}
+
 static void processes(buf_t *b)
 {
     int s, nused = slots_used();
@@ -166,6 +188,7 @@ int cx_api_metrics(cx_req_t *r)
     }
     requests(&b);
     counters(&b);
+    fire_lag(&b);
     processes(&b);
     cx_reply_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
     free(b.p);

@@ -43,6 +43,15 @@ const cx_route_t cx_routes[] = {
     {"GET", V1 "/pipelines/:id/history", cx_api_pipelines_history, CX_ACCESS_VIEWER, CX_BODY_NONE, "pipelines_history"},
     {"GET", V1 "/pipelines/:id/metrics", cx_api_pipelines_metrics, CX_ACCESS_VIEWER, CX_BODY_NONE, "pipelines_metrics"},
 
+    {"GET", V1 "/schedules", cx_api_schedules_list, CX_ACCESS_VIEWER, CX_BODY_NONE, "schedules_list"},
+    {"POST", V1 "/schedules", cx_api_schedules_create, CX_ACCESS_OPERATOR, CX_BODY_JSON, "schedules_create"},
+    {"GET", V1 "/schedules/:id", cx_api_schedules_get, CX_ACCESS_VIEWER, CX_BODY_NONE, "schedules_get"},
+    {"PUT", V1 "/schedules/:id", cx_api_schedules_update, CX_ACCESS_OPERATOR, CX_BODY_JSON, "schedules_update"},
+    {"DELETE", V1 "/schedules/:id", cx_api_schedules_delete, CX_ACCESS_OPERATOR, CX_BODY_NONE, "schedules_delete"},
+    {"POST", V1 "/schedules/:id/enable", cx_api_schedules_enable, CX_ACCESS_OPERATOR, CX_BODY_JSON_OPTIONAL, "schedules_enable"},
+    {"POST", V1 "/schedules/:id/disable", cx_api_schedules_disable, CX_ACCESS_OPERATOR, CX_BODY_JSON_OPTIONAL, "schedules_disable"},
+    {"POST", V1 "/schedules/:id/trigger", cx_api_schedules_trigger, CX_ACCESS_OPERATOR, CX_BODY_JSON_OPTIONAL, "schedules_trigger"},
+
     {"GET", V1 "/agents", cx_api_agents_list, CX_ACCESS_VIEWER, CX_BODY_NONE, "agents_list"},
     {"GET", V1 "/agents/:id", cx_api_agents_get, CX_ACCESS_VIEWER, CX_BODY_NONE, "agents_get"},
     {"GET", V1 "/agents/:id/status", cx_api_agents_status, CX_ACCESS_VIEWER, CX_BODY_NONE, "agents_status"},

@@ -16,7 +16,8 @@
 #include "conduix/runs.h"
 
 #define RUN_COLS                                                                                                                   \
-    "id, pipeline_id, agent_id, schedule_id, `trigger`, status, started_at, ended_at, processed_count, error_count, "              \
+    "id, pipeline_id, agent_id, schedule_id, scheduled_for, `trigger`, status, started_at, ended_at, processed_count, "            \
+    "error_count, "                                                                                                                \
     "error_message, failover_of, created_at, updated_at, TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) DIV 1000 AS age_ms, "      \
     "IF(started_at IS NULL, -1, TIMESTAMPDIFF(MICROSECOND, started_at, NOW(3)) DIV 1000) AS running_for_ms"
 
@@ -35,6 +36,7 @@ static int fill(const cx_db_result_t *res, size_t i, cx_run_t *run)
     cx_db_copy(res, i, "pipeline_id", run->pipeline_id, sizeof(run->pipeline_id));
     cx_db_copy(res, i, "agent_id", run->agent_id, sizeof(run->agent_id));
     cx_db_copy(res, i, "schedule_id", run->schedule_id, sizeof(run->schedule_id));
+    run->scheduled_for = cx_db_time_ms(cx_db_value(res, i, "scheduled_for"));
     run->started_at = cx_db_time_ms(cx_db_value(res, i, "started_at"));
     run->ended_at = cx_db_time_ms(cx_db_value(res, i, "ended_at"));
     run->processed_count = cx_db_int(res, i, "processed_count", 0);
@@ -151,6 +153,24 @@ int cx_db_run_insert(const char *id, const char *pipeline_id, const char *agent_
     return cx_db_exec("INSERT INTO pipeline_runs (id, pipeline_id, agent_id, `trigger`, status, failover_of, checkpoint, "
                       "created_by, schedule_id, scheduled_for, created_at, updated_at) "
                       "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, NOW(3), NOW(3))",
+                      p, CX_ARRAY_SIZE(p), NULL, NULL);
+}
+
+int cx_db_run_insert_failed(const char *id, const char *pipeline_id, cx_run_trigger_t trigger, const char *created_by,
+                            const char *schedule_id, const char *scheduled_for, const char *error_message)
+{
+    cx_db_param_t p[] = {
+        CX_DB_P_STR(id),
+        CX_DB_P_STR(pipeline_id),
+        CX_DB_P_STR(cx_run_trigger_name(trigger)),
+        CX_DB_P_STR(created_by),
+        CX_DB_P_STR(schedule_id),
+        CX_DB_P_STR(scheduled_for),
+        CX_DB_P_STR(error_message),
+    };
+    return cx_db_exec("INSERT INTO pipeline_runs (id, pipeline_id, agent_id, `trigger`, status, created_by, schedule_id, "
+                      "scheduled_for, error_message, ended_at, created_at, updated_at) "
+                      "VALUES (?, ?, NULL, ?, 'failed', ?, ?, ?, ?, NOW(3), NOW(3), NOW(3))",
                       p, CX_ARRAY_SIZE(p), NULL, NULL);
 }
 
@@ -294,13 +314,38 @@ int cx_db_runs_status(const char *pipeline_id, cx_pipeline_state_t *out)
     return CX_OK;
 }
 
+#define SQL_ACTIVE_BY_AGENT                                                                                                        \
+    "SELECT agent_id, COUNT(*) AS n FROM pipeline_runs WHERE status IN " CX_RUN_ACTIVE_SQL " GROUP BY agent_id"
+
+int cx_db_runs_agent_loads(cx_agent_load_t **out, size_t *n)
+{
+    cx_db_result_t *res = NULL;
+    int rc = cx_db_exec("SELECT a.id AS id, COALESCE(r.n, 0) AS n FROM agents a LEFT JOIN (" SQL_ACTIVE_BY_AGENT
+                        ") r ON r.agent_id = a.id WHERE a.status = 'online' ORDER BY a.id",
+                        NULL, 0, &res, NULL);
+    *out = NULL;
+    *n = 0;
+    if (rc != CX_OK)
+        return rc;
+    if (res->nrows > 0)
+        *out = cx_calloc(res->nrows, sizeof(**out));
+    for (size_t i = 0; i < res->nrows; i++) {
+        cx_db_copy(res, i, "id", (*out)[i].id, sizeof((*out)[i].id));
+        (*out)[i].active = cx_db_int(res, i, "n", 0);
+    }
+    *n = res->nrows;
+    cx_db_result_free(res);
+    return CX_OK;
+}
+
 int cx_db_runs_pick_agent(const char *exclude, char out[256])
 {
     cx_db_param_t p[] = {CX_DB_P_STR(exclude != NULL ? exclude : "")};
     cx_db_result_t *res = NULL;
-    int rc = cx_db_exec("SELECT a.id AS id FROM agents a LEFT JOIN pipeline_runs r ON r.agent_id = a.id "
-                        "AND r.status IN " CX_RUN_ACTIVE_SQL " WHERE a.status = 'online' AND a.id <> ? "
-                        "GROUP BY a.id ORDER BY COUNT(r.id), a.id LIMIT 1",
+    /* The active runs are counted from the status index (a derived table): a join on agent_id would read
+     * every run the agents ever had (the status is not part of a ref lookup), which grows with history. */
+    int rc = cx_db_exec("SELECT a.id AS id FROM agents a LEFT JOIN (" SQL_ACTIVE_BY_AGENT ") r ON r.agent_id = a.id "
+                        "WHERE a.status = 'online' AND a.id <> ? ORDER BY COALESCE(r.n, 0), a.id LIMIT 1",
                         p, 1, &res, NULL);
     if (rc == CX_OK && res->nrows == 0)
         rc = CX_NOTFOUND;

@@ -131,6 +131,36 @@ sub create_pipeline($s, $name, $yaml = undef) {
     return $r->{json}{data};
 }
 
+# sim -- start conduix-agent-sim (the build's) on the test Redis with ARGS, logging to a file of the
+# instance's temp dir; waits for its ready line. Returns {h, log, name}; sim_lines($sim, EVENT) reads the
+# log's lines of that event; sim_stop($sim) ends it (also at exit).
+my @sims;
+sub sim($s, $name, @args) {
+    my $bin = "$CxTest::BUILDDIR/src/conduix-agent-sim";
+    croak "CxAgent: no $bin (build it first)" unless -x $bin;
+    my $log = $s->tmp . "/sim-$name.log";
+    my $h = CxTest::run_cmd({ tmp => $s->tmp, background => 1 }, $bin, '-p', $CxTest::REDIS_PORT, '-i', '1s',
+        '--metrics-interval', '1s', '--log', $log, '-q', @args);
+    my $sim = { h => $h, log => $log, name => $name, owner => $$ };
+    push @sims, $sim;
+    CxTest::wait_until(sub { sim_lines($sim, 'ready') }, 20, "simulator $name ready") or croak "CxAgent: simulator $name did not start";
+    return $sim;
+}
+
+sub sim_lines($sim, $event = 'command') {
+    open(my $fh, '<', $sim->{log}) or return ();
+    return grep { ($_->{event} // '') eq $event } map { eval { decode_json($_) } // () } <$fh>;
+}
+
+sub sim_stop($sim) {
+    return unless $sim->{h} && $sim->{owner} == $$;
+    CORE::kill 'TERM', $sim->{h}{pid};
+    CxTest::finish_cmd($sim->{h}, 10);
+    delete $sim->{h};
+}
+
+END { sim_stop($_) for @sims }
+
 # run_status -- the status of the pipeline's latest run per GET /status (undef when it never ran).
 sub run_status($s, $pid) {
     my $r = $s->auth_get("/api/v1/pipelines/$pid/status");

@@ -385,6 +385,17 @@ sub new($class, %o) {
     return $self;
 }
 
+# replica -- another instance of the same deployment as $s: its own port, temp dir, config and log, on
+# $s's database and with its JWT secret (a token of one is good on the other). Options as for new.
+sub replica($s, %o) {
+    my $r = CxTest->new(%o, create_db => 0);
+    $r->{db} = $s->{db};
+    $r->{secret} = $s->{secret};
+    $r->set_config('database.name' => $s->{db}, 'auth.jwt_secret' => $s->{secret});
+    $r->write_config;
+    return $r;
+}
+
 sub tmp($s) { $s->{tmp} }
 sub port($s) { $s->{port} }
 sub db_name($s) { $s->{db} }
@@ -784,6 +795,12 @@ sub auth_get($s, $path, @h) { $s->request('GET', $path, $s->auth_opts(@h)) }
 sub auth_delete($s, $path, @h) { $s->request('DELETE', $path, $s->auth_opts(@h)) }
 sub auth_post($s, $path, $body = undef, @h) { $s->request('POST', $path, $s->auth_opts(@h), body => $body) }
 sub auth_put($s, $path, $body = undef, @h) { $s->request('PUT', $path, $s->auth_opts(@h), body => $body) }
+
+# metric -- the value of one sample of GET /metrics (NAME with its labels, as written), or undef.
+sub metric($s, $name) {
+    my $m = $s->get('/metrics')->{content};
+    return $m =~ /^\Q$name\E (\S+)$/m ? 0 + $1 : undef;
+}
 
 # conn -- a raw HTTP/1.1 connection to the server (CxTest::Conn), for keep-alive and malformed requests.
 sub conn($s, %o) { CxTest::Conn->new('127.0.0.1', $o{port} // $s->{port}) }

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# bench/schedules.sh -- the scheduler under load: N enabled schedules firing every minute on one instance,
+# each fire a run on a simulated agent (conduix-agent-sim, acknowledging, runs completing by themselves
+# after --run-for), for --minutes minutes. Prints the fire lag (a run's created_at minus its scheduled_for,
+# from MySQL) p50/p99/max, the runs, skips, misses and failures, and the scheduler's CPU (utime + stime of
+# the conduix-cp: scheduler process over the measured minutes, in % of one core).
+#
+# usage: bench/schedules.sh [options]        (from the project root, after make)
+#   --bin PATH          conduix-cp (src/conduix-cp)
+#   --sim PATH          conduix-agent-sim (src/conduix-agent-sim)
+#   --schedules N       enabled schedules, one pipeline each (10000)
+#   --agents N          simulated agents (100)
+#   --minutes M         measured minutes (3), after the first minute, which is discarded
+#   --mode burst|spread burst (default): every schedule is "* * * * *", all due at second 0 of each
+#                       minute; spread: "@every 60s", their first fires spread over the minute
+#   --run-for D         how long a simulated run lasts (20s)
+#   --keep              leave the server, the simulator and the database up afterwards
+#
+# Services: scripts/services under /tmp/conduix-bench-schedules (MariaDB 127.0.0.1:23346, Redis 26419),
+# left running (stop them with `scripts/services stop /tmp/conduix-bench-schedules 23346 26419`).
+# Caveat: the simulator, MariaDB and Redis share the machine with the server under test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=src/conduix-cp SIM=src/conduix-agent-sim N=10000 AGENTS=100 MINUTES=3 MODE=burst RUNFOR=20s KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bin) BIN="$2"; shift 2;;
+    --sim) SIM="$2"; shift 2;;
+    --schedules) N="$2"; shift 2;;
+    --agents) AGENTS="$2"; shift 2;;
+    --minutes) MINUTES="$2"; shift 2;;
+    --mode) MODE="$2"; shift 2;;
+    --run-for) RUNFOR="$2"; shift 2;;
+    --keep) KEEP=1; shift;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0;;
+    *) echo "unknown option $1" >&2; exit 2;;
+  esac
+done
+case "$MODE" in burst|spread) ;; *) echo "--mode burst|spread" >&2; exit 2;; esac
+SVC=/tmp/conduix-bench-schedules MYPORT=23346 RPORT=26419 PORT=${BENCH_PORT:-18084}
+DB=conduix_bench_schedules
+WORK=$(mktemp -d /tmp/cx-bench-schedules-XXXXXX)
+mysql_() { mysql --no-defaults -uconduix -pconduix -h127.0.0.1 -P"$MYPORT" "$@"; }
+
+scripts/services start "$SVC" "$MYPORT" "$RPORT" >/dev/null
+redis-cli -p "$RPORT" FLUSHALL >/dev/null
+mysql_ -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+
+cat >"$WORK/config.yaml" <<YAML
+server:
+  host: 127.0.0.1
+  port: $PORT
+  pidfile: $WORK/conduix-cp.pid
+database:
+  host: 127.0.0.1
+  port: $MYPORT
+  user: conduix
+  password: conduix
+  name: $DB
+redis:
+  host: 127.0.0.1
+  port: $RPORT
+auth:
+  jwt_secret: bench-schedules-secret-0123456789-abcdefghij
+agents:
+  heartbeat_timeout: 30s
+  monitor_interval: 1s
+rate_limit:
+  enabled: false
+logging:
+  level: warn
+migrations:
+  dir: migrations
+YAML
+
+cleanup() {
+  [ "$KEEP" = 1 ] && { echo "kept: server pid $(cat "$WORK/conduix-cp.pid" 2>/dev/null), sim pid ${SIMPID:-}, $WORK"; return; }
+  [ -n "${SIMPID:-}" ] && kill "$SIMPID" 2>/dev/null || true
+  [ -f "$WORK/conduix-cp.pid" ] && kill "$(cat "$WORK/conduix-cp.pid")" 2>/dev/null || true
+  sleep 1
+  mysql_ -e "DROP DATABASE IF EXISTS $DB" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$BIN" serve -c "$WORK/config.yaml" >"$WORK/server.log" 2>&1 &
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { echo "server did not start:"; tail -20 "$WORK/server.log"; exit 1; }
+
+"$SIM" -n "$AGENTS" --prefix bench-agent- -p "$RPORT" -i 10s --metrics-interval 30s --run-for "$RUNFOR" -q >"$WORK/sim.log" 2>&1 &
+SIMPID=$!
+for _ in $(seq 300); do
+  n=$(mysql_ -N "$DB" -e "SELECT COUNT(*) FROM agents WHERE status = 'online'")
+  [ "$n" -ge "$AGENTS" ] && break
+  sleep 0.1
+done
+echo "agents online: $n of $AGENTS"
+
+# Seed the pipelines and their schedules (ids 00000000-0000-4000-8000-%012d and ...-9000-...), with the
+# first fire at the start of the next whole minute (burst) or spread over it (spread).
+now=$(date +%s)
+first=$(( (now / 60 + 1) * 60 ))
+[ $((first - now)) -lt 15 ] && first=$((first + 60))
+{
+  for i in $(seq "$N"); do
+    [ $(( (i - 1) % 1000 )) = 0 ] && echo "INSERT INTO pipelines (id, name, description, config_yaml, created_by, created_at, updated_at) VALUES"
+    printf "('00000000-0000-4000-8000-%012d', 'sched-bench-%d', '', 'sources:\\\\n  in:\\\\n    type: kafka\\\\n', 'bench', NOW(3), NOW(3))" "$i" "$i"
+    [ $(( i % 1000 )) = 0 ] || [ "$i" = "$N" ] && echo ";" || echo ","
+  done
+  for i in $(seq "$N"); do
+    [ $(( (i - 1) % 1000 )) = 0 ] && echo "INSERT INTO schedules (id, pipeline_id, cron_expression, timezone, enabled, overlap_policy, next_run_at, created_by) VALUES"
+    if [ "$MODE" = burst ]; then expr='* * * * *'; t=$first; else expr='@every 60s'; t=$((first + (i - 1) % 60)); fi
+    printf "('00000000-0000-4000-9000-%012d', '00000000-0000-4000-8000-%012d', '%s', 'UTC', 1, 'skip', FROM_UNIXTIME(%d), 'bench')" "$i" "$i" "$expr" "$t"
+    [ $(( i % 1000 )) = 0 ] || [ "$i" = "$N" ] && echo ";" || echo ","
+  done
+} | mysql_ "$DB" --init-command="SET time_zone = '+00:00'"
+echo "$N schedules ($MODE), first fires at $(date -u -d @"$first" +%H:%M:%S) UTC"
+
+# the first minute warms up; then the measured ones
+start=$((first + 60))
+sleep $((start - $(date +%s)))
+pid=$(pgrep -f '^conduix-cp: scheduler' -P "$(cat "$WORK/conduix-cp.pid")")
+ticks=$(getconf CLK_TCK)
+cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+t0=$(date +%s.%N)
+sleep $((MINUTES * 60))
+cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+t1=$(date +%s.%N)
+end=$((start + MINUTES * 60))
+sleep 10    # the fires of the last measured minute are written
+
+echo "measured: $MINUTES minutes from $(date -u -d @"$start" +%H:%M:%S) UTC, $AGENTS agents, runs last $RUNFOR"
+mysql_ -N "$DB" -e "
+  SELECT COUNT(*), ROUND(MAX(lag)) FROM (SELECT TIMESTAMPDIFF(MICROSECOND, scheduled_for, created_at) / 1000 AS lag
+    FROM pipeline_runs WHERE scheduled_for >= FROM_UNIXTIME($start) AND scheduled_for < FROM_UNIXTIME($end)) l;" |
+  awk '{printf "runs %d, lag max %d ms\n", $1, $2}'
+mysql_ -N "$DB" -e "SELECT TIMESTAMPDIFF(MICROSECOND, scheduled_for, created_at) / 1000 FROM pipeline_runs
+    WHERE scheduled_for >= FROM_UNIXTIME($start) AND scheduled_for < FROM_UNIXTIME($end) ORDER BY 1" |
+  awk 'function q(p,  i) { i = int(NR * p) + 1; return v[i > NR ? NR : i] }
+       {v[NR] = $1} END {if (NR) printf "fire lag p50 %d ms, p90 %d ms, p99 %d ms\n", q(0.5), q(0.9), q(0.99)}'
+mysql_ -N "$DB" -e "SELECT status, COUNT(*) FROM pipeline_runs GROUP BY status; SELECT 'skipped', SUM(skipped), 'missed', SUM(missed),
+    'failures', SUM(failures) FROM schedules"
+echo "$cpu0 $cpu1 $t0 $t1 $ticks" | awk '{printf "scheduler CPU: %.1f %% of a core\n", 100 * ($2 - $1) / $5 / ($4 - $3)}'
+curl -s "http://127.0.0.1:$PORT/metrics" | grep -E "^conduix_(schedule|scheduler)" || true
