@@ -30,6 +30,11 @@ void cx_breaker_init(cx_breaker_t *b, int max_failures, int64_t cooldown_ms, int
     cx_backoff_init(&b->probe, cooldown < CX_BREAKER_PROBE_MS ? cooldown : CX_BREAKER_PROBE_MS, cooldown);
 }
 
+void cx_breaker_set_probe(cx_breaker_t *b, int64_t first_ms)
+{
+    cx_backoff_init(&b->probe, first_ms < b->cooldown_ms ? first_ms : b->cooldown_ms, b->cooldown_ms);
+}
+
 /* trip -- open: calls are refused until the next probe. first: opened from closed, so the probe wait
  * starts over; else a probe failed, and the wait doubles. */
 static void trip(cx_breaker_t *b, int64_t now_ms, int first)
