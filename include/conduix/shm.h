@@ -92,6 +92,8 @@ typedef struct cx_shm {
     volatile int nused; /* slots [0, nused) have been used at least once; the rest were never touched */
     int64_t gauges[CX_SHM_NGAUGES];
     uint64_t restarts[CX_KIND_MAX]; /* children respawned after an unexpected exit, by kind (the master's) */
+    int log_failing;                /* 1 while the log takes no lines, said once for the instance (log.c) */
+    uint64_t log_dropped;           /* lines dropped since the log last took one (log.c) */
     cx_shm_rl_t ratelimit[CX_SHM_RL_ENTRIES];
     cx_shm_slot_t slots[]; /* nslots; pages of slots never used are never touched, so cost no memory */
 } cx_shm_t;
