@@ -10,13 +10,16 @@
 # Each client sends one request at a time, the next as soon as the previous one was answered (pause =>
 # seconds adds a wait), until stop. A request is recorded with its start time t (Time::HiRes time, the
 # same clock as the test's), its duration dt, the HTTP status (599 for a connection failure or a timeout
-# of HTTP::Tiny, whose timeout is timeout => seconds, default 10) and the envelope's code, if any. The
-# request sub returns [METHOD, PATH, OPTIONS of CxTest::request] or undef to skip a turn.
+# of HTTP::Tiny, whose timeout is timeout => seconds, default 10) and the envelope's code, if any, and
+# what note => sub ($response) returns (e.g. the id of the command created; no spaces). The request sub
+# returns [METHOD, PATH, OPTIONS of CxTest::request] or undef to skip a turn; it may keep state of its
+# own (each client is its own process), and after => sub ($client, $n, $response) sees each answer.
 package CxLoad;
 
 use v5.36;
 use Carp qw(croak);
 use HTTP::Tiny;
+use IO::Handle;
 use POSIX ();
 use Time::HiRes qw(sleep time);
 
@@ -56,7 +59,11 @@ sub client($s, $c, $out, $stop, $o) {
         my $r = eval { $s->request($method, $path, %ro, ua => $ua) } // { status => 599, json => {} };
         my $code = ref $r->{json} eq 'HASH' ? ($r->{json}{code} // '-') : '-';
         my $ra = $r->{headers}{'retry-after'} // '-';
-        printf $fh "%.4f %.4f %d %s %s %s %s\n", $t0, time - $t0, $r->{status}, $code, $ra, $method, $path;
+        my $note = $o->{note} ? (eval { $o->{note}->($r) } // '-') : '-';
+        $note =~ s/\s+/_/g;
+        printf $fh "%.4f %.4f %d %s %s %s %s %s\n", $t0, time - $t0, $r->{status}, $code, $ra, $method, $path, $note;
+        $fh->flush if $o->{flush};
+        eval { $o->{after}->($c, $n, $r) } if $o->{after};
         sleep $o->{pause} if $o->{pause};
     }
     close $fh;
@@ -71,9 +78,9 @@ sub stop($self) {
     for my $c (1 .. @{ $self->{kids} }) {
         open(my $in, '<', "$self->{dir}/client-$c") or next;
         while (my $line = <$in>) {
-            my ($t, $dt, $status, $code, $ra, $method, $path) = split ' ', $line;
+            my ($t, $dt, $status, $code, $ra, $method, $path, $note) = split ' ', $line;
             push @r, { client => $c, t => $t, dt => $dt, status => $status, code => $code, retry_after => $ra,
-                method => $method, path => $path };
+                method => $method, path => $path, note => $note };
         }
     }
     $self->{records} = [sort { $a->{t} <=> $b->{t} } @r];
