@@ -62,7 +62,8 @@ CxChaos::figure('requests failed', $bad_reads + $bad_control . ' (' . CxLoad::by
 CxChaos::figure('commands created', $acc->{created}, '', $acc->{created} > 50);
 CxChaos::figure('commands delivered', "$acc->{delivered} (+ $acc->{cancelled} cancelled by a later stop)", '', 1);
 CxChaos::figure('commands lost', scalar @{ $acc->{lost} }, '0', !@{ $acc->{lost} });
-CxChaos::figure('commands duplicated', scalar @{ $acc->{duplicated} }, '0', !@{ $acc->{duplicated} })
+CxChaos::figure('commands duplicated (executed twice by an agent, or two starts of one run)', scalar @{ $acc->{duplicated} }, '0',
+    !@{ $acc->{duplicated} })
     or diag explain $acc->{duplicated};
 CxChaos::figure('ghost pipelines (agent runs it, no run of ours)', scalar @{ $g->{ghosts} }, '0', !@{ $g->{ghosts} })
     or diag explain $g->{ghosts};

@@ -164,7 +164,8 @@ sub settle($s, $ids, $timeout = 60) {
 # accounting -- what became of the commands CREATED ({id => record}) on the agents of SIMS: created,
 # delivered (received by an agent), cancelled (superseded by design: a stop before the start was
 # acknowledged, a finished run), lost (neither delivered nor cancelled, or still waiting, or missing),
-# duplicated (two commands of one type for one run delivered, or one command executed twice).
+# duplicated (one command executed twice by an agent, or two start_pipeline commands for one run; two
+# stops of one run are two calls of the client's, not a duplicate).
 sub accounting($s, $created, @sims) {
     my @ids = sort keys %$created;
     my $st = settle($s, \@ids);
@@ -174,7 +175,7 @@ sub accounting($s, $created, @sims) {
             next unless exists $created->{ $e->{command_id} };
             $got{ $e->{command_id} }++;
             $exec{ $e->{command_id} }++ unless $e->{repeat};
-            $per_run{"$e->{run_id}/$e->{type}"}{ $e->{command_id} } = 1 if $e->{run_id};
+            $per_run{ $e->{run_id} }{ $e->{command_id} } = 1 if $e->{run_id} && $e->{type} eq 'start_pipeline';
         }
     }
     my @lost = grep { !$got{$_} && ($st->{$_} // 'missing') ne 'cancelled' } @ids;

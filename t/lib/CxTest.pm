@@ -365,6 +365,7 @@ sub random_secret($len = 40) {
 #   workers => N                             server.workers (default 2)
 #   env => {NAME => value}                   extra environment of every server and command run
 #   create_db => 0                           do not create the database
+#   db => NAME                               use the existing database NAME (another instance's: two replicas)
 sub new($class, %o) {
     services_up();
     my $self = bless { owner => $$, env => $o{env} // {}, yaml_extra => $o{yaml} // '' }, $class;
@@ -372,7 +373,7 @@ sub new($class, %o) {
     my $n = ++$seq;
     state $ninst = 0;
     $ninst++;
-    $self->{db} = 'cx_t_' . test_name() . "_$$" . ($ninst > 1 ? "_$ninst" : '');
+    $self->{db} = $o{db} // 'cx_t_' . test_name() . "_$$" . ($ninst > 1 ? "_$ninst" : '');
     $self->{port} = free_port();
     $self->{secret} = random_secret(40);
     $self->{cfg_file} = "$self->{tmp}/config.yaml";
@@ -392,7 +393,7 @@ sub new($class, %o) {
         rate_limit => { enabled => 'false' },    # the load tests send thousands of requests from one address
     };
     $self->set_config(%{ $o{config} // {} });
-    if ($o{create_db} // 1) {
+    if ($o{create_db} // !defined $o{db}) {
         $self->root_dbh->do("DROP DATABASE IF EXISTS `$self->{db}`");
         $self->root_dbh->do("CREATE DATABASE `$self->{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci");
         $self->{db_created} = 1;
