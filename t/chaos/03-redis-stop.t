@@ -30,8 +30,9 @@ sleep 3;
 my $t0 = time;
 $s->stop_redis;
 sleep $OUTAGE;
-my $t1 = time;    # Redis is started from here (start_redis returns once it answers)
+my $t1 = time;    # the outage ends: Redis is started
 $s->start_redis;
+my $tup = time;   # Redis answers a PING (start_redis polls it every 100 ms)
 sleep 4;
 my @c = $control->stop;
 my @r = map { $_->stop } @loads;
@@ -44,9 +45,10 @@ my %created = CxChaos::created(@c);
 my $acc = CxChaos::accounting($s, \%created, $sim);
 my %first;    # when each command reached its agent first (ms)
 for my $e (CxChaos::sim_events($sim)) { $first{ $e->{command_id} } //= $e->{ts} / 1000 }
-my @late = map { ($first{ $_->{note} } // 1e12) - $t1 } @cdur;
+my @late = map { ($first{ $_->{note} } // 1e12) - $tup } @cdur;
 my $worst = (sort { $b <=> $a } @late)[0] // 0;
-diag(sprintf('%d requests during the outage (%s); %d commands queued meanwhile', scalar @during, CxLoad::by_status(@during), scalar @cdur));
+diag(sprintf('%d requests during the outage (%s); %d commands queued meanwhile; Redis answered %.3f s after its start',
+    scalar @during, CxLoad::by_status(@during), scalar @cdur, $tup - $t1));
 diag(sprintf('slowest: %.3f s %s %s at +%.3f s', $_->{dt}, $_->{method}, $_->{path}, $_->{t} - $t0))
     for (sort { $b->{dt} <=> $a->{dt} } @during)[0 .. 4];
 
