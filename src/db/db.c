@@ -128,13 +128,11 @@ static unsigned secs(int64_t ms, int64_t dflt)
     return (unsigned)s;
 }
 
-/* wait_io -- wait until the socket of m is ready for what a non-blocking call waits for (status), or
- * until deadline (or the library's own timeout, when it asks for one); the events for its _cont call.
- * MYSQL_WAIT_TIMEOUT, with *timed_out set, when the time is up: the library then fails the call. */
-static int wait_io(MYSQL *m, int status, int64_t deadline, int *timed_out)
+/* poll_io -- poll the socket of m for what a non-blocking call waits for (status), up to timeout_ms:
+ * the events for its _cont call, 0 when none came, -1 on EINTR. */
+static int poll_io(MYSQL *m, int status, int64_t timeout_ms)
 {
     struct pollfd p = {.fd = (int)mysql_get_socket(m), .events = 0};
-    int64_t now = cx_now_ms(), until = deadline;
     int n, ev = 0;
 
     if (status & MYSQL_WAIT_READ)
@@ -143,54 +141,37 @@ static int wait_io(MYSQL *m, int status, int64_t deadline, int *timed_out)
         p.events |= POLLOUT;
     if (status & MYSQL_WAIT_EXCEPT)
         p.events |= POLLPRI;
-    if (status & MYSQL_WAIT_TIMEOUT) {
-        int64_t lib = now + (int64_t)mysql_get_timeout_value_ms(m);
-        if (lib < until)
-            until = lib;
-    }
-    for (;;) {
-        int64_t left = until - now;
-        n = poll(&p, 1, left > 0 ? (int)(left < 86400000 ? left : 86400000) : 0);
-        if (n > 0)
-            break;
-        if (n < 0 && errno == EINTR) {
-            now = cx_now_ms();
-            continue;
-        }
-        if (n < 0 || (now = cx_now_ms()) >= until) {
-            *timed_out = 1;
-            return MYSQL_WAIT_TIMEOUT;
-        }
-    }
-    if (p.revents & (POLLIN | POLLHUP | POLLERR))
-        ev |= MYSQL_WAIT_READ;
-    if (p.revents & (POLLOUT | POLLHUP | POLLERR))
-        ev |= MYSQL_WAIT_WRITE;
-    if (p.revents & POLLPRI)
-        ev |= MYSQL_WAIT_EXCEPT;
-    return ev != 0 ? ev : (status & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_EXCEPT));
-}
-
-/* ready_now -- the events for a probe's _cont call when its socket is ready now (no wait), else 0. */
-static int ready_now(MYSQL *m, int status)
-{
-    struct pollfd p = {.fd = (int)mysql_get_socket(m), .events = 0};
-    int ev = 0;
-
-    if (status & MYSQL_WAIT_READ)
-        p.events |= POLLIN;
-    if (status & MYSQL_WAIT_WRITE)
-        p.events |= POLLOUT;
-    if (status & MYSQL_WAIT_EXCEPT)
-        p.events |= POLLPRI;
-    if (poll(&p, 1, 0) <= 0)
-        return 0;
+    n = poll(&p, 1, timeout_ms > 0 ? (int)(timeout_ms < 86400000 ? timeout_ms : 86400000) : 0);
+    if (n <= 0)
+        return n < 0 && errno == EINTR ? -1 : 0;
     if (p.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))
         ev |= MYSQL_WAIT_READ;
     if (p.revents & (POLLOUT | POLLHUP | POLLERR | POLLNVAL))
         ev |= MYSQL_WAIT_WRITE;
     if (p.revents & POLLPRI)
         ev |= MYSQL_WAIT_EXCEPT;
+    return ev != 0 ? ev : (status & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_EXCEPT));
+}
+
+/* wait_io -- wait until the socket of m is ready for what a non-blocking call waits for (status), or
+ * until deadline (or the library's own timeout, when it asks for one); the events for its _cont call.
+ * MYSQL_WAIT_TIMEOUT, with *timed_out set, when the time is up: the library then fails the call. */
+static int wait_io(MYSQL *m, int status, int64_t deadline, int *timed_out)
+{
+    int64_t now = cx_now_ms(), until = deadline;
+    int ev;
+
+    if (status & MYSQL_WAIT_TIMEOUT) {
+        int64_t lib = now + (int64_t)mysql_get_timeout_value_ms(m);
+        if (lib < until)
+            until = lib;
+    }
+    while ((ev = poll_io(m, status, until - now)) <= 0) {
+        if ((now = cx_now_ms()) >= until && ev == 0) {
+            *timed_out = 1;
+            return MYSQL_WAIT_TIMEOUT;
+        }
+    }
     return ev;
 }
 
@@ -591,7 +572,7 @@ int64_t cx_db_probe(void)
         if (dial_start(p, &t, 0, D.connect_ms) == 0)
             return probed();
     }
-    if ((ev = ready_now(p->m, p->status)) == 0) {
+    if ((ev = poll_io(p->m, p->status, 0)) <= 0) {
         if (now < p->deadline)
             return PROBE_POLL_MS;
         p->timed_out = 1;
