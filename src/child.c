@@ -105,6 +105,8 @@ int cx_child_loop_fd(int64_t interval_ms, int (*tick)(void *arg), int fd, int (*
         struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
         struct signalfd_siginfo si;
 
+        int64_t probe = cx_db_probe(); /* the MySQL reconnect after an outage, never inside a tick's calls */
+
         if (now >= next) {
             if ((rc = tick(arg)) != 0) {
                 close(sfd);
@@ -114,6 +116,8 @@ int cx_child_loop_fd(int64_t interval_ms, int (*tick)(void *arg), int fd, int (*
             now = cx_now_ms();
         }
         wait = next > now ? next - now : 0;
+        if (probe >= 0 && probe < wait)
+            wait = probe;
         if (poll(pfd, fd >= 0 ? 2 : 1, (int)wait) < 0 && errno != EINTR)
             break;
         while (read(sfd, &si, sizeof(si)) == sizeof(si)) {

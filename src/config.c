@@ -101,6 +101,7 @@ static const key_t_ keys[] = {
     DUR ("database.connect_timeout",                  database.connect_timeout_ms,    "5s",         RELOAD,  1),
     DUR ("database.read_timeout",                     database.read_timeout_ms,       "10s",        RELOAD,  1),
     DUR ("database.write_timeout",                    database.write_timeout_ms,      "10s",        RELOAD,  1),
+    DUR ("database.query_timeout",                    database.query_timeout_ms,      "800ms",      RELOAD,  1),
 
     STR ("redis.host",                                redis.host,                     "localhost",  RELOAD,  1),
     INT ("redis.port",                                redis.port,                     "6379",       RELOAD,  1, 65535),

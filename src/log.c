@@ -2,24 +2,197 @@
  * log.c -- the daemon's log: one line per event, JSON ({"time","level","proc","pid","msg"}) or text,
  * written with one write(2) so that lines of concurrent processes never interleave. The file (if any)
  * is opened O_APPEND and reopened on SIGUSR1 for logrotate.
+ *
+ * Whole lines or none. A line is at most PIPE_BUF bytes, so a write to a pipe is atomic. A file on a
+ * full disk would take part of a line and refuse the rest, and the next line written once there is room
+ * again would be glued onto that fragment; so before writing to a file this process checks that it has
+ * room (a budget of free space measured with fstatvfs, measured again when spent), and a line that would
+ * not fit is dropped instead. Should a write still be cut short (another writer took the space between
+ * the measure and the write), the fragment is taken back when it is the end of the file, or else the next
+ * line starts with a newline, so that it is not glued on. Dropped lines are counted
+ * (conduix_log_lines_dropped_total), and said on stderr once per outage for the whole instance (a flag
+ * in the shared segment), and once again when lines are written again, with how many were dropped (that
+ * line goes into the log too).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "conduix/cx.h"
 #include "conduix/log.h"
+#include "conduix/shm.h"
+
+#define LINE_MAX_ PIPE_BUF /* the longest line, newline included */
+#define ROOM_RESERVE 65536 /* free bytes left untouched, for writers between a measure and a write */
+#define ROOM_SHARE 32      /* of the free space measured, this process counts on 1/ROOM_SHARE */
 
 static int log_level = CX_LOG_INFO;
 static int log_json = 1;
 static int log_fd = 2;
 static char log_path[4096];
 static const char *log_proc = "main";
+
+/* The write path's state (per process). */
+static struct {
+    int is_file;       /* log_fd is a regular file: room is measured before writing */
+    int64_t budget;    /* bytes this process may still write before measuring again */
+    int dropping;      /* the last line of this process could not be written */
+    int newline_first; /* a cut line could not be taken back: the next one starts with a newline */
+    uint64_t dropped;  /* lines dropped since the log last worked (without a shared segment) */
+} W;
+
+static size_t format_line(int level, const char *msg, char *line, size_t cap);
+
+/* say -- a line about the log itself on stderr, when the log is not stderr. */
+static void say(int level, const char *msg)
+{
+    char line[LINE_MAX_];
+    size_t len = format_line(level, msg, line, sizeof(line));
+    if (log_fd != 2) {
+        ssize_t w = write(2, line, len);
+        (void)w;
+    }
+}
+
+/* adopt -- log_fd is new: learn what it is. */
+static void adopt(void)
+{
+    struct stat st;
+    W.is_file = fstat(log_fd, &st) == 0 && S_ISREG(st.st_mode);
+    W.budget = 0;
+    W.newline_first = 0;
+}
+
+/* room -- may len more bytes be written to the file? Measures the free space when the budget is spent. */
+static int room(size_t len)
+{
+    struct statvfs v;
+    int64_t free_bytes;
+
+    if (!W.is_file)
+        goto yes;
+    /* While the log takes no lines, every process measures before each line, so that all of them agree
+     * on when it takes lines again (a budget measured earlier would let one write into the reserve). */
+    if ((int64_t)len <= W.budget && !W.dropping && (cx_shm == NULL || !__atomic_load_n(&cx_shm->log_failing, __ATOMIC_RELAXED)))
+        goto yes;
+    if (fstatvfs(log_fd, &v) != 0)
+        goto yes; /* cannot tell: let write(2) say */
+    free_bytes = (int64_t)(geteuid() == 0 ? v.f_bfree : v.f_bavail) * (int64_t)v.f_frsize - ROOM_RESERVE;
+    W.budget = free_bytes > 0 ? free_bytes / ROOM_SHARE : 0;
+    if ((int64_t)len > W.budget && free_bytes < (int64_t)len)
+        return 0;
+    if ((int64_t)len > W.budget)
+        W.budget = (int64_t)len; /* little room, but enough for this line */
+yes:
+    W.budget -= (int64_t)len;
+    return 1;
+}
+
+/* take_back -- a write put only the first n bytes of frag into the file: remove them when they are the end
+ * of the file (read back to be sure no other process wrote after them); else make the next line start on
+ * a line of its own. */
+static void take_back(const char *frag, size_t n)
+{
+    char back[LINE_MAX_ + 1];
+    struct stat st;
+
+    if (W.is_file && n <= sizeof(back) && fstat(log_fd, &st) == 0 && st.st_size >= (off_t)n &&
+        pread(log_fd, back, n, st.st_size - (off_t)n) == (ssize_t)n && memcmp(back, frag, n) == 0 &&
+        ftruncate(log_fd, st.st_size - (off_t)n) == 0)
+        return;
+    /* a file that ends with a newline (another process's whole line came after the fragment) needs none */
+    W.newline_first =
+        !(W.is_file && fstat(log_fd, &st) == 0 && st.st_size > 0 && pread(log_fd, back, 1, st.st_size - 1) == 1 && back[0] == '\n');
+}
+
+static void dropped(int err)
+{
+    char msg[4300];
+
+    cx_shm_count(CX_C_LOG_LINES_DROPPED, 1);
+    if (cx_shm != NULL)
+        __atomic_fetch_add(&cx_shm->log_dropped, 1, __ATOMIC_RELAXED);
+    else
+        W.dropped++;
+    if (W.dropping)
+        return;
+    W.dropping = 1;
+    int first = 0;
+    if (cx_shm == NULL || __atomic_compare_exchange_n(&cx_shm->log_failing, &first, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        snprintf(msg, sizeof(msg),
+                 "log: cannot write to %s: %s; lines are dropped (whole, counted in conduix_log_lines_dropped_total) until it "
+                 "takes them again",
+                 log_path[0] ? log_path : "stderr", strerror(err));
+        say(CX_LOG_ERROR, msg);
+    }
+}
+
+static void put(const char *line, size_t len);
+
+/* recovered -- a line was written: the end of an outage is said once, with the count of dropped lines. */
+static void recovered(void)
+{
+    char msg[4300], text[LINE_MAX_];
+    uint64_t n;
+    int failing = 1;
+
+    W.dropping = 0;
+    if (cx_shm != NULL) {
+        if (!__atomic_compare_exchange_n(&cx_shm->log_failing, &failing, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return; /* another process said it */
+        n = __atomic_exchange_n(&cx_shm->log_dropped, 0, __ATOMIC_RELAXED);
+    } else {
+        n = W.dropped;
+        W.dropped = 0;
+    }
+    snprintf(msg, sizeof(msg), "log: %s takes lines again; %llu lines were dropped while it did not",
+             log_path[0] ? log_path : "stderr", (unsigned long long)n);
+    say(CX_LOG_WARN, msg);
+    put(text, format_line(CX_LOG_WARN, msg, text, sizeof(text)));
+}
+
+/* put -- write one whole line (len bytes, newline included), or nothing. */
+static void put(const char *line, size_t len)
+{
+    struct iovec iov[2] = {{.iov_base = (void *)"\n", .iov_len = 1}, {.iov_base = (void *)line, .iov_len = len}};
+    int skip = W.newline_first ? 0 : 1;
+    size_t want = len + (size_t)(1 - skip);
+    ssize_t w;
+
+    if (!room(want)) {
+        dropped(ENOSPC);
+        return;
+    }
+    do
+        w = writev(log_fd, iov + skip, 2 - skip);
+    while (w < 0 && errno == EINTR);
+    if (w == (ssize_t)want) {
+        W.newline_first = 0;
+        if (W.dropping || (cx_shm != NULL && __atomic_load_n(&cx_shm->log_failing, __ATOMIC_ACQUIRE)))
+            recovered();
+        return;
+    }
+    int err = w < 0 ? errno : ENOSPC;
+    if (w > 0) {
+        if (!skip) { /* the newline went first */
+            w--;
+            W.newline_first = 0;
+        }
+        if (w > 0)
+            take_back(line, (size_t)w);
+    }
+    W.budget = 0;
+    dropped(err);
+}
 
 static int level_parse(const char *s)
 {
@@ -42,8 +215,9 @@ int cx_log_init(const char *level, const char *format, const char *file)
     log_level = lv;
     log_json = format == NULL || strcmp(format, "text") != 0;
     if (file != NULL && file[0] != '\0') {
-        int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-        if (fd < 0)
+        /* read too: a line cut short is read back before it is taken back (take_back) */
+        int fd = open(file, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0 && (fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) < 0)
             return -1;
         if (log_fd > 2)
             close(log_fd);
@@ -55,6 +229,7 @@ int cx_log_init(const char *level, const char *format, const char *file)
         log_fd = 2;
         log_path[0] = '\0';
     }
+    adopt();
     return 0;
 }
 
@@ -62,11 +237,12 @@ int cx_log_reopen(void)
 {
     if (log_path[0] == '\0')
         return 0;
-    int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0)
+    int fd = open(log_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0 && (fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) < 0)
         return -1;
     dup2(fd, log_fd);
     close(fd);
+    adopt();
     return 0;
 }
 
@@ -100,14 +276,39 @@ static size_t json_escape(char *buf, size_t len, size_t cap, const char *s)
     return len;
 }
 
-static void emit(int level, int with_errno, const char *fmt, va_list ap)
+/* format_line -- a log line of msg at level, newline included, in at most cap bytes; its length. */
+static size_t format_line(int level, const char *msg, char *line, size_t cap)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
-    int saved = errno;
-    char msg[2048], line[4608], ts[40];
+    char ts[40];
     struct timeval tv;
     struct tm tm;
     size_t len;
+
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    len = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + len, sizeof(ts) - len, ".%03dZ", (int)(tv.tv_usec / 1000));
+
+    if (log_json) {
+        len = (size_t)snprintf(line, cap, "{\"time\":\"%s\",\"level\":\"%s\",\"proc\":\"%s\",\"pid\":%d,\"msg\":\"", ts,
+                               names[level], log_proc, (int)getpid());
+        len = json_escape(line, len, cap - 4, msg);
+        line[len++] = '"';
+        line[len++] = '}';
+    } else {
+        len = (size_t)snprintf(line, cap, "%s %-5s %s[%d] %s", ts, names[level], log_proc, (int)getpid(), msg);
+        if (len > cap - 2)
+            len = cap - 2;
+    }
+    line[len++] = '\n';
+    return len;
+}
+
+static void emit(int level, int with_errno, const char *fmt, va_list ap)
+{
+    int saved = errno;
+    char msg[2048], line[LINE_MAX_];
 
     if (level < log_level)
         return;
@@ -116,25 +317,7 @@ static void emit(int level, int with_errno, const char *fmt, va_list ap)
         size_t n = strlen(msg);
         snprintf(msg + n, sizeof(msg) - n, ": %s", strerror(saved));
     }
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    len = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + len, sizeof(ts) - len, ".%03dZ", (int)(tv.tv_usec / 1000));
-
-    if (log_json) {
-        len = (size_t)snprintf(line, sizeof(line), "{\"time\":\"%s\",\"level\":\"%s\",\"proc\":\"%s\",\"pid\":%d,\"msg\":\"", ts,
-                               names[level], log_proc, (int)getpid());
-        len = json_escape(line, len, sizeof(line) - 4, msg);
-        line[len++] = '"';
-        line[len++] = '}';
-    } else {
-        len = (size_t)snprintf(line, sizeof(line), "%s %-5s %s[%d] %s", ts, names[level], log_proc, (int)getpid(), msg);
-        if (len > sizeof(line) - 2)
-            len = sizeof(line) - 2;
-    }
-    line[len++] = '\n';
-    ssize_t w = write(log_fd, line, len);
-    (void)w;
+    put(line, format_line(level, msg, line, sizeof(line)));
     errno = saved;
 }
 
@@ -156,11 +339,13 @@ DEFINE_LOG(cx_log_errorx, CX_LOG_ERROR, 0)
 
 void cx_log_raw(const char *line, size_t len)
 {
-    char buf[4096];
+    char buf[LINE_MAX_];
+    int saved = errno;
+
     if (len > sizeof(buf) - 1)
         len = sizeof(buf) - 1;
     memcpy(buf, line, len);
     buf[len++] = '\n';
-    ssize_t w = write(log_fd, buf, len);
-    (void)w;
+    put(buf, len);
+    errno = saved;
 }

@@ -98,6 +98,7 @@ int cx_worker_run(int listen_fd)
     accept_ctx.hosts = config.hosts;
     h2o_socket_read_start(h2o_evloop_socket_create(ctx.loop, sfd, H2O_SOCKET_FLAG_DONT_READ), on_signal);
 
+    cx_db_set_call_timeout(cx_cfg->database.query_timeout_ms); /* a request waits no longer for MySQL */
     cx_db_open(cx_cfg);
     cx_redis_open(cx_cfg);
     if (cx_client_init(ctx.loop) != CX_OK) /* outbound calls to identity providers */
@@ -106,9 +107,11 @@ int cx_worker_run(int listen_fd)
     listener = h2o_evloop_socket_create(ctx.loop, listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     h2o_socket_read_start(listener, on_accept);
 
-    /* the loop wakes at least once a second for cx_child_idle (database.max_idle_conns) */
+    /* The loop wakes at least once a second for cx_child_idle (database.max_idle_conns), and as often as
+     * a MySQL probe in flight wants (cx_db_probe: the reconnect after an outage, never inside a request). */
     while (!draining || (nconns > 0 && cx_now_ms() < drain_deadline)) {
-        h2o_evloop_run(ctx.loop, draining ? 50 : 1000);
+        int64_t wait = draining ? 50 : 1000, probe = cx_db_probe();
+        h2o_evloop_run(ctx.loop, (int32_t)(probe >= 0 && probe < wait ? probe : wait));
         cx_child_idle(draining);
     }
     if (nconns > 0)

@@ -28,6 +28,9 @@ typedef struct cx_breaker {
 } cx_breaker_t;
 
 void cx_breaker_init(cx_breaker_t *b, int max_failures, int64_t cooldown_ms, int half_open_successes);
+/* cx_breaker_set_probe -- the wait before the first probe after opening (instead of CX_BREAKER_PROBE_MS);
+ * it still doubles after each failed probe up to the cooldown. */
+void cx_breaker_set_probe(cx_breaker_t *b, int64_t first_ms);
 /* cx_breaker_allow -- may a call be made now? Moves open to half-open when the cooldown is over. */
 int cx_breaker_allow(cx_breaker_t *b, int64_t now_ms);
 void cx_breaker_success(cx_breaker_t *b, int64_t now_ms);

@@ -57,6 +57,7 @@ typedef struct cx_config {
         int max_idle_conns;
         int64_t connect_timeout_ms;
         int64_t read_timeout_ms;
+        int64_t query_timeout_ms; /* a worker's bound of each MySQL call; read/write timeouts elsewhere */
         int64_t write_timeout_ms;
     } database;
 

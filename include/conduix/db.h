@@ -1,7 +1,8 @@
 /*
  * db.h -- this process's MySQL connection and the one way SQL is run: prepared statements with typed
- * parameters, results as strings. Connections are opened after fork, with connect/read/write timeouts,
- * and reopened (statements re-prepared) after a lost connection, with backoff.
+ * parameters, results as strings. Connections are opened after fork; every call waits for MySQL at most
+ * its call timeout; a connection that timed out or could not be made opens a circuit breaker (calls fail
+ * at once with CX_UNAVAIL) until a probe run by the process's loop (cx_db_probe) has reconnected.
  *
  * The data layer is src/db/: one file per table family (pipelines.c, runs.c, commands.c, agents.c,
  * audit.c), each declared in the header of its family, built on cx_db_exec, and the only place with
@@ -67,13 +68,25 @@ typedef struct cx_db_result {
     unsigned long **lens; /* nrows x ncols */
 } cx_db_result_t;
 
-/* cx_db_open -- connect this process (after fork). Failure is not fatal: calls reconnect later.
- * Returns CX_OK, or CX_UNAVAIL (logged once) when MySQL cannot be reached now. A socket in
+/* cx_db_open -- connect this process (after fork). Failure is not fatal: the breaker opens and
+ * cx_db_probe reconnects later. Returns CX_OK, or CX_UNAVAIL (logged once) when MySQL cannot be reached
+ * now. A socket in
  * database.socket (or a host starting with '/') means a UNIX socket, anything else TCP. The session runs
  * in UTC (time_zone '+00:00'), utf8mb4, with CLIENT_FOUND_ROWS: an UPDATE's affected count is the
  * number of rows matched, changed or not. */
 int cx_db_open(const cx_config_t *cfg);
 void cx_db_close(void);
+
+/* cx_db_set_call_timeout -- the longest one call waits for MySQL (a statement, its result, a ping, a
+ * connect made inside the call), in milliseconds; 0 = database.read_timeout. A worker sets
+ * database.query_timeout. A call that reaches it drops the connection and opens the breaker. */
+void cx_db_set_call_timeout(int64_t ms);
+
+/* cx_db_probe -- the reconnect of a process whose breaker is open, for its loop to call now and then:
+ * starts a non-blocking connect when the backoff allows, and looks at one in flight, never blocking. The
+ * connection it makes becomes this process's and closes the breaker. Returns how many milliseconds the
+ * loop may wait before calling again, or -1 when nothing is pending (the breaker is closed). */
+int64_t cx_db_probe(void);
 
 /* cx_db_close_idle -- close the connection when nothing ran on it for idle_ms and no transaction is
  * open (database.max_idle_conns); the next call connects again. 1 when it was closed. */
@@ -83,8 +96,9 @@ int cx_db_close_idle(int64_t idle_ms);
  * result set is returned (free with cx_db_result_free); affected may be NULL (rows changed or matched,
  * or rows returned). Every value is text: DATETIME(3) reads "2026-11-25 21:00:00.123" (UTC), DATETIME
  * "2026-11-25 21:00:00"; the same forms are accepted as string parameters.
- * Returns CX_OK, CX_CONFLICT (duplicate key), CX_UNAVAIL (no connection / lost; one reconnect and retry
- * is made when nothing could have been executed), CX_ERR (other, logged with the MySQL error).
+ * Returns CX_OK, CX_CONFLICT (duplicate key), CX_UNAVAIL (breaker open, timed out, or lost; one
+ * reconnect and retry is made when the server closed the connection and nothing could have been executed,
+ * never after a timeout), CX_ERR (other, logged with the MySQL error).
  * Retried inside: a statement that could not have run, a SELECT outside a transaction after a lost
  * connection, a deadlock victim outside a transaction (up to 3 times). A deadlock inside a transaction
  * returns CX_ERR: InnoDB rolled the transaction back, and cx_db_commit then returns CX_ERR too.
@@ -143,10 +157,10 @@ static inline int cx_db_end(int rc)
  * to end its transaction; the caller can roll back. */
 int cx_db_in_tx(void);
 
-/* cx_db_ping -- CX_OK when MySQL answers now (reconnecting if needed), else CX_UNAVAIL. */
+/* cx_db_ping -- CX_OK when MySQL answers now, else CX_UNAVAIL (at once while the breaker is open). */
 int cx_db_ping(void);
 
-/* cx_db_available -- cheap: 1 unless the last attempt found MySQL down. */
+/* cx_db_available -- cheap: 1 while the breaker is closed. */
 int cx_db_available(void);
 
 /* Migrations (db/migrate.c): apply migrations/NNNN_name.sql in order under GET_LOCK('conduix_migrate'),

@@ -27,6 +27,8 @@ typedef enum {
     CX_C_DB_ERRORS,
     CX_C_REDIS_ERRORS,
     CX_C_REDIS_BREAKER_OPENS,
+    CX_C_DB_BREAKER_OPENS,
+    CX_C_LOG_LINES_DROPPED,
     CX_C_AUTH_FAILURES,
     CX_C_HEARTBEATS_REDIS, /* agents (issue 3) */
     CX_C_HEARTBEATS_REST,
@@ -114,6 +116,8 @@ typedef struct cx_shm {
     volatile int nused; /* slots [0, nused) have been used at least once; the rest were never touched */
     int64_t gauges[CX_SHM_NGAUGES];
     uint64_t restarts[CX_KIND_MAX]; /* children respawned after an unexpected exit, by kind (the master's) */
+    int log_failing;                /* 1 while the log takes no lines, said once for the instance (log.c) */
+    uint64_t log_dropped;           /* lines dropped since the log last took one (log.c) */
     cx_shm_rl_t ratelimit[CX_SHM_RL_ENTRIES];
     cx_shm_slot_t slots[]; /* nslots; pages of slots never used are never touched, so cost no memory */
 } cx_shm_t;

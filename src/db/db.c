@@ -2,19 +2,34 @@
  * db.c -- this process's MySQL connection and the one way SQL is run (cx_db_exec): prepared statements
  * cached per SQL text, typed parameters, every result column fetched as a string.
  *
- * One blocking connection per process (static state; a process is single-threaded), opened after fork
- * by cx_db_open. MYSQL_OPT_RECONNECT stays off, because the library's silent reconnect invalidates every
- * prepared statement; instead a lost connection is dropped with all its statements, and the next call
- * reconnects and re-prepares. A failed connect starts a backoff (1 s doubling to 5 s) during which calls
- * fail at once with CX_UNAVAIL, so a dead MySQL costs a request at most one connect timeout.
+ * One connection per process (static state; a process is single-threaded), opened after fork by
+ * cx_db_open. MYSQL_OPT_RECONNECT stays off, because the library's silent reconnect invalidates every
+ * prepared statement; instead a lost connection is dropped with all its statements.
+ *
+ * Every call runs on MariaDB's non-blocking API and waits for the server with poll(2) up to its own
+ * deadline (cx_db_set_call_timeout: database.query_timeout in a worker, database.read_timeout
+ * elsewhere), to the millisecond: the library's own timeouts count whole seconds. A wait that reaches its
+ * deadline makes the library fail the call like a lost connection.
+ *
+ * A circuit breaker (breaker.c, one failure opens it) keeps a process from waiting on MySQL twice: a
+ * call that timed out, or a connect that failed, opens it, and from then on every call fails at once with
+ * CX_UNAVAIL, without I/O, so a worker answers 503 at once and keeps serving everything else. Reconnects
+ * are probes, never part of a call: cx_db_probe, run by the process's loop (the worker's event loop, the
+ * singletons' child loop), makes a non-blocking connect now and then (at once after opening, then with a
+ * backoff doubling to PROBE_MAX_MS) and looks at it without ever blocking; the connection it makes becomes
+ * this process's and closes the breaker. A call connects by itself only while the breaker is closed: the
+ * first connect, one after database.max_idle_conns closed an idle connection, or one after the server
+ * closed the connection (a restart, a KILL), each bounded like any other wait of the call.
  *
  * A statement is retried only when it cannot have run twice: its prepare failed on a dead connection,
  * the client could not send it (CR_SERVER_GONE_ERROR), it is a SELECT outside a transaction, or InnoDB
- * chose it as a deadlock victim outside a transaction (rolled back, up to 3 times). Before a statement
- * outside a transaction, a peek at the socket (and after a long idle time a ping) finds a connection the
- * server closed meanwhile, so that a MySQL restart or KILL costs no request an error.
+ * chose it as a deadlock victim outside a transaction (rolled back, up to 3 times); never after a
+ * timeout. Before a statement outside a transaction, a peek at the socket (and after a long idle time a
+ * ping) finds a connection the server closed meanwhile, so that a MySQL restart or KILL costs no request
+ * an error.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,15 +39,17 @@
 #include <errmsg.h>
 #include <mysqld_error.h>
 
-#include "conduix/backoff.h"
+#include "conduix/breaker.h"
 #include "conduix/cx.h"
 #include "conduix/log.h"
 #include "conduix/db.h"
 #include "conduix/hash.h"
+#include "conduix/shm.h"
 
 #define CACHE_MAX 256        /* prepared statements kept per connection */
-#define BACKOFF_MIN_MS 1000  /* first wait after a failed connect */
-#define BACKOFF_MAX_MS 5000  /* longest wait between connect attempts */
+#define PROBE_FIRST_MS 1     /* the first probe after the breaker opened: at once, so a spurious timeout costs little */
+#define PROBE_MAX_MS 500     /* the longest wait between two probes while MySQL is away */
+#define PROBE_POLL_MS 20     /* how soon cx_db_probe wants to look at a probe in flight again */
 #define DEADLOCK_RETRIES 3   /* re-runs of a deadlock victim outside a transaction */
 #define IDLE_PING_MS 2000    /* ping before a write on a connection idle this long */
 #define FETCH_BUF 256        /* initial per-column fetch buffer; longer values are re-fetched */
@@ -42,6 +59,8 @@
 #define DEFAULT_CONNECT_MS 5000
 #define DEFAULT_IO_MS 30000
 
+static const char TZ_SQL[] = "SET time_zone = '+00:00'";
+
 typedef struct entry {
     uint64_t hash;
     char *sql;
@@ -50,17 +69,37 @@ typedef struct entry {
     uint64_t used; /* tick of last use, for LRU eviction */
 } entry_t;
 
+/* Where and how to connect. */
+typedef struct target {
+    const char *host, *user, *password, *name, *sock;
+    int port;
+    unsigned connect_s, read_s, write_s; /* the library's own timeouts (whole seconds), a backstop */
+} target_t;
+
+/* A connect on the non-blocking API, in steps: the connect, then the session's time zone. */
+typedef struct dialer {
+    MYSQL *m;   /* the connection being made; the result once finished (NULL: failed, err says why) */
+    MYSQL *ret; /* mysql_real_connect's result */
+    int iret;   /* mysql_real_query's result */
+    int status; /* what the call in progress waits for (MYSQL_WAIT_*); 0 when it has finished */
+    int stage;  /* 0 connecting, 1 setting the time zone, 2 done */
+    int timed_out;
+    int64_t deadline, timeout_ms;
+    char err[512];
+} dialer_t;
+
 static struct {
     int opened;
     char *host, *user, *password, *name, *socket;
     int port;
     int64_t connect_ms, read_ms, write_ms;
+    int64_t call_ms; /* the bound of each call's wait for MySQL (a statement, a ping, a connect in a call) */
     MYSQL *m;
     int64_t last_used_ms; /* cx_now_ms of the last successful round trip */
-    int down;             /* the last connect attempt failed */
-    int logged_down;      /* that failure was logged; the recovery will be too */
-    cx_backoff_t backoff;
-    int64_t next_try_ms;
+    cx_breaker_t br;      /* open: calls fail at once with CX_UNAVAIL until a probe reconnects */
+    int64_t down_since;   /* cx_now_ms when the breaker opened; 0 while closed */
+    int timed_out;        /* the last wait on D.m ended at its deadline */
+    dialer_t probe;       /* the reconnect in flight (probe.m != NULL), driven by cx_db_probe */
     int in_tx;
     int tx_aborted; /* the server ended the transaction behind the caller: CX_UNAVAIL or CX_ERR for commit */
     entry_t cache[CACHE_MAX];
@@ -69,6 +108,8 @@ static struct {
     uint64_t insert_id;
     char conflict_key[128];
 } D;
+
+static int64_t call_timeout_ms; /* cx_db_set_call_timeout; kept across cx_db_open */
 
 static char *dupz(const char *s)
 {
@@ -87,17 +128,109 @@ static unsigned secs(int64_t ms, int64_t dflt)
     return (unsigned)s;
 }
 
-/* dial -- a new connection, ready for use: timeouts, utf8mb4, UTC. NULL with the reason in err. */
-static MYSQL *dial(const char *host, int port, const char *user, const char *password, const char *name, const char *sock,
-                   unsigned connect_s, unsigned read_s, unsigned write_s, unsigned long flags, char *err, size_t errlen)
+/* poll_io -- poll the socket of m for what a non-blocking call waits for (status), up to timeout_ms:
+ * the events for its _cont call, 0 when none came, -1 on EINTR. */
+static int poll_io(MYSQL *m, int status, int64_t timeout_ms)
 {
-    MYSQL *m = mysql_init(NULL);
+    struct pollfd p = {.fd = (int)mysql_get_socket(m), .events = 0};
+    int n, ev = 0;
+
+    if (status & MYSQL_WAIT_READ)
+        p.events |= POLLIN;
+    if (status & MYSQL_WAIT_WRITE)
+        p.events |= POLLOUT;
+    if (status & MYSQL_WAIT_EXCEPT)
+        p.events |= POLLPRI;
+    n = poll(&p, 1, timeout_ms > 0 ? (int)(timeout_ms < 86400000 ? timeout_ms : 86400000) : 0);
+    if (n <= 0)
+        return n < 0 && errno == EINTR ? -1 : 0;
+    if (p.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))
+        ev |= MYSQL_WAIT_READ;
+    if (p.revents & (POLLOUT | POLLHUP | POLLERR | POLLNVAL))
+        ev |= MYSQL_WAIT_WRITE;
+    if (p.revents & POLLPRI)
+        ev |= MYSQL_WAIT_EXCEPT;
+    return ev != 0 ? ev : (status & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_EXCEPT));
+}
+
+/* wait_io -- wait until the socket of m is ready for what a non-blocking call waits for (status), or
+ * until deadline (or the library's own timeout, when it asks for one); the events for its _cont call.
+ * MYSQL_WAIT_TIMEOUT, with *timed_out set, when the time is up: the library then fails the call. */
+static int wait_io(MYSQL *m, int status, int64_t deadline, int *timed_out)
+{
+    int64_t now = cx_now_ms(), until = deadline;
+    int ev;
+
+    if (status & MYSQL_WAIT_TIMEOUT) {
+        int64_t lib = now + (int64_t)mysql_get_timeout_value_ms(m);
+        if (lib < until)
+            until = lib;
+    }
+    while ((ev = poll_io(m, status, until - now)) <= 0) {
+        if ((now = cx_now_ms()) >= until && ev == 0) {
+            *timed_out = 1;
+            return MYSQL_WAIT_TIMEOUT;
+        }
+    }
+    return ev;
+}
+
+/* dial_fail -- the connect failed: the reason in d->err, the connection freed. 0 (finished). */
+static int dial_fail(dialer_t *d, const char *what)
+{
+    if (d->timed_out)
+        snprintf(d->err, sizeof(d->err), "%s: no answer within %lld ms", what, (long long)d->timeout_ms);
+    else
+        snprintf(d->err, sizeof(d->err), "%s: %s (%u)", what, mysql_error(d->m), mysql_errno(d->m));
+    mysql_close(d->m);
+    d->m = NULL;
+    d->status = 0;
+    d->stage = 2;
+    return 0;
+}
+
+/* dial_step -- go on with a connect, events being what its socket is ready for (or MYSQL_WAIT_TIMEOUT).
+ * Returns what it waits for next, or 0 when it has finished: d->m is the connection, or NULL with the
+ * reason in d->err. */
+static int dial_step(dialer_t *d, int events)
+{
+    if (d->status != 0) {
+        if (d->stage == 0)
+            d->status = mysql_real_connect_cont(&d->ret, d->m, events);
+        else
+            d->status = mysql_real_query_cont(&d->iret, d->m, events);
+        if (d->status != 0)
+            return d->status;
+    }
+    if (d->stage == 0) {
+        if (d->ret == NULL)
+            return dial_fail(d, "connect");
+        d->stage = 1;
+        d->status = mysql_real_query_start(&d->iret, d->m, TZ_SQL, sizeof(TZ_SQL) - 1);
+        if (d->status != 0)
+            return d->status;
+    }
+    if (d->iret != 0)
+        return dial_fail(d, TZ_SQL);
+    d->stage = 2;
+    return 0;
+}
+
+/* dial_start -- begin a connect to t (timeouts, utf8mb4, the non-blocking API), to finish within
+ * timeout_ms; returns as dial_step. */
+static int dial_start(dialer_t *d, const target_t *t, unsigned long flags, int64_t timeout_ms)
+{
+    const char *host = t->host, *sock = t->sock;
     my_bool off = 0;
     unsigned proto;
 
-    if (m == NULL) {
-        snprintf(err, errlen, "mysql_init: out of memory");
-        return NULL;
+    memset(d, 0, sizeof(*d));
+    d->timeout_ms = timeout_ms;
+    d->deadline = cx_now_ms() + timeout_ms;
+    d->stage = 2;
+    if ((d->m = mysql_init(NULL)) == NULL) {
+        snprintf(d->err, sizeof(d->err), "mysql_init: out of memory");
+        return 0;
     }
     if (sock == NULL || sock[0] == '\0') {
         if (host != NULL && host[0] == '/') {
@@ -108,36 +241,85 @@ static MYSQL *dial(const char *host, int port, const char *user, const char *pas
         }
     }
     proto = sock != NULL ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
-    mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &connect_s);
-    mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &read_s);
-    mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &write_s);
-    mysql_options(m, MYSQL_OPT_RECONNECT, &off);
-    mysql_options(m, MYSQL_OPT_PROTOCOL, &proto);
-    mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    if (mysql_real_connect(m, sock != NULL ? "localhost" : (host != NULL && host[0] ? host : "localhost"), user, password,
-                           name != NULL && name[0] ? name : NULL, sock != NULL ? 0 : (unsigned)port, sock,
-                           flags | CLIENT_FOUND_ROWS) == NULL) {
-        snprintf(err, errlen, "connect: %s (%u)", mysql_error(m), mysql_errno(m));
-        goto fail;
+    mysql_options(d->m, MYSQL_OPT_NONBLOCK, 0);
+    mysql_options(d->m, MYSQL_OPT_CONNECT_TIMEOUT, &t->connect_s);
+    mysql_options(d->m, MYSQL_OPT_READ_TIMEOUT, &t->read_s);
+    mysql_options(d->m, MYSQL_OPT_WRITE_TIMEOUT, &t->write_s);
+    mysql_options(d->m, MYSQL_OPT_RECONNECT, &off);
+    mysql_options(d->m, MYSQL_OPT_PROTOCOL, &proto);
+    mysql_options(d->m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    d->stage = 0;
+    d->status = mysql_real_connect_start(&d->ret, d->m, sock != NULL ? "localhost" : (host != NULL && host[0] ? host : "localhost"),
+                                         t->user, t->password, t->name != NULL && t->name[0] ? t->name : NULL,
+                                         sock != NULL ? 0 : (unsigned)t->port, sock, flags | CLIENT_FOUND_ROWS);
+    return d->status != 0 ? d->status : dial_step(d, 0);
+}
+
+/* dial -- a new connection, ready for use, within timeout_ms; NULL with the reason in err. */
+static MYSQL *dial(const target_t *t, unsigned long flags, int64_t timeout_ms, char *err, size_t errlen)
+{
+    dialer_t d;
+    int st = dial_start(&d, t, flags, timeout_ms);
+
+    while (st != 0)
+        st = dial_step(&d, wait_io(d.m, st, d.deadline, &d.timed_out));
+    if (d.m == NULL)
+        snprintf(err, errlen, "%s", d.err);
+    return d.m;
+}
+
+/* dial_abort -- end a connect in flight (the process closes its connection). */
+static void dial_abort(dialer_t *d)
+{
+    if (d->m == NULL)
+        return;
+    if (d->status != 0) {
+        int fd = (int)mysql_get_socket(d->m);
+        if (fd >= 0)
+            shutdown(fd, SHUT_RDWR);
+        d->timed_out = 1;
+        while (dial_step(d, MYSQL_WAIT_TIMEOUT) != 0)
+            ;
     }
-    static const char tz[] = "SET time_zone = '+00:00'";
-    if (mysql_real_query(m, tz, sizeof(tz) - 1) != 0) {
-        snprintf(err, errlen, "%s: %s (%u)", tz, mysql_error(m), mysql_errno(m));
-        goto fail;
-    }
-    return m;
-fail:
-    mysql_close(m);
-    return NULL;
+    if (d->m != NULL)
+        mysql_close(d->m);
+    memset(d, 0, sizeof(*d));
+}
+
+static void target_of(target_t *t, const cx_config_t *cfg, int64_t io_ms)
+{
+    t->host = cfg->database.host;
+    t->port = cfg->database.port > 0 ? cfg->database.port : 3306;
+    t->user = cfg->database.user;
+    t->password = cfg->database.password;
+    t->name = cfg->database.name;
+    t->sock = cfg->database.socket;
+    t->connect_s = secs(cfg->database.connect_timeout_ms, DEFAULT_CONNECT_MS);
+    t->read_s = secs(io_ms > 0 ? io_ms : cfg->database.read_timeout_ms, DEFAULT_IO_MS);
+    t->write_s = secs(io_ms > 0 ? io_ms : cfg->database.write_timeout_ms, DEFAULT_IO_MS);
+}
+
+static void target_own(target_t *t)
+{
+    t->host = D.host;
+    t->port = D.port;
+    t->user = D.user;
+    t->password = D.password;
+    t->name = D.name;
+    t->sock = D.socket;
+    t->connect_s = secs(D.connect_ms, DEFAULT_CONNECT_MS);
+    t->read_s = secs(D.read_ms, DEFAULT_IO_MS);
+    t->write_s = secs(D.write_ms, DEFAULT_IO_MS);
 }
 
 struct st_mysql *cx_db_connect_new(const cx_config_t *cfg, unsigned long client_flags, int64_t io_timeout_ms, char *err,
                                    size_t errlen)
 {
-    return dial(cfg->database.host, cfg->database.port, cfg->database.user, cfg->database.password, cfg->database.name,
-                cfg->database.socket, secs(cfg->database.connect_timeout_ms, DEFAULT_CONNECT_MS),
-                secs(io_timeout_ms > 0 ? io_timeout_ms : cfg->database.read_timeout_ms, DEFAULT_IO_MS),
-                secs(io_timeout_ms > 0 ? io_timeout_ms : cfg->database.write_timeout_ms, DEFAULT_IO_MS), client_flags, err, errlen);
+    target_t t;
+
+    target_of(&t, cfg, io_timeout_ms);
+    return dial(&t, client_flags, cfg->database.connect_timeout_ms > 0 ? cfg->database.connect_timeout_ms : DEFAULT_CONNECT_MS, err,
+                errlen);
 }
 
 /* where -- "host:port/name" or "socket/name", for log lines. */
@@ -151,71 +333,178 @@ static const char *where(void)
     return buf;
 }
 
+/* ---- one call on the non-blocking API, to its end or its deadline (D.call_ms from now) ---- */
+
+#define NB_CALL(start, cont)                                                                                                       \
+    do {                                                                                                                           \
+        int64_t dl_ = cx_now_ms() + D.call_ms;                                                                                     \
+        int st_ = (start);                                                                                                         \
+        D.timed_out = 0;                                                                                                           \
+        while (st_ != 0) {                                                                                                         \
+            int ev_ = wait_io(D.m, st_, dl_, &D.timed_out);                                                                        \
+            st_ = cont;                                                                                                            \
+        }                                                                                                                          \
+    } while (0)
+
+static int nb_query(const char *q, size_t len)
+{
+    int ret = 1;
+    NB_CALL(mysql_real_query_start(&ret, D.m, q, (unsigned long)len), mysql_real_query_cont(&ret, D.m, ev_));
+    return ret;
+}
+
+static int nb_ping(void)
+{
+    int ret = 1;
+    NB_CALL(mysql_ping_start(&ret, D.m), mysql_ping_cont(&ret, D.m, ev_));
+    return ret;
+}
+
+static int nb_prepare(MYSQL_STMT *st, const char *sql, size_t len)
+{
+    int ret = 1;
+    NB_CALL(mysql_stmt_prepare_start(&ret, st, sql, (unsigned long)len), mysql_stmt_prepare_cont(&ret, st, ev_));
+    return ret;
+}
+
+static int nb_execute(MYSQL_STMT *st)
+{
+    int ret = 1;
+    NB_CALL(mysql_stmt_execute_start(&ret, st), mysql_stmt_execute_cont(&ret, st, ev_));
+    return ret;
+}
+
+static int nb_store(MYSQL_STMT *st)
+{
+    int ret = 1;
+    NB_CALL(mysql_stmt_store_result_start(&ret, st), mysql_stmt_store_result_cont(&ret, st, ev_));
+    return ret;
+}
+
+static void nb_stmt_close(MYSQL_STMT *st)
+{
+    my_bool ret = 0;
+    if (D.m == NULL) {
+        mysql_stmt_close(st); /* detached from a closed connection: nothing is sent */
+        return;
+    }
+    NB_CALL(mysql_stmt_close_start(&ret, st), mysql_stmt_close_cont(&ret, st, ev_));
+    (void)ret;
+}
+
 static void forget(entry_t *e)
 {
     if (e->st != NULL)
-        mysql_stmt_close(e->st);
+        nb_stmt_close(e->st);
     free(e->sql);
     *e = D.cache[--D.ncache];
     memset(&D.cache[D.ncache], 0, sizeof(D.cache[0]));
 }
 
-/* drop -- close the connection and every statement prepared on it. */
-static void drop(void)
+/* drop -- close the connection and every statement prepared on it. The connection goes first (the
+ * server forgets a session's statements with it, and the library detaches them); a dead one is shut down
+ * before, so that closing it sends nothing that could wait. */
+static void drop(int dead)
 {
-    while (D.ncache > 0)
-        forget(&D.cache[D.ncache - 1]);
     if (D.m != NULL) {
+        int fd = (int)mysql_get_socket(D.m);
+        if (dead && fd >= 0)
+            shutdown(fd, SHUT_RDWR);
         mysql_close(D.m);
         D.m = NULL;
     }
+    while (D.ncache > 0)
+        forget(&D.cache[D.ncache - 1]);
 }
 
-/* lost -- the connection died under a call: drop it; a transaction on it is gone. */
+/* down -- MySQL could not be reached (a connect failed, or a wait reached its deadline): the breaker
+ * opens, so every call fails at once until a probe reconnects. Logged once per outage. */
+static void down(const char *cause)
+{
+    int64_t now = cx_now_ms();
+    int was_closed = D.br.state == CX_BREAKER_CLOSED;
+
+    cx_shm_count(CX_C_DB_ERRORS, 1);
+    cx_breaker_failure(&D.br, now);
+    if (was_closed) {
+        D.down_since = now;
+        cx_shm_count(CX_C_DB_BREAKER_OPENS, 1);
+        cx_log_errorx("mysql: %s: %s; circuit breaker open: calls fail at once until a probe reconnects", where(), cause);
+    } else {
+        cx_log_debug("mysql: probe of %s failed: %s; next in %lld ms", where(), cause, (long long)(D.br.open_until - now));
+    }
+}
+
+/* up -- m is this process's connection now; the breaker closes. */
+static void up(MYSQL *m)
+{
+    int64_t now = cx_now_ms();
+
+    D.m = m;
+    D.last_used_ms = now;
+    cx_breaker_success(&D.br, now);
+    if (D.down_since != 0) {
+        cx_log_info("mysql: connected to %s again after %lld ms; circuit breaker closed", where(), (long long)(now - D.down_since));
+        D.down_since = 0;
+    }
+}
+
+/* lost -- the connection died under a call: drop it; a transaction on it is gone. A call that timed out
+ * opens the breaker: the server does not answer, and nobody else should wait for it. */
 static void lost(unsigned err, const char *msg)
 {
-    cx_log_warnx("mysql: connection to %s lost: %s (%u); reconnecting", where(), msg, err);
-    drop();
+    char cause[640];
+    int timed_out = D.timed_out;
+
+    if (timed_out)
+        snprintf(cause, sizeof(cause), "no answer within %lld ms (%s, %u)", (long long)D.call_ms, msg, err);
+    else
+        snprintf(cause, sizeof(cause), "%s (%u)", msg, err);
+    drop(1);
     if (D.in_tx) {
         D.in_tx = 0;
         D.tx_aborted = CX_UNAVAIL;
     }
+    if (timed_out) {
+        down(cause);
+    } else {
+        cx_shm_count(CX_C_DB_ERRORS, 1);
+        cx_log_warnx("mysql: connection to %s lost: %s", where(), cause);
+    }
 }
 
-/* ensure -- a live connection, or CX_UNAVAIL at once while in backoff after a failed connect. */
-static int ensure(void)
+/* connect_now -- connect inside a call (the breaker is closed), within the call's bound. */
+static int connect_now(void)
 {
     char err[512];
+    target_t t;
+    MYSQL *m;
+    int64_t bound = D.call_ms < D.connect_ms ? D.call_ms : D.connect_ms;
 
-    if (D.m != NULL)
-        return CX_OK;
-    if (!D.opened)
-        return CX_UNAVAIL;
-    if (D.down && cx_now_ms() < D.next_try_ms)
-        return CX_UNAVAIL;
-    D.m = dial(D.host, D.port, D.user, D.password, D.name, D.socket, secs(D.connect_ms, DEFAULT_CONNECT_MS),
-               secs(D.read_ms, DEFAULT_IO_MS), secs(D.write_ms, DEFAULT_IO_MS), 0, err, sizeof(err));
-    if (D.m == NULL) {
-        int64_t wait;
-        if (!D.down)
-            cx_backoff_reset(&D.backoff);
-        wait = cx_backoff_next(&D.backoff);
-        D.down = 1;
-        D.next_try_ms = cx_now_ms() + wait;
-        if (!D.logged_down) {
-            cx_log_errorx("mysql: cannot connect to %s: %s; retrying in the background", where(), err);
-            D.logged_down = 1;
-        } else {
-            cx_log_debug("mysql: reconnect to %s failed: %s; next try in %lld ms", where(), err, (long long)wait);
-        }
+    target_own(&t);
+    if ((m = dial(&t, 0, bound, err, sizeof(err))) == NULL) {
+        down(err);
         return CX_UNAVAIL;
     }
-    if (D.logged_down)
-        cx_log_info("mysql: connected to %s again", where());
-    D.down = 0;
-    D.logged_down = 0;
-    D.last_used_ms = cx_now_ms();
+    up(m);
     return CX_OK;
+}
+
+/* ensure -- a live connection; CX_UNAVAIL at once while the breaker is open (a probe reconnects). */
+static int ensure(void)
+{
+    if (D.m != NULL)
+        return CX_OK;
+    if (!D.opened || D.br.state != CX_BREAKER_CLOSED)
+        return CX_UNAVAIL;
+    return connect_now();
+}
+
+void cx_db_set_call_timeout(int64_t ms)
+{
+    call_timeout_ms = ms;
+    if (D.opened && ms > 0)
+        D.call_ms = ms;
 }
 
 int cx_db_open(const cx_config_t *cfg)
@@ -227,17 +516,20 @@ int cx_db_open(const cx_config_t *cfg)
     D.password = dupz(cfg->database.password);
     D.name = dupz(cfg->database.name);
     D.socket = dupz(cfg->database.socket);
-    D.connect_ms = cfg->database.connect_timeout_ms;
+    D.connect_ms = cfg->database.connect_timeout_ms > 0 ? cfg->database.connect_timeout_ms : DEFAULT_CONNECT_MS;
     D.read_ms = cfg->database.read_timeout_ms;
     D.write_ms = cfg->database.write_timeout_ms;
-    cx_backoff_init(&D.backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+    D.call_ms = call_timeout_ms > 0 ? call_timeout_ms : D.read_ms > 0 ? D.read_ms : DEFAULT_IO_MS;
+    cx_breaker_init(&D.br, 1, PROBE_MAX_MS, 1);
+    cx_breaker_set_probe(&D.br, PROBE_FIRST_MS);
     D.opened = 1;
     return ensure();
 }
 
 void cx_db_close(void)
 {
-    drop();
+    dial_abort(&D.probe);
+    drop(0);
     free(D.host);
     free(D.user);
     free(D.password);
@@ -246,13 +538,58 @@ void cx_db_close(void)
     memset(&D, 0, sizeof(D));
 }
 
+/* probed -- the probe in flight has finished: its connection is ours, or the breaker stays open. */
+static int64_t probed(void)
+{
+    MYSQL *m = D.probe.m;
+
+    if (m != NULL) {
+        memset(&D.probe, 0, sizeof(D.probe));
+        up(m);
+        return -1;
+    }
+    down(D.probe.err);
+    memset(&D.probe, 0, sizeof(D.probe));
+    int64_t left = D.br.open_until - cx_now_ms();
+    return left > 0 ? left : 0;
+}
+
+int64_t cx_db_probe(void)
+{
+    int64_t now = cx_now_ms();
+    dialer_t *p = &D.probe;
+    int ev;
+
+    if (!D.opened || (p->m == NULL && (D.m != NULL || D.br.state == CX_BREAKER_CLOSED)))
+        return -1; /* nothing to mend: a closed breaker lets a call connect by itself */
+    if (p->m == NULL) {
+        target_t t;
+        if (!cx_breaker_allow(&D.br, now)) {
+            int64_t left = D.br.open_until - now;
+            return left > 0 ? left : 0;
+        }
+        target_own(&t);
+        if (dial_start(p, &t, 0, D.connect_ms) == 0)
+            return probed();
+    }
+    if ((ev = poll_io(p->m, p->status, 0)) <= 0) {
+        if (now < p->deadline)
+            return PROBE_POLL_MS;
+        p->timed_out = 1;
+        ev = MYSQL_WAIT_TIMEOUT;
+    }
+    if (dial_step(p, ev) != 0)
+        return PROBE_POLL_MS;
+    return probed();
+}
+
 int cx_db_close_idle(int64_t idle_ms)
 {
     if (D.m == NULL || D.in_tx || cx_now_ms() - D.last_used_ms < idle_ms)
         return 0;
     cx_log_debug("mysql: closing the connection to %s, idle for %lld ms (database.max_idle_conns)", where(),
                  (long long)(cx_now_ms() - D.last_used_ms));
-    drop();
+    drop(0);
     return 1;
 }
 
@@ -281,7 +618,9 @@ static int is_conn_err(unsigned e)
 
 /* stale -- the server closed this idle connection (restart, wait_timeout, KILL), seen without a round
  * trip: the socket is readable (EOF, or an unsolicited error packet) when no query is in flight. After a
- * longer idle time a write is preceded by a ping too, for connections that died without a FIN. */
+ * longer idle time a write is preceded by a ping too, for connections that died without a FIN.
+ * 0: the connection is good; 1: it was closed, a new one may be made; -1: the ping timed out (the
+ * breaker is open now). */
 static int stale(void)
 {
     char c;
@@ -289,13 +628,19 @@ static int stale(void)
     ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        if (cx_now_ms() - D.last_used_ms < IDLE_PING_MS || mysql_ping(D.m) == 0)
+        if (cx_now_ms() - D.last_used_ms < IDLE_PING_MS || nb_ping() == 0)
             return 0;
+        if (D.timed_out) {
+            lost(mysql_errno(D.m), mysql_error(D.m));
+            return -1;
+        }
         cx_log_warnx("mysql: connection to %s idle since %lld ms failed a ping: %s (%u); reconnecting", where(),
                      (long long)(cx_now_ms() - D.last_used_ms), mysql_error(D.m), mysql_errno(D.m));
+        drop(1);
         return 1;
     }
     cx_log_info("mysql: connection to %s was closed by the server while idle; reconnecting", where());
+    drop(1);
     return 1;
 }
 
@@ -328,7 +673,7 @@ static entry_t *prepare(const char *sql, size_t len, uint64_t h, unsigned *err, 
         snprintf(msg, msglen, "%s", mysql_error(D.m));
         return NULL;
     }
-    if (mysql_stmt_prepare(st, sql, (unsigned long)len) != 0) {
+    if (nb_prepare(st, sql, len) != 0) {
         *err = mysql_stmt_errno(st);
         snprintf(msg, msglen, "%s", mysql_stmt_error(st));
         mysql_stmt_close(st);
@@ -386,7 +731,7 @@ static unsigned fetch(MYSQL_STMT *st, cx_db_result_t **out, char *msg, size_t ms
         snprintf(msg, msglen, "result metadata: %s", mysql_stmt_error(st));
         return err;
     }
-    if (mysql_stmt_store_result(st) != 0)
+    if (nb_store(st) != 0)
         goto stmt_fail;
     nc = mysql_num_fields(meta);
     MYSQL_FIELD *f = mysql_fetch_fields(meta);
@@ -521,7 +866,7 @@ static unsigned run(entry_t *e, const cx_db_param_t *p, size_t n, cx_db_result_t
             goto stmt_fail;
     }
     *sent = 1;
-    if (mysql_stmt_execute(st) != 0) {
+    if (nb_execute(st) != 0) {
         if (mysql_stmt_errno(st) == CR_SERVER_GONE_ERROR)
             *sent = 0; /* the client could not send the command */
         goto stmt_fail;
@@ -534,7 +879,7 @@ static unsigned run(entry_t *e, const cx_db_param_t *p, size_t n, cx_db_result_t
             err = fetch(st, res, msg, msglen);
             if (err == 0 && affected != NULL)
                 *affected = (*res)->nrows;
-        } else if (mysql_stmt_store_result(st) != 0) {
+        } else if (nb_store(st) != 0) {
             goto stmt_fail;
         }
     }
@@ -586,9 +931,12 @@ int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_
 
         if ((rc = ensure()) != CX_OK)
             return rc;
-        if (!D.in_tx && !checked++ && stale()) {
-            drop(); /* nothing was sent: reconnect and go on */
-            continue;
+        if (!D.in_tx && !checked++) {
+            int gone = stale();
+            if (gone < 0)
+                return CX_UNAVAIL;
+            if (gone > 0)
+                continue; /* nothing was sent: reconnect and go on */
         }
         entry_t *e = lookup(sql, len, h);
         if (e == NULL)
@@ -602,9 +950,9 @@ int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_
             return CX_OK;
         }
         if (is_conn_err(err)) {
-            int in_tx = D.in_tx;
+            int in_tx = D.in_tx, timed_out = D.timed_out;
             lost(err, msg);
-            if (!in_tx && !conn_retry && (!sent || ro)) {
+            if (!in_tx && !timed_out && !conn_retry && (!sent || ro)) {
                 conn_retry = 1;
                 continue;
             }
@@ -635,6 +983,7 @@ int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_
             forget(e);
             continue;
         }
+        cx_shm_count(CX_C_DB_ERRORS, 1);
         if (err == E_LOGGED)
             cx_log_errorx("mysql: %s: %.*s", msg, SQL_LOG_MAX, sql);
         else
@@ -666,7 +1015,7 @@ const char *cx_db_conflict_key(void)
 /* query -- one plain statement without result (transaction control). 0 or the MySQL error number. */
 static unsigned query(const char *q)
 {
-    if (mysql_real_query(D.m, q, (unsigned long)strlen(q)) != 0)
+    if (nb_query(q, strlen(q)) != 0)
         return mysql_errno(D.m) ? mysql_errno(D.m) : CR_UNKNOWN_ERROR;
     D.last_used_ms = cx_now_ms();
     return 0;
@@ -689,11 +1038,13 @@ int cx_db_begin(void)
             return CX_OK;
         }
         if (is_conn_err(err)) {
+            int timed_out = D.timed_out;
             lost(err, mysql_error(D.m));
-            if (retry == 0)
+            if (retry == 0 && !timed_out)
                 continue; /* nothing ran: safe to try on a new connection */
             return CX_UNAVAIL;
         }
+        cx_shm_count(CX_C_DB_ERRORS, 1);
         cx_log_errorx("mysql: START TRANSACTION: %s (%u)", mysql_error(D.m), err);
         return CX_ERR;
     }
@@ -720,9 +1071,10 @@ int cx_db_commit(void)
         lost(err, mysql_error(D.m));
         return CX_UNAVAIL;
     }
+    cx_shm_count(CX_C_DB_ERRORS, 1);
     cx_log_errorx("mysql: COMMIT: %s (%u)", mysql_error(D.m), err);
     if (query("ROLLBACK") != 0)
-        drop();
+        drop(1);
     return CX_ERR;
 }
 
@@ -740,8 +1092,9 @@ int cx_db_rollback(void)
         lost(err, mysql_error(D.m));
         return CX_OK; /* the server rolls back a transaction whose connection is gone */
     }
+    cx_shm_count(CX_C_DB_ERRORS, 1);
     cx_log_errorx("mysql: ROLLBACK: %s (%u); dropping the connection", mysql_error(D.m), err);
-    drop();
+    drop(1);
     return CX_ERR;
 }
 
@@ -756,19 +1109,20 @@ int cx_db_ping(void)
         int rc = ensure();
         if (rc != CX_OK)
             return rc;
-        if (mysql_ping(D.m) == 0) {
+        if (nb_ping() == 0) {
             D.last_used_ms = cx_now_ms();
             return CX_OK;
         }
+        int timed_out = D.timed_out;
         lost(mysql_errno(D.m), mysql_error(D.m));
-        if (retry > 0)
+        if (retry > 0 || timed_out)
             return CX_UNAVAIL;
     }
 }
 
 int cx_db_available(void)
 {
-    return D.opened && !D.down;
+    return D.opened && D.br.state == CX_BREAKER_CLOSED;
 }
 
 char *cx_db_take(cx_db_result_t *res, size_t row, const char *col)

@@ -5,8 +5,9 @@
  * Redis. Any I/O error, timeout or missing reply drops the context (the next allowed call reconnects) and
  * counts as a breaker failure; an ERROR reply is an answer, not a failure of the connection.
  *
- * Logging is per transition, not per call: one warning when Redis starts failing, one when the breaker
- * opens, one line when it closes again. A failed half-open probe only logs at debug level.
+ * Every failure counts in conduix_redis_errors_total, every opening of the breaker from closed in
+ * conduix_redis_breaker_opens_total. Logging is per transition, not per call: one warning when Redis starts failing, one when the
+ * breaker opens, one line when it closes again. A failed half-open probe only logs at debug level.
  *
  * The state is per process (static), set up by cx_redis_open after fork; a process is single-threaded,
  * so nothing here is locked.
@@ -19,6 +20,7 @@
 #include "conduix/cx.h"
 #include "conduix/log.h"
 #include "conduix/redis.h"
+#include "conduix/shm.h"
 
 #define DEFAULT_TIMEOUT_MS 1000
 
@@ -127,6 +129,9 @@ static void fail(const char *cause)
 
     cx_breaker_failure(&R.br, now);
     opened = R.br.state == CX_BREAKER_OPEN && before != CX_BREAKER_OPEN;
+    cx_shm_count(CX_C_REDIS_ERRORS, 1);
+    if (opened && before == CX_BREAKER_CLOSED)
+        cx_shm_count(CX_C_REDIS_BREAKER_OPENS, 1); /* an outage begins; a failed probe re-opening it is not counted */
     if (!R.failing) {
         R.failing = 1;
         R.failing_since = now;

@@ -85,6 +85,11 @@ sub services_up {
         Test::More::note("CxTest: waiting for another test file to finish ($SVC_DIR/tests.lock)");
         flock($lock_fh, LOCK_EX) or croak "CxTest: flock: $!";
     }
+    # A test killed while it had a service frozen (freeze_service) left it stopped: wake it first.
+    for my $what (qw(mysql redis)) {
+        my $pid = slurp("$SVC_DIR/$what.pid") // next;
+        kill 'CONT', $1 if $pid =~ /^(\d+)/;
+    }
     services_cmd('start');
     redis_cmd('FLUSHALL');
     drop_stale_databases();
@@ -100,6 +105,19 @@ sub drop_stale_databases {
         next if $pid == $$ || kill(0, $pid) || -e "$SVC_DIR/kept/$db";
         eval { $dbh->do("DROP DATABASE IF EXISTS `$db`") };
     }
+}
+
+# freeze_service -- SIGSTOP (or SIGCONT when thaw) the service's server process: it keeps its sockets
+# and the kernel keeps accepting connections for it, but it answers nothing (a hung server).
+sub freeze_service($what, $thaw = 0) {
+    services_up();
+    my $pidfile = "$SVC_DIR/$what.pid";
+    open(my $fh, '<', $pidfile) or croak "CxTest: $pidfile: $!";
+    chomp(my $pid = <$fh> // '');
+    croak "CxTest: no pid in $pidfile" unless $pid =~ /^\d+$/;
+    kill($thaw ? 'CONT' : 'STOP', $pid) or croak "CxTest: kill $pid: $!";
+    if ($thaw) { CORE::delete $faults{"$what-frozen"} } else { $faults{"$what-frozen"} = $pid }
+    return $pid;
 }
 
 sub stop_service($what) {
@@ -347,6 +365,7 @@ sub random_secret($len = 40) {
 #   workers => N                             server.workers (default 2)
 #   env => {NAME => value}                   extra environment of every server and command run
 #   create_db => 0                           do not create the database
+#   db => NAME                               use the existing database NAME (another instance's: two replicas)
 sub new($class, %o) {
     services_up();
     my $self = bless { owner => $$, env => $o{env} // {}, yaml_extra => $o{yaml} // '' }, $class;
@@ -354,7 +373,7 @@ sub new($class, %o) {
     my $n = ++$seq;
     state $ninst = 0;
     $ninst++;
-    $self->{db} = 'cx_t_' . test_name() . "_$$" . ($ninst > 1 ? "_$ninst" : '');
+    $self->{db} = $o{db} // 'cx_t_' . test_name() . "_$$" . ($ninst > 1 ? "_$ninst" : '');
     $self->{port} = free_port();
     $self->{secret} = random_secret(40);
     $self->{cfg_file} = "$self->{tmp}/config.yaml";
@@ -374,7 +393,7 @@ sub new($class, %o) {
         rate_limit => { enabled => 'false' },    # the load tests send thousands of requests from one address
     };
     $self->set_config(%{ $o{config} // {} });
-    if ($o{create_db} // 1) {
+    if ($o{create_db} // !defined $o{db}) {
         $self->root_dbh->do("DROP DATABASE IF EXISTS `$self->{db}`");
         $self->root_dbh->do("CREATE DATABASE `$self->{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci");
         $self->{db_created} = 1;
@@ -901,6 +920,10 @@ sub redis($s, @cmd) { redis_cmd(@cmd) }
 sub stop_mysql($s) { stop_service('mysql') }
 sub start_mysql($s) { start_service('mysql') }
 sub stop_redis($s) { stop_service('redis') }
+sub freeze_mysql($s) { freeze_service('mysql') }
+sub thaw_mysql($s) { freeze_service('mysql', 1) }
+sub freeze_redis($s) { freeze_service('redis') }
+sub thaw_redis($s) { freeze_service('redis', 1) }
 sub start_redis($s) { start_service('redis') }
 
 # ---------------------------------------------------------------------------------------------------
@@ -961,6 +984,11 @@ END {
         my $rc = $?;
         $_->cleanup for @instances;
         @instances = ();
+        for my $what (grep { /-frozen$/ } sort keys %faults) {
+            Test::More::diag("CxTest: thawing $what by this test");
+            kill 'CONT', $faults{$what};
+            CORE::delete $faults{$what};
+        }
         for my $what (sort keys %faults) {
             Test::More::diag("CxTest: restarting $what, stopped by this test");
             eval { start_service($what) };

@@ -210,6 +210,38 @@ static void test_opened_total_counts(void **state)
     assert_int_equal(b.opened_total, 5);
 }
 
+/* The MySQL breaker's settings (db.c): one failure opens it, the first probe comes at once, the waits
+ * double up to the cooldown, and one success closes it. */
+static void test_set_probe(void **state)
+{
+    cx_breaker_t b;
+    int64_t t = 1000, want[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 500, 500};
+
+    cx_breaker_init(&b, 1, 500, 1);
+    cx_breaker_set_probe(&b, 1);
+    cx_breaker_failure(&b, t);
+    assert_int_equal(b.state, CX_BREAKER_OPEN);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        assert_int_equal(b.open_until - t, want[i]);
+        t = b.open_until;
+        assert_true(cx_breaker_allow(&b, t));
+        assert_int_equal(b.state, CX_BREAKER_HALF_OPEN);
+        cx_breaker_failure(&b, t);
+    }
+    t = b.open_until;
+    assert_true(cx_breaker_allow(&b, t));
+    cx_breaker_success(&b, t);
+    assert_int_equal(b.state, CX_BREAKER_CLOSED);
+    cx_breaker_failure(&b, t + 10);
+    assert_int_equal(b.open_until, t + 11); /* the backoff started over */
+
+    /* a first wait longer than the cooldown is capped by it */
+    cx_breaker_init(&b, 1, 100, 1);
+    cx_breaker_set_probe(&b, 5000);
+    cx_breaker_failure(&b, 0);
+    assert_int_equal(b.open_until, 100);
+}
+
 static void test_state_names(void **state)
 {
     assert_string_equal(cx_breaker_state_name(CX_BREAKER_CLOSED), "closed");
@@ -230,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_half_open_successes_close),
         cmocka_unit_test(test_probe_backoff),
         cmocka_unit_test(test_opened_total_counts),
+        cmocka_unit_test(test_set_probe),
         cmocka_unit_test(test_state_names),
     };
 

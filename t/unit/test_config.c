@@ -98,6 +98,7 @@ static void t_defaults(void **state)
     assert_int_equal(c->database.connect_timeout_ms, 5000);
     assert_int_equal(c->database.read_timeout_ms, 10000);
     assert_int_equal(c->database.write_timeout_ms, 10000);
+    assert_int_equal(c->database.query_timeout_ms, 800);
     assert_string_equal(c->redis.host, "localhost");
     assert_int_equal(c->redis.port, 6379);
     assert_string_equal(c->redis.password, "");

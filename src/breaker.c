@@ -1,17 +1,18 @@
 /*
- * breaker.c -- the circuit breaker state machine of breaker.h: closed (consecutive failures counted, a
- * success resets the count), open after max_failures (calls refused until open_until), half-open once the
- * wait is over, closed again after half_open_successes successes, open again on any failure in
- * half-open. Pure: no clock, no I/O, no logging; the caller passes now_ms.
+ * breaker.c -- the circuit breaker state machine of breaker.h, one per process for Redis (redis.c) and
+ * one for MySQL (db/db.c): closed (consecutive failures counted, a success resets the count), open
+ * after max_failures (calls refused until open_until), half-open once the wait is over, closed again
+ * after half_open_successes successes, open again on any failure in half-open. Pure: no clock, no I/O,
+ * no logging; the caller passes now_ms.
  *
- * The wait before a probe is an exponential backoff: CX_BREAKER_PROBE_MS after opening, doubling after
- * each failed probe up to the cooldown, and back to the start once the breaker closes. A Redis that
- * returns after a short outage is noticed within about a second, and a long outage still costs a probe
- * only once per cooldown.
+ * The wait before a probe is an exponential backoff: CX_BREAKER_PROBE_MS after opening (or what
+ * cx_breaker_set_probe says), doubling after each failed probe up to the cooldown, and back to the
+ * start once the breaker closes. A Redis that returns after a short outage is noticed within about a
+ * second, and a long outage still costs a probe only once per cooldown.
  *
  * "One probe at a time" in half-open is not enforced: each process (worker, scheduler …) owns its breaker
- * and makes its Redis calls synchronously from one thread, so at most one call is in flight anyway, and
- * its result is recorded before the next allow().
+ * and makes its calls from one thread, so at most one call is in flight anyway, and its result is
+ * recorded before the next allow().
  */
 #include "conduix/breaker.h"
 
@@ -28,6 +29,11 @@ void cx_breaker_init(cx_breaker_t *b, int max_failures, int64_t cooldown_ms, int
     b->half_open_successes = half_open_successes > 0 ? half_open_successes : 1;
     b->opened_total = 0;
     cx_backoff_init(&b->probe, cooldown < CX_BREAKER_PROBE_MS ? cooldown : CX_BREAKER_PROBE_MS, cooldown);
+}
+
+void cx_breaker_set_probe(cx_breaker_t *b, int64_t first_ms)
+{
+    cx_backoff_init(&b->probe, first_ms < b->cooldown_ms ? first_ms : b->cooldown_ms, b->cooldown_ms);
 }
 
 /* trip -- open: calls are refused until the next probe. first: opened from closed, so the probe wait
