@@ -67,32 +67,42 @@ static void request_id(cx_req_t *r)
     cx_uuid(r->request_id);
 }
 
+/* origin_allowed -- 2 when cors.allowed_origins names origin, 1 when it allows any ("*"), else 0. */
 static int origin_allowed(const char *origin)
 {
-    size_t i;
-    for (i = 0; i < cx_cfg->cors.nallowed_origins; i++)
-        if (strcmp(cx_cfg->cors.allowed_origins[i], "*") == 0 || strcmp(cx_cfg->cors.allowed_origins[i], origin) == 0)
-            return 1;
-    return 0;
+    int any = 0;
+    for (size_t i = 0; i < cx_cfg->cors.nallowed_origins; i++) {
+        if (strcmp(cx_cfg->cors.allowed_origins[i], origin) == 0)
+            return 2;
+        any |= strcmp(cx_cfg->cors.allowed_origins[i], "*") == 0;
+    }
+    return any;
 }
 
-/* cors -- add the CORS headers for an allowed Origin; answers a preflight (returns 1) itself. Credentials
- * are allowed only for an origin named explicitly, never with "*". */
+/* cors -- add the CORS headers for an allowed Origin; answers a preflight (returns 1) itself. An origin
+ * named in cors.allowed_origins gets itself back and credentials; any other under "*" gets "*" and no
+ * credentials (the Fetch standard refuses credentials with "*", and reflecting the origin with them
+ * would let every site act with the user's cookie). */
 static int cors(cx_req_t *r)
 {
     const char *origin = cx_req_header(r, "origin");
     int preflight = h2o_memis(r->req->method.base, r->req->method.len, H2O_STRLIT("OPTIONS"));
+    int allowed = origin != NULL ? origin_allowed(origin) : 0;
 
-    if (origin == NULL || !origin_allowed(origin)) {
+    if (!allowed) {
         if (preflight) {
             cx_reply_error(r, 403, "FORBIDDEN", "origin not allowed", NULL);
             return 1;
         }
         return 0;
     }
-    cx_reply_add_header(r, "access-control-allow-origin", origin);
-    cx_reply_add_header(r, "vary", "Origin");
-    cx_reply_add_header(r, "access-control-allow-credentials", "true");
+    if (allowed == 2) {
+        cx_reply_add_header(r, "access-control-allow-origin", origin);
+        cx_reply_add_header(r, "access-control-allow-credentials", "true");
+    } else {
+        cx_reply_add_header(r, "access-control-allow-origin", "*");
+    }
+    cx_reply_add_header(r, "vary", "Origin"); /* the answer differs by origin when "*" and names are mixed */
     cx_reply_add_header(r, "access-control-expose-headers", "X-Request-ID, Retry-After");
     if (preflight) {
         cx_reply_add_header(r, "access-control-allow-methods", CORS_METHODS);
@@ -132,6 +142,32 @@ static int rate_limited(cx_req_t *r, const cx_route_t *route)
     return 1;
 }
 
+/* query_nul -- 1 after a 400 when a query parameter's name or value holds a NUL byte (%00): the API
+ * reads them as C strings, where it would silently cut the text ("?search=a%00b" would search "a"). */
+static int query_nul(cx_req_t *r)
+{
+    h2o_req_t *req = r->req;
+    const char *q, *end;
+
+    if (req->query_at == SIZE_MAX)
+        return 0;
+    q = req->path.base + req->query_at + 1;
+    end = req->path.base + req->path.len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q)), *pend = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pend - q)), *kend = eq ? eq : pend;
+        /* a decoded NUL comes from "%00" and nothing else (cx_url_decode) */
+        if (memmem(q, (size_t)(pend - q), "%00", 3) != NULL) {
+            char field[80];
+            snprintf(field, sizeof(field), "%.64s", cx_url_decode(&req->pool, q, (size_t)(kend - q), CX_URL_QUERY));
+            cx_reply_validation(r, field[0] ? field : "query", "must not contain NUL characters (%00)");
+            return 1;
+        }
+        q = pend + 1;
+    }
+    return 0;
+}
+
 static void dispatch(cx_req_t *r)
 {
     h2o_req_t *req = r->req;
@@ -168,7 +204,7 @@ static void dispatch(cx_req_t *r)
     }
     if (rate_limited(r, route))
         return;
-    if (cx_body_parse(r, route) != CX_OK)
+    if (query_nul(r) || cx_body_parse(r, route) != CX_OK)
         return;
     route->handler(r);
     if (r->status == 0 && !r->deferred) {
@@ -275,26 +311,38 @@ const char *cx_req_actor(cx_req_t *r)
     return r->id.email[0] ? r->id.email : r->id.sub;
 }
 
+/* page_number -- a positive decimal of digits only, at most max: no sign, no space (strtol would take
+ * " 1" and "+1"), no leading zero. -1 when it is not one. */
+static long page_number(const char *s, long max)
+{
+    long v = 0;
+    if (s[0] < '1' || s[0] > '9')
+        return -1;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9' || v > max / 10)
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    return v <= max ? v : -1;
+}
+
 int cx_req_paging(cx_req_t *r, int *page, int *page_size)
 {
     const char *p = cx_req_query(r, "page"), *s = cx_req_query(r, "page_size");
-    char *end;
     long v;
 
     *page = 1;
     *page_size = 20;
     if (p != NULL) {
-        v = strtol(p, &end, 10);
-        if (*p == '\0' || *end != '\0' || v < 1 || v > 1000000) {
-            cx_reply_validation(r, "page", "must be an integer >= 1");
+        if ((v = page_number(p, 1000000)) < 0) {
+            cx_reply_validation(r, "page", "must be an integer from 1 to 1000000 (digits only)");
             return CX_INVALID;
         }
         *page = (int)v;
     }
     if (s != NULL) {
-        v = strtol(s, &end, 10);
-        if (*s == '\0' || *end != '\0' || v < 1 || v > 100) {
-            cx_reply_validation(r, "page_size", "must be an integer from 1 to 100");
+        if ((v = page_number(s, 100)) < 0) {
+            cx_reply_validation(r, "page_size", "must be an integer from 1 to 100 (digits only)");
             return CX_INVALID;
         }
         *page_size = (int)v;
