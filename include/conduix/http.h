@@ -97,6 +97,11 @@ void cx_server_errors(h2o_hostconf_t *host, h2o_pathconf_t *path);
  * says. CX_OK, or a reply was sent. */
 int cx_body_parse(cx_req_t *r, const struct cx_route *route);
 
+/* cx_body_parse_text -- buf[0..len) (buf[len] must be NUL) as one strict JSON document into *out: CX_OK,
+ * or CX_INVALID with a message naming line and column in msg. A repeated key in an object, a key holding
+ * NUL and a single-quoted string are refused too. Pure: the request-body fuzz target calls it. */
+int cx_body_parse_text(const char *buf, size_t len, json_object **out, char *msg, size_t msglen);
+
 /* cx_access_log -- one JSON line per request, and the request metrics. */
 void cx_access_log(cx_req_t *r);
 

@@ -108,7 +108,7 @@ int cx_db_pipeline_has_active_run(const char *id);
  * a message for the client in msg (without the field name). ---- */
 
 /* cx_pipeline_check_name -- 1..255 UTF-8 characters, valid UTF-8, no control characters, no leading or
- * trailing white space. */
+ * trailing white space (Unicode's, such as U+00A0 NO-BREAK SPACE, too). */
 int cx_pipeline_check_name(const char *s, size_t len, char *msg, size_t msglen);
 
 /* cx_pipeline_check_yaml -- non-empty, at most 1 MiB, parses as YAML (event level: aliases are not

@@ -13,8 +13,15 @@ int cx_reply_ok(cx_req_t *r, int status, json_object *data, const char *message)
 /* cx_reply_page -- a page envelope; takes ownership of items (an array). */
 int cx_reply_page(cx_req_t *r, json_object *items, int64_t total, int page, int page_size);
 
+/* At most this much of a details object is sent (cx_reply_error): fields, bytes of a field name, bytes of
+ * its message; "_truncated" then says how many fields were left out. */
+#define CX_DETAILS_MAX 16
+#define CX_DETAILS_NAME_MAX 64
+#define CX_DETAILS_TEXT_MAX 256
+
 /* cx_reply_error -- {"success":false,"error":msg,"code":code,"request_id":…[,"details":details]}; takes
- * ownership of details. Adds WWW-Authenticate on 401, Retry-After on 429 and 503. */
+ * ownership of details (sent capped, see CX_DETAILS_MAX). Adds WWW-Authenticate on 401, Retry-After on 429
+ * and 503. */
 int cx_reply_error(cx_req_t *r, int status, const char *code, const char *msg, json_object *details);
 
 /* cx_reply_error_head -- the status, headers and Content-Length of cx_reply_error, with the body

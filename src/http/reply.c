@@ -9,6 +9,7 @@
 #include "conduix/api.h"
 #include "conduix/cx.h"
 #include "conduix/reply.h"
+#include "conduix/utf8.h"
 
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
@@ -131,6 +132,46 @@ int cx_reply_page(cx_req_t *r, json_object *items, int64_t total, int page, int 
     return cx_reply_ok(r, 200, d, NULL);
 }
 
+/* cap_details -- details as sent: at most CX_DETAILS_MAX fields, names cut to CX_DETAILS_NAME_MAX bytes and
+ * messages to CX_DETAILS_TEXT_MAX (at character boundaries), and "_truncated" saying how many fields were
+ * left out. A body of a thousand bad fields, or of one field with a megabyte name, must not get an
+ * answer larger than itself. Takes ownership of details. */
+static json_object *cap_details(json_object *details)
+{
+    json_object *o;
+    int n = 0, total;
+
+    if (!json_object_is_type(details, json_type_object))
+        return details;
+    total = json_object_object_length(details);
+    o = json_object_new_object();
+    json_object_object_foreach(details, k, v)
+    {
+        char name[CX_DETAILS_NAME_MAX + 1];
+        size_t kl = cx_utf8_prefix(k, strlen(k), CX_DETAILS_NAME_MAX);
+
+        if (n == CX_DETAILS_MAX)
+            break;
+        memcpy(name, k, kl);
+        name[kl] = '\0';
+        if (json_object_is_type(v, json_type_string)) {
+            const char *t = json_object_get_string(v);
+            size_t tl = (size_t)json_object_get_string_len(v);
+            json_object_object_add(o, name, json_object_new_string_len(t, (int)cx_utf8_prefix(t, tl, CX_DETAILS_TEXT_MAX)));
+        } else {
+            json_object_object_add(o, name, json_object_get(v));
+        }
+        n++;
+    }
+    if (total > n) {
+        char more[64];
+        snprintf(more, sizeof(more), "%d more field(s) not shown", total - n);
+        json_object_object_add(o, "_truncated", json_object_new_string(more));
+    }
+    json_object_put(details);
+    return o;
+}
+
 /* error_object -- the error envelope, and the headers that go with some statuses. */
 static json_object *error_object(cx_req_t *r, int status, const char *code, const char *msg, json_object *details)
 {
@@ -140,7 +181,7 @@ static json_object *error_object(cx_req_t *r, int status, const char *code, cons
     json_object_object_add(o, "code", json_object_new_string(code));
     json_object_object_add(o, "request_id", json_object_new_string(r->request_id));
     if (details != NULL)
-        json_object_object_add(o, "details", details);
+        json_object_object_add(o, "details", cap_details(details));
     if (status == 401)
         cx_reply_add_header(
             r, "www-authenticate",
@@ -172,7 +213,7 @@ int cx_reply_validation(cx_req_t *r, const char *field, const char *msg)
     char text[512];
     json_object *details = json_object_new_object();
     json_object_object_add(details, field, json_object_new_string(msg));
-    snprintf(text, sizeof(text), "%s: %s", field, msg);
+    snprintf(text, sizeof(text), "%.*s: %.400s", (int)cx_utf8_prefix(field, strlen(field), CX_DETAILS_NAME_MAX), field, msg);
     return cx_reply_error(r, 400, "VALIDATION_ERROR", text, details);
 }
 
