@@ -271,7 +271,7 @@ static uint64_t hash_key(const char *s)
  * the whole instance and not per worker. A set of CX_SHM_RL_WAYS entries is chosen by the key's hash;
  * a new key takes a free entry or the one refilled longest ago (which has refilled to a full bucket
  * anyway when it is older than burst/rate). */
-int cx_shm_rate_take(const char *key, double rate, int burst, int64_t now_ms, int64_t *retry_after_ms)
+static int rate_bucket(const char *key, double rate, int burst, int64_t now_ms, int take, int64_t *retry_after_ms)
 {
     uint64_t h = hash_key(key);
     size_t set = (size_t)(h % (CX_SHM_RL_ENTRIES / CX_SHM_RL_WAYS)) * CX_SHM_RL_WAYS, i, victim = set;
@@ -310,10 +310,20 @@ int cx_shm_rate_take(const char *key, double rate, int burst, int64_t now_ms, in
         __atomic_store_n(&e->last_ms, now_ms, __ATOMIC_RELAXED);
     }
     ok = e->millitokens >= 1000;
-    if (ok)
+    if (ok && take)
         e->millitokens -= 1000;
     else if (retry_after_ms != NULL)
         *retry_after_ms = (int64_t)((double)(1000 - e->millitokens) / rate) + 1;
     cx_shm_unlock(&e->lock);
     return ok;
+}
+
+int cx_shm_rate_take(const char *key, double rate, int burst, int64_t now_ms, int64_t *retry_after_ms)
+{
+    return rate_bucket(key, rate, burst, now_ms, 1, retry_after_ms);
+}
+
+int cx_shm_rate_peek(const char *key, double rate, int burst, int64_t now_ms, int64_t *retry_after_ms)
+{
+    return rate_bucket(key, rate, burst, now_ms, 0, retry_after_ms);
 }

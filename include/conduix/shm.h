@@ -138,4 +138,7 @@ int cx_shm_locks_release(pid_t pid);
  * monotonic time now_ms. 1 allowed; 0 refused, with *retry_after_ms until a token is back. */
 int cx_shm_rate_take(const char *key, double rate, int burst, int64_t now_ms, int64_t *retry_after_ms);
 
+/* cx_shm_rate_peek -- the same without taking the token: would a request be allowed now? */
+int cx_shm_rate_peek(const char *key, double rate, int burst, int64_t now_ms, int64_t *retry_after_ms);
+
 #endif

@@ -1,7 +1,8 @@
 /*
  * server.c -- the request path of a worker: h2o calls on_req for every request, which runs, in this
- * order: request id, router (404/405), CORS, authentication and authorization (the authorizer given to
- * cx_server_init, on the route's access rule), body (413/415/400), the handler, then the access log and
+ * order: request id, router (404/405), CORS, the rate limit of the peer address, authentication and
+ * authorization (the authorizer given to cx_server_init, on the route's access rule), the rate limit of
+ * the token's subject, query and body checks (413/415/400), the handler, then the access log and
  * metrics. Also the small request accessors handlers use (params, query, headers). The route table and
  * the authorizer come from the layers above (src/api/, src/auth/): nothing here depends on them.
  */
@@ -114,32 +115,87 @@ static int cors(cx_req_t *r)
     return 0;
 }
 
-/* rate_limited -- the per-client limit of rate_limit.*: the token's sub for an authenticated caller,
- * else the peer address. Probes (/health, /ready, /metrics) are never limited. Returns 1 after a 429. */
-static int rate_limited(cx_req_t *r, const cx_route_t *route)
+/* Rate limits (rate_limit.*), on /api/ routes only (probes are never limited). Two kinds of bucket,
+ * shared by the instance's workers: one per peer address, for whoever has not (yet) proved who it is,
+ * and one per token subject. The peer's is looked at before authentication, so a flood of requests with
+ * no or bad tokens is refused with 429 before any token is checked or any refusal logged; it is taken
+ * from by public routes and by requests refused with 401. An authenticated request takes from its
+ * subject's bucket instead, so users behind one address (a NAT, a proxy) do not share a limit. */
+enum { LIMIT_PEER = 0, LIMIT_SUBJECT = 1 };
+
+static int limited_route(const cx_route_t *route)
 {
-    char key[300], host[64], secs[24];
-    int64_t retry_ms = 1000;
+    return cx_cfg->rate_limit.enabled && strncmp(route->pattern, "/api/", 5) == 0;
+}
+
+/* limit_key -- "sub:<sub>" or "ip:<peer address>". */
+static void limit_key(cx_req_t *r, int kind, char *key, size_t cap)
+{
     struct sockaddr_storage ss;
     socklen_t sl;
+    char host[64] = "";
 
-    if (!cx_cfg->rate_limit.enabled || strncmp(route->pattern, "/api/", 5) != 0)
-        return 0;
-    if (r->id.authenticated) {
-        snprintf(key, sizeof(key), "sub:%s", r->id.sub);
-    } else {
-        host[0] = '\0';
-        sl = r->req->conn->callbacks->get_peername(r->req->conn, (struct sockaddr *)&ss);
-        if (sl > 0)
-            getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
-        snprintf(key, sizeof(key), "ip:%s", host);
+    if (kind == LIMIT_SUBJECT) {
+        snprintf(key, cap, "sub:%s", r->id.sub);
+        return;
     }
-    if (cx_shm_rate_take(key, cx_cfg->rate_limit.requests_per_second, cx_cfg->rate_limit.burst, cx_now_ms(), &retry_ms))
-        return 0;
+    sl = r->req->conn->callbacks->get_peername(r->req->conn, (struct sockaddr *)&ss);
+    if (sl > 0)
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
+    snprintf(key, cap, "ip:%s", host);
+}
+
+/* too_many -- the 429 answer. */
+static int too_many(cx_req_t *r, int64_t retry_ms)
+{
+    char secs[24];
     snprintf(secs, sizeof(secs), "%lld", (long long)((retry_ms + 999) / 1000));
     cx_reply_add_header(r, "retry-after", secs);
     cx_reply_error(r, 429, "RATE_LIMITED", "too many requests; slow down", NULL);
     return 1;
+}
+
+/* rate_take -- take a token from the bucket of kind; 1 after a 429 when it was empty (reply when a
+ * reply may still be sent). */
+static int rate_take(cx_req_t *r, int kind, int reply)
+{
+    char key[300];
+    int64_t retry_ms = 1000;
+
+    limit_key(r, kind, key, sizeof(key));
+    if (cx_shm_rate_take(key, cx_cfg->rate_limit.requests_per_second, cx_cfg->rate_limit.burst, cx_now_ms(), &retry_ms))
+        return 0;
+    return reply ? too_many(r, retry_ms) : 1;
+}
+
+/* peer_refused -- before authentication: 1 after a 429 when the peer's bucket is empty. A public route
+ * takes its token here; any other only looks (authenticate decides whose bucket pays). */
+static int peer_refused(cx_req_t *r, const cx_route_t *route)
+{
+    char key[300];
+    int64_t retry_ms = 1000;
+
+    if (!limited_route(route))
+        return 0;
+    if (route->access == CX_ACCESS_PUBLIC)
+        return rate_take(r, LIMIT_PEER, 1);
+    limit_key(r, LIMIT_PEER, key, sizeof(key));
+    if (cx_shm_rate_peek(key, cx_cfg->rate_limit.requests_per_second, cx_cfg->rate_limit.burst, cx_now_ms(), &retry_ms))
+        return 0;
+    return too_many(r, retry_ms);
+}
+
+/* charge -- after authentication: the subject pays for an authenticated request (1 after a 429 when its
+ * bucket is empty), the peer for a refused one (already answered). */
+static int charge(cx_req_t *r, const cx_route_t *route, int refused)
+{
+    if (!limited_route(route) || route->access == CX_ACCESS_PUBLIC)
+        return 0;
+    if (refused) {
+        rate_take(r, r->id.authenticated ? LIMIT_SUBJECT : LIMIT_PEER, 0);
+        return 1;
+    }
+    return rate_take(r, LIMIT_SUBJECT, 1);
 }
 
 /* query_nul -- 1 after a 400 when a query parameter's name or value holds a NUL byte (%00): the API
@@ -195,14 +251,15 @@ static void dispatch(cx_req_t *r)
     }
     route = &routes[idx];
     r->route = route;
-    if (cors(r))
+    if (cors(r) || peer_refused(r, route))
         return;
     if (route->access != CX_ACCESS_PUBLIC && (authorize == NULL || authorize(r, route) != CX_OK)) {
         if (r->status == 0) /* no authorizer: nothing but public routes is served */
             cx_reply_error(r, 403, "FORBIDDEN", "this endpoint is not available", NULL);
+        charge(r, route, 1);
         return;
     }
-    if (rate_limited(r, route))
+    if (charge(r, route, 0))
         return;
     if (query_nul(r) || cx_body_parse(r, route) != CX_OK)
         return;
