@@ -86,6 +86,7 @@ static const key_t_ keys[] = {
     INT ("server.workers",                            server.workers,                 "0",          RELOAD,  0, WMAX),
     DUR ("server.shutdown_timeout",                   server.shutdown_timeout_ms,     "30s",        RELOAD,  0),
     SIZE("server.max_body_size",                      server.max_body_size,           "1MiB",       RELOAD,  1),
+    DUR ("server.write_timeout",                      server.write_timeout_ms,        "30s",        RELOAD,  1),
     STR ("server.pidfile",                            server.pidfile,                 PIDFILE,      RESTART, 0),
     STR ("server.user",                               server.user,                    "",           RESTART, 0),
 

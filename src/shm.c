@@ -46,6 +46,9 @@ const char *const cx_counter_names[CX_C_MAX_] = {
     [CX_C_RUNS_STARTED] = "conduix_runs_started_total",
     [CX_C_RUNS_LOST] = "conduix_runs_lost_total",
     [CX_C_RUNS_FAILED_OVER] = "conduix_runs_failed_over_total",
+    [CX_C_HTTP_WRITE_TIMEOUTS] = "conduix_http_write_timeouts_total",
+    [CX_C_HTTP_BUSY] = "conduix_http_busy_total",
+    [CX_C_HTTP_HEADS_REFUSED] = "conduix_http_heads_refused_total",
 };
 
 const char *const cx_counter_help[CX_C_MAX_] = {
@@ -69,6 +72,9 @@ const char *const cx_counter_help[CX_C_MAX_] = {
     [CX_C_RUNS_STARTED] = "Pipeline runs created.",
     [CX_C_RUNS_LOST] = "Pipeline runs marked lost because their agent went offline.",
     [CX_C_RUNS_FAILED_OVER] = "Lost pipeline runs restarted on another agent.",
+    [CX_C_HTTP_WRITE_TIMEOUTS] = "Connections closed because the client read nothing of an answer for server.write_timeout.",
+    [CX_C_HTTP_BUSY] = "Answers refused with 503 because the worker held too many bytes of unsent answers.",
+    [CX_C_HTTP_HEADS_REFUSED] = "HTTP/1 request heads refused before h2o read them (malformed, too large, conflicting lengths).",
 };
 
 const char *const cx_gauge_names[CX_G_MAX_] = {

@@ -105,6 +105,34 @@ int cx_body_parse_text(const char *buf, size_t len, json_object **out, char *msg
 /* cx_access_log -- one JSON line per request, and the request metrics. */
 void cx_access_log(cx_req_t *r);
 
+/* cx_access_log_head -- the same for a request refused before h2o made a request of it (conn.c): what
+ * could be read of its method and target (may be empty), the status and bytes answered, and when it
+ * began (monotonic microseconds). */
+void cx_access_log_head(const char *request_id, h2o_iovec_t method, h2o_iovec_t target, int status, size_t bytes, int64_t start_us);
+
+/* ---- connections (src/http/conn.c) ---- */
+
+/* cx_conn_init -- this worker's connection state, on its h2o context (after cx_server_init). */
+void cx_conn_init(h2o_context_t *ctx);
+
+/* cx_conn_accept -- hand an accepted socket to h2o, with our check of HTTP/1 request heads in front of
+ * h2o's parser (conn.c). */
+void cx_conn_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock);
+
+/* cx_conn_count -- connections open in this worker. */
+int cx_conn_count(void);
+
+/* cx_conn_request_done -- a request of the connection ended (its pool is going): the head check is put
+ * back in front of h2o for the next request. */
+void cx_conn_request_done(h2o_req_t *req);
+
+/* cx_conn_may_hold -- may this worker take an answer of len bytes more to send (else 503)? */
+int cx_conn_may_hold(size_t len);
+
+/* cx_conn_send -- send body[0..len) as the answer of req (status and headers set): copied, sent in
+ * pieces, and the connection aborted when a piece makes no progress for server.write_timeout. */
+void cx_conn_send(h2o_req_t *req, const char *request_id, const char *body, size_t len);
+
 /* cx_listen_open -- the listening socket, bound and listening, close-on-exec. -1 after logging. */
 int cx_listen_open(const char *host, int port);
 

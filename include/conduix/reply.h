@@ -29,6 +29,11 @@ int cx_reply_error(cx_req_t *r, int status, const char *code, const char *msg, j
  * (http/errors.c). */
 h2o_iovec_t cx_reply_error_head(cx_req_t *r, int status, const char *code, const char *msg);
 
+/* cx_reply_error_http1 -- a whole HTTP/1.1 response (status line, headers, the error envelope; Connection:
+ * close) as bytes to write on a socket, for a request h2o never made a request of (conn.c). malloc'ed;
+ * its length in *len. */
+char *cx_reply_error_http1(int status, const char *code, const char *msg, const char *request_id, size_t *len);
+
 /* cx_reply_validation -- 400 VALIDATION_ERROR with details {field: message}. */
 int cx_reply_validation(cx_req_t *r, const char *field, const char *msg);
 

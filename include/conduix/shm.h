@@ -42,6 +42,9 @@ typedef enum {
     CX_C_RUNS_STARTED,
     CX_C_RUNS_LOST,
     CX_C_RUNS_FAILED_OVER,
+    CX_C_HTTP_WRITE_TIMEOUTS, /* the HTTP connections (src/http/conn.c) */
+    CX_C_HTTP_BUSY,
+    CX_C_HTTP_HEADS_REFUSED,
     CX_C_MAX_
 } cx_counter_t;
 

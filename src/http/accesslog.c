@@ -103,28 +103,19 @@ static size_t loggable_target(h2o_iovec_t t, char *out, size_t cap)
     return redact(t.base, len, auth, out, cap);
 }
 
-void cx_access_log(cx_req_t *r)
+/* line -- write one access-log line. */
+static void line_of(const char *request_id, h2o_iovec_t rmethod, h2o_iovec_t rpath, int status, int64_t dur_us, size_t bytes,
+                    const char *sub)
 {
     char line[4096], target[PATH_MAX_LOGGED * (sizeof(REDACTED) + 1) + 1], path[2048], method[64], user[1024], ts[40];
-    int64_t dur_us;
     struct timeval tv;
     struct tm tm;
-    h2o_iovec_t rpath = r->req->path.len ? r->req->path : r->req->input.path;
-    h2o_iovec_t rmethod = r->req->method.len ? r->req->method : r->req->input.method;
     size_t n;
 
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    dur_us = ((int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000) - r->start_us;
-    if (dur_us < 0)
-        dur_us = 0;
-    cx_shm_observe_request(r->route_index, r->status, dur_us);
-    if (!cx_log_enabled(CX_LOG_INFO))
-        return;
     n = loggable_target(rpath, target, sizeof(target));
     cx_json_escape(path, sizeof(path), target, n);
     cx_json_escape(method, sizeof(method), rmethod.base, rmethod.len > 16 ? 16 : rmethod.len);
-    cx_json_escape(user, sizeof(user), r->id.authenticated ? r->id.sub : "", r->id.authenticated ? strlen(r->id.sub) : 0);
+    cx_json_escape(user, sizeof(user), sub, strlen(sub));
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -133,8 +124,36 @@ void cx_access_log(cx_req_t *r)
     n = (size_t)snprintf(line, sizeof(line),
                          "{\"time\":\"%s\",\"level\":\"info\",\"type\":\"access\",\"request_id\":\"%s\",\"method\":\"%s\","
                          "\"path\":\"%s\",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,\"pid\":%d,\"user\":\"%s\"}",
-                         ts, r->request_id, method, path, r->status, (double)dur_us / 1000.0, r->bytes, (int)getpid(), user);
+                         ts, request_id, method, path, status, (double)dur_us / 1000.0, bytes, (int)getpid(), user);
     if (n >= sizeof(line))
         n = sizeof(line) - 1;
     cx_log_raw(line, n);
+}
+
+static int64_t since(int64_t start_us)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t d = ((int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000) - start_us;
+    return d < 0 ? 0 : d;
+}
+
+void cx_access_log(cx_req_t *r)
+{
+    h2o_iovec_t rpath = r->req->path.len ? r->req->path : r->req->input.path;
+    h2o_iovec_t rmethod = r->req->method.len ? r->req->method : r->req->input.method;
+    int64_t dur_us = since(r->start_us);
+
+    cx_shm_observe_request(r->route_index, r->status, dur_us);
+    if (cx_log_enabled(CX_LOG_INFO))
+        line_of(r->request_id, rmethod, rpath, r->status, dur_us, r->bytes, r->id.authenticated ? r->id.sub : "");
+}
+
+void cx_access_log_head(const char *request_id, h2o_iovec_t method, h2o_iovec_t target, int status, size_t bytes, int64_t start_us)
+{
+    int64_t dur_us = since(start_us);
+
+    cx_shm_observe_request(-1, status, dur_us);
+    if (cx_log_enabled(CX_LOG_INFO))
+        line_of(request_id, method, target, status, dur_us, bytes, "");
 }

@@ -5,10 +5,13 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "conduix/api.h"
 #include "conduix/cx.h"
+#include "conduix/log.h"
 #include "conduix/reply.h"
+#include "conduix/shm.h"
 #include "conduix/utf8.h"
 
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
@@ -46,6 +49,8 @@ static const char *reason_of(int status)
         return "Unsupported Media Type";
     case 429:
         return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
     case 502:
@@ -92,12 +97,20 @@ int cx_reply_raw(cx_req_t *r, int status, const char *content_type, const char *
 {
     h2o_req_t *req = r->req;
 
+    if (!cx_conn_may_hold(len)) {
+        /* this worker holds too much of answers its clients have not read: refuse this one rather than
+         * let slow readers take the memory (conn.c) */
+        cx_shm_count(CX_C_HTTP_BUSY, 1);
+        cx_log_warnx("request %s: answer of %zu bytes refused: too many bytes of answers unsent", r->request_id, len);
+        cx_reply_add_header(r, "retry-after", "5");
+        return cx_reply_error(r, 503, "SERVICE_UNAVAILABLE", "the server is busy sending other answers; retry later", NULL);
+    }
     head(r, status, content_type, len);
     if (status == 204 || status == 304 || len == 0) {
         req->res.content_length = 0;
         h2o_send_inline(req, "", 0);
     } else {
-        h2o_send_inline(req, body, len);
+        cx_conn_send(req, r->request_id, body, len);
     }
     return 0;
 }
@@ -238,4 +251,31 @@ int cx_reply_status_for(cx_req_t *r, int rc, const char *what)
     default:
         return cx_reply_error(r, 500, "INTERNAL_ERROR", "internal error; see the server log for this request id", NULL);
     }
+}
+
+char *cx_reply_error_http1(int status, const char *code, const char *msg, const char *request_id, size_t *len)
+{
+    json_object *o = json_object_new_object();
+    char date[64];
+    size_t blen, cap;
+    time_t now = time(NULL);
+    struct tm tm;
+    char *out;
+
+    json_object_object_add(o, "success", json_object_new_boolean(0));
+    json_object_object_add(o, "error", json_object_new_string(msg));
+    json_object_object_add(o, "code", json_object_new_string(code));
+    json_object_object_add(o, "request_id", json_object_new_string(request_id));
+    const char *body = json_object_to_json_string_length(o, JSON_FLAGS, &blen);
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cap = blen + 512;
+    out = cx_malloc(cap);
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: close\r\nContent-Length: %zu\r\nServer: conduix-cp\r\n"
+                     "Content-Type: application/json; charset=utf-8\r\nX-Request-ID: %s\r\n\r\n%s",
+                     status, reason_of(status), date, blen, request_id, body);
+    json_object_put(o);
+    *len = n > 0 && (size_t)n < cap ? (size_t)n : 0;
+    return out;
 }

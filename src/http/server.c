@@ -33,6 +33,7 @@ static cx_authorize_fn authorize;
 static void on_dispose(void *p)
 {
     cx_req_t *r = p;
+    cx_conn_request_done(r->req);
     if (r->on_abort != NULL) {
         void (*abort_cb)(void *) = r->on_abort;
         r->on_abort = NULL;
@@ -304,7 +305,11 @@ int cx_server_init(h2o_globalconf_t *config, const cx_route_t *table, size_t n, 
 
     h2o_config_init(config);
     config->server_name = h2o_iovec_init(H2O_STRLIT("conduix-cp"));
-    config->max_request_entity_size = (size_t)cx_cfg->server.max_body_size;
+    /* h2o's own limit is twice ours, so that a body a little over server.max_body_size still reaches
+     * body.c and gets the envelope's 413: over HTTP/2, h2o answers a body over its limit with a stream
+     * reset (REFUSED_STREAM), which clients retry. conn.c refuses an HTTP/1 Content-Length over ours
+     * before the body is read. */
+    config->max_request_entity_size = (size_t)cx_cfg->server.max_body_size * 2;
     host = h2o_config_register_host(config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     path = h2o_config_register_path(host, "/", 0);
     cx_server_errors(host, path);
