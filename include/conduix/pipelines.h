@@ -16,6 +16,11 @@
 #define CX_PIPELINE_DESC_MAX 65535         /* bytes (a TEXT column) */
 #define CX_PIPELINE_YAML_MAX (1024 * 1024) /* bytes */
 #define CX_PIPELINE_SEARCH_MAX 255         /* characters */
+/* A list (pipelines, versions) carries a config_yaml of at most this many bytes; a larger one is left
+ * out (NULL, its length in config_size), so a page of 100 is at most ~13 MB whatever is stored. GET
+ * /pipelines/:id always has it. */
+#define CX_PIPELINE_LIST_YAML_MAX 65536
+#define CX_PIPELINE_LIST_YAML_MAX_S "65536"
 
 typedef enum { CX_PIPELINE_SORT_CREATED_AT = 0, CX_PIPELINE_SORT_UPDATED_AT, CX_PIPELINE_SORT_NAME } cx_pipeline_sort_t;
 
@@ -45,9 +50,10 @@ typedef struct cx_pipeline_actor {
 /* A pipeline. */
 typedef struct cx_pipeline {
     char id[37];
-    char *name;        /* owned */
-    char *description; /* owned; "" when none */
-    char *config_yaml; /* owned */
+    char *name;          /* owned */
+    char *description;   /* owned; "" when none */
+    char *config_yaml;   /* owned; NULL in a list when left out (config_size) */
+    int64_t config_size; /* in a list: > 0 when config_yaml is left out, its length in bytes */
     int64_t version;
     char *created_by; /* owned; NULL when unknown */
     char *updated_by; /* owned; NULL when unknown */
@@ -61,7 +67,8 @@ void cx_db_pipelines_free(cx_pipeline_t *v, size_t n);
 /* One entry of a pipeline's version history. */
 typedef struct cx_pipeline_version {
     int64_t version;
-    char *name, *description, *config_yaml, *created_by; /* owned; NULL when unknown */
+    char *name, *description, *config_yaml, *created_by; /* owned; NULL when unknown (config_yaml: left out) */
+    int64_t config_size;                                 /* > 0 when config_yaml is left out, its length */
     int64_t created_at;
 } cx_pipeline_version_t;
 
