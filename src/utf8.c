@@ -126,3 +126,20 @@ size_t cx_utf8_prefix(const char *s, size_t len, size_t max)
         max--; /* s[max] continues the character before it: cut before that character */
     return max;
 }
+
+size_t cx_utf8_valid_prefix(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n;
+
+    while (i < len) {
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        if ((n = seq_len(p + i, len - i)) == 0)
+            break;
+        i += n;
+    }
+    return i;
+}

@@ -28,4 +28,8 @@ size_t cx_json_escape(char *out, size_t cap, const char *s, size_t len);
  * inside a UTF-8 character: where to cut a text for a message. */
 size_t cx_utf8_prefix(const char *s, size_t len, size_t max);
 
+/* cx_utf8_valid_prefix -- the length of the longest prefix of s[0..len) that is valid UTF-8 (len when all
+ * of it is): where the first bad byte is. */
+size_t cx_utf8_valid_prefix(const char *s, size_t len);
+
 #endif

@@ -130,26 +130,42 @@ int cx_api_auth_login_redirect(cx_req_t *r)
     return 0;
 }
 
-/* POST /auth/login {"provider"} -- what the Conduix web UI sends: the URL to send the browser to. */
-int cx_api_auth_login(cx_req_t *r)
+int cx_api_login_body(json_object *body, const char **provider, const char **field, const char **why)
 {
     json_object *v;
-    const cx_provider_t *p;
 
-    if (!json_object_is_type(r->body, json_type_object))
-        return cx_reply_validation(r, "body", "must be a JSON object {\"provider\": \"…\"}");
-    json_object_object_foreach(r->body, key, val)
+    *provider = NULL;
+    *field = "body";
+    *why = "must be a JSON object {\"provider\": \"…\"}";
+    if (!json_object_is_type(body, json_type_object))
+        return CX_INVALID;
+    json_object_object_foreach(body, key, val)
     {
         (void)val;
         if (strcmp(key, "provider") != 0) {
-            char msg[128];
-            snprintf(msg, sizeof(msg), "unknown field; allowed: provider");
-            return cx_reply_validation(r, key, msg);
+            *field = key;
+            *why = "unknown field; allowed: provider";
+            return CX_INVALID;
         }
     }
-    if (!json_object_object_get_ex(r->body, "provider", &v) || !json_object_is_type(v, json_type_string))
-        return cx_reply_validation(r, "provider", "is required: the id of a provider of GET /api/v1/auth/providers");
-    if ((p = cx_oauth_provider(json_object_get_string(v))) == NULL)
+    *field = "provider";
+    *why = "is required: the id of a provider of GET /api/v1/auth/providers";
+    if (!json_object_object_get_ex(body, "provider", &v) || !json_object_is_type(v, json_type_string))
+        return CX_INVALID;
+    *provider = json_object_get_string(v);
+    *field = *why = NULL;
+    return CX_OK;
+}
+
+/* POST /auth/login {"provider"} -- what the Conduix web UI sends: the URL to send the browser to. */
+int cx_api_auth_login(cx_req_t *r)
+{
+    const char *id, *field, *why;
+    const cx_provider_t *p;
+
+    if (cx_api_login_body(r->body, &id, &field, &why) != CX_OK)
+        return cx_reply_validation(r, field, why);
+    if ((p = cx_oauth_provider(id)) == NULL)
         return cx_reply_validation(r, "provider", "is not a configured identity provider");
     cx_oauth_begin(r, p, on_begin_json);
     return 0;

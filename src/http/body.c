@@ -7,7 +7,8 @@
  *
  * json-c takes what RFC 8259 leaves open, and more: a repeated key keeps its last value silently, a key
  * may hold NUL (json-c's keys are C strings, so "name\u0000x" reads as "name"), and single-quoted strings
- * pass its strict mode. A body is one meaning or none, so check_keys refuses all three, with the position.
+ * pass its strict mode, and so do NaN and Infinity; and it does not check that the text is UTF-8. A body is one meaning or none, so
+ * these are refused too, with the position.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "conduix/cx.h"
 #include "conduix/reply.h"
 #include "conduix/router.h"
+#include "conduix/utf8.h"
 
 #define JSON_MAX_DEPTH 64
 
@@ -241,7 +243,7 @@ static int check_keys(const char *s, size_t len, char *msg, size_t msglen, size_
                     dup.s = cx_malloc(string_end(s, len, *off, NULL, NULL, NULL) - *off);
                     string_end(s, len, *off, dup.s, &dl, NULL);
                     position(s, len, *off, &line, &col);
-                    snprintf(name, sizeof(name), "%.*s", (int)(dl > 64 ? 64 : dl), dup.s);
+                    snprintf(name, sizeof(name), "%.*s", (int)cx_utf8_prefix(dup.s, dl, 64), dup.s);
                     free(dup.s);
                     snprintf(msg, msglen, "duplicate key \"%s\" at line %d, column %d: each key may appear once in an object", name,
                              line, col);
@@ -260,6 +262,16 @@ static int check_keys(const char *s, size_t len, char *msg, size_t msglen, size_
             *off = i;
             position(s, len, i, &line, &col);
             snprintf(msg, msglen, "malformed JSON at line %d, column %d: strings must be in double quotes", line, col);
+            rc = CX_INVALID;
+            break;
+        }
+        case 'N': /* NaN */
+        case 'I': /* Infinity, -Infinity: json-c takes them, JSON has no such numbers */
+        {
+            int line, col;
+            *off = i;
+            position(s, len, i, &line, &col);
+            snprintf(msg, msglen, "malformed JSON at line %d, column %d: NaN and Infinity are not JSON numbers", line, col);
             rc = CX_INVALID;
             break;
         }
@@ -321,6 +333,14 @@ int cx_body_parse_text(const char *buf, size_t len, json_object **out, char *msg
     size_t off;
 
     *out = NULL;
+    /* RFC 8259: JSON text is UTF-8. json-c does not check it, and what it let through would come back in
+     * messages and stored text that no client can read. */
+    if ((off = cx_utf8_valid_prefix(buf, len)) < len) {
+        position(buf, len, off, &line, &col);
+        snprintf(msg, msglen, "malformed JSON at line %d, column %d: not valid UTF-8", line, col);
+        json_tokener_free(tok);
+        return CX_INVALID;
+    }
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     /* buf[len] is NUL: the +1 tells the tokener the input is complete, so trailing garbage fails */
     o = json_tokener_parse_ex(tok, buf, (int)len + 1);

@@ -70,11 +70,23 @@ static void t_refused(void **state)
     assert_non_null(strstr(msg, "NUL"));
     assert_int_equal(parse("{'a':1}"), CX_INVALID);
     assert_non_null(strstr(msg, "double quotes"));
+    assert_int_equal(parse("[1, NaN]"), CX_INVALID);
+    assert_string_equal(msg, "malformed JSON at line 1, column 5: NaN and Infinity are not JSON numbers");
+    assert_int_equal(parse("{\"version\": -Infinity}"), CX_INVALID);
+    assert_int_equal(parse("[Infinity]"), CX_INVALID);
+    assert_int_equal(parse("[\"NaN\", \"Infinity\"]"), CX_OK);
+    assert_int_equal(parse("{'a':1}"), CX_INVALID);
+    assert_non_null(strstr(msg, "double quotes"));
     assert_int_equal(parse("{\"a\":1} x"), CX_INVALID);
     assert_non_null(strstr(msg, "line 1, column 9"));
     assert_int_equal(parse("{\"a\":"), CX_INVALID);
     assert_int_equal(parse("[1,]"), CX_INVALID);
     assert_int_equal(parse(""), CX_INVALID);
+    assert_int_equal(parse("{\"a\":\"\xff\"}"), CX_INVALID);
+    assert_string_equal(msg, "malformed JSON at line 1, column 7: not valid UTF-8");
+    assert_int_equal(parse("{\"\xc3\":1}"), CX_INVALID);         /* a truncated character in a key */
+    assert_int_equal(parse("{\"\xed\xa0\x80\":1}"), CX_INVALID); /* a surrogate */
+    assert_int_equal(parse("{\"caf\xc3\xa9\":\"\xe2\x82\xac\"}"), CX_OK);
 }
 
 /* t_many_keys -- 50,000 distinct keys: linear work, no quadratic scan. */
