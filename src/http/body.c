@@ -190,10 +190,12 @@ static int key_cmp(const void *a, const void *b)
  * offset into *off). */
 static int object_close(jkeys_t *k, size_t from, size_t *off)
 {
-    jkey_t *v = k->v + from;
     size_t n = k->n - from;
     int rc = CX_OK;
 
+    if (n == 0)
+        return CX_OK; /* {} (and k->v may be NULL) */
+    jkey_t *v = k->v + from;
     qsort(v, n, sizeof(*v), key_cmp);
     for (size_t i = 1; i < n && rc == CX_OK; i++)
         if (v[i].len == v[i - 1].len && memcmp(v[i].s, v[i - 1].s, v[i].len) == 0) {

@@ -213,8 +213,8 @@ static int query_nul(cx_req_t *r)
     while (q < end) {
         const char *amp = memchr(q, '&', (size_t)(end - q)), *pend = amp ? amp : end;
         const char *eq = memchr(q, '=', (size_t)(pend - q)), *kend = eq ? eq : pend;
-        /* a decoded NUL comes from "%00" and nothing else (cx_url_decode) */
-        if (memmem(q, (size_t)(pend - q), "%00", 3) != NULL) {
+        /* a decoded NUL comes from "%00", or a raw NUL (HTTP/2 lets it through in :path) */
+        if (memmem(q, (size_t)(pend - q), "%00", 3) != NULL || memchr(q, '\0', (size_t)(pend - q)) != NULL) {
             char field[80];
             snprintf(field, sizeof(field), "%.64s", cx_url_decode(&req->pool, q, (size_t)(kend - q), CX_URL_QUERY));
             cx_reply_validation(r, field[0] ? field : "query", "must not contain NUL characters (%00)");
