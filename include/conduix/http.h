@@ -66,13 +66,17 @@ const char *cx_req_cookie(cx_req_t *r, const char *name);
 void cx_req_defer(cx_req_t *r, void (*on_abort)(void *arg), void *arg);
 
 /* cx_url_decode -- percent-decode s[0..len) into a NUL-terminated string from pool. Without flags (a
- * path segment) a malformed escape or one that encodes NUL gives NULL; with CX_URL_QUERY (a query
+ * path segment) a malformed escape, one that encodes NUL, or a raw control byte gives NULL; with CX_URL_QUERY (a query
  * value) '+' is a space and a malformed escape stands for itself. */
 #define CX_URL_QUERY 0x1
 char *cx_url_decode(h2o_mem_pool_t *pool, const char *s, size_t len, int flags);
 
 /* cx_req_actor -- who acts: the token's email when set, else its sub, else "anonymous". */
 const char *cx_req_actor(cx_req_t *r);
+
+/* cx_query_number -- s as a query parameter's number: 1..max in decimal digits only, no sign, no space
+ * (strtol would take " 1" and "+1"), no leading zero. -1 when it is not one. */
+long cx_query_number(const char *s, long max);
 
 /* cx_req_paging -- ?page= and ?page_size= of a list request (defaults 1 and 20, size 1..100); a bad
  * value is a 400 reply and CX_INVALID. */

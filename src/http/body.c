@@ -7,8 +7,8 @@
  *
  * json-c takes what RFC 8259 leaves open, and more: a repeated key keeps its last value silently, a key
  * may hold NUL (json-c's keys are C strings, so "name\u0000x" reads as "name"), and single-quoted strings
- * pass its strict mode, and so do NaN and Infinity; and it does not check that the text is UTF-8. A body is one meaning or none, so
- * these are refused too, with the position.
+ * pass its strict mode, and so do NaN and Infinity; an unpaired surrogate escape becomes U+FFFD; and it does not check that the
+ * text is UTF-8. A body is one meaning or none, so these are refused too, with the position.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,8 +111,8 @@ static size_t put_utf8(char *o, unsigned cp)
 /* string_end -- s[i] is '"': the index just past the closing quote. When out is non-NULL the decoded
  * string goes there (at most as long as the quoted text) and its length into *olen; *nul is set when
  * it holds U+0000. The text has been parsed by json-c already, so it is well formed; anything else
- * gives (size_t)-1. */
-static size_t string_end(const char *s, size_t len, size_t i, char *out, size_t *olen, int *nul)
+ * gives (size_t)-1. *lone is set when it holds an unpaired surrogate escape. */
+static size_t string_end(const char *s, size_t len, size_t i, char *out, size_t *olen, int *nul, int *lone)
 {
     size_t o = 0;
 
@@ -159,6 +159,8 @@ static size_t string_end(const char *s, size_t len, size_t i, char *out, size_t 
                     i += 6;
                 }
             }
+            if (cp >= 0xd800 && cp <= 0xdfff && lone != NULL)
+                *lone = 1; /* json-c would make it U+FFFD silently */
             break;
         default: /* " \ / and whatever else json-c let through stand for themselves */
             cp = (unsigned char)s[i];
@@ -242,8 +244,8 @@ static int check_keys(const char *s, size_t len, char *msg, size_t msglen, size_
                     jkey_t dup = {0};
                     size_t dl = 0;
                     /* name the key from the text again (the list is gone) */
-                    dup.s = cx_malloc(string_end(s, len, *off, NULL, NULL, NULL) - *off);
-                    string_end(s, len, *off, dup.s, &dl, NULL);
+                    dup.s = cx_malloc(string_end(s, len, *off, NULL, NULL, NULL, NULL) - *off);
+                    string_end(s, len, *off, dup.s, &dl, NULL, NULL);
                     position(s, len, *off, &line, &col);
                     snprintf(name, sizeof(name), "%.*s", (int)cx_utf8_prefix(dup.s, dl, 64), dup.s);
                     free(dup.s);
@@ -279,18 +281,26 @@ static int check_keys(const char *s, size_t len, char *msg, size_t msglen, size_
         }
         case '"': {
             size_t end;
+            int lone = 0;
+            if ((end = string_end(s, len, i, NULL, NULL, NULL, &lone)) == (size_t)-1)
+                goto broken;
+            if (lone) {
+                int line, col;
+                *off = i;
+                position(s, len, i, &line, &col);
+                snprintf(msg, msglen, "malformed JSON at line %d, column %d: a string holds an unpaired surrogate (\\ud800 …)",
+                         line, col);
+                rc = CX_INVALID;
+                break;
+            }
             if (!expect_key) {
-                if ((end = string_end(s, len, i, NULL, NULL, NULL)) == (size_t)-1)
-                    goto broken;
                 i = end;
                 break;
             }
             jkey_t key = {.off = i};
             int nul = 0;
-            if ((end = string_end(s, len, i, NULL, NULL, NULL)) == (size_t)-1)
-                goto broken;
             key.s = cx_malloc(end - i); /* the decoded key is never longer than its quoted text */
-            string_end(s, len, i, key.s, &key.len, &nul);
+            string_end(s, len, i, key.s, &key.len, &nul, NULL);
             if (nul) {
                 int line, col;
                 free(key.s);

@@ -373,9 +373,7 @@ const char *cx_req_actor(cx_req_t *r)
     return r->id.email[0] ? r->id.email : r->id.sub;
 }
 
-/* page_number -- a positive decimal of digits only, at most max: no sign, no space (strtol would take
- * " 1" and "+1"), no leading zero. -1 when it is not one. */
-static long page_number(const char *s, long max)
+long cx_query_number(const char *s, long max)
 {
     long v = 0;
     if (s[0] < '1' || s[0] > '9')
@@ -396,14 +394,14 @@ int cx_req_paging(cx_req_t *r, int *page, int *page_size)
     *page = 1;
     *page_size = 20;
     if (p != NULL) {
-        if ((v = page_number(p, 1000000)) < 0) {
+        if ((v = cx_query_number(p, 1000000)) < 0) {
             cx_reply_validation(r, "page", "must be an integer from 1 to 1000000 (digits only)");
             return CX_INVALID;
         }
         *page = (int)v;
     }
     if (s != NULL) {
-        if ((v = page_number(s, 100)) < 0) {
+        if ((v = cx_query_number(s, 100)) < 0) {
             cx_reply_validation(r, "page_size", "must be an integer from 1 to 100 (digits only)");
             return CX_INVALID;
         }

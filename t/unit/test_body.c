@@ -74,6 +74,11 @@ static void t_refused(void **state)
     assert_string_equal(msg, "malformed JSON at line 1, column 5: NaN and Infinity are not JSON numbers");
     assert_int_equal(parse("{\"version\": -Infinity}"), CX_INVALID);
     assert_int_equal(parse("[Infinity]"), CX_INVALID);
+    assert_int_equal(parse("{\"name\":\"\\ud800\"}"), CX_INVALID);
+    assert_non_null(strstr(msg, "line 1, column 9: a string holds an unpaired surrogate"));
+    assert_int_equal(parse("[\"\\udc00x\"]"), CX_INVALID);
+    assert_int_equal(parse("{\"\\ud83dk\":1}"), CX_INVALID);
+    assert_int_equal(parse("[\"\\ud83d\\ude00\"]"), CX_OK);
     assert_int_equal(parse("[\"NaN\", \"Infinity\"]"), CX_OK);
     assert_int_equal(parse("{'a':1}"), CX_INVALID);
     assert_non_null(strstr(msg, "double quotes"));
