@@ -207,6 +207,10 @@ static void __attribute__((format(printf, 3, 4))) seterr(char *err, size_t errle
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+    /* one line whatever a value quoted in it holds (fuzz_config found a folded scalar's line break) */
+    for (char *p = err; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
 }
 
 /* fail -- "where: what" (or only "what" when where is NULL) as the load's error. */
