@@ -213,7 +213,7 @@ static int query_nul(cx_req_t *r)
     while (q < end) {
         const char *amp = memchr(q, '&', (size_t)(end - q)), *pend = amp ? amp : end;
         const char *eq = memchr(q, '=', (size_t)(pend - q)), *kend = eq ? eq : pend;
-        /* a decoded NUL comes from "%00", or a raw NUL (HTTP/2 lets it through in :path) */
+        /* a decoded NUL comes from "%00"; a raw one h2o refuses first, but this does not rely on it */
         if (memmem(q, (size_t)(pend - q), "%00", 3) != NULL || memchr(q, '\0', (size_t)(pend - q)) != NULL) {
             char field[80];
             snprintf(field, sizeof(field), "%.64s", cx_url_decode(&req->pool, q, (size_t)(kend - q), CX_URL_QUERY));
