@@ -97,6 +97,9 @@ static size_t loggable_target(h2o_iovec_t t, char *out, size_t cap)
     size_t len = t.len > PATH_MAX_LOGGED ? PATH_MAX_LOGGED : t.len;
     int auth = len >= 13 && memcmp(t.base, "/api/v1/auth/", 13) == 0;
 
+    if (len == 0 || t.base == NULL)
+        return 0; /* a head refused before its target could be read (conn.c) */
+
     /* each value may grow to REDACTED: at most len / 2 values */
     if (cap < len * (sizeof(REDACTED) + 1) + 1)
         len = (cap - 1) / (sizeof(REDACTED) + 1);
