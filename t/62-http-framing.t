@@ -67,6 +67,14 @@ refused("POST $P HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 4\r\nTransfer-Enc
         'Content-Length over server.max_body_size, body not sent');
     cmp_ok(time - $t0, '<', 8 * $CxTest::SCALE, 'answered without waiting for the body (h2o would wait 10 s)');
 }
+refused("POST $P HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 5\r\nContent-Length: 5, 6\r\n\r\nhello", 400, 'BAD_REQUEST',
+    'a Content-Length repeated as a list');
+refused("POST $P HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: -1\r\n\r\n", 400, 'BAD_REQUEST', 'a negative Content-Length');
+refused("POST $P HTTP/1.1\r\nHost: x\r\n${auth}Transfer-Encoding: gzip\r\n\r\n", 400, 'BAD_REQUEST',
+    'a Transfer-Encoding other than chunked');
+refused("GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n", 400, 'BAD_REQUEST', 'a NUL in a header value');
+refused("GET /health HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n", 400, 'BAD_REQUEST', 'a space in a header name');
+refused("GET /health HTTP/7.1\r\nHost: x\r\n\r\n", 400, 'BAD_REQUEST', 'HTTP/7.1');
 refused("GARBAGE\r\n\r\n", 400, 'BAD_REQUEST', 'a broken head after a good request on a kept-alive connection',
     ['GET', '/health']);
 refused("GET /health HTTP/1.1\r\nHost: x\r\n" . join('', map { "X-H$_: v\r\n" } 1 .. 200) . "\r\n", 431,
