@@ -87,6 +87,7 @@ static const key_t_ keys[] = {
     INT ("server.workers",                            server.workers,                 "0",          RELOAD,  0, WMAX),
     DUR ("server.shutdown_timeout",                   server.shutdown_timeout_ms,     "30s",        RELOAD,  0),
     SIZE("server.max_body_size",                      server.max_body_size,           "1MiB",       RELOAD,  1),
+    DUR ("server.write_timeout",                      server.write_timeout_ms,        "30s",        RELOAD,  1),
     STR ("server.pidfile",                            server.pidfile,                 PIDFILE,      RESTART, 0),
     STR ("server.user",                               server.user,                    "",           RESTART, 0),
 
@@ -209,6 +210,10 @@ static void __attribute__((format(printf, 3, 4))) seterr(char *err, size_t errle
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+    /* one line whatever a value quoted in it holds (fuzz_config found a folded scalar's line break) */
+    for (char *p = err; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
 }
 
 /* fail -- "where: what" (or only "what" when where is NULL) as the load's error. */

@@ -30,6 +30,7 @@
 #include "conduix/cx.h"
 #include "conduix/log.h"
 #include "conduix/shm.h"
+#include "conduix/utf8.h"
 
 #define LINE_MAX_ PIPE_BUF /* the longest line, newline included */
 #define ROOM_RESERVE 65536 /* free bytes left untouched, for writers between a measure and a write */
@@ -259,21 +260,7 @@ int cx_log_enabled(int level)
 /* json_escape -- append s to buf as JSON string content; returns the new length (bounded by cap). */
 static size_t json_escape(char *buf, size_t len, size_t cap, const char *s)
 {
-    for (; *s != '\0' && len + 7 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            buf[len++] = '\\';
-            buf[len++] = (char)c;
-        } else if (c == '\n') {
-            buf[len++] = '\\';
-            buf[len++] = 'n';
-        } else if (c < 0x20) {
-            len += (size_t)snprintf(buf + len, cap - len, "\\u%04x", c);
-        } else {
-            buf[len++] = (char)c;
-        }
-    }
-    return len;
+    return len + cx_json_escape(buf + len, cap - len, s, strlen(s));
 }
 
 /* format_line -- a log line of msg at level, newline included, in at most cap bytes; its length. */

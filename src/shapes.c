@@ -53,12 +53,21 @@ static json_object *text(const char *s)
     return json_object_new_string(s != NULL ? s : "");
 }
 
-/* definition -- what a pipeline and each of its versions hold: name, description, config, version. */
-static void definition(json_object *o, json_object *name, const char *description, const char *config_yaml, int64_t version)
+/* definition -- what a pipeline and each of its versions hold: name, description, config, version. A
+ * list leaves a large config out (config_size > 0): config_yaml null, config_yaml_omitted true and its
+ * size in bytes. */
+static void definition(json_object *o, json_object *name, const char *description, const char *config_yaml, int64_t config_size,
+                       int64_t version)
 {
     json_object_object_add(o, "name", name);
     json_object_object_add(o, "description", text(description));
-    json_object_object_add(o, "config_yaml", text(config_yaml));
+    if (config_yaml == NULL && config_size > 0) {
+        json_object_object_add(o, "config_yaml", NULL);
+        json_object_object_add(o, "config_yaml_omitted", json_object_new_boolean(1));
+        json_object_object_add(o, "config_yaml_size", json_object_new_int64(config_size));
+    } else {
+        json_object_object_add(o, "config_yaml", text(config_yaml));
+    }
     json_object_object_add(o, "version", json_object_new_int64(version));
 }
 
@@ -66,7 +75,7 @@ json_object *cx_pipeline_json(const cx_pipeline_t *p, int with_status)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_string(p->id));
-    definition(o, text(p->name), p->description, p->config_yaml, p->version);
+    definition(o, text(p->name), p->description, p->config_yaml, p->config_size, p->version);
     if (with_status)
         json_object_object_add(o, "status", json_object_new_string(cx_run_status_name(p->status)));
     json_object_object_add(o, "created_by", cx_json_str_or_null(p->created_by));
@@ -79,7 +88,7 @@ json_object *cx_pipeline_json(const cx_pipeline_t *p, int with_status)
 json_object *cx_pipeline_version_json(const cx_pipeline_version_t *v)
 {
     json_object *o = json_object_new_object();
-    definition(o, cx_json_str_or_null(v->name), v->description, v->config_yaml, v->version);
+    definition(o, cx_json_str_or_null(v->name), v->description, v->config_yaml, v->config_size, v->version);
     json_object_object_add(o, "created_by", cx_json_str_or_null(v->created_by));
     json_object_object_add(o, "created_at", cx_json_time(v->created_at));
     return o;

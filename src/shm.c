@@ -60,6 +60,9 @@ const char *const cx_counter_names[CX_C_MAX_] = {
     [CX_C_SCHEDULE_MISSES] = "conduix_schedule_misses_total",
     [CX_C_SCHEDULE_FAILURES] = "conduix_schedule_failures_total",
     [CX_C_SCHEDULER_LEADER_TAKEN] = "conduix_scheduler_leader_acquired_total",
+    [CX_C_HTTP_WRITE_TIMEOUTS] = "conduix_http_write_timeouts_total",
+    [CX_C_HTTP_BUSY] = "conduix_http_busy_total",
+    [CX_C_HTTP_HEADS_REFUSED] = "conduix_http_heads_refused_total",
 };
 
 const char *const cx_counter_help[CX_C_MAX_] = {
@@ -95,6 +98,9 @@ const char *const cx_counter_help[CX_C_MAX_] = {
     [CX_C_SCHEDULE_MISSES] = "Scheduled fire times that passed while no scheduler ran and were not run.",
     [CX_C_SCHEDULE_FAILURES] = "Scheduled fire times whose run could not start (recorded failed).",
     [CX_C_SCHEDULER_LEADER_TAKEN] = "Times this instance's scheduler became the leader.",
+    [CX_C_HTTP_WRITE_TIMEOUTS] = "Connections closed because the client read nothing of an answer for server.write_timeout.",
+    [CX_C_HTTP_BUSY] = "Answers refused with 503 because the worker held too many bytes of unsent answers.",
+    [CX_C_HTTP_HEADS_REFUSED] = "HTTP/1 request heads refused before h2o read them (malformed, too large, conflicting lengths).",
 };
 
 const char *const cx_gauge_names[CX_G_MAX_] = {
@@ -320,7 +326,7 @@ static uint64_t hash_key(const char *s)
  * the whole instance and not per worker. A set of CX_SHM_RL_WAYS entries is chosen by the key's hash;
  * a new key takes a free entry or the one refilled longest ago (which has refilled to a full bucket
  * anyway when it is older than burst/rate). */
-int cx_shm_rate_take(const char *key, double rate, int burst, int64_t now_ms, int64_t *retry_after_ms)
+static int rate_bucket(const char *key, double rate, int burst, int64_t now_ms, int take, int64_t *retry_after_ms)
 {
     uint64_t h = hash_key(key);
     size_t set = (size_t)(h % (CX_SHM_RL_ENTRIES / CX_SHM_RL_WAYS)) * CX_SHM_RL_WAYS, i, victim = set;
@@ -359,10 +365,20 @@ int cx_shm_rate_take(const char *key, double rate, int burst, int64_t now_ms, in
         __atomic_store_n(&e->last_ms, now_ms, __ATOMIC_RELAXED);
     }
     ok = e->millitokens >= 1000;
-    if (ok)
+    if (ok && take)
         e->millitokens -= 1000;
     else if (retry_after_ms != NULL)
         *retry_after_ms = (int64_t)((double)(1000 - e->millitokens) / rate) + 1;
     cx_shm_unlock(&e->lock);
     return ok;
+}
+
+int cx_shm_rate_take(const char *key, double rate, int burst, int64_t now_ms, int64_t *retry_after_ms)
+{
+    return rate_bucket(key, rate, burst, now_ms, 1, retry_after_ms);
+}
+
+int cx_shm_rate_peek(const char *key, double rate, int burst, int64_t now_ms, int64_t *retry_after_ms)
+{
+    return rate_bucket(key, rate, burst, now_ms, 0, retry_after_ms);
 }

@@ -5,6 +5,7 @@
  * is still arriving is read and answered), bounded by server.shutdown_timeout: systemd stops services
  * with SIGTERM, and a stop must not cut a request in flight.
  */
+#include <errno.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -24,28 +25,42 @@ static h2o_globalconf_t config;
 static h2o_context_t ctx;
 static h2o_accept_ctx_t accept_ctx;
 static h2o_socket_t *listener;
-static int nconns;
+static h2o_timeout_entry_t accept_pause;
 static int draining; /* 1 after SIGQUIT/SIGTERM: no more accepts, waiting for connections to end */
 static int64_t drain_deadline;
 
-static void on_conn_close(void *data)
+static void on_accept(h2o_socket_t *l, const char *err);
+
+static void on_accept_resume(h2o_timeout_entry_t *e)
 {
-    (void)data;
-    nconns--;
+    (void)e;
+    if (listener != NULL)
+        h2o_socket_read_start(listener, on_accept);
 }
 
 static void on_accept(h2o_socket_t *l, const char *err)
 {
+    static int64_t last_warn;
     int i;
     if (err != NULL)
         return;
     for (i = 0; i < 16; i++) {
+        errno = 0;
         h2o_socket_t *s = h2o_evloop_socket_accept(l);
-        if (s == NULL)
+        if (s == NULL) {
+            if (errno == EMFILE || errno == ENFILE) {
+                /* out of descriptors: the listen socket stays readable, so stop looking at it for a
+                 * moment instead of spinning; the waiting connections stay in the backlog */
+                if (cx_now_ms() - last_warn > 10000) {
+                    cx_log_warn("accept: pausing for 100 ms with %d connections open", cx_conn_count());
+                    last_warn = cx_now_ms();
+                }
+                h2o_socket_read_stop(l);
+                h2o_timeout_link(ctx.loop, &ctx.hundred_ms_timeout, &accept_pause);
+            }
             return;
-        nconns++;
-        s->on_close.cb = on_conn_close;
-        h2o_accept(&accept_ctx, s);
+        }
+        cx_conn_accept(&accept_ctx, s);
     }
 }
 
@@ -55,6 +70,8 @@ static void stop_accepting(void)
         drain_deadline = cx_now_ms() + cx_cfg->server.shutdown_timeout_ms;
         draining = 1;
     }
+    if (h2o_timeout_is_linked(&accept_pause))
+        h2o_timeout_unlink(&accept_pause);
     if (listener != NULL) {
         h2o_socket_read_stop(listener);
         h2o_socket_close(listener);
@@ -96,6 +113,8 @@ int cx_worker_run(int listen_fd)
     h2o_context_init(&ctx, h2o_evloop_create(), &config);
     accept_ctx.ctx = &ctx;
     accept_ctx.hosts = config.hosts;
+    accept_pause.cb = on_accept_resume;
+    cx_conn_init(&ctx);
     h2o_socket_read_start(h2o_evloop_socket_create(ctx.loop, sfd, H2O_SOCKET_FLAG_DONT_READ), on_signal);
 
     cx_db_set_call_timeout(cx_cfg->database.query_timeout_ms); /* a request waits no longer for MySQL */
@@ -109,13 +128,13 @@ int cx_worker_run(int listen_fd)
 
     /* The loop wakes at least once a second for cx_child_idle (database.max_idle_conns), and as often as
      * a MySQL probe in flight wants (cx_db_probe: the reconnect after an outage, never inside a request). */
-    while (!draining || (nconns > 0 && cx_now_ms() < drain_deadline)) {
+    while (!draining || (cx_conn_count() > 0 && cx_now_ms() < drain_deadline)) {
         int64_t wait = draining ? 50 : 1000, probe = cx_db_probe();
         h2o_evloop_run(ctx.loop, (int32_t)(probe >= 0 && probe < wait ? probe : wait));
         cx_child_idle(draining);
     }
-    if (nconns > 0)
-        cx_log_info("exiting with %d connection(s) still open", nconns);
+    if (cx_conn_count() > 0)
+        cx_log_info("exiting with %d connection(s) still open", cx_conn_count());
     cx_db_close();
     cx_redis_close();
     return 0;

@@ -71,6 +71,10 @@ int cx_api_auth_login(cx_req_t *r);
 int cx_api_auth_callback(cx_req_t *r);
 int cx_api_auth_logout(cx_req_t *r);
 int cx_api_auth_me(cx_req_t *r);
+/* cx_api_login_body -- the check of a POST /auth/login body {"provider": "…"} (pure; fuzzed): CX_OK with
+ * *provider (in body), or CX_INVALID with the field at fault and why. Whether the provider is configured
+ * is the handler's question. */
+int cx_api_login_body(json_object *body, const char **provider, const char **field, const char **why);
 
 /* users.c (people and their sessions, for admins) */
 int cx_api_users_list(cx_req_t *r);
@@ -78,6 +82,9 @@ int cx_api_users_get(cx_req_t *r);
 int cx_api_users_update(cx_req_t *r);
 int cx_api_users_sessions(cx_req_t *r);
 int cx_api_sessions_delete(cx_req_t *r);
+/* cx_api_users_update_body -- the check of a PUT /users/:id body {"role": "viewer"|"operator"|"admin"}
+ * (pure; fuzzed): CX_OK with *role (in body), or CX_INVALID with the field at fault and why. */
+int cx_api_users_update_body(json_object *body, const char **role, const char **field, const char **why);
 
 /* The route table (src/api/routes.c): every endpoint, its handler and who may call it. */
 extern const cx_route_t cx_routes[];

@@ -42,6 +42,7 @@ typedef struct cx_config {
         int workers_effective;
         int64_t shutdown_timeout_ms;
         int64_t max_body_size;
+        int64_t write_timeout_ms; /* an answer's write may make no progress this long, then the connection is closed */
         char *pidfile;
         char *user; /* "" = stay who started us; restart required */
     } server;

@@ -66,13 +66,17 @@ const char *cx_req_cookie(cx_req_t *r, const char *name);
 void cx_req_defer(cx_req_t *r, void (*on_abort)(void *arg), void *arg);
 
 /* cx_url_decode -- percent-decode s[0..len) into a NUL-terminated string from pool. Without flags (a
- * path segment) a malformed escape or one that encodes NUL gives NULL; with CX_URL_QUERY (a query
+ * path segment) a malformed escape, one that encodes NUL, or a raw control byte gives NULL; with CX_URL_QUERY (a query
  * value) '+' is a space and a malformed escape stands for itself. */
 #define CX_URL_QUERY 0x1
 char *cx_url_decode(h2o_mem_pool_t *pool, const char *s, size_t len, int flags);
 
 /* cx_req_actor -- who acts: the token's email when set, else its sub, else "anonymous". */
 const char *cx_req_actor(cx_req_t *r);
+
+/* cx_query_number -- s as a query parameter's number: 1..max in decimal digits only, no sign, no space
+ * (strtol would take " 1" and "+1"), no leading zero. -1 when it is not one. */
+long cx_query_number(const char *s, long max);
 
 /* cx_req_paging -- ?page= and ?page_size= of a list request (defaults 1 and 20, size 1..100); a bad
  * value is a 400 reply and CX_INVALID. */
@@ -97,8 +101,47 @@ void cx_server_errors(h2o_hostconf_t *host, h2o_pathconf_t *path);
  * says. CX_OK, or a reply was sent. */
 int cx_body_parse(cx_req_t *r, const struct cx_route *route);
 
+/* cx_body_parse_text -- buf[0..len) (buf[len] must be NUL) as one strict JSON document into *out: CX_OK,
+ * or CX_INVALID with a message naming line and column in msg. A repeated key in an object, a key holding
+ * NUL and a single-quoted string are refused too. Pure: the request-body fuzz target calls it. */
+int cx_body_parse_text(const char *buf, size_t len, json_object **out, char *msg, size_t msglen);
+
+/* cx_body_parse_text_ex -- cx_body_parse_text, and when the only fault is text that is not UTF-8 (json-c
+ * lets it through), the top-level field that holds it into field ("body" for a key or a document that
+ * is not an object; empty for every other fault) with "is not valid UTF-8 text (line, column)" in msg. */
+int cx_body_parse_text_ex(const char *buf, size_t len, json_object **out, char *msg, size_t msglen, char *field,
+                          size_t fieldlen);
+
 /* cx_access_log -- one JSON line per request, and the request metrics. */
 void cx_access_log(cx_req_t *r);
+
+/* cx_access_log_head -- the same for a request refused before h2o made a request of it (conn.c): what
+ * could be read of its method and target (may be empty), the status and bytes answered, and when it
+ * began (monotonic microseconds). */
+void cx_access_log_head(const char *request_id, h2o_iovec_t method, h2o_iovec_t target, int status, size_t bytes, int64_t start_us);
+
+/* ---- connections (src/http/conn.c) ---- */
+
+/* cx_conn_init -- this worker's connection state, on its h2o context (after cx_server_init). */
+void cx_conn_init(h2o_context_t *ctx);
+
+/* cx_conn_accept -- hand an accepted socket to h2o, with our check of HTTP/1 request heads in front of
+ * h2o's parser (conn.c). */
+void cx_conn_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock);
+
+/* cx_conn_count -- connections open in this worker. */
+int cx_conn_count(void);
+
+/* cx_conn_request_done -- a request of the connection ended (its pool is going): the head check is put
+ * back in front of h2o for the next request. */
+void cx_conn_request_done(h2o_req_t *req);
+
+/* cx_conn_may_hold -- may this worker take an answer of len bytes more to send (else 503)? */
+int cx_conn_may_hold(size_t len);
+
+/* cx_conn_send -- send body[0..len) as the answer of req (status and headers set): copied, sent in
+ * pieces, and the connection aborted when a piece makes no progress for server.write_timeout. */
+void cx_conn_send(h2o_req_t *req, const char *request_id, const char *body, size_t len);
 
 /* cx_listen_open -- the listening socket, bound and listening, close-on-exec. -1 after logging. */
 int cx_listen_open(const char *host, int port);

@@ -16,6 +16,11 @@
 #define CX_PIPELINE_DESC_MAX 65535         /* bytes (a TEXT column) */
 #define CX_PIPELINE_YAML_MAX (1024 * 1024) /* bytes */
 #define CX_PIPELINE_SEARCH_MAX 255         /* characters */
+/* A list (pipelines, versions) carries a config_yaml of at most this many bytes; a larger one is left
+ * out (NULL, its length in config_size), so a page of 100 is at most ~13 MB whatever is stored. GET
+ * /pipelines/:id always has it. */
+#define CX_PIPELINE_LIST_YAML_MAX 65536
+#define CX_PIPELINE_LIST_YAML_MAX_S "65536"
 
 typedef enum { CX_PIPELINE_SORT_CREATED_AT = 0, CX_PIPELINE_SORT_UPDATED_AT, CX_PIPELINE_SORT_NAME } cx_pipeline_sort_t;
 
@@ -45,9 +50,10 @@ typedef struct cx_pipeline_actor {
 /* A pipeline. */
 typedef struct cx_pipeline {
     char id[37];
-    char *name;        /* owned */
-    char *description; /* owned; "" when none */
-    char *config_yaml; /* owned */
+    char *name;          /* owned */
+    char *description;   /* owned; "" when none */
+    char *config_yaml;   /* owned; NULL in a list when left out (config_size) */
+    int64_t config_size; /* in a list: > 0 when config_yaml is left out, its length in bytes */
     int64_t version;
     char *created_by; /* owned; NULL when unknown */
     char *updated_by; /* owned; NULL when unknown */
@@ -61,7 +67,8 @@ void cx_db_pipelines_free(cx_pipeline_t *v, size_t n);
 /* One entry of a pipeline's version history. */
 typedef struct cx_pipeline_version {
     int64_t version;
-    char *name, *description, *config_yaml, *created_by; /* owned; NULL when unknown */
+    char *name, *description, *config_yaml, *created_by; /* owned; NULL when unknown (config_yaml: left out) */
+    int64_t config_size;                                 /* > 0 when config_yaml is left out, its length */
     int64_t created_at;
 } cx_pipeline_version_t;
 
@@ -108,7 +115,7 @@ int cx_db_pipeline_has_active_run(const char *id);
  * a message for the client in msg (without the field name). ---- */
 
 /* cx_pipeline_check_name -- 1..255 UTF-8 characters, valid UTF-8, no control characters, no leading or
- * trailing white space. */
+ * trailing white space (Unicode's, such as U+00A0 NO-BREAK SPACE, too). */
 int cx_pipeline_check_name(const char *s, size_t len, char *msg, size_t msglen);
 
 /* cx_pipeline_check_yaml -- non-empty, at most 1 MiB, parses as YAML (event level: aliases are not

@@ -13,14 +13,26 @@ int cx_reply_ok(cx_req_t *r, int status, json_object *data, const char *message)
 /* cx_reply_page -- a page envelope; takes ownership of items (an array). */
 int cx_reply_page(cx_req_t *r, json_object *items, int64_t total, int page, int page_size);
 
+/* At most this much of a details object is sent (cx_reply_error): fields, bytes of a field name, bytes of
+ * its message; "_truncated" then says how many fields were left out. */
+#define CX_DETAILS_MAX 16
+#define CX_DETAILS_NAME_MAX 64
+#define CX_DETAILS_TEXT_MAX 256
+
 /* cx_reply_error -- {"success":false,"error":msg,"code":code,"request_id":…[,"details":details]}; takes
- * ownership of details. Adds WWW-Authenticate on 401, Retry-After on 429 and 503. */
+ * ownership of details (sent capped, see CX_DETAILS_MAX). Adds WWW-Authenticate on 401, Retry-After on 429
+ * and 503. */
 int cx_reply_error(cx_req_t *r, int status, const char *code, const char *msg, json_object *details);
 
 /* cx_reply_error_head -- the status, headers and Content-Length of cx_reply_error, with the body
  * returned (in the request's pool) instead of sent: for a response that h2o already started
  * (http/errors.c). */
 h2o_iovec_t cx_reply_error_head(cx_req_t *r, int status, const char *code, const char *msg);
+
+/* cx_reply_error_http1 -- a whole HTTP/1.1 response (status line, headers, the error envelope; Connection:
+ * close) as bytes to write on a socket, for a request h2o never made a request of (conn.c). malloc'ed;
+ * its length in *len. */
+char *cx_reply_error_http1(int status, const char *code, const char *msg, const char *request_id, size_t *len);
 
 /* cx_reply_validation -- 400 VALIDATION_ERROR with details {field: message}. */
 int cx_reply_validation(cx_req_t *r, const char *field, const char *msg);

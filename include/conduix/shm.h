@@ -54,6 +54,9 @@ typedef enum {
     CX_C_SCHEDULE_MISSES,
     CX_C_SCHEDULE_FAILURES,
     CX_C_SCHEDULER_LEADER_TAKEN,
+    CX_C_HTTP_WRITE_TIMEOUTS, /* the HTTP connections (src/http/conn.c) */
+    CX_C_HTTP_BUSY,
+    CX_C_HTTP_HEADS_REFUSED,
     CX_C_MAX_
 } cx_counter_t;
 
@@ -169,5 +172,8 @@ int cx_shm_locks_release(pid_t pid);
 /* cx_shm_rate_take -- take one token from the bucket of key (rate per second, burst capacity) at
  * monotonic time now_ms. 1 allowed; 0 refused, with *retry_after_ms until a token is back. */
 int cx_shm_rate_take(const char *key, double rate, int burst, int64_t now_ms, int64_t *retry_after_ms);
+
+/* cx_shm_rate_peek -- the same without taking the token: would a request be allowed now? */
+int cx_shm_rate_peek(const char *key, double rate, int burst, int64_t now_ms, int64_t *retry_after_ms);
 
 #endif

@@ -173,24 +173,46 @@ static int invalid_begin(cx_req_t *r, const char *field, const char *msg)
     return refuse(r, "begin", body_provider(r), 400, "VALIDATION_ERROR", field, msg, text);
 }
 
+/* cx_api_login_body -- the checks of POST /auth/login's body (api.h), apart for the fuzzers. */
+int cx_api_login_body(json_object *body, const char **provider, const char **field, const char **why)
+{
+    json_object *v;
+
+    *provider = NULL;
+    *field = "body";
+    *why = "must be a JSON object {\"provider\": \"…\"}";
+    if (!json_object_is_type(body, json_type_object))
+        return CX_INVALID;
+    json_object_object_foreach(body, key, val)
+    {
+        (void)val;
+        if (strcmp(key, "provider") != 0) {
+            *field = key;
+            *why = "unknown field; allowed: provider";
+            return CX_INVALID;
+        }
+    }
+    *field = "provider";
+    *why = "is required: the id of a provider of GET /api/v1/auth/providers";
+    if (!json_object_object_get_ex(body, "provider", &v) || !json_object_is_type(v, json_type_string))
+        return CX_INVALID;
+    *why = "is not a configured identity provider";
+    if ((size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v)))
+        return CX_INVALID; /* a NUL inside: no provider's id */
+    *provider = json_object_get_string(v);
+    *field = *why = NULL;
+    return CX_OK;
+}
+
 /* POST /auth/login {"provider"} -- what the Conduix web UI sends: the URL to send the browser to. */
 int cx_api_auth_login(cx_req_t *r)
 {
-    json_object *v;
+    const char *id, *field, *why;
     const cx_provider_t *p;
 
-    if (!json_object_is_type(r->body, json_type_object))
-        return invalid_begin(r, "body", "must be a JSON object {\"provider\": \"…\"}");
-    json_object_object_foreach(r->body, key, val)
-    {
-        (void)val;
-        if (strcmp(key, "provider") != 0)
-            return invalid_begin(r, key, "unknown field; allowed: provider");
-    }
-    if (!json_object_object_get_ex(r->body, "provider", &v) || !json_object_is_type(v, json_type_string))
-        return invalid_begin(r, "provider", "is required: the id of a provider of GET /api/v1/auth/providers");
-    if ((size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v)) ||
-        (p = cx_oauth_provider(json_object_get_string(v))) == NULL)
+    if (cx_api_login_body(r->body, &id, &field, &why) != CX_OK)
+        return invalid_begin(r, field, why);
+    if ((p = cx_oauth_provider(id)) == NULL)
         return invalid_begin(r, "provider", "is not a configured identity provider");
     cx_oauth_begin(r, p, on_begin_json);
     return 0;

@@ -151,9 +151,8 @@ static int history_query(cx_req_t *r, cx_run_query_t *q)
     q->limit = HISTORY_LIMIT_DEFAULT;
     q->before = cx_req_query(r, "before");
     if (limit != NULL) {
-        char *end;
-        long v = strtol(limit, &end, 10);
-        if (*limit == '\0' || *end != '\0' || v < 1 || v > HISTORY_LIMIT_MAX) {
+        long v = cx_query_number(limit, HISTORY_LIMIT_MAX);
+        if (v < 1) {
             snprintf(msg, sizeof(msg), "must be an integer from 1 to %d", HISTORY_LIMIT_MAX);
             cx_reply_validation(r, "limit", msg);
             return CX_INVALID;

@@ -40,7 +40,7 @@ int cx_pipeline_check_name(const char *s, size_t len, char *msg, size_t msglen)
         snprintf(msg, msglen, "must be at most %d characters (got %ld)", CX_PIPELINE_NAME_MAX, n);
         return CX_INVALID;
     }
-    if (isspace((unsigned char)s[0]) || isspace((unsigned char)s[len - 1])) {
+    if (f & CX_UTF8_EDGE_SPACE) { /* any Unicode white space, NO-BREAK SPACE included */
         snprintf(msg, msglen, "must not begin or end with white space");
         return CX_INVALID;
     }
@@ -341,9 +341,12 @@ static int invalid_body(cx_req_t *r, json_object *details)
     text[0] = '\0';
     json_object_object_foreach(details, k, v)
     {
-        int n = snprintf(text + o, sizeof(text) - o, "%s%.64s: %s", o ? "; " : "", k, json_object_get_string(v));
-        if (n < 0 || (size_t)n >= sizeof(text) - o)
+        int n = snprintf(text + o, sizeof(text) - o, "%s%.*s: %s", o ? "; " : "", (int)cx_utf8_prefix(k, strlen(k), 64), k,
+                         json_object_get_string(v));
+        if (n < 0 || (size_t)n >= sizeof(text) - o) {
+            text[o] = '\0'; /* whole entries only */
             break;
+        }
         o += (size_t)n;
     }
     return cx_reply_error(r, 400, "VALIDATION_ERROR", text, details);

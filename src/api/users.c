@@ -64,28 +64,49 @@ int cx_api_users_get(cx_req_t *r)
     return cx_reply_ok(r, 200, cx_user_json(&u), NULL);
 }
 
+int cx_api_users_update_body(json_object *body, const char **role, const char **field, const char **why)
+{
+    json_object *v = NULL;
+
+    *role = NULL;
+    *field = "body";
+    *why = "must be a JSON object {\"role\": \"…\"}";
+    if (!json_object_is_type(body, json_type_object))
+        return CX_INVALID;
+    json_object_object_foreach(body, key, val)
+    {
+        (void)val;
+        if (strcmp(key, "role") != 0) {
+            *field = key;
+            *why = "unknown field; allowed: role";
+            return CX_INVALID;
+        }
+    }
+    *field = "role";
+    *why = "is required: one of " CX_USER_ROLES_TEXT;
+    if (!json_object_object_get_ex(body, "role", &v) || !json_object_is_type(v, json_type_string))
+        return CX_INVALID;
+    *why = "must be one of " CX_USER_ROLES_TEXT;
+    if ((size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v)) ||
+        user_role(json_object_get_string(v)) == CX_ROLE_NONE)
+        return CX_INVALID;
+    *role = json_object_get_string(v);
+    *field = *why = NULL;
+    return CX_OK;
+}
+
 /* PUT /users/:id and PUT /users/:id/role, {"role"} -- the only field an admin sets; the rest comes from
  * the provider. */
 int cx_api_users_update(cx_req_t *r)
 {
-    json_object *v = NULL;
+    const char *name, *field, *why;
     cx_role_t role;
     cx_user_t u;
     int rc;
 
-    if (!json_object_is_type(r->body, json_type_object))
-        return cx_reply_validation(r, "body", "must be a JSON object {\"role\": \"…\"}");
-    json_object_object_foreach(r->body, key, val)
-    {
-        (void)val;
-        if (strcmp(key, "role") != 0)
-            return cx_reply_validation(r, key, "unknown field; allowed: role");
-    }
-    if (!json_object_object_get_ex(r->body, "role", &v) || !json_object_is_type(v, json_type_string))
-        return cx_reply_validation(r, "role", "is required: one of " CX_USER_ROLES_TEXT);
-    if ((size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v)) ||
-        (role = user_role(json_object_get_string(v))) == CX_ROLE_NONE)
-        return cx_reply_validation(r, "role", "must be one of " CX_USER_ROLES_TEXT);
+    if (cx_api_users_update_body(r->body, &name, &field, &why) != CX_OK)
+        return cx_reply_validation(r, field, why);
+    role = user_role(name);
     if ((rc = cx_session_set_role(cx_req_param(r, "id"), role, cx_req_actor(r), r->request_id, &u)) != CX_OK)
         return cx_reply_status_for(r, rc, "user");
     return cx_reply_ok(r, 200, cx_user_json(&u), NULL);

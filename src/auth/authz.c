@@ -5,6 +5,7 @@
  * those too). A token with a good signature is still refused once revoked, and carries its user's current
  * role when an admin changed it (sessions.c).
  */
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -16,6 +17,36 @@
 #include "conduix/reply.h"
 #include "conduix/sessions.h"
 #include "conduix/shm.h"
+
+/* At most REFUSED_BURST "token refused" lines at once and REFUSED_PER_S a second from one process; the
+ * lines left out are counted in the next one written. A flood of bad tokens is counted in
+ * conduix_auth_failures_total and its 401s are in the access log; the log need not say why a
+ * thousand times a second. */
+#define REFUSED_PER_S 10
+#define REFUSED_BURST 20
+
+/* refused_log -- one "token refused" line, unless over the budget. */
+static void refused_log(cx_req_t *r, const char *fmt, const char *arg)
+{
+    static int64_t last_ms, allowance_milli = REFUSED_BURST * 1000;
+    static uint64_t suppressed;
+    int64_t now = cx_now_ms();
+    char more[96] = "";
+
+    allowance_milli += (now - last_ms) * REFUSED_PER_S;
+    if (allowance_milli > REFUSED_BURST * 1000)
+        allowance_milli = REFUSED_BURST * 1000;
+    last_ms = now;
+    if (allowance_milli < 1000) {
+        suppressed++;
+        return;
+    }
+    allowance_milli -= 1000;
+    if (suppressed > 0)
+        snprintf(more, sizeof(more), " (and %llu more token(s) refused, not logged)", (unsigned long long)suppressed);
+    suppressed = 0;
+    cx_log_info(fmt, r->request_id, arg, more);
+}
 
 static int deny(cx_req_t *r, int status, const char *code, const char *msg)
 {
@@ -64,7 +95,7 @@ int cx_authz_request(cx_req_t *r, const cx_route_t *route)
     if (rc == CX_EXPIRED)
         return deny(r, 401, "TOKEN_EXPIRED", "the token has expired");
     if (rc != CX_OK) {
-        cx_log_info("request %s: token refused: %s", r->request_id, why ? why : "invalid");
+        refused_log(r, "request %s: token refused: %s%s", why ? why : "invalid");
         return deny(r, 401, "UNAUTHORIZED", "invalid token");
     }
     if (cx_session_ready() != CX_OK) {
@@ -76,7 +107,7 @@ int cx_authz_request(cx_req_t *r, const cx_route_t *route)
                     "(the database is unavailable); retry shortly");
     }
     if (cx_session_check(&r->id) != CX_OK) {
-        cx_log_info("request %s: token refused: revoked (jti %s)", r->request_id, r->id.jti);
+        refused_log(r, "request %s: token refused: revoked (jti %s)%s", r->id.jti);
         memset(&r->id, 0, sizeof(r->id));
         return deny(r, 401, "UNAUTHORIZED", "the token has been revoked");
     }

@@ -329,21 +329,24 @@ out:
 }
 
 /* num_claim -- a NumericDate claim (integer, or a number with a fraction): 1 and *v, 0 when absent or of
- * another type. */
+ * another type (or NaN). The value is clamped to [0, NUMDATE_MAX], far beyond any real date, so that the
+ * checks' arithmetic (exp + skew) cannot overflow; fuzz_idtoken found exp = 2^63 - 1 overflowing it. */
+#define NUMDATE_MAX 9000000000000000LL
 static int num_claim(json_object *p, const char *name, int64_t *v)
 {
     json_object *o;
     if (!json_object_object_get_ex(p, name, &o))
         return 0;
     if (json_object_is_type(o, json_type_int)) {
-        *v = json_object_get_int64(o);
+        int64_t i = json_object_get_int64(o);
+        *v = i < 0 ? 0 : i > NUMDATE_MAX ? NUMDATE_MAX : i;
         return 1;
     }
     if (json_object_is_type(o, json_type_double)) {
         double d = json_object_get_double(o);
-        if (d < 0 || d > 9e15)
+        if (d != d)
             return 0;
-        *v = (int64_t)d;
+        *v = d < 0 ? 0 : d > (double)NUMDATE_MAX ? NUMDATE_MAX : (int64_t)d;
         return 1;
     }
     return 0;

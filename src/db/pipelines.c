@@ -21,6 +21,15 @@
 #define COLS                                                                                                                       \
     "pipelines.id, pipelines.name, pipelines.description, pipelines.config_yaml, pipelines.version, pipelines.created_by, "        \
     "pipelines.updated_by, pipelines.created_at, pipelines.updated_at"
+/* The same for a list: a config over CX_PIPELINE_LIST_YAML_MAX bytes is left out, and never read into
+ * this process (a page of 100 one-megabyte configs would be 100 MB here, and again in the answer). */
+#define LIST_YAML(t)                                                                                                               \
+    "IF(LENGTH(" t ".config_yaml) <= " CX_PIPELINE_LIST_YAML_MAX_S ", " t ".config_yaml, NULL) AS config_yaml, "                   \
+    "LENGTH(" t ".config_yaml) AS config_size"
+#define LIST_COLS                                                                                                                  \
+    "pipelines.id, pipelines.name, pipelines.description, " LIST_YAML(                                                             \
+        "pipelines") ", pipelines.version, pipelines.created_by, "                                                                 \
+                     "pipelines.updated_by, pipelines.created_at, pipelines.updated_at"
 /* The status of a pipeline is its current run's: the active one, found through the unique key on
  * pipeline_runs.active_pipeline_id (one eq_ref lookup a row, in the same statement). */
 #define STATUS_COL "ar.status AS run_status"
@@ -48,7 +57,7 @@
 #define SQL_DEL_SCHEDULES "DELETE FROM schedules WHERE pipeline_id = ?"
 #define SQL_DEL "DELETE FROM pipelines WHERE id = ?"
 #define SQL_VERSIONS_COUNT "SELECT COUNT(*) AS n, COALESCE(SUM(version = ?), 0) AS cur FROM pipeline_versions WHERE pipeline_id = ?"
-#define VCOLS "version, name, description, config_yaml, created_by, created_at"
+#define VCOLS "version, name, description, " LIST_YAML("pipeline_versions") ", created_by, created_at"
 #define SQL_VERSIONS "SELECT " VCOLS " FROM pipeline_versions WHERE pipeline_id = ? ORDER BY version DESC LIMIT ? OFFSET ?"
 
 /* ---- rows to structs ---- */
@@ -90,7 +99,21 @@ static char *text(cx_db_result_t *res, size_t i, const char *col)
     return v != NULL ? v : cx_strdup("");
 }
 
-/* fill -- row i of a result with the COLS columns (and run_status, when selected). */
+/* list_yaml -- the config of row i: "" for NULL, unless the row is of a list (LIST_YAML), where NULL
+ * means left out and *size has its length. */
+static void list_yaml(cx_db_result_t *res, size_t i, char **yaml, int64_t *size)
+{
+    int listed = cx_db_value(res, i, "config_size") != NULL;
+
+    *size = 0;
+    *yaml = cx_db_take(res, i, "config_yaml");
+    if (*yaml == NULL && listed)
+        *size = cx_db_int(res, i, "config_size", 1);
+    else if (*yaml == NULL)
+        *yaml = cx_strdup("");
+}
+
+/* fill -- row i of a result with the COLS (or LIST_COLS) columns (and run_status, when selected). */
 static void fill(cx_db_result_t *res, size_t i, cx_pipeline_t *p)
 {
     const char *st = cx_db_value(res, i, "run_status");
@@ -99,7 +122,7 @@ static void fill(cx_db_result_t *res, size_t i, cx_pipeline_t *p)
     cx_db_copy(res, i, "id", p->id, sizeof(p->id));
     p->name = text(res, i, "name");
     p->description = text(res, i, "description");
-    p->config_yaml = text(res, i, "config_yaml");
+    list_yaml(res, i, &p->config_yaml, &p->config_size);
     p->version = cx_db_int(res, i, "version", 0);
     p->created_by = cx_db_take(res, i, "created_by");
     p->updated_by = cx_db_take(res, i, "updated_by");
@@ -207,7 +230,7 @@ int cx_db_pipeline_list(const cx_pipeline_query_t *q, cx_pipeline_t **items, siz
         snprintf(sql, sizeof(sql),
                  "SELECT %s, %s FROM pipelines FORCE INDEX FOR ORDER BY (%s)%s%s ORDER BY pipelines.%s %s, pipelines.id %s "
                  "LIMIT ? OFFSET ?",
-                 COLS, STATUS_COL, sort_keys[k], STATUS_JOIN, where, sort_cols[k], dir, dir);
+                 LIST_COLS, STATUS_COL, sort_keys[k], STATUS_JOIN, where, sort_cols[k], dir, dir);
         if ((rc = cx_db_exec(sql, p, np, &res, NULL)) != CX_OK)
             goto out;
         rows(res, items, n);
@@ -432,7 +455,10 @@ static void version_of(const cx_pipeline_t *pl, cx_pipeline_version_t *v)
     v->version = pl->version;
     v->name = cx_strdup(pl->name);
     v->description = cx_strdup(pl->description);
-    v->config_yaml = cx_strdup(pl->config_yaml);
+    if (strlen(pl->config_yaml) > CX_PIPELINE_LIST_YAML_MAX) /* as LIST_YAML leaves it out */
+        v->config_size = (int64_t)strlen(pl->config_yaml);
+    else
+        v->config_yaml = cx_strdup(pl->config_yaml);
     v->created_by = cx_strdup(pl->updated_by != NULL ? pl->updated_by : pl->created_by);
     v->created_at = pl->updated_at;
 }
@@ -481,7 +507,7 @@ int cx_db_pipeline_versions(const char *id, int page, int page_size, cx_pipeline
             v->version = cx_db_int(res, i, "version", 0);
             v->name = cx_db_take(res, i, "name");
             v->description = text(res, i, "description");
-            v->config_yaml = text(res, i, "config_yaml");
+            list_yaml(res, i, &v->config_yaml, &v->config_size);
             v->created_by = cx_db_take(res, i, "created_by");
             v->created_at = cx_db_time_ms(cx_db_value(res, i, "created_at"));
         }

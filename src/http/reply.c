@@ -5,10 +5,14 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "conduix/api.h"
 #include "conduix/cx.h"
+#include "conduix/log.h"
 #include "conduix/reply.h"
+#include "conduix/shm.h"
+#include "conduix/utf8.h"
 
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
@@ -45,6 +49,8 @@ static const char *reason_of(int status)
         return "Unsupported Media Type";
     case 429:
         return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
     case 502:
@@ -91,12 +97,20 @@ int cx_reply_raw(cx_req_t *r, int status, const char *content_type, const char *
 {
     h2o_req_t *req = r->req;
 
+    if (!cx_conn_may_hold(len)) {
+        /* this worker holds too much of answers its clients have not read: refuse this one rather than
+         * let slow readers take the memory (conn.c) */
+        cx_shm_count(CX_C_HTTP_BUSY, 1);
+        cx_log_warnx("request %s: answer of %zu bytes refused: too many bytes of answers unsent", r->request_id, len);
+        cx_reply_add_header(r, "retry-after", "5");
+        return cx_reply_error(r, 503, "SERVICE_UNAVAILABLE", "the server is busy sending other answers; retry later", NULL);
+    }
     head(r, status, content_type, len);
     if (status == 204 || status == 304 || len == 0) {
         req->res.content_length = 0;
         h2o_send_inline(req, "", 0);
     } else {
-        h2o_send_inline(req, body, len);
+        cx_conn_send(req, r->request_id, body, len);
     }
     return 0;
 }
@@ -140,6 +154,46 @@ int cx_reply_page_as(cx_req_t *r, json_object *items, const char *also, int64_t 
     return cx_reply_ok(r, 200, d, NULL);
 }
 
+/* cap_details -- details as sent: at most CX_DETAILS_MAX fields, names cut to CX_DETAILS_NAME_MAX bytes and
+ * messages to CX_DETAILS_TEXT_MAX (at character boundaries), and "_truncated" saying how many fields were
+ * left out. A body of a thousand bad fields, or of one field with a megabyte name, must not get an
+ * answer larger than itself. Takes ownership of details. */
+static json_object *cap_details(json_object *details)
+{
+    json_object *o;
+    int n = 0, total;
+
+    if (!json_object_is_type(details, json_type_object))
+        return details;
+    total = json_object_object_length(details);
+    o = json_object_new_object();
+    json_object_object_foreach(details, k, v)
+    {
+        char name[CX_DETAILS_NAME_MAX + 1];
+        size_t kl = cx_utf8_prefix(k, strlen(k), CX_DETAILS_NAME_MAX);
+
+        if (n == CX_DETAILS_MAX)
+            break;
+        memcpy(name, k, kl);
+        name[kl] = '\0';
+        if (json_object_is_type(v, json_type_string)) {
+            const char *t = json_object_get_string(v);
+            size_t tl = (size_t)json_object_get_string_len(v);
+            json_object_object_add(o, name, json_object_new_string_len(t, (int)cx_utf8_prefix(t, tl, CX_DETAILS_TEXT_MAX)));
+        } else {
+            json_object_object_add(o, name, json_object_get(v));
+        }
+        n++;
+    }
+    if (total > n) {
+        char more[64];
+        snprintf(more, sizeof(more), "%d more field(s) not shown", total - n);
+        json_object_object_add(o, "_truncated", json_object_new_string(more));
+    }
+    json_object_put(details);
+    return o;
+}
+
 /* error_object -- the error envelope, and the headers that go with some statuses. */
 static json_object *error_object(cx_req_t *r, int status, const char *code, const char *msg, json_object *details)
 {
@@ -149,7 +203,7 @@ static json_object *error_object(cx_req_t *r, int status, const char *code, cons
     json_object_object_add(o, "code", json_object_new_string(code));
     json_object_object_add(o, "request_id", json_object_new_string(r->request_id));
     if (details != NULL)
-        json_object_object_add(o, "details", details);
+        json_object_object_add(o, "details", cap_details(details));
     if (status == 401)
         cx_reply_add_header(
             r, "www-authenticate",
@@ -181,7 +235,7 @@ int cx_reply_validation(cx_req_t *r, const char *field, const char *msg)
     char text[512];
     json_object *details = json_object_new_object();
     json_object_object_add(details, field, json_object_new_string(msg));
-    snprintf(text, sizeof(text), "%s: %s", field, msg);
+    snprintf(text, sizeof(text), "%.*s: %.400s", (int)cx_utf8_prefix(field, strlen(field), CX_DETAILS_NAME_MAX), field, msg);
     return cx_reply_error(r, 400, "VALIDATION_ERROR", text, details);
 }
 
@@ -206,4 +260,31 @@ int cx_reply_status_for(cx_req_t *r, int rc, const char *what)
     default:
         return cx_reply_error(r, 500, "INTERNAL_ERROR", "internal error; see the server log for this request id", NULL);
     }
+}
+
+char *cx_reply_error_http1(int status, const char *code, const char *msg, const char *request_id, size_t *len)
+{
+    json_object *o = json_object_new_object();
+    char date[64];
+    size_t blen, cap;
+    time_t now = time(NULL);
+    struct tm tm;
+    char *out;
+
+    json_object_object_add(o, "success", json_object_new_boolean(0));
+    json_object_object_add(o, "error", json_object_new_string(msg));
+    json_object_object_add(o, "code", json_object_new_string(code));
+    json_object_object_add(o, "request_id", json_object_new_string(request_id));
+    const char *body = json_object_to_json_string_length(o, JSON_FLAGS, &blen);
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cap = blen + 512;
+    out = cx_malloc(cap);
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: close\r\nContent-Length: %zu\r\nServer: conduix-cp\r\n"
+                     "Content-Type: application/json; charset=utf-8\r\nX-Request-ID: %s\r\n\r\n%s",
+                     status, reason_of(status), date, blen, request_id, body);
+    json_object_put(o);
+    *len = n > 0 && (size_t)n < cap ? (size_t)n : 0;
+    return out;
 }

@@ -17,6 +17,8 @@ static long decode(char *out, const char *s, size_t len, int flags)
 
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (!query && (c < 0x20 || c == 0x7f))
+            return -1; /* a raw control byte is no path of ours (h2o refuses them first; this does not rely on it) */
         if (c == '%' && i + 2 < len && h2o_hex_decode(&c, s + i + 1, 2) == 0) {
             if (c == '\0' && !query)
                 return -1;

@@ -1,7 +1,8 @@
 /*
  * server.c -- the request path of a worker: h2o calls on_req for every request, which runs, in this
- * order: request id, router (404/405), CORS, authentication and authorization (the authorizer given to
- * cx_server_init, on the route's access rule), body (413/415/400), the handler, then the access log and
+ * order: request id, router (404/405), CORS, the rate limit of the peer address, authentication and
+ * authorization (the authorizer given to cx_server_init, on the route's access rule), the rate limit of
+ * the token's subject, query and body checks (413/415/400), the handler, then the access log and
  * metrics. Also the small request accessors handlers use (params, query, headers). The route table and
  * the authorizer come from the layers above (src/api/, src/auth/): nothing here depends on them.
  */
@@ -32,6 +33,7 @@ static cx_authorize_fn authorize;
 static void on_dispose(void *p)
 {
     cx_req_t *r = p;
+    cx_conn_request_done(r->req);
     if (r->on_abort != NULL) {
         void (*abort_cb)(void *) = r->on_abort;
         r->on_abort = NULL;
@@ -67,32 +69,42 @@ static void request_id(cx_req_t *r)
     cx_uuid(r->request_id);
 }
 
+/* origin_allowed -- 2 when cors.allowed_origins names origin, 1 when it allows any ("*"), else 0. */
 static int origin_allowed(const char *origin)
 {
-    size_t i;
-    for (i = 0; i < cx_cfg->cors.nallowed_origins; i++)
-        if (strcmp(cx_cfg->cors.allowed_origins[i], "*") == 0 || strcmp(cx_cfg->cors.allowed_origins[i], origin) == 0)
-            return 1;
-    return 0;
+    int any = 0;
+    for (size_t i = 0; i < cx_cfg->cors.nallowed_origins; i++) {
+        if (strcmp(cx_cfg->cors.allowed_origins[i], origin) == 0)
+            return 2;
+        any |= strcmp(cx_cfg->cors.allowed_origins[i], "*") == 0;
+    }
+    return any;
 }
 
-/* cors -- add the CORS headers for an allowed Origin; answers a preflight (returns 1) itself. Credentials
- * are allowed only for an origin named explicitly, never with "*". */
+/* cors -- add the CORS headers for an allowed Origin; answers a preflight (returns 1) itself. An origin
+ * named in cors.allowed_origins gets itself back and credentials; any other under "*" gets "*" and no
+ * credentials (the Fetch standard refuses credentials with "*", and reflecting the origin with them
+ * would let every site act with the user's cookie). */
 static int cors(cx_req_t *r)
 {
     const char *origin = cx_req_header(r, "origin");
     int preflight = h2o_memis(r->req->method.base, r->req->method.len, H2O_STRLIT("OPTIONS"));
+    int allowed = origin != NULL ? origin_allowed(origin) : 0;
 
-    if (origin == NULL || !origin_allowed(origin)) {
+    if (!allowed) {
         if (preflight) {
             cx_reply_error(r, 403, "FORBIDDEN", "origin not allowed", NULL);
             return 1;
         }
         return 0;
     }
-    cx_reply_add_header(r, "access-control-allow-origin", origin);
-    cx_reply_add_header(r, "vary", "Origin");
-    cx_reply_add_header(r, "access-control-allow-credentials", "true");
+    if (allowed == 2) {
+        cx_reply_add_header(r, "access-control-allow-origin", origin);
+        cx_reply_add_header(r, "access-control-allow-credentials", "true");
+    } else {
+        cx_reply_add_header(r, "access-control-allow-origin", "*");
+    }
+    cx_reply_add_header(r, "vary", "Origin"); /* the answer differs by origin when "*" and names are mixed */
     cx_reply_add_header(r, "access-control-expose-headers", "X-Request-ID, Retry-After");
     if (preflight) {
         cx_reply_add_header(r, "access-control-allow-methods", CORS_METHODS);
@@ -104,32 +116,113 @@ static int cors(cx_req_t *r)
     return 0;
 }
 
-/* rate_limited -- the per-client limit of rate_limit.*: the token's sub for an authenticated caller,
- * else the peer address. Probes (/health, /ready, /metrics) are never limited. Returns 1 after a 429. */
-static int rate_limited(cx_req_t *r, const cx_route_t *route)
+/* Rate limits (rate_limit.*), on /api/ routes only (probes are never limited). Two kinds of bucket,
+ * shared by the instance's workers: one per peer address, for whoever has not (yet) proved who it is,
+ * and one per token subject. The peer's is looked at before authentication, so a flood of requests with
+ * no or bad tokens is refused with 429 before any token is checked or any refusal logged; it is taken
+ * from by public routes and by requests refused with 401. An authenticated request takes from its
+ * subject's bucket instead, so users behind one address (a NAT, a proxy) do not share a limit. */
+enum { LIMIT_PEER = 0, LIMIT_SUBJECT = 1 };
+
+static int limited_route(const cx_route_t *route)
 {
-    char key[300], host[64], secs[24];
-    int64_t retry_ms = 1000;
+    return cx_cfg->rate_limit.enabled && strncmp(route->pattern, "/api/", 5) == 0;
+}
+
+/* limit_key -- "sub:<sub>" or "ip:<peer address>". */
+static void limit_key(cx_req_t *r, int kind, char *key, size_t cap)
+{
     struct sockaddr_storage ss;
     socklen_t sl;
+    char host[64] = "";
 
-    if (!cx_cfg->rate_limit.enabled || strncmp(route->pattern, "/api/", 5) != 0)
-        return 0;
-    if (r->id.authenticated) {
-        snprintf(key, sizeof(key), "sub:%s", r->id.sub);
-    } else {
-        host[0] = '\0';
-        sl = r->req->conn->callbacks->get_peername(r->req->conn, (struct sockaddr *)&ss);
-        if (sl > 0)
-            getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
-        snprintf(key, sizeof(key), "ip:%s", host);
+    if (kind == LIMIT_SUBJECT) {
+        snprintf(key, cap, "sub:%s", r->id.sub);
+        return;
     }
-    if (cx_shm_rate_take(key, cx_cfg->rate_limit.requests_per_second, cx_cfg->rate_limit.burst, cx_now_ms(), &retry_ms))
-        return 0;
+    sl = r->req->conn->callbacks->get_peername(r->req->conn, (struct sockaddr *)&ss);
+    if (sl > 0)
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
+    snprintf(key, cap, "ip:%s", host);
+}
+
+/* too_many -- the 429 answer. */
+static int too_many(cx_req_t *r, int64_t retry_ms)
+{
+    char secs[24];
     snprintf(secs, sizeof(secs), "%lld", (long long)((retry_ms + 999) / 1000));
     cx_reply_add_header(r, "retry-after", secs);
     cx_reply_error(r, 429, "RATE_LIMITED", "too many requests; slow down", NULL);
     return 1;
+}
+
+/* rate_take -- take a token from the bucket of kind; 1 after a 429 when it was empty (reply when a
+ * reply may still be sent). */
+static int rate_take(cx_req_t *r, int kind, int reply)
+{
+    char key[300];
+    int64_t retry_ms = 1000;
+
+    limit_key(r, kind, key, sizeof(key));
+    if (cx_shm_rate_take(key, cx_cfg->rate_limit.requests_per_second, cx_cfg->rate_limit.burst, cx_now_ms(), &retry_ms))
+        return 0;
+    return reply ? too_many(r, retry_ms) : 1;
+}
+
+/* peer_refused -- before authentication: 1 after a 429 when the peer's bucket is empty. A public route
+ * takes its token here; any other only looks (authenticate decides whose bucket pays). */
+static int peer_refused(cx_req_t *r, const cx_route_t *route)
+{
+    char key[300];
+    int64_t retry_ms = 1000;
+
+    if (!limited_route(route))
+        return 0;
+    if (route->access == CX_ACCESS_PUBLIC)
+        return rate_take(r, LIMIT_PEER, 1);
+    limit_key(r, LIMIT_PEER, key, sizeof(key));
+    if (cx_shm_rate_peek(key, cx_cfg->rate_limit.requests_per_second, cx_cfg->rate_limit.burst, cx_now_ms(), &retry_ms))
+        return 0;
+    return too_many(r, retry_ms);
+}
+
+/* charge -- after authentication: the subject pays for an authenticated request (1 after a 429 when its
+ * bucket is empty), the peer for a refused one (already answered). */
+static int charge(cx_req_t *r, const cx_route_t *route, int refused)
+{
+    if (!limited_route(route) || route->access == CX_ACCESS_PUBLIC)
+        return 0;
+    if (refused) {
+        rate_take(r, r->id.authenticated ? LIMIT_SUBJECT : LIMIT_PEER, 0);
+        return 1;
+    }
+    return rate_take(r, LIMIT_SUBJECT, 1);
+}
+
+/* query_nul -- 1 after a 400 when a query parameter's name or value holds a NUL byte (%00): the API
+ * reads them as C strings, where it would silently cut the text ("?search=a%00b" would search "a"). */
+static int query_nul(cx_req_t *r)
+{
+    h2o_req_t *req = r->req;
+    const char *q, *end;
+
+    if (req->query_at == SIZE_MAX)
+        return 0;
+    q = req->path.base + req->query_at + 1;
+    end = req->path.base + req->path.len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q)), *pend = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pend - q)), *kend = eq ? eq : pend;
+        /* a decoded NUL comes from "%00"; a raw one h2o refuses first, but this does not rely on it */
+        if (memmem(q, (size_t)(pend - q), "%00", 3) != NULL || memchr(q, '\0', (size_t)(pend - q)) != NULL) {
+            char field[80];
+            snprintf(field, sizeof(field), "%.64s", cx_url_decode(&req->pool, q, (size_t)(kend - q), CX_URL_QUERY));
+            cx_reply_validation(r, field[0] ? field : "query", "must not contain NUL characters (%00)");
+            return 1;
+        }
+        q = pend + 1;
+    }
+    return 0;
 }
 
 static void dispatch(cx_req_t *r)
@@ -159,16 +252,17 @@ static void dispatch(cx_req_t *r)
     }
     route = &routes[idx];
     r->route = route;
-    if (cors(r))
+    if (cors(r) || peer_refused(r, route))
         return;
     if (route->access != CX_ACCESS_PUBLIC && (authorize == NULL || authorize(r, route) != CX_OK)) {
         if (r->status == 0) /* no authorizer: nothing but public routes is served */
             cx_reply_error(r, 403, "FORBIDDEN", "this endpoint is not available", NULL);
+        charge(r, route, 1);
         return;
     }
-    if (rate_limited(r, route))
+    if (charge(r, route, 0))
         return;
-    if (cx_body_parse(r, route) != CX_OK)
+    if (query_nul(r) || cx_body_parse(r, route) != CX_OK)
         return;
     route->handler(r);
     if (r->status == 0 && !r->deferred) {
@@ -211,7 +305,11 @@ int cx_server_init(h2o_globalconf_t *config, const cx_route_t *table, size_t n, 
 
     h2o_config_init(config);
     config->server_name = h2o_iovec_init(H2O_STRLIT("conduix-cp"));
-    config->max_request_entity_size = (size_t)cx_cfg->server.max_body_size;
+    /* h2o's own limit is twice ours, so that a body a little over server.max_body_size still reaches
+     * body.c and gets the envelope's 413: over HTTP/2, h2o answers a body over its limit with a stream
+     * reset (REFUSED_STREAM), which clients retry. conn.c refuses an HTTP/1 Content-Length over ours
+     * before the body is read. */
+    config->max_request_entity_size = (size_t)cx_cfg->server.max_body_size * 2;
     host = h2o_config_register_host(config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     path = h2o_config_register_path(host, "/", 0);
     cx_server_errors(host, path);
@@ -275,26 +373,36 @@ const char *cx_req_actor(cx_req_t *r)
     return r->id.email[0] ? r->id.email : r->id.sub;
 }
 
+long cx_query_number(const char *s, long max)
+{
+    long v = 0;
+    if (s[0] < '1' || s[0] > '9')
+        return -1;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9' || v > max / 10)
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    return v <= max ? v : -1;
+}
+
 int cx_req_paging(cx_req_t *r, int *page, int *page_size)
 {
     const char *p = cx_req_query(r, "page"), *s = cx_req_query(r, "page_size");
-    char *end;
     long v;
 
     *page = 1;
     *page_size = 20;
     if (p != NULL) {
-        v = strtol(p, &end, 10);
-        if (*p == '\0' || *end != '\0' || v < 1 || v > 1000000) {
-            cx_reply_validation(r, "page", "must be an integer >= 1");
+        if ((v = cx_query_number(p, 1000000)) < 0) {
+            cx_reply_validation(r, "page", "must be an integer from 1 to 1000000 (digits only)");
             return CX_INVALID;
         }
         *page = (int)v;
     }
     if (s != NULL) {
-        v = strtol(s, &end, 10);
-        if (*s == '\0' || *end != '\0' || v < 1 || v > 100) {
-            cx_reply_validation(r, "page_size", "must be an integer from 1 to 100");
+        if ((v = cx_query_number(s, 100)) < 0) {
+            cx_reply_validation(r, "page_size", "must be an integer from 1 to 100 (digits only)");
             return CX_INVALID;
         }
         *page_size = (int)v;

@@ -498,6 +498,10 @@ static void t_oauth2_custom(void **state)
     expect_err("auth:\n  oidc:\n    - provider: kc\n      issuer_url: https://i\n      client_id: a\n      id_field: x\n",
                "t.yaml:6: auth.oidc[0].id_field: unknown key");
     expect_err("auth:\n  provider_timeout: 10ms\n", "t.yaml:2: auth.provider_timeout:");
+    /* fuzz_config found it: a value quoted in a message kept its line break (a folded plain scalar) */
+    expect_err("auth:\n  oauth2:\n    - provider: ab\n\n        cd\n",
+               "auth.oauth2[0].provider: only letters, digits, - and _ are allowed, got \"ab?cd\"");
+    expect_err("auth:\n  oauth2:\n    - provider: \"a\\tb\\u0001c\"\n", "got \"a?b?c\"");
 }
 
 static void t_provider_env(void **state)

@@ -53,6 +53,18 @@ static void t_name(void **state)
     assert_false(name_ok("\xe2\x82"));         /* truncated */
     assert_false(name_ok("\xf4\x90\x80\x80")); /* above U+10FFFF */
     assert_false(name_ok("a\x80"));            /* stray continuation byte */
+    /* Unicode white space at either end, not only ASCII's */
+    assert_false(name_ok("a\xc2\xa0")); /* U+00A0 NO-BREAK SPACE */
+    assert_false(name_ok("\xc2\xa0"
+                         "a"));
+    assert_false(name_ok("a\xe3\x80\x80")); /* U+3000 IDEOGRAPHIC SPACE */
+    assert_false(name_ok("a\xe2\x80\x8b")); /* U+200B ZERO WIDTH SPACE */
+    assert_false(name_ok("\xef\xbb\xbf"
+                         "a"));             /* U+FEFF BOM */
+    assert_false(name_ok("a\xe2\x80\xaf")); /* U+202F NARROW NO-BREAK SPACE */
+    assert_true(name_ok("a\xc2\xa0"
+                        "b")); /* inside is fine */
+    assert_false(name_ok("\xc2\xa0"));
 
     char *s = repeat("a", 255);
     assert_true(name_ok(s));

@@ -259,23 +259,68 @@ static void t_utf8(void **state)
     assert_int_equal(f, CX_UTF8_C0);
     assert_int_equal(utf8("\x7f", 1, &f), 1);
     assert_int_equal(f, CX_UTF8_C0);
-    assert_int_equal(utf8("\xc2\x85", 2, &f), 1); /* U+0085 NEL */
-    assert_int_equal(f, CX_UTF8_C1);
-    assert_int_equal(utf8("\xc2\xa0", 2, &f), 1); /* U+00A0: not a control character */
-    assert_int_equal(f, 0);
+    assert_int_equal(utf8("\xc2\x85", 2, &f), 1); /* U+0085 NEL, white space too */
+    assert_int_equal(f, CX_UTF8_C1 | CX_UTF8_EDGE_SPACE);
+    assert_int_equal(utf8("\xc2\xa0", 2, &f), 1); /* U+00A0: not a control character, but white space */
+    assert_int_equal(f, CX_UTF8_EDGE_SPACE);
+    assert_int_equal(utf8("a\xc2\xa0"
+                          "b",
+                          4, &f),
+                     3);
+    assert_int_equal(f, 0); /* inside, not at an edge */
+    assert_int_equal(utf8(" a", 2, &f), 2);
+    assert_int_equal(f, CX_UTF8_SPACE | CX_UTF8_EDGE_SPACE);
+    assert_int_equal(utf8("a\xe3\x80\x80", 4, &f), 2); /* U+3000 last */
+    assert_int_equal(f, CX_UTF8_EDGE_SPACE);
     assert_int_equal(cx_utf8_check("x", 1, NULL), 1);
     for (size_t i = 0; i < CX_ARRAY_SIZE(bad); i++)
         if (cx_utf8_check(bad[i], strlen(bad[i]), &f) != -1)
             fail_msg("accepted bad[%zu]", i);
 }
 
+/* esc -- cx_json_escape of s[0..len) into a buffer of cap bytes. */
+static const char *esc(const char *s, size_t len, size_t cap)
+{
+    static char out[256];
+    assert_true(cap <= sizeof(out));
+    size_t n = cx_json_escape(out, cap, s, len);
+    assert_int_equal(n, strlen(out));
+    assert_true(n < cap);
+    return out;
+}
+
+static void t_json_escape(void **state)
+{
+    (void)state;
+    assert_string_equal(esc("plain", 5, 64), "plain");
+    assert_string_equal(esc("a\"b\nc", 5, 64), "a\\\"b\\nc");
+    assert_string_equal(esc("x\\y", 3, 64), "x\\\\y");
+    assert_string_equal(esc("\x01\x1f\x7f", 3, 64), "\\u0001\\u001f\\u007f");
+    assert_string_equal(esc("a\0b", 3, 64), "a\\u0000b");
+    assert_string_equal(esc("caf\xc3\xa9 \xf0\x9f\x98\x80", 10, 64), "caf\xc3\xa9 \xf0\x9f\x98\x80");
+    /* bytes that are not UTF-8 become the text \xNN */
+    assert_string_equal(esc("a\xff"
+                            "b",
+                            3, 64),
+                        "a\\\\xffb");
+    assert_string_equal(esc("\xc3", 1, 64), "\\\\xc3");                       /* truncated sequence */
+    assert_string_equal(esc("\xed\xa0\x80", 3, 64), "\\\\xed\\\\xa0\\\\x80"); /* surrogate */
+    assert_string_equal(esc("\xc0\xaf", 2, 64), "\\\\xc0\\\\xaf");            /* overlong */
+    /* whole units only when the buffer is short */
+    assert_string_equal(esc("ab\"", 3, 4), "ab");
+    assert_string_equal(esc("a\xc3\xa9", 3, 3), "a");
+    assert_string_equal(esc("a\x01", 2, 7), "a");
+    assert_string_equal(esc("abc", 3, 1), "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(t_duration),    cmocka_unit_test(t_duration_bad), cmocka_unit_test(t_size),
-        cmocka_unit_test(t_size_bad),    cmocka_unit_test(t_time_parse),   cmocka_unit_test(t_time_parse_bad),
-        cmocka_unit_test(t_time_format), cmocka_unit_test(t_uuid),         cmocka_unit_test(t_clocks),
-        cmocka_unit_test(t_alloc),       cmocka_unit_test(t_utf8),         cmocka_unit_test(t_time_format_ms),
+        cmocka_unit_test(t_duration),       cmocka_unit_test(t_duration_bad), cmocka_unit_test(t_size),
+        cmocka_unit_test(t_size_bad),       cmocka_unit_test(t_time_parse),   cmocka_unit_test(t_time_parse_bad),
+        cmocka_unit_test(t_time_format),    cmocka_unit_test(t_uuid),         cmocka_unit_test(t_clocks),
+        cmocka_unit_test(t_alloc),          cmocka_unit_test(t_utf8),         cmocka_unit_test(t_json_escape),
+        cmocka_unit_test(t_time_format_ms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
