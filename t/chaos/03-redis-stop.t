@@ -73,6 +73,12 @@ CxChaos::figure('commands created / delivered / lost', "$acc->{created} / $acc->
     !@{ $acc->{lost} });
 CxChaos::figure('commands duplicated (executed twice by an agent, or two starts of one run)', scalar @{ $acc->{duplicated} }, '0',
     !@{ $acc->{duplicated} });
+# The dispatcher hears acknowledgements (pub/sub) again: an ack published before it listens is lost
+# and its command sent again, which an agent that has forgotten the id runs twice.
+my ($sub) = grep { $_ > $tup - 1 } map { CxChaos::unix_time($_->{time}) }
+    grep { ($_->{msg} // '') =~ /^redis: subscribed again/ } $s->log_lines;
+CxChaos::figure('dispatcher listening to the agents again after Redis returned', defined $sub ? sprintf('%.3f s', $sub - $tup) : 'never',
+    '2 s (as the deliveries)', defined $sub && $sub - $tup < 2);
 my $g = CxChaos::ghosts($s, 'c3-agent-');
 CxChaos::figure('ghosts / orphaned runs after the outage', scalar(@{ $g->{ghosts} }) . ' / ' . scalar(@{ $g->{orphans} }), '0 / 0',
     !@{ $g->{ghosts} } && !@{ $g->{orphans} }) or diag explain $g;
