@@ -51,13 +51,12 @@ my $facc = CxChaos::accounting($s, \%fired, $sim);
 diag('command statuses: ' . join(', ', map { "$_ $acc->{statuses}{$_}" } sort keys %{ $acc->{statuses} }));
 diag("lost: @{ $acc->{lost} }[0 .. 9]") if @{ $acc->{lost} };
 my $g = CxChaos::ghosts($s, 'c2-agent-');
-my $bad_reads = grep { $_->{status} != 200 } @rd;
-my $bad_control = grep { $_->{status} !~ /^(200|202|409)$/ } @c;
+my ($bad, $stalled) = CxChaos::failures([(grep { $_->{status} != 200 } @rd), (grep { $_->{status} !~ /^(200|202|409)$/ } @c)], $s);
 
 CxChaos::figure('kills (scheduler, hbmon, dispatcher)', scalar(@kills), '12', @kills == 12);
 CxChaos::figure('requests sent', scalar(@c) + scalar(@rd), '', @c + @rd > 100);
-CxChaos::figure('requests failed', $bad_reads + $bad_control . ' (' . CxLoad::by_status(grep { $_->{status} !~ /^(200|202|409)$/ } @c, @rd) . ')',
-    '0', $bad_reads + $bad_control == 0) or CxChaos::why_failed([grep { $_->{status} !~ /^(200|202|409)$/ } @c, @rd], $s);
+CxChaos::figure('requests failed', scalar(@$bad) . ' (' . CxLoad::by_status(@$bad) . ")$stalled", '0', !@$bad)
+    or CxChaos::why_failed($bad, $s);
 CxChaos::figure('commands created', $acc->{created}, '', $acc->{created} > 50);
 CxChaos::figure('commands delivered', "$acc->{delivered} (+ $acc->{cancelled} cancelled by a later stop)", '', 1);
 CxChaos::figure('commands lost', scalar @{ $acc->{lost} }, '0', !@{ $acc->{lost} });

@@ -41,7 +41,8 @@ my @r = map { $_->stop } @loads;
 my @all = (@c, @r);
 my @during = CxLoad::between(\@all, $t0, $t1);
 my @cdur = grep { $_->{note} ne '-' } CxLoad::between(\@c, $tdown, $t1 - 0.5);
-my @failed = grep { $_->{status} !~ /^(200|202|409)$/ } @all;
+my ($failed, $stalled) = CxChaos::failures([grep { $_->{status} !~ /^(200|202|409)$/ } @all], $s);
+my @failed = @$failed;
 
 my %created = CxChaos::created(@c);
 my $acc = CxChaos::accounting($s, \%created, $sim);
@@ -57,7 +58,7 @@ diag(sprintf('slowest: %.3f s %s %s at +%.3f s', $_->{dt}, $_->{method}, $_->{pa
     for (sort { $b->{dt} <=> $a->{dt} } @during)[0 .. 4];
 
 CxChaos::figure('requests sent during the outage', scalar @during, '', @during > 500);
-CxChaos::figure('requests failed', scalar(@failed) . ' (' . CxLoad::by_status(@failed) . ')', '0', !@failed);
+CxChaos::figure('requests failed', scalar(@failed) . ' (' . CxLoad::by_status(@failed) . ")$stalled", '0', !@failed);
 my $slow = CxLoad::max_dt(@during);
 CxChaos::figure('slowest request during the outage', sprintf('%.3f s', $slow), '1 s', $slow < 1);
 my $n202 = grep { $_->{status} == 202 } @cdur;

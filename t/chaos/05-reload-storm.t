@@ -89,7 +89,8 @@ $s->write_config;
 ok(CxTest::wait_until(\&settled, 60, 'settled after the storm'), 'one generation of workers and the singletons after the storm');
 sleep 1;
 my @r = map { $_->stop } @loads;
-my @failed = grep { $_->{status} != 200 } @r;
+my ($failed, $stalled) = CxChaos::failures([grep { $_->{status} != 200 } @r], $s);
+my @failed = @$failed;
 sleep 2;    # the clients' connections close
 
 my $m = $s->get('/metrics')->{content};
@@ -97,7 +98,7 @@ my ($applied) = $m =~ /^conduix_reloads_total (\d+)$/m;
 my ($refused) = $m =~ /^conduix_reload_failures_total (\d+)$/m;
 CxChaos::figure('SIGHUPs', sprintf('20 in %.1f s', $storm), '20 in 10 s', $storm <= 10 && !$late);
 CxChaos::figure('requests sent', scalar @r, '', @r > 1000);
-CxChaos::figure('requests failed', scalar(@failed) . (@failed ? ' (' . CxLoad::by_status(@failed) . ')' : ''), '0', !@failed);
+CxChaos::figure('requests failed', scalar(@failed) . (@failed ? ' (' . CxLoad::by_status(@failed) . ')' : '') . $stalled, '0', !@failed);
 CxChaos::figure('reloads refused (broken) / applied', ($refused // 0) . ' / ' . ($applied // 0), '10 / 1..10',
     ($refused // 0) == 10 && ($applied // 0) >= 1 && ($applied // 0) <= 10);
 my @g = group();

@@ -58,12 +58,11 @@ my @c = $control->stop;
 my @rb = $loads[1]->stop;
 $loads[0]->stop;
 $sched = CxChaos::schedule_disable($b, $sched);
-my @failed = grep { $_->{status} != 200 } @rb;
-my @cfailed = grep { $_->{status} !~ /^(200|202|409)$/ } @c;
+my ($failed, $stalled) = CxChaos::failures([(grep { $_->{status} != 200 } @rb), (grep { $_->{status} !~ /^(200|202|409)$/ } @c)], $b);
 
 CxChaos::figure('requests to the survivor', scalar(@rb) + scalar(@c), '', @rb > 200);
-CxChaos::figure('requests to the survivor failed', scalar(@failed) + scalar(@cfailed), '0', !@failed && !@cfailed)
-    or do { diag(CxLoad::by_status(@failed, @cfailed)); CxChaos::why_failed([@failed, @cfailed], $b) };
+CxChaos::figure('requests to the survivor failed', scalar(@$failed) . $stalled, '0', !@$failed)
+    or do { diag(CxLoad::by_status(@$failed)); CxChaos::why_failed($failed, $b) };
 my %created = CxChaos::created(@c);
 my $acc = CxChaos::accounting($b, \%created, $sim);
 CxChaos::figure('commands created / delivered / lost', "$acc->{created} / $acc->{delivered} / " . scalar @{ $acc->{lost} }, '0 lost',

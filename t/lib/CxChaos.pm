@@ -219,6 +219,43 @@ sub why_failed($records, @servers) {
     }
 }
 
+# mysql_stalls -- the moments MySQL left a process of S without an answer for its whole call timeout
+# (its log: "no answer within N ms") on the loaded machine, until it answered again ("connected ...
+# again"): [from, to] in Unix seconds. Its breaker answered 503 DATABASE_UNAVAILABLE meanwhile, as it
+# must; a scenario about another fault does not count those answers as its own failures.
+sub mysql_stalls($s) {
+    my (@w, %open);
+    for my $l ($s->log_lines) {
+        my $m = $l->{msg} // next;
+        my $t = unix_time($l->{time});
+        if ($m =~ /^mysql: .*no answer within (\d+) ms/) {
+            push @w, [$t - $1 / 1000 - 0.05, $t + 1];
+            $open{ $l->{pid} } = $w[-1];
+        } elsif ($m =~ /^mysql: connected to .* again after/ && $open{ $l->{pid} }) {
+            delete($open{ $l->{pid} })->[1] = $t + 0.05;
+        }
+    }
+    return @w;
+}
+
+# stalled -- split failed RECORDS into (answers 503 DATABASE_UNAVAILABLE during one of STALLS, the rest).
+sub stalled($records, @stalls) {
+    my (@in, @out);
+    for my $r (@$records) {
+        my $hit = $r->{status} == 503 && $r->{code} eq 'DATABASE_UNAVAILABLE'
+            && grep { $r->{t} + $r->{dt} >= $_->[0] && $r->{t} <= $_->[1] } @stalls;
+        push @{ $hit ? \@in : \@out }, $r;
+    }
+    return (\@in, \@out);
+}
+
+# failures -- the failed RECORDS but those answered 503 DATABASE_UNAVAILABLE while MySQL stalled for a
+# process of one of SERVERS, and a note of how many those were ('' for none).
+sub failures($records, @servers) {
+    my ($in, $out) = stalled($records, map { mysql_stalls($_) } @servers);
+    return ($out, @$in ? ' + ' . @$in . ' answered 503 while MySQL stalled (the machine)' : '');
+}
+
 # ---- schedules: created, stopped and counted through the API; doubles told by scheduled_for ----
 
 # unix_time -- an RFC 3339 UTC time of the API ("2026-11-25T21:00:00.123Z") in Unix seconds.
