@@ -17,7 +17,9 @@ my $sim = CxChaos::sim($s, 'c3', '-n', 4, '--prefix', 'c3-agent-', '--rest', $s-
     '--jwt-secret', $s->secret);
 ok(CxTest::wait_until(sub { CxChaos::online($s, 'c3-agent-') == 4 }, 30, 'agents online'), '4 agents online');
 my @pids = CxChaos::pipelines($s, 16, 'c3');
+my @held = CxChaos::pipelines($s, 8, 'c3-held');    # started once during the outage, left alone: queued until it ends
 my $admin = $s->admin_token;
+my $oper = $s->token(role => 'operator', sub => 'c3-oper');
 
 my $control = CxChaos::control($s, \@pids, clients => 2, pause => 0.25);
 my @loads = (
@@ -31,7 +33,14 @@ sleep 3;
 my $t0 = time;
 $s->stop_redis;
 my $tdown = time;    # Redis has exited (stop_redis waits for it; on a loaded machine that takes a while)
-sleep $OUTAGE;
+my @hq;              # the held starts, as load records
+for my $p (@held) {
+    my $t = time;
+    my $r = $s->post("/api/v1/pipelines/$p/start", undef, token => $oper);
+    push @hq, { t => $t, dt => time - $t, status => $r->{status}, code => '-', method => 'POST', path => "/api/v1/pipelines/$p/start",
+        note => ref $r->{json} eq 'HASH' && $r->{json}{data} ? $r->{json}{data}{command}{id} : '-' };
+}
+sleep $OUTAGE - (time - $tdown);
 my $t1 = time;    # the outage ends: Redis is started
 $s->start_redis;
 my $tup = time;   # Redis answers a PING (start_redis polls it every 100 ms)
@@ -40,11 +49,11 @@ my @c = $control->stop;
 my @r = map { $_->stop } @loads;
 my @all = (@c, @r);
 my @during = CxLoad::between(\@all, $t0, $t1);
-my @cdur = grep { $_->{note} ne '-' } CxLoad::between(\@c, $tdown, $t1 - 0.5);
-my ($failed, $stalled) = CxChaos::failures([grep { $_->{status} !~ /^(200|202|409)$/ } @all], $s);
+my @cdur = ((grep { $_->{note} ne '-' } CxLoad::between(\@c, $tdown, $t1 - 0.5)), @hq);
+my ($failed, $stalled) = CxChaos::failures([grep { $_->{status} !~ /^(200|202|409)$/ } @all, @hq], $s);
 my @failed = @$failed;
 
-my %created = CxChaos::created(@c);
+my %created = CxChaos::created(@c, @hq);
 my $acc = CxChaos::accounting($s, \%created, $sim);
 my %first;    # when each command reached its agent first (ms)
 for my $e (CxChaos::sim_events($sim)) { $first{ $e->{command_id} } //= $e->{ts} / 1000 }
