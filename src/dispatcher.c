@@ -12,7 +12,8 @@
  *
  * A second Redis connection, outside the breaker, is SUBSCRIBEd to pipeline:events and PSUBSCRIBEd to
  * agent:responses:*; its socket is the fd of the child loop. When it drops, the loop is left and
- * entered again without the fd, and the tick reconnects with a doubling backoff (250 ms to 8 s).
+ * entered again without the fd, and the tick reconnects with a doubling backoff (250 ms to 8 s), or at
+ * once when Redis answers the dispatcher's own connection again (so it listens before it publishes).
  * Acknowledgements and events published while it was down are lost to pub/sub; the redelivery of
  * unacknowledged commands makes agents acknowledge again.
  *
@@ -48,6 +49,7 @@ typedef struct state {
     int64_t retry_at; /* monotonic ms of the next subscribe attempt */
     cx_backoff_t backoff;
     int was_down;     /* log the recovery once */
+    int hurried;      /* the subscription was tried once out of its backoff since it dropped */
     int64_t sweep_at; /* monotonic ms of the next sweep */
 } state_t;
 
@@ -129,15 +131,25 @@ static void drop_sub(state_t *st)
         st->sub = NULL;
     }
     st->was_down = 1;
+    st->hurried = 0;
     cx_backoff_reset(&st->backoff);
     st->retry_at = cx_now_ms() + cx_backoff_next(&st->backoff);
 }
 
-/* subscribe -- (re)connect the subscription when it is due. 1 when a new connection is up. */
+/* subscribe -- (re)connect the subscription when it is due: by its backoff, or at once (once a drop)
+ * when Redis answers this process's own connection again (a PING, made only when the breaker lets a call
+ * through). Publishing resumes as soon as Redis answers; an acknowledgement published before the
+ * dispatcher listens again is lost, and its command sent again, which an agent that has forgotten the
+ * id runs twice. 1 when a new connection is up. */
 static int subscribe(state_t *st)
 {
-    if (st->sub != NULL || cx_now_ms() < st->retry_at)
+    if (st->sub != NULL)
         return 0;
+    if (cx_now_ms() < st->retry_at) {
+        if (st->hurried || !cx_redis_available() || cx_redis_ping() != CX_OK)
+            return 0;
+        st->hurried = 1;
+    }
     if ((st->sub = cx_redis_events_subscribe(cx_cfg)) == NULL) {
         st->retry_at = cx_now_ms() + cx_backoff_next(&st->backoff);
         return 0;

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conduix/agentmsg.h"
 #include "conduix/audit.h"
@@ -41,6 +42,7 @@
 #include "conduix/shm.h"
 
 #define SYSTEM_ACTOR "system"
+#define TX_RUNS 5 /* a transaction InnoDB rolls back as a deadlock victim runs again, this many times in all */
 
 void cx_runs_result_free(cx_runs_result_t *res)
 {
@@ -61,6 +63,23 @@ static int undo(int rc)
     if (cx_db_in_tx())
         cx_db_rollback();
     return rc;
+}
+
+/* again -- after a transaction of this file failed with rc: 1 when it is to run again from its start,
+ * because InnoDB chose it as a deadlock victim and rolled all of it back (nothing of it happened; the
+ * transactions of workers, the dispatcher, hbmon and the scheduler, of every instance, touch the same
+ * runs and commands in different orders), and it has run fewer than TX_RUNS times (*runs counts them).
+ * A short pause, longer each time, lets the other transaction finish first. */
+static int again(int rc, int *runs, const char *what, const char *id)
+{
+    if (rc != CX_ERR || !cx_db_deadlocked())
+        return 0;
+    if (++*runs >= TX_RUNS) {
+        cx_log_errorx("%s %s: a deadlock victim %d times in a row; given up", what, id, *runs);
+        return 0;
+    }
+    usleep(1000u * (unsigned)*runs);
+    return 1;
 }
 
 /* finish -- the end of a lifecycle call: free its payload; on failure free the result (its message
@@ -261,8 +280,8 @@ static int begin_start(const cx_runs_start_opts_t *o, cx_runs_result_t *res, cha
 /* launch -- the transaction of a start: the caller's claim, run (pending) + start_pipeline command
  * (queued) + audit row, on agent_id or else the least loaded online agent other than exclude (with
  * o->replace, the active run stopped first, in the same transaction); then one delivery attempt. */
-static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char *failover_of, json_object *checkpoint,
-                  const char *action, cx_runs_result_t *res)
+static int launch_tx(const cx_runs_start_opts_t *o, const char *exclude, const char *failover_of, json_object *checkpoint,
+                     const char *action, cx_runs_result_t *res)
 {
     const char *pipeline_id = o->pipeline_id, *agent_id = o->agent_id, *actor = o->actor, *request_id = o->request_id;
     char agent[256], run_id[37], cmd_id[37], stop_id[37] = "";
@@ -357,6 +376,16 @@ out:
     return finish(rc, payload, res);
 }
 
+static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char *failover_of, json_object *checkpoint,
+                  const char *action, cx_runs_result_t *res)
+{
+    int rc, runs = 0;
+    do
+        rc = launch_tx(o, exclude, failover_of, checkpoint, action, res);
+    while (again(rc, &runs, "start of pipeline", o->pipeline_id));
+    return rc;
+}
+
 int cx_runs_start(const char *pipeline_id, const char *agent_id, const char *actor, const char *request_id, cx_runs_result_t *res)
 {
     cx_runs_start_opts_t o = {.pipeline_id = pipeline_id, .agent_id = agent_id, .actor = actor, .request_id = request_id};
@@ -368,7 +397,7 @@ int cx_runs_start_ex(const cx_runs_start_opts_t *o, cx_runs_result_t *res)
     return launch(o, NULL, NULL, NULL, o->action != NULL ? o->action : cx_command_action(CX_CMD_START_PIPELINE), res);
 }
 
-int cx_runs_record_failed(const cx_runs_start_opts_t *o, const char *reason, cx_runs_result_t *res)
+static int record_failed_tx(const cx_runs_start_opts_t *o, const char *reason, cx_runs_result_t *res)
 {
     char run_id[37];
     json_object *after = NULL;
@@ -396,6 +425,15 @@ out:
     if (rc != CX_OK)
         cx_runs_result_free(res);
     return undo(rc);
+}
+
+int cx_runs_record_failed(const cx_runs_start_opts_t *o, const char *reason, cx_runs_result_t *res)
+{
+    int rc, runs = 0;
+    do
+        rc = record_failed_tx(o, reason, res);
+    while (again(rc, &runs, "failed run of pipeline", o->pipeline_id));
+    return rc;
 }
 
 /* refusal -- why the active run cannot take a control command of type now (a message into msg), or 0.
@@ -442,8 +480,8 @@ static int control_refused(const cx_run_t *run, cx_command_type_t type, cx_runs_
 
 /* control -- the transaction of a stop/pause/resume; with force_status the run also takes that status
  * at once (a pipeline deleted with ?force=true does not wait for the agent). */
-static int control(const char *pipeline_id, cx_command_type_t type, int force, cx_run_status_t force_status, const char *actor,
-                   const char *request_id, cx_runs_result_t *res)
+static int control_tx(const char *pipeline_id, cx_command_type_t type, int force, cx_run_status_t force_status, const char *actor,
+                      const char *request_id, cx_runs_result_t *res)
 {
     cx_run_t run = {0};
     char cmd_id[37];
@@ -476,6 +514,16 @@ static int control(const char *pipeline_id, cx_command_type_t type, int force, c
 out:
     cx_run_free(&run);
     return finish(rc, NULL, res);
+}
+
+static int control(const char *pipeline_id, cx_command_type_t type, int force, cx_run_status_t force_status, const char *actor,
+                   const char *request_id, cx_runs_result_t *res)
+{
+    int rc, runs = 0;
+    do
+        rc = control_tx(pipeline_id, type, force, force_status, actor, request_id, res);
+    while (again(rc, &runs, cx_command_type_name(type), pipeline_id));
+    return rc;
 }
 
 int cx_runs_control(const char *pipeline_id, cx_command_type_t type, const char *actor, const char *request_id,
@@ -550,8 +598,8 @@ static int ack_effect(const cx_command_t *c, int success, const char *message, c
     return rc;
 }
 
-int cx_runs_ack(const char *agent_id, const char *command_id, int success, const char *message, const char *error,
-                cx_command_t *cmd)
+static int ack_tx(const char *agent_id, const char *command_id, int success, const char *message, const char *error,
+                  cx_command_t *cmd)
 {
     cx_command_t c;
     int rc, repeated = 0;
@@ -584,6 +632,16 @@ int cx_runs_ack(const char *agent_id, const char *command_id, int success, const
     else
         cx_command_free(&c);
     return CX_OK;
+}
+
+int cx_runs_ack(const char *agent_id, const char *command_id, int success, const char *message, const char *error,
+                cx_command_t *cmd)
+{
+    int rc, runs = 0;
+    do
+        rc = ack_tx(agent_id, command_id, success, message, error, cmd);
+    while (again(rc, &runs, "acknowledgement of command", command_id));
+    return rc;
 }
 
 static const char *get_str(json_object *o, const char *k)

@@ -3,7 +3,9 @@
 # duplicate, no gap), started once on an agent and logged by one instance. Then the leader's scheduler is
 # frozen (SIGSTOP): another instance takes over within the lease + 2 s; thawed, the old one finds it lost
 # the lease and fires nothing twice. Then the new leader's scheduler is killed (SIGKILL): respawned, the
-# fires go on. Through it all every fire time is one run or counted missed, never two.
+# fires go on. Through it all every fire time is one run or counted missed, never two. Last, a disable,
+# a delete, an update and a create made through an instance that does not lead take effect on the
+# leader within a second.
 use v5.36;
 use Test::More;
 use CxTest;
@@ -115,6 +117,38 @@ check('after a killed scheduler', 1);
     $total += $a->auth_get("$S/$_")->{json}{data}{fires} for @sched;
     is($total, scalar @$runs, 'the schedules\' fires count their runs');
 }
+
+# ---- changes through an instance that does not lead take effect on the leader within a second ----
+my ($leader) = leaders();
+my ($f) = grep { $_ != $leader } 0 .. $#inst;
+my $F = $inst[$f];
+note("changes through instance $f, leader $leader");
+sub db_now() { $a->sql('SELECT UNIX_TIMESTAMP(NOW(3)) AS t')->[0]{t} }
+sub runs_after($sid, $t) {
+    $a->sql('SELECT id, UNIX_TIMESTAMP(scheduled_for) AS fire, UNIX_TIMESTAMP(created_at) AS created FROM pipeline_runs
+        WHERE schedule_id = ? AND created_at > FROM_UNIXTIME(?) ORDER BY scheduled_for', $sid, $t);
+}
+my $oper = $F->token(role => 'operator', sub => 't53-oper');
+is($F->post("$S/$sched[0]/disable", undef, token => $oper)->{status}, 200, 'disable through the follower');
+my $t_dis = db_now();
+is($F->delete("$S/$sched[1]", token => $oper)->{status}, 200, 'delete through the follower');
+my $t_del = db_now();
+is($F->put("$S/$sched[2]", { cron_expression => '@every 3s' }, token => $oper)->{status}, 200, 'an update through the follower');
+my $t_put = db_now();
+my $p5 = CxAgent::create_pipeline($F, 't53-pipe-5');
+my $r = $F->post($S, { pipeline_id => $p5->{id}, cron_expression => '@every 2s' }, token => $oper);
+is($r->{status}, 201, 'a create through the follower');
+my ($new, $t_new) = ($r->{json}{data}{id}, db_now());
+ok(wait_until(sub { @{ runs_after($sched[2], $t_put) } >= 3 && @{ runs_after($new, $t_new) } >= 2 }, 20, 'fires'),
+    'the updated and the created schedule fire');
+is_deeply(runs_after($sched[0], $t_dis + 1), [], 'the disabled schedule: no run created a second after the disable');
+is_deeply(runs_after($sched[1], $t_del + 1), [], 'the deleted one: none either');
+my @u = @{ runs_after($sched[2], $t_put) };
+cmp_ok($u[0]{created} - $t_put, '<=', 3 + 1 * $SCALE, 'the updated one: its first fire within its new interval and a second');
+is_deeply([map { $u[$_]{fire} - $u[ $_ - 1 ]{fire} } 2 .. $#u], [(3) x ($#u - 1)], 'then every 3 s');
+my @n = @{ runs_after($new, $t_new) };
+cmp_ok($n[0]{created} - $t_new, '<=', 2 + 1 * $SCALE, 'the created one: its first fire within its interval and a second');
+is_deeply([grep { index($inst[$leader]->log, "run $_->{id} of pipeline") < 0 } @u, @n], [], 'each by the leader');
 
 $_->stop for reverse @inst;
 done_testing;

@@ -5,7 +5,8 @@
 # its run is cancelled, and only what is deliverable is offered (REST poll included). Pipelines an agent
 # runs without an active run of ours there (an agent restarted with its old pipelines, a pipeline moved
 # to another agent, one never started here) get a stop_pipeline: rate-limited, audited, counted; a
-# pipeline unknown here is left alone.
+# pipeline unknown here is left alone. The other way round, a run its agent (restarted without it) no
+# longer reports is failed, with the reason, and the agent is not taken for offline.
 use v5.36;
 use Test::More;
 use CxTest;
@@ -152,6 +153,28 @@ is(CxAgent::run_status($s, $pipes[5]{id}), 'stopped', 'the run is stopped');
 $r = $s->post("/api/v1/agents/t71-rest/commands/$start_q/ack", { success => JSON::PP::true }, token => $tok);
 is($r->{status}, 200, 'a late ack of the cancelled start is still recorded');
 is(CxAgent::run_status($s, $pipes[5]{id}), 'stopped', 'and changes nothing of the ended run');
+
+# ---- the other way: a run of ours its agent no longer reports (restarted without it) -------------
+my $v = CxAgent->new(id => 't71-v', ack => 'all', beat => 1)->start;
+ok($v->wait_online($s), 'agent v online');
+my $pv = CxAgent::create_pipeline($s, 'vanishing');
+$r = $s->post("$P/$pv->{id}/start", { agent_id => 't71-v' }, token => $oper);
+is($r->{status}, 200, 'started on v');
+my $run_v = $r->{json}{data}{run}{id};
+wait_ok { run_status($run_v) eq 'running' && grep { $_ eq $pv->{id} } listed('t71-v') } 10, 'running on v, and listed';
+sleep $TIMEOUT;    # running for a heartbeat timeout, so an absence is not a start still on its way
+$v->kill;
+my $v2 = CxAgent->new(id => 't71-v', ack => 'all', beat => 1)->start;    # back at once, without the pipeline
+wait_ok { run_status($run_v) eq 'failed' } 3 * $TIMEOUT, 'the run its agent no longer reports is settled: failed';
+like($s->sql('SELECT error_message FROM pipeline_runs WHERE id = ?', $run_v)->[0]{error_message},
+    qr/no longer reports the pipeline in its heartbeats/, 'with the reason');
+$r = $s->get("$P/$pv->{id}/status", token => $oper);
+is($r->{json}{data}{status}, 'failed', 'the API says failed');
+is($s->sql(q{SELECT COUNT(*) AS n FROM agent_status_transitions WHERE agent_id = 't71-v' AND to_status = 'offline'})->[0]{n}, 0,
+    'the agent itself was never offline (it beat again at once)');
+is(strays_of('t71-v', $pv->{id}), 0, 'and got no stop: it runs nothing of ours');
+$r = $s->post("$P/$pv->{id}/start", undef, token => $oper);
+is($r->{status}, 200, 'the pipeline can be started again');
 
 is($s->stop, 0, 'server stops cleanly');
 done_testing;

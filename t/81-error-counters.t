@@ -16,7 +16,7 @@ sub metric($name) {
     return $m =~ /^\Q$name\E (\d+)$/m ? $1 : undef;
 }
 
-for my $m (qw(conduix_db_errors_total conduix_db_breaker_opens_total conduix_redis_errors_total
+for my $m (qw(conduix_db_errors_total conduix_db_deadlocks_total conduix_db_breaker_opens_total conduix_redis_errors_total
     conduix_redis_breaker_opens_total conduix_log_lines_dropped_total)) {
     is(metric($m), 0, "$m is 0 at first");
 }

@@ -101,7 +101,8 @@ int cx_db_close_idle(int64_t idle_ms);
  * never after a timeout), CX_ERR (other, logged with the MySQL error).
  * Retried inside: a statement that could not have run, a SELECT outside a transaction after a lost
  * connection, a deadlock victim outside a transaction (up to 3 times). A deadlock inside a transaction
- * returns CX_ERR: InnoDB rolled the transaction back, and cx_db_commit then returns CX_ERR too.
+ * returns CX_ERR: InnoDB rolled the transaction back, cx_db_commit then returns CX_ERR too, and
+ * cx_db_deadlocked() is 1.
  * Name the columns (no SELECT *): a cached statement keeps the column names it was prepared with. */
 int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_db_result_t **res, uint64_t *affected);
 
@@ -156,6 +157,12 @@ static inline int cx_db_end(int rc)
 /* cx_db_in_tx -- 1 inside cx_db_begin … commit/rollback. A handler that returns with it set forgot
  * to end its transaction; the caller can roll back. */
 int cx_db_in_tx(void);
+
+/* cx_db_deadlocked -- 1 when InnoDB chose the transaction begun last as a deadlock victim and rolled it
+ * back whole (its statement returned CX_ERR, logged as info and counted in conduix_db_deadlocks_total,
+ * not as an error): nothing of it happened, so the caller may run it again from cx_db_begin, which
+ * clears this. */
+int cx_db_deadlocked(void);
 
 /* cx_db_ping -- CX_OK when MySQL answers now, else CX_UNAVAIL (at once while the breaker is open). */
 int cx_db_ping(void);

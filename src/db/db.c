@@ -24,9 +24,10 @@
  * A statement is retried only when it cannot have run twice: its prepare failed on a dead connection,
  * the client could not send it (CR_SERVER_GONE_ERROR), it is a SELECT outside a transaction, or InnoDB
  * chose it as a deadlock victim outside a transaction (rolled back, up to 3 times); never after a
- * timeout. Before a statement outside a transaction, a peek at the socket (and after a long idle time a
- * ping) finds a connection the server closed meanwhile, so that a MySQL restart or KILL costs no request
- * an error.
+ * timeout. A deadlock inside a transaction rolls all of it back: the statement fails, and
+ * cx_db_deadlocked tells the caller it may run the whole transaction again (runs.c does). Before a statement outside a transaction,
+ * a peek at the socket (and after a long idle time a ping) finds a connection the server closed meanwhile, so that a MySQL restart
+ * or KILL costs no request an error.
  */
 #include <errno.h>
 #include <poll.h>
@@ -102,6 +103,7 @@ static struct {
     dialer_t probe;       /* the reconnect in flight (probe.m != NULL), driven by cx_db_probe */
     int in_tx;
     int tx_aborted; /* the server ended the transaction behind the caller: CX_UNAVAIL or CX_ERR for commit */
+    int deadlocked; /* InnoDB rolled the transaction begun last back as a deadlock victim */
     entry_t cache[CACHE_MAX];
     size_t ncache;
     uint64_t tick;
@@ -971,8 +973,14 @@ int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_
                 continue;
             }
             if (D.in_tx) {
-                D.in_tx = 0; /* InnoDB rolled the whole transaction back */
+                /* InnoDB rolled the whole transaction back: nothing of it happened, and its caller
+                 * may run it again (cx_db_deadlocked); not an error of the server's */
+                D.in_tx = 0;
                 D.tx_aborted = CX_ERR;
+                D.deadlocked = 1;
+                cx_shm_count(CX_C_DB_DEADLOCKS, 1);
+                cx_log_info("mysql: deadlock victim, the transaction was rolled back: %.*s", SQL_LOG_MAX, sql);
+                return CX_ERR;
             }
         }
         /* The statement no longer matches the schema (an ALTER since it was prepared): prepare it again
@@ -1028,6 +1036,7 @@ int cx_db_begin(void)
         return CX_ERR;
     }
     D.tx_aborted = 0;
+    D.deadlocked = 0;
     for (int retry = 0;; retry++) {
         int rc = ensure();
         if (rc != CX_OK)
@@ -1101,6 +1110,11 @@ int cx_db_rollback(void)
 int cx_db_in_tx(void)
 {
     return D.in_tx;
+}
+
+int cx_db_deadlocked(void)
+{
+    return D.deadlocked;
 }
 
 int cx_db_ping(void)

@@ -1,6 +1,7 @@
 # chaos 3 -- Redis stopped for 30 s under load: no request waits a second, control calls answer 202
 # (the command queued in MySQL), REST heartbeats keep the agents online, and every command queued
-# meanwhile reaches its agent within 2 s of Redis's return, none lost. The agents are simulated
+# meanwhile reaches its agent within 2 s of Redis's return (but those superseded while queued: a stop
+# cancels its run's unacknowledged start), none lost. The agents are simulated
 # (conduix-agent-sim --rest-fallback: heartbeats over REST while Redis is away).
 use v5.36;
 use Test::More;
@@ -16,7 +17,9 @@ my $sim = CxChaos::sim($s, 'c3', '-n', 4, '--prefix', 'c3-agent-', '--rest', $s-
     '--jwt-secret', $s->secret);
 ok(CxTest::wait_until(sub { CxChaos::online($s, 'c3-agent-') == 4 }, 30, 'agents online'), '4 agents online');
 my @pids = CxChaos::pipelines($s, 16, 'c3');
+my @held = CxChaos::pipelines($s, 8, 'c3-held');    # started once during the outage, left alone: queued until it ends
 my $admin = $s->admin_token;
+my $oper = $s->token(role => 'operator', sub => 'c3-oper');
 
 my $control = CxChaos::control($s, \@pids, clients => 2, pause => 0.25);
 my @loads = (
@@ -29,7 +32,15 @@ my @loads = (
 sleep 3;
 my $t0 = time;
 $s->stop_redis;
-sleep $OUTAGE;
+my $tdown = time;    # Redis has exited (stop_redis waits for it; on a loaded machine that takes a while)
+my @hq;              # the held starts, as load records
+for my $p (@held) {
+    my $t = time;
+    my $r = $s->post("/api/v1/pipelines/$p/start", undef, token => $oper);
+    push @hq, { t => $t, dt => time - $t, status => $r->{status}, code => '-', method => 'POST', path => "/api/v1/pipelines/$p/start",
+        note => ref $r->{json} eq 'HASH' && $r->{json}{data} ? $r->{json}{data}{command}{id} : '-' };
+}
+sleep $OUTAGE - (time - $tdown);
 my $t1 = time;    # the outage ends: Redis is started
 $s->start_redis;
 my $tup = time;   # Redis answers a PING (start_redis polls it every 100 ms)
@@ -38,14 +49,17 @@ my @c = $control->stop;
 my @r = map { $_->stop } @loads;
 my @all = (@c, @r);
 my @during = CxLoad::between(\@all, $t0, $t1);
-my @cdur = grep { $_->{note} ne '-' } CxLoad::between(\@c, $t0 + 0.5, $t1 - 0.5);
-my @failed = grep { $_->{status} !~ /^(200|202|409)$/ } @all;
+my @cdur = ((grep { $_->{note} ne '-' } CxLoad::between(\@c, $tdown, $t1 - 0.5)), @hq);
+my ($failed, $stalled) = CxChaos::failures([grep { $_->{status} !~ /^(200|202|409)$/ } @all, @hq], $s);
+my @failed = @$failed;
 
-my %created = CxChaos::created(@c);
+my %created = CxChaos::created(@c, @hq);
 my $acc = CxChaos::accounting($s, \%created, $sim);
 my %first;    # when each command reached its agent first (ms)
 for my $e (CxChaos::sim_events($sim)) { $first{ $e->{command_id} } //= $e->{ts} / 1000 }
-my @late = map { ($first{ $_->{note} } // 1e12) - $tup } @cdur;
+# a command superseded while queued (a stop cancels its run's unacknowledged start) is never delivered
+my @queued = grep { ($acc->{status}{ $_->{note} } // '') ne 'cancelled' } @cdur;
+my @late = map { ($first{ $_->{note} } // 1e12) - $tup } @queued;
 my $worst = (sort { $b <=> $a } @late)[0] // 0;
 diag(sprintf('%d requests during the outage (%s); %d commands queued meanwhile; Redis answered %.3f s after its start',
     scalar @during, CxLoad::by_status(@during), scalar @cdur, $tup - $t1));
@@ -53,18 +67,28 @@ diag(sprintf('slowest: %.3f s %s %s at +%.3f s', $_->{dt}, $_->{method}, $_->{pa
     for (sort { $b->{dt} <=> $a->{dt} } @during)[0 .. 4];
 
 CxChaos::figure('requests sent during the outage', scalar @during, '', @during > 500);
-CxChaos::figure('requests failed', scalar(@failed) . ' (' . CxLoad::by_status(@failed) . ')', '0', !@failed);
+CxChaos::figure('requests failed', scalar(@failed) . ' (' . CxLoad::by_status(@failed) . ")$stalled", '0', !@failed);
 my $slow = CxLoad::max_dt(@during);
 CxChaos::figure('slowest request during the outage', sprintf('%.3f s', $slow), '1 s', $slow < 1);
 my $n202 = grep { $_->{status} == 202 } @cdur;
-CxChaos::figure('control calls with Redis down answered 202', "$n202 of " . scalar(@cdur), 'all', @cdur > 10 && $n202 == @cdur);
+CxChaos::figure('control calls with Redis down answered 202', "$n202 of " . scalar(@cdur), 'all', @cdur > 10 && $n202 == @cdur)
+    or diag(join("\n", map { sprintf('%d at +%.3f s after Redis exited (stopped in %.3f s)', $_->{status}, $_->{t} - $tdown,
+        $tdown - $t0) } grep { $_->{status} != 202 } @cdur));
 my $off = CxChaos::offline_transitions($s, 'c3-agent-', $t0);
 CxChaos::figure('agents declared offline during the outage', $off, '0 (REST heartbeats)', $off == 0);
-CxChaos::figure('worst delivery of a queued command after Redis returned', sprintf('%.3f s', $worst), '2 s', $worst < 2);
+CxChaos::figure('worst delivery of a queued command after Redis returned',
+    sprintf('%.3f s (%d delivered, %d superseded while queued)', $worst, scalar @queued, @cdur - @queued), '2 s',
+    @queued > 0 && $worst < 2);
 CxChaos::figure('commands created / delivered / lost', "$acc->{created} / $acc->{delivered} / " . scalar @{ $acc->{lost} }, '0 lost',
     !@{ $acc->{lost} });
 CxChaos::figure('commands duplicated (executed twice by an agent, or two starts of one run)', scalar @{ $acc->{duplicated} }, '0',
     !@{ $acc->{duplicated} });
+# The dispatcher hears acknowledgements (pub/sub) again: an ack published before it listens is lost
+# and its command sent again, which an agent that has forgotten the id runs twice.
+my ($sub) = grep { $_ > $tup - 1 } map { CxChaos::unix_time($_->{time}) }
+    grep { ($_->{msg} // '') =~ /^redis: subscribed again/ } $s->log_lines;
+CxChaos::figure('dispatcher listening to the agents again after Redis returned', defined $sub ? sprintf('%.3f s', $sub - $tup) : 'never',
+    '2 s (as the deliveries)', defined $sub && $sub - $tup < 2);
 my $g = CxChaos::ghosts($s, 'c3-agent-');
 CxChaos::figure('ghosts / orphaned runs after the outage', scalar(@{ $g->{ghosts} }) . ' / ' . scalar(@{ $g->{orphans} }), '0 / 0',
     !@{ $g->{ghosts} } && !@{ $g->{orphans} }) or diag explain $g;

@@ -44,7 +44,8 @@ ok(CxTest::wait_until(sub { $s->get('/health'); grep { ($_->{msg} // '') =~ /tak
 
 my $n_dropped = dropped();    # after the recovery: the last request on the full disk was this one's kind too
 my @full = CxLoad::between([@c, @r], $tfull, $tfull + 5);
-my @failed = grep { $_->{status} !~ /^(200|202|409)$/ } @c, @r;
+my ($failed, $stalled) = CxChaos::failures([grep { $_->{status} !~ /^(200|202|409)$/ } @c, @r], $s);
+my @failed = @$failed;
 my @said = grep { ($_->{msg} // '') =~ /^log: cannot write to / } $s->log_lines;
 my ($rec) = grep { ($_->{msg} // '') =~ /takes lines again/ } $s->log_lines;
 my ($n) = ($rec->{msg} // '') =~ /; (\d+) lines were dropped/;
@@ -55,7 +56,7 @@ my $tail = pop @lines;
 my @torn = grep { !eval { ref decode_json($_) eq 'HASH' } } @lines;
 
 CxChaos::figure('requests answered while the disk was full', scalar(@full), '', @full > 100);
-CxChaos::figure('requests failed', scalar(@failed) . (@failed ? ' (' . CxLoad::by_status(@failed) . ')' : ''), '0', !@failed);
+CxChaos::figure('requests failed', scalar(@failed) . (@failed ? ' (' . CxLoad::by_status(@failed) . ')' : '') . $stalled, '0', !@failed);
 CxChaos::figure('lines in the file / dropped (counted)', scalar(@lines) . " / $n_dropped", '', $n_dropped > 0);
 CxChaos::figure('outage said on stderr', scalar(@said) . ' time(s)', 'once', @said == 1);
 CxChaos::figure('torn or glued lines', scalar(@torn) + (length $tail ? 1 : 0), '0', !@torn && !length $tail)

@@ -1,9 +1,10 @@
 # CxChaos -- the pieces of the chaos suite (t/chaos/*.t, `make check-chaos`): a server with agent
 # timings short enough to see faults, conduix-agent-sim agents, lifecycle traffic that records every
 # command it creates, the accounting of those commands (delivered, lost, duplicated), the ghost check
-# (pipelines agents run without a run of ours, runs we think active that no agent runs), the schedule
-# part (created and counted through the API, for when schedules exist), and the figures: each one an
-# assertion, and a row of the summary table (t/chaos/99-summary.t).
+# (pipelines agents run without a run of ours, runs we think active that no agent runs), the schedules
+# that fire meanwhile (created, disabled and counted through the API: each fire time a run, counted
+# missed, or lost; doubles told by scheduled_for), and the figures: each one an assertion, and a row of
+# the summary table (t/chaos/99-summary.t).
 #
 #   use CxChaos;
 #   CxChaos::scenario('1 worker SIGKILL x10');
@@ -165,7 +166,7 @@ sub settle($s, $ids, $timeout = 60) {
 # delivered (received by an agent), cancelled (superseded by design: a stop before the start was
 # acknowledged, a finished run), lost (neither delivered nor cancelled, or still waiting, or missing),
 # duplicated (one command executed twice by an agent, or two start_pipeline commands for one run; two
-# stops of one run are two calls of the client's, not a duplicate).
+# stops of one run are two calls of the client's, not a duplicate); status: {id => its final status}.
 sub accounting($s, $created, @sims) {
     my @ids = sort keys %$created;
     my $st = settle($s, \@ids);
@@ -180,7 +181,7 @@ sub accounting($s, $created, @sims) {
     }
     my @lost = grep { !$got{$_} && ($st->{$_} // 'missing') ne 'cancelled' } @ids;
     my @dup = ((grep { $exec{$_} > 1 } keys %exec), (grep { keys %{ $per_run{$_} } > 1 } keys %per_run));
-    return { created => scalar @ids, delivered => scalar(keys %got), cancelled => scalar(grep { ($st->{$_} // '') eq 'cancelled' } @ids),
+    return { created => scalar @ids, delivered => scalar(keys %got), status => $st, cancelled => scalar(grep { ($st->{$_} // '') eq 'cancelled' } @ids),
         lost => \@lost, duplicated => \@dup, redelivered => scalar(grep { $got{$_} > 1 } keys %got),
         statuses => { map { my $x = $_; ($x => scalar grep { ($st->{$_} // 'missing') eq $x } @ids) } qw(acked failed cancelled expired queued sent missing) } };
 }
@@ -207,7 +208,55 @@ sub ghosts($s, $prefix, $timeout = 15) {
     return $res;
 }
 
-# ---- schedules (branch sched): created and counted through the API only ----
+# why_failed -- diagnostics for failed requests RECORDS: the first of them, and the warnings and errors
+# of the servers' logs (not the access lines), for a figure that failed.
+sub why_failed($records, @servers) {
+    Test::More::diag(sprintf('failed: %s %s at %.3f: %d %s', $_->{method}, $_->{path}, $_->{t}, $_->{status}, $_->{code}))
+        for grep { defined } @$records[0 .. 4];
+    for my $s (@servers) {
+        my @l = grep { ($_->{type} // '') ne 'access' && ($_->{level} // '') =~ /^(warn|error)/ } $s->log_lines;
+        Test::More::diag('log of ' . $s->port . ": $_->{time} $_->{level} " . ($_->{proc} // '') . ": $_->{msg}") for @l[0 .. ($#l < 19 ? $#l : 19)];
+    }
+}
+
+# mysql_stalls -- the moments MySQL left a process of S without an answer for its whole call timeout
+# (its log: "no answer within N ms") on the loaded machine, until it answered again ("connected ...
+# again"): [from, to] in Unix seconds. Its breaker answered 503 DATABASE_UNAVAILABLE meanwhile, as it
+# must; a scenario about another fault does not count those answers as its own failures.
+sub mysql_stalls($s) {
+    my (@w, %open);
+    for my $l ($s->log_lines) {
+        my $m = $l->{msg} // next;
+        my $t = unix_time($l->{time});
+        if ($m =~ /^mysql: .*no answer within (\d+) ms/) {
+            push @w, [$t - $1 / 1000 - 0.05, $t + 1];
+            $open{ $l->{pid} } = $w[-1];
+        } elsif ($m =~ /^mysql: connected to .* again after/ && $open{ $l->{pid} }) {
+            delete($open{ $l->{pid} })->[1] = $t + 0.05;
+        }
+    }
+    return @w;
+}
+
+# stalled -- split failed RECORDS into (answers 503 DATABASE_UNAVAILABLE during one of STALLS, the rest).
+sub stalled($records, @stalls) {
+    my (@in, @out);
+    for my $r (@$records) {
+        my $hit = $r->{status} == 503 && $r->{code} eq 'DATABASE_UNAVAILABLE'
+            && grep { $r->{t} + $r->{dt} >= $_->[0] && $r->{t} <= $_->[1] } @stalls;
+        push @{ $hit ? \@in : \@out }, $r;
+    }
+    return (\@in, \@out);
+}
+
+# failures -- the failed RECORDS but those answered 503 DATABASE_UNAVAILABLE while MySQL stalled for a
+# process of one of SERVERS, and a note of how many those were ('' for none).
+sub failures($records, @servers) {
+    my ($in, $out) = stalled($records, map { mysql_stalls($_) } @servers);
+    return ($out, @$in ? ' + ' . @$in . ' answered 503 while MySQL stalled (the machine)' : '');
+}
+
+# ---- schedules: created, stopped and counted through the API; doubles told by scheduled_for ----
 
 # unix_time -- an RFC 3339 UTC time of the API ("2026-11-25T21:00:00.123Z") in Unix seconds.
 sub unix_time($t) {
@@ -215,29 +264,105 @@ sub unix_time($t) {
     return Time::Local::timegm(0, $mi, $h, $d, $mo - 1, $y) + $sec;
 }
 
-# schedules_built -- does this server have the schedules API (POST /schedules is a route)?
-sub schedules_built($s) {
-    my $r = $s->auth_post('/api/v1/schedules', {});
-    return !($r->{status} == 404 && ($r->{json}{error} // '') eq 'no such endpoint');
+# created_ms -- the creation times of RUNS to the millisecond (the API gives whole seconds): [{id, t}],
+# t in Unix seconds whatever the time zone of this session (the server writes UTC).
+sub created_ms($s, @runs) {
+    return [] unless @runs;
+    return $s->sql("SELECT id, TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', created_at) / 1000000 AS t FROM pipeline_runs"
+        . ' WHERE id IN (' . join(',', ('?') x @runs) . ')', @runs);
 }
 
-# schedule_every -- a schedule firing PIPELINE every EVERY ("2s"), overlap allowed; its id.
-sub schedule_every($s, $pid, $every = '2s') {
-    my $r = $s->auth_post('/api/v1/schedules', { pipeline_id => $pid, cron_expression => "\@every $every",
-        overlap_policy => 'allow' });
+# schedule_every -- a schedule firing PIPELINE every EVERY seconds, overlap replace (so every fire is a
+# run on an agent: the previous run stopped, a start_pipeline sent); the Schedule as created.
+sub schedule_every($s, $pid, $every = 2) {
+    my $r = $s->auth_post('/api/v1/schedules', { pipeline_id => $pid, cron_expression => "\@every ${every}s",
+        overlap_policy => 'replace' });
     croak "CxChaos: schedule for $pid: $r->{status} $r->{content}" unless $r->{status} == 201;
-    return $r->{json}{data}{id};
+    return { %{ $r->{json}{data} }, every => $every, first_fire => unix_time($r->{json}{data}{next_run_at}) };
 }
 
-# fires -- the runs of PIPELINE started by a schedule since UNIX time T (history, trigger schedule), and
-# how many of them are a second run for the same fire (the same schedule within a second of another).
-sub fires($s, $pid, $t = 0) {
-    my $r = $s->auth_get("/api/v1/pipelines/$pid/history?limit=500");
-    my @runs = sort { $a->{t} <=> $b->{t} } map { { %$_, t => unix_time($_->{created_at}) } }
-        grep { ($_->{trigger} // '') eq 'schedule' } @{ $r->{json}{data} // [] };
-    @runs = grep { $_->{t} >= $t } @runs;
-    my $doubled = grep { $_ > 0 && $runs[$_]{t} - $runs[ $_ - 1 ]{t} < 1 } 0 .. $#runs;
-    return { observed => scalar @runs, doubled => $doubled };
+# schedule_disable -- disable SCHEDULE (the end of its firing window): the Schedule after it, with
+# `disabled_at`, the server's time of the change in Unix seconds.
+sub schedule_disable($s, $sched) {
+    my $r = $s->auth_post("/api/v1/schedules/$sched->{id}/disable");
+    croak "CxChaos: disable $sched->{id}: $r->{status} $r->{content}" unless $r->{status} == 200;
+    return { %$sched, %{ $r->{json}{data} }, disabled_at => unix_time($r->{json}{data}{updated_at}) };
+}
+
+# fires -- what became of the fire times of SCHEDULE (as schedule_disable returned it, so the window is
+# closed) according to the API (the pipeline's history: the runs with trigger schedule and this
+# schedule_id, each with its scheduled_for; the schedule's counters) and the agents of SIMS:
+#   clock    fire times the clock gave from the first next_run_at (at its creation) to the disable
+#   runs     distinct scheduled_for among the runs (a run started, or recorded failed)
+#   missed   the schedule's own count of fire times that passed while no scheduler ran
+#   lost     fire times between the first and the last run with neither a run nor a count as missed
+#   doubled  scheduled_for times with two runs, and runs whose start_pipeline an agent executed twice
+#   lag      the worst time from a scheduled_for to its run's creation (seconds)
+#   created  the runs' creation times, oldest first (Unix seconds, to the millisecond)
+#   started  runs an agent executed a start_pipeline for
+#   unstarted  the other runs, but those whose start was cancelled (replaced before it was delivered)
+sub fires($s, $sched, @sims) {
+    my $sid = $sched->{id};
+    my $d = $s->auth_get("/api/v1/schedules/$sid")->{json}{data} // {};
+    my $h = $s->auth_get("/api/v1/pipelines/$sched->{pipeline_id}/history?limit=500")->{json}{data} // [];
+    my @runs = grep { ($_->{trigger} // '') eq 'schedule' && ($_->{schedule_id} // '') eq $sid } @$h;
+    my (%per, %exec, $lag, @created);
+    my %ms = map { ($_->{id} => $_->{t}) } @{ created_ms($s, map { $_->{id} } @runs) };
+    for my $r (@runs) {
+        my $f = unix_time($r->{scheduled_for});
+        push @{ $per{$f} }, $r->{id};
+        my $c = $ms{ $r->{id} } // unix_time($r->{created_at});
+        push @created, $c;
+        $lag = $c - $f if !defined $lag || $c - $f > $lag;
+    }
+    my %mine = map { ($_->{id} => 1) } @runs;
+    for my $sim (@sims) {
+        $exec{ $_->{run_id} }++ for grep { $_->{type} eq 'start_pipeline' && !$_->{repeat} && $mine{ $_->{run_id} // '' } } sim_events($sim);
+    }
+    # a run no agent was told to start: its start superseded by the next fire's replace before it was
+    # delivered (cancelled, by design), else a fault
+    my @unstarted;
+    for my $r (grep { !$exec{ $_->{id} } } @runs) {
+        my $c = $s->sql("SELECT status FROM agent_commands WHERE run_id = ? AND type = 'start_pipeline'", $r->{id});
+        push @unstarted, "run $r->{id} ($r->{status}): start " . join(',', map { $_->{status} } @$c)
+            unless @$c && !grep { $_->{status} ne 'cancelled' } @$c;
+    }
+    my @f = sort { $a <=> $b } keys %per;
+    my $every = $sched->{every};
+    my $first = $sched->{first_fire};
+    my $clock = $sched->{disabled_at} >= $first ? int(($sched->{disabled_at} - $first) / $every) + 1 : 0;
+    my $slots = @f ? ($f[-1] - $f[0]) / $every + 1 : 0;
+    my $gaps = $slots - @f;
+    my $missed = $d->{missed} // 0;
+    return { clock => $clock, runs => scalar @f, missed => $missed, lost => $gaps > $missed ? $gaps - $missed : 0,
+        doubled => [(map { "$sid\@$_: runs @{ $per{$_} }" } grep { @{ $per{$_} } > 1 } @f),
+            (map { "run $_ started $exec{$_} times" } grep { $exec{$_} > 1 } sort keys %exec)],
+        lag => $lag // 0, started => scalar(keys %exec), unstarted => \@unstarted, counters => $d,
+        created => [sort { $a <=> $b } @created] };
+}
+
+# fire_figures -- the figures of the schedules' fires (each a fires() result, named by LABEL): fire times
+# by the clock and what became of them (runs + counted missed within one of the clock: none stopped
+# firing), none lost, at most MAX_MISSED counted missed, none doubled, every run started on an agent.
+sub fire_figures($label, $max_missed, @f) {
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my %t;
+    for my $f (@f) { $t{$_} += $f->{$_} for qw(clock runs missed lost started) }
+    my @doubled = map { @{ $_->{doubled} } } @f;
+    my $lag = 0;
+    for (@f) { $lag = $_->{lag} if $_->{lag} > $lag }
+    my $slack = scalar @f;    # the fire at the moment of the disable may or may not have run, per schedule
+    figure("$label: fire times by the clock / runs / counted missed", "$t{clock} / $t{runs} / $t{missed}",
+        'runs + missed = clock, +/- 1 a schedule', abs($t{runs} + $t{missed} - $t{clock}) <= $slack);
+    figure("$label: fire times lost (neither run nor counted missed)", $t{lost}, '0', $t{lost} == 0);
+    figure("$label: fire times counted missed", $t{missed}, "at most $max_missed", $t{missed} <= $max_missed);
+    figure("$label: fires doubled (two runs of one scheduled_for, or a start executed twice)", scalar @doubled, '0', !@doubled)
+        or Test::More::diag(Test::More::explain(\@doubled));
+    my @unstarted = map { @{ $_->{unstarted} } } @f;
+    figure("$label: runs started on an agent", "$t{started} of $t{runs}" . (@unstarted < $t{runs} - $t{started}
+        ? ' (+ ' . ($t{runs} - $t{started} - @unstarted) . ' replaced before their start was delivered)' : ''),
+        'all but those replaced', $t{runs} > 0 && !@unstarted) or Test::More::diag(Test::More::explain(\@unstarted));
+    figure("$label: worst fire lag (scheduled_for to its run)", sprintf('%.1f s', $lag), 'the starting deadline (5 min)', $lag < 300);
 }
 
 1;
