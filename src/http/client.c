@@ -53,6 +53,7 @@ static void check_done(void);
 
 /* on_socket -- libcurl wants s watched for what (or no longer watched). socketp is non-NULL once s is in the
  * epoll set. */
+// cppcheck-suppress constParameter ; the signature of libcurl's CURLMOPT_SOCKETFUNCTION
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct epoll_event ev = {0};
