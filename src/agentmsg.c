@@ -347,11 +347,14 @@ void cx_printable(const char *s, size_t len, char out[84])
     size_t i;
 
     if (s == NULL) {
-        strcpy(out, "-");
+        memcpy(out, "-", 2);
         return;
     }
-    for (i = 0; i < len && i < 80; i++)
-        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    for (i = 0; i < len && i < 80; i++) {
+        out[i] = s[i];
+        if (s[i] < 0x20 || s[i] >= 0x7f)
+            out[i] = '?';
+    }
     if (i < len)
         out[i++] = '.', out[i++] = '.', out[i++] = '.';
     out[i] = '\0';

@@ -50,12 +50,12 @@ enum { RESTART = 0, RELOAD = 1 };
 
 typedef struct key {
     const char *name;
-    ktype_t type;
-    const char *def; /* default, in the syntax of the file */
-    int reload;
+    const char *def;     /* default, in the syntax of the file */
+    const char *choices; /* K_ENUM: "a|b|c" */
     size_t off, off2;
     int64_t min, max;
-    const char *choices; /* K_ENUM: "a|b|c" */
+    ktype_t type;
+    int reload;
 } key_t_;
 
 /* One entry per key, on one line: type, name, field, default (in the file's syntax), reload, then the
@@ -70,15 +70,17 @@ typedef struct key {
 #define ROLES      "viewer|operator|admin"
 
 #define F(m) offsetof(cx_config_t, m)
-#define INT(n, m, d, r, lo, hi)   {n, K_INT, d, r, F(m), 0, lo, hi, NULL}
-#define BOOL(n, m, d, r)          {n, K_BOOL, d, r, F(m), 0, 0, 0, NULL}
-#define STR(n, m, d, r, nonempty) {n, K_STR, d, r, F(m), 0, nonempty, 0, NULL}
-#define ENUM(n, m, d, r, ch)      {n, K_ENUM, d, r, F(m), 0, 0, 0, ch}
-#define DUR(n, m, d, r, lo)       {n, K_DUR, d, r, F(m), 0, lo, 0, NULL}
-#define SIZE(n, m, d, r, lo)      {n, K_SIZE, d, r, F(m), 0, lo, 0, NULL}
-#define REAL(n, m, d, r)          {n, K_FLOAT, d, r, F(m), 0, 0, 0, NULL}
-#define LIST(n, m, d, r, cnt)     {n, K_LIST, d, r, F(m), F(cnt), 0, 0, NULL}
-#define PROV(n, m, d, r)          {n, K_PROV, d, r, 0, 0, 0, 0, NULL}
+#define KEY(n, t, d, r, o, o2, lo, hi, ch) {.name = (n), .def = (d), .choices = (ch), .off = (o), .off2 = (o2), \
+                                            .min = (lo), .max = (hi), .type = (t), .reload = (r)}
+#define INT(n, m, d, r, lo, hi)   KEY(n, K_INT, d, r, F(m), 0, lo, hi, NULL)
+#define BOOL(n, m, d, r)          KEY(n, K_BOOL, d, r, F(m), 0, 0, 0, NULL)
+#define STR(n, m, d, r, nonempty) KEY(n, K_STR, d, r, F(m), 0, nonempty, 0, NULL)
+#define ENUM(n, m, d, r, ch)      KEY(n, K_ENUM, d, r, F(m), 0, 0, 0, ch)
+#define DUR(n, m, d, r, lo)       KEY(n, K_DUR, d, r, F(m), 0, lo, 0, NULL)
+#define SIZE(n, m, d, r, lo)      KEY(n, K_SIZE, d, r, F(m), 0, lo, 0, NULL)
+#define REAL(n, m, d, r)          KEY(n, K_FLOAT, d, r, F(m), 0, 0, 0, NULL)
+#define LIST(n, m, d, r, cnt)     KEY(n, K_LIST, d, r, F(m), F(cnt), 0, 0, NULL)
+#define PROV(n, m, d, r)          KEY(n, K_PROV, d, r, 0, 0, 0, 0, NULL)
 
 static const key_t_ keys[] = {
     STR ("server.host",                               server.host,                    "0.0.0.0",    RESTART, 1),
@@ -243,8 +245,12 @@ static const char *show(const char *s, char *buf, size_t len)
 {
     size_t n = 0, max = len < 72 ? len : 72;
     buf[n++] = '"';
-    for (; *s && n + 5 < max; s++)
-        buf[n++] = (unsigned char)*s < 0x20 ? '?' : *s;
+    // cppcheck-suppress knownConditionTrueFalse ; max is up to 72 (the callers' buffers have 80 bytes)
+    for (; *s && n + 5 < max; s++, n++) {
+        buf[n] = *s;
+        if ((unsigned char)*s < 0x20)
+            buf[n] = '?';
+    }
     if (*s) {
         memcpy(buf + n, "...", 3);
         n += 3;
@@ -317,7 +323,7 @@ static int in_choices(const char *choices, const char *s)
  * YAML types them. On error writes "expected ..., got ..." into why and returns CX_INVALID. */
 static int set_scalar(cx_config_t *cfg, const key_t_ *k, const char *text, int plain, char *why, size_t whylen)
 {
-    char *field = (char *)cfg + k->off;
+    void *field = (char *)cfg + k->off;
     char shown[80];
     char *end;
 
@@ -643,6 +649,7 @@ static int parse_providers(load_t *L, yaml_document_t *doc, yaml_node_t *v, cons
 }
 
 /* walk -- a mapping of the file at the dotted prefix ("" for the top level, "redis.circuit_breaker" …). */
+// NOLINTNEXTLINE(misc-no-recursion): at most MAX_DEPTH levels (checked before each call)
 static int walk(load_t *L, yaml_document_t *doc, yaml_node_t *map, const char *prefix, int depth)
 {
     char w[PATH_MAX + 32], path[256], why[256];
@@ -1126,7 +1133,7 @@ cx_config_t *cx_config_load_flags(const char *path, int flags, char *err, size_t
 
 fail:
     free(text);
-    fclose(f);
+    (void)fclose(f); /* read only */
     return cfg;
 }
 
@@ -1135,7 +1142,7 @@ void cx_config_free(cx_config_t *cfg)
     if (cfg == NULL)
         return;
     for (size_t i = 0; i < NKEYS; i++) {
-        char *field = (char *)cfg + keys[i].off;
+        void *field = (char *)cfg + keys[i].off;
         if (keys[i].type == K_STR || keys[i].type == K_ENUM)
             free(*(char **)field);
         else if (keys[i].type == K_LIST)
@@ -1151,7 +1158,7 @@ void cx_config_free(cx_config_t *cfg)
 /* format_value -- a scalar key's value as text, for the reload warning. */
 static const char *format_value(const cx_config_t *cfg, const key_t_ *k, char *buf, size_t len)
 {
-    const char *field = (const char *)cfg + k->off;
+    const void *field = (const char *)cfg + k->off;
     switch (k->type) {
     case K_INT:
     case K_BOOL:
@@ -1185,8 +1192,8 @@ int cx_config_diff_restart(const cx_config_t *old, cx_config_t *new_cfg)
         const key_t_ *k = &keys[i];
         if (k->reload)
             continue;
-        const char *of = (const char *)old + k->off;
-        char *nf = (char *)new_cfg + k->off;
+        const void *of = (const char *)old + k->off;
+        void *nf = (char *)new_cfg + k->off;
         int differ;
         switch (k->type) {
         case K_INT:

@@ -20,12 +20,17 @@
 static pid_t master_pid(const cx_config_t *cfg)
 {
     FILE *f;
+    char line[32], *end;
     long pid = 0;
     if (cfg->server.pidfile[0] == '\0' || (f = fopen(cfg->server.pidfile, "r")) == NULL)
         return 0;
-    if (fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    fclose(f);
+    if (fgets(line, sizeof(line), f) != NULL) {
+        errno = 0;
+        pid = strtol(line, &end, 10);
+        if (end == line || (*end != '\n' && *end != '\0') || errno != 0)
+            pid = 0; /* not what the master writes: its pid and a newline */
+    }
+    (void)fclose(f); /* read only */
     if (pid <= 1 || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
         return 0;
     return (pid_t)pid;

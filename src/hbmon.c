@@ -142,7 +142,7 @@ static agent_t *find(const char *id, size_t len, int add)
     cx_htab_put(&H.tab, &a->he, a->id, len);
     if (H.n == H.capall) {
         H.capall = H.capall ? H.capall * 2 : 1024;
-        H.all = cx_realloc(H.all, H.capall * sizeof(*H.all));
+        H.all = cx_realloc(H.all, H.capall * sizeof(agent_t *));
     }
     H.all[H.n++] = a;
     return a;
@@ -154,7 +154,7 @@ static void queue(agent_t *a)
         return;
     if (H.nwork == H.capwork) {
         H.capwork = H.capwork ? H.capwork * 2 : 1024;
-        H.work = cx_realloc(H.work, H.capwork * sizeof(*H.work));
+        H.work = cx_realloc(H.work, H.capwork * sizeof(agent_t *));
     }
     H.work[H.nwork++] = a;
     a->queued = 1;
@@ -255,7 +255,7 @@ static void needs(size_t n)
         return;
     N.cap = n;
     N.v = cx_realloc(N.v, n * sizeof(*N.v));
-    N.keys = cx_realloc(N.keys, n * sizeof(*N.keys));
+    N.keys = cx_realloc(N.keys, n * sizeof(cx_hb_key_t *));
 }
 
 /* reject_key -- count a bad value once per write of the key. */
@@ -633,7 +633,7 @@ static void failed(agent_t *a)
 static int pass(int transitions, int64_t deadline)
 {
     cx_agent_change_t *ch = cx_malloc(CHUNK * sizeof(*ch));
-    agent_t **chunk = cx_malloc(CHUNK * sizeof(*chunk));
+    agent_t **chunk = cx_malloc(CHUNK * sizeof(agent_t *));
     size_t i = 0;
     int rc = 0;
 

@@ -587,7 +587,7 @@ int cx_master_run(const char *config_path, int daemon_mode)
     cx_master_pid = getpid();
     cx_log_set_proc("master");
     cx_proc_set_title("conduix-cp: master");
-    signal(SIGPIPE, SIG_IGN);
+    (void)signal(SIGPIPE, SIG_IGN); /* cannot fail: a valid signal and disposition */
     if (cx_signals_block(sigs, (int)CX_ARRAY_SIZE(sigs), &set) != 0 || (sfd = cx_signals_fd(&set)) < 0)
         return 1;
     cx_child_parent_fd(sfd);

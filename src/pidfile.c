@@ -44,7 +44,7 @@ static pid_t holder_pid(int fd)
 {
     for (int i = 0; i < 40; i++) {
         pid_t pid = read_pid(fd);
-        struct timespec ts = {0, 5 * 1000 * 1000};
+        struct timespec ts = {0, 5L * 1000 * 1000};
         if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM))
             return pid;
         nanosleep(&ts, NULL);

@@ -15,32 +15,48 @@ extern char **environ;
 
 static char *title_start;
 static size_t title_len;
+/* The strings of argv[1..] and of the environment, copied into one block that lives as long as the
+ * process, and the new environ array. They are kept here, where leak checkers see them: argv[] is not
+ * scanned by LeakSanitizer, glibc's clearenv at exit (valgrind runs __libc_freeres) drops environ, and
+ * unsetenv (libfaketime calls it) takes a string out of the array but never frees it. */
+static char *strings __attribute__((used));
+static char **env_copy __attribute__((used));
 
 void cx_proc_title_init(int argc, char **argv)
 {
-    char *end;
+    char *end, *p;
     int i;
-    size_t n = 0;
+    size_t n = 0, total = 0;
 
     if (argc == 0 || argv[0] == NULL)
         return;
     end = argv[0] + strlen(argv[0]) + 1;
-    for (i = 1; i < argc; i++)
+    for (i = 1; i < argc; i++) {
         if (argv[i] == end)
             end = argv[i] + strlen(argv[i]) + 1;
+        total += strlen(argv[i]) + 1;
+    }
     for (i = 0; environ[i] != NULL; i++) {
         if (environ[i] == end)
             end = environ[i] + strlen(environ[i]) + 1;
+        total += strlen(environ[i]) + 1;
         n++;
     }
+    p = strings = cx_malloc(total + 1);
     /* Copy the environment out of the way; the old area becomes title space. */
-    char **env = cx_calloc(n + 1, sizeof(char *));
-    for (i = 0; environ[i] != NULL; i++)
-        env[i] = cx_strdup(environ[i]);
-    environ = env;
+    env_copy = cx_calloc(n + 1, sizeof(char *));
+    for (i = 0; environ[i] != NULL; i++) {
+        size_t len = strlen(environ[i]) + 1;
+        env_copy[i] = memcpy(p, environ[i], len);
+        p += len;
+    }
+    environ = env_copy;
     /* Keep argv[] pointing at copies too, in case anything reads it later. */
-    for (i = 1; i < argc; i++)
-        argv[i] = cx_strdup(argv[i]);
+    for (i = 1; i < argc; i++) {
+        size_t len = strlen(argv[i]) + 1;
+        argv[i] = memcpy(p, argv[i], len);
+        p += len;
+    }
     title_start = argv[0];
     title_len = (size_t)(end - argv[0]);
 }

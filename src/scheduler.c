@@ -88,7 +88,7 @@ static void release(sched_t *st, const char *why)
 static int may_fire(sched_t *st)
 {
     int64_t now = cx_now_ms(), lease = cx_cfg->scheduler.leader_lease_ms;
-    int fire, rc;
+    int firing, rc;
 
     if (!cx_cfg->scheduler.enabled) {
         release(st, "scheduler.enabled is false");
@@ -113,11 +113,11 @@ static int may_fire(sched_t *st)
             cx_log_info("scheduler: Redis is back: leader election again");
         st->redis_down = rc == CX_UNAVAIL;
     }
-    fire = cx_cfg->scheduler.enabled && (st->leading || st->redis_down);
-    if (fire != st->firing)
-        cx_shm_gauge_set(CX_G_SCHEDULER_LEADER, fire);
-    st->firing = fire;
-    return fire;
+    firing = cx_cfg->scheduler.enabled && (st->leading || st->redis_down);
+    if (firing != st->firing)
+        cx_shm_gauge_set(CX_G_SCHEDULER_LEADER, firing);
+    st->firing = firing;
+    return firing;
 }
 
 /* db_result -- note how a MySQL call went (the lease follows it). */
@@ -247,6 +247,7 @@ static const char *pick(sched_t *st)
 static void loaded(sched_t *st, const char *agent_id)
 {
     for (size_t i = 0; i < st->nloads; i++)
+        // NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): loads holds nloads entries (read_loads)
         if (strcmp(st->loads[i].id, agent_id) == 0)
             st->loads[i].active++;
 }

@@ -230,7 +230,7 @@ static int apply(const cx_schedule_t *before, const cx_schedule_input_t *in, cx_
 int cx_schedules_update(const char *id, const cx_schedule_input_t *in, const char *action, const cx_pipeline_actor_t *who,
                         cx_schedule_t *out, char *field, char *why)
 {
-    int rc = CX_CONFLICT;
+    int rc;
 
     memset(out, 0, sizeof(*out));
     for (int attempt = 0; attempt < UPDATE_TRIES; attempt++) {

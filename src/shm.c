@@ -290,7 +290,7 @@ void cx_shm_lock(cx_shm_lock_t *l)
         } else if (tries < 200) {
             sched_yield();
         } else {
-            struct timespec ts = {0, 100 * 1000};
+            struct timespec ts = {0, 100L * 1000};
             nanosleep(&ts, NULL);
         }
     }

@@ -8,7 +8,7 @@
 #include "conduix/cx.h"
 #include "conduix/states.h"
 
-#define CX_STATE_NAME(e, name) [e] = name,
+#define CX_STATE_NAME(e, name) [e] = (name),
 
 static const char *const role_names[] = {[CX_ROLE_NONE] = "none", CX_ROLES(CX_STATE_NAME)};
 static const char *const run_status_names[] = {CX_RUN_STATUSES(CX_STATE_NAME)};
@@ -35,6 +35,8 @@ static int parse(const char *const *names, size_t n, const char *s)
     return -1;
 }
 
+/* type is a type name, which cannot be parenthesised. */
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define NAME_AND_PARSE(fname, fparse, type, table)                                                                                 \
     const char *fname(type v)                                                                                                      \
     {                                                                                                                              \
@@ -48,6 +50,7 @@ static int parse(const char *const *names, size_t n, const char *s)
         *out = (type)i;                                                                                                            \
         return CX_OK;                                                                                                              \
     }
+// NOLINTEND(bugprone-macro-parentheses)
 
 NAME_AND_PARSE(cx_run_status_name, cx_run_status_parse, cx_run_status_t, run_status_names)
 NAME_AND_PARSE(cx_run_trigger_name, cx_run_trigger_parse, cx_run_trigger_t, run_trigger_names)

@@ -25,6 +25,7 @@ static h2o_globalconf_t config;
 static h2o_context_t ctx;
 static h2o_accept_ctx_t accept_ctx;
 static h2o_socket_t *listener;
+static h2o_socket_t *sigsock; /* the signalfd on the loop, for the process's life */
 static h2o_timeout_entry_t accept_pause;
 static int draining; /* 1 after SIGQUIT/SIGTERM: no more accepts, waiting for connections to end */
 static int64_t drain_deadline;
@@ -115,7 +116,8 @@ int cx_worker_run(int listen_fd)
     accept_ctx.hosts = config.hosts;
     accept_pause.cb = on_accept_resume;
     cx_conn_init(&ctx);
-    h2o_socket_read_start(h2o_evloop_socket_create(ctx.loop, sfd, H2O_SOCKET_FLAG_DONT_READ), on_signal);
+    sigsock = h2o_evloop_socket_create(ctx.loop, sfd, H2O_SOCKET_FLAG_DONT_READ);
+    h2o_socket_read_start(sigsock, on_signal);
 
     cx_db_set_call_timeout(cx_cfg->database.query_timeout_ms); /* a request waits no longer for MySQL */
     cx_db_open(cx_cfg);
@@ -137,5 +139,8 @@ int cx_worker_run(int listen_fd)
         cx_log_info("exiting with %d connection(s) still open", cx_conn_count());
     cx_db_close();
     cx_redis_close();
+    /* the signalfd's socket, closed as the listener was: the loop holds both until it frees them */
+    h2o_socket_read_stop(sigsock);
+    h2o_socket_close(sigsock);
     return 0;
 }

@@ -62,7 +62,8 @@ sub outage($what, $fault, $mend, $duration) {
 sub check($what, $o, %bound) {
     $_ *= $CxTest::SCALE for values %bound;
     my @api = (@{ $o->{api} }, @{ $o->{list} });
-    my @before = CxLoad::between(\@api, 0, $o->{t0} - 1);
+    # before: the requests answered before the fault (one started earlier may still meet it when slow)
+    my @before = grep { $_->{t} + $_->{dt} < $o->{t0} } @api;
     my @during = CxLoad::between(\@api, $o->{t0} - 1, $o->{t1});
     my @health = CxLoad::between($o->{health}, $o->{t0} - 1, $o->{t1} + 2);
     my @beats = CxLoad::between($o->{beat}, $o->{t0} - 1, $o->{t1});

@@ -109,8 +109,7 @@ int cx_body_parse_text(const char *buf, size_t len, json_object **out, char *msg
 /* cx_body_parse_text_ex -- cx_body_parse_text, and when the only fault is text that is not UTF-8 (json-c
  * lets it through), the top-level field that holds it into field ("body" for a key or a document that
  * is not an object; empty for every other fault) with "is not valid UTF-8 text (line, column)" in msg. */
-int cx_body_parse_text_ex(const char *buf, size_t len, json_object **out, char *msg, size_t msglen, char *field,
-                          size_t fieldlen);
+int cx_body_parse_text_ex(const char *buf, size_t len, json_object **out, char *msg, size_t msglen, char *field, size_t fieldlen);
 
 /* cx_access_log -- one JSON line per request, and the request metrics. */
 void cx_access_log(cx_req_t *r);

@@ -12,10 +12,10 @@
 #include "conduix/http.h"
 #include "conduix/states.h"
 
-#define CX_PIPELINE_NAME_MAX 255           /* characters (UTF-8 code points) */
-#define CX_PIPELINE_DESC_MAX 65535         /* bytes (a TEXT column) */
-#define CX_PIPELINE_YAML_MAX (1024 * 1024) /* bytes */
-#define CX_PIPELINE_SEARCH_MAX 255         /* characters */
+#define CX_PIPELINE_NAME_MAX 255                   /* characters (UTF-8 code points) */
+#define CX_PIPELINE_DESC_MAX 65535                 /* bytes (a TEXT column) */
+#define CX_PIPELINE_YAML_MAX ((size_t)1024 * 1024) /* bytes */
+#define CX_PIPELINE_SEARCH_MAX 255                 /* characters */
 /* A list (pipelines, versions) carries a config_yaml of at most this many bytes; a larger one is left
  * out (NULL, its length in config_size), so a page of 100 is at most ~13 MB whatever is stored. GET
  * /pipelines/:id always has it. */

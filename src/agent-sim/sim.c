@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -136,7 +137,7 @@ static void make_agents(sim_t *s)
 
 static redisContext *rconnect(sim_t *s, const char *what)
 {
-    struct timeval tv = {IO_TIMEOUT_MS / 1000, (IO_TIMEOUT_MS % 1000) * 1000};
+    struct timeval tv = {IO_TIMEOUT_MS / 1000, (suseconds_t)(IO_TIMEOUT_MS % 1000) * 1000};
     redisContext *c = redisConnectWithTimeout(s->o.redis_host, s->o.redis_port, tv);
     redisReply *r;
 
@@ -411,7 +412,8 @@ static void write_beats(sim_t *s)
     }
     for (size_t i = 0; i < s->n; i++)
         fprintf(f, "{\"agent_id\":\"%s\",\"last_beat_ms\":%lld}\n", s->agents[i].id, (long long)s->agents[i].last_beat_ms);
-    fclose(f);
+    if (fclose(f) != 0)
+        say(NULL, "%s: %s", s->o.beats_path, strerror(errno));
 }
 
 /* ---- options ---- */
@@ -458,6 +460,20 @@ static int64_t dur(const char *v, int64_t unit_ms)
         return (int64_t)(d * (double)unit_ms);
     int64_t ms = cx_duration_parse(v);
     return ms < 0 ? -2 : ms;
+}
+
+/* num -- an integer option: decimal digits only (atoi would take "12x" as 12 and "x" as 0); -1 when
+ * malformed or beyond INT_MAX. */
+static int num(const char *v)
+{
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (end == v || *end != '\0' || errno != 0 || n < 0 || n > INT_MAX)
+        return -1;
+    return (int)n;
 }
 
 static int parse_opts(sim_opts_t *o, int argc, char **argv)
@@ -525,34 +541,35 @@ static int parse_opts(sim_opts_t *o, int argc, char **argv)
                                        {0, 0, 0, 0}};
     int c;
     int64_t *dst = NULL;
+    int *idst = NULL;
 
     while ((c = getopt_long(argc, argv, "n:H:p:i:qh", lo, NULL)) != -1) {
-        const char *name = NULL;
+        const char *name = NULL, *iname = NULL;
         int64_t unit = 1000;
         switch (c) {
         case 'n':
-            o->nagents = atoi(optarg);
+            iname = "agents", idst = &o->nagents;
             break;
         case O_PREFIX:
             o->prefix = optarg;
             break;
         case O_START:
-            o->start_index = atoi(optarg);
+            iname = "start-index", idst = &o->start_index;
             break;
         case 'H':
             o->redis_host = optarg;
             break;
         case 'p':
-            o->redis_port = atoi(optarg);
+            iname = "redis-port", idst = &o->redis_port;
             break;
         case O_PW:
             o->redis_password = optarg;
             break;
         case O_DB:
-            o->redis_db = atoi(optarg);
+            iname = "redis-db", idst = &o->redis_db;
             break;
         case O_TTL:
-            o->ttl_s = atoi(optarg);
+            iname = "ttl", idst = &o->ttl_s;
             break;
         case O_LEGACY:
             o->legacy = 1;
@@ -579,7 +596,7 @@ static int parse_opts(sim_opts_t *o, int argc, char **argv)
             o->fail_start = 1;
             break;
         case O_RATE:
-            o->rate = atoi(optarg);
+            iname = "rate", idst = &o->rate;
             break;
         case O_LOG:
             o->log_path = optarg;
@@ -632,6 +649,10 @@ static int parse_opts(sim_opts_t *o, int argc, char **argv)
         }
         if (name != NULL && (*dst = dur(optarg, unit)) < 0) {
             say(NULL, "--%s: not a duration: %s", name, optarg);
+            return -1;
+        }
+        if (iname != NULL && (*idst = num(optarg)) < 0) {
+            say(NULL, "--%s: not a number: %s", iname, optarg);
             return -1;
         }
     }
@@ -770,7 +791,7 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    (void)signal(SIGPIPE, SIG_IGN);
 
     if (s.o.log_path != NULL && (s.log = fopen(s.o.log_path, "a")) == NULL) {
         say(NULL, "%s: %s", s.o.log_path, strerror(errno));
@@ -796,7 +817,8 @@ int main(int argc, char **argv)
     rc = run(&s);
     if (s.log != NULL) {
         fprintf(s.log, "{\"event\":\"exit\",\"ts\":%lld}\n", (long long)cx_wall_ms());
-        fclose(s.log);
+        if (fclose(s.log) != 0)
+            say(NULL, "%s: %s", s.o.log_path, strerror(errno));
     }
     if (s.o.rest_url != NULL)
         sim_rest_close(&s);

@@ -23,7 +23,7 @@
  * conduix_auth_failures_total and its 401s are in the access log; the log need not say why a
  * thousand times a second. */
 #define REFUSED_PER_S 10
-#define REFUSED_BURST 20
+#define REFUSED_BURST ((int64_t)20)
 
 /* refused_log -- one "token refused" line, unless over the budget. */
 static void refused_log(cx_req_t *r, const char *fmt, const char *arg)

@@ -155,7 +155,7 @@ static void copy(char *dst, const char *src)
 int cx_jwt_verify(const char *secret, const char *issuer, const char *token, cx_identity_t *id, const char **why)
 {
     jwt_t *j = NULL;
-    const char *reason = "invalid token";
+    const char *reason; /* set before every goto fail */
     const char *sub, *role, *jti, *iss, *alg, *email = NULL, *name = NULL;
     char *hdr;
     int64_t exp, nbf, iat, now;
@@ -228,11 +228,11 @@ int cx_jwt_verify(const char *secret, const char *issuer, const char *token, cx_
         reason = "wrong issuer";
         goto fail;
     }
-    if ((e = claim_str(j, "email", 0, sizeof(id->email) - 1, &email)) == -EINVAL) {
+    if (claim_str(j, "email", 0, sizeof(id->email) - 1, &email) == -EINVAL) {
         reason = "bad claim email";
         goto fail;
     }
-    if ((e = claim_str(j, "name", 0, sizeof(id->name) - 1, &name)) == -EINVAL) {
+    if (claim_str(j, "name", 0, sizeof(id->name) - 1, &name) == -EINVAL) {
         reason = "bad claim name";
         goto fail;
     }

@@ -31,8 +31,8 @@
 #include "conduix/oauth.h"
 #include "conduix/users.h"
 
-#define DISCOVERY_TTL_MS (3600 * 1000)
-#define JWKS_TTL_MS (3600 * 1000)
+#define DISCOVERY_TTL_MS ((int64_t)3600 * 1000)
+#define JWKS_TTL_MS ((int64_t)3600 * 1000)
 #define JWKS_REFETCH_MS 10000 /* an unknown kid fetches the JWKS again at most this often */
 #define CALLBACK_PATH "/api/v1/auth/callback/"
 
@@ -114,7 +114,7 @@ static pstate_t *pstate(const cx_provider_t *p)
             return pstates[i];
     ps = cx_calloc(1, sizeof(*ps));
     snprintf(ps->id, sizeof(ps->id), "%s", p->provider);
-    pstates = cx_realloc(pstates, (npstates + 1) * sizeof(*pstates));
+    pstates = cx_realloc(pstates, (npstates + 1) * sizeof(pstate_t *));
     pstates[npstates++] = ps;
     return ps;
 }
@@ -333,13 +333,9 @@ static void begin_build(flow_t *f)
         cap += strlen(p->scopes[i]) + 1;
     }
     scope = cx_calloc(1, cap + 8);
-    if (is_oidc(p) && !has_openid)
-        strcat(scope, "openid");
-    for (size_t i = 0; i < p->nscopes; i++) {
-        if (scope[0])
-            strcat(scope, " ");
-        strcat(scope, p->scopes[i]);
-    }
+    size_t used = is_oidc(p) && !has_openid ? (size_t)snprintf(scope, cap + 8, "openid") : 0;
+    for (size_t i = 0; i < p->nscopes; i++)
+        used += (size_t)snprintf(scope + used, cap + 8 - used, "%s%s", used > 0 ? " " : "", p->scopes[i]);
     const char *base = is_oidc(p) ? f->ps->authorize : p->auth_url;
     url = cx_strdup(base);
     char sep = strchr(base, '?') != NULL ? '&' : '?';

@@ -112,7 +112,7 @@ static int parse_elem(const field_t *f, const char *s, size_t len, uint64_t *bit
     char b1[SHOW_MAX * 4 + 4];
     const char *slash = memchr(s, '/', len);
     size_t rlen = slash != NULL ? (size_t)(slash - s) : len;
-    int lo, hi, is_star = 0;
+    int lo = 0, hi = 0, is_star = 0; /* set below on every path that reaches the range check */
     uint64_t step = 1;
 
     if (slash != NULL && memchr(slash + 1, '/', len - rlen - 1) != NULL)
@@ -444,7 +444,7 @@ static int64_t match(const cx_cron_t *c, int64_t lo, int64_t hi)
     int sod = (int)(lo - days * CIVIL_DAY), m, d, h = sod / 3600, mi = sod % 3600 / 60;
     civil_date(days, &y, &m, &d);
     for (;;) {
-        int64_t w = civil_days(y, m, d) * CIVIL_DAY + h * 3600 + mi * 60;
+        int64_t w = civil_days(y, m, d) * CIVIL_DAY + (int64_t)h * 3600 + (int64_t)mi * 60;
         if (w >= hi)
             return CX_CRON_NONE;
         if (!(c->month >> m & 1)) { /* the next selected month, day 1, 00:00 */
@@ -485,7 +485,7 @@ static int64_t match(const cx_cron_t *c, int64_t lo, int64_t hi)
             continue;
         }
         mi = __builtin_ctzll(mm);
-        w = civil_days(y, m, d) * CIVIL_DAY + h * 3600 + mi * 60;
+        w = civil_days(y, m, d) * CIVIL_DAY + (int64_t)h * 3600 + (int64_t)mi * 60;
         return w < hi ? w : CX_CRON_NONE;
     }
 }

@@ -171,9 +171,9 @@ static const char *tz_date(const char *s, rule_date_t *d)
     return s;
 }
 
-/* posix_parse -- a POSIX TZ string into r; -1 if it is not one. Without rules a zone with DST gets the
+/* tzstring_parse -- a POSIX TZ string into r; -1 if it is not one. Without rules a zone with DST gets the
  * US rules, as in glibc; zic always writes them. */
-static int posix_parse(const char *s, rule_t *r)
+static int tzstring_parse(const char *s, rule_t *r)
 {
     int32_t v;
     memset(r, 0, sizeof(*r));
@@ -269,7 +269,10 @@ static void rule_span(const rule_t *r, int64_t base, int32_t base_off, int32_t b
     *out = (cx_tz_span_t){base, INT64_MAX, base_off, base_prev};
     if (!r->has_dst || r->dst == r->std)
         return;
-    int n = rule_changes(r, t, ch), i = 0, known = base >= ch[0].at;
+    int n = rule_changes(r, t, ch), i = 0;
+    if (n == 0) /* never: each year of the window has two changes; the table's state then holds */
+        return;
+    int known = base >= ch[0].at;
     int32_t cur = known ? base_off : ch[i++].off; /* before the window: the rule's own state */
     for (; i < n; i++) {
         if (ch[i].at <= base || ch[i].off == cur)
@@ -364,7 +367,7 @@ static cx_tz_t *tz_new(const char *name)
 cx_tz_t *cx_tz_posix(const char *name, const char *tzstring, char *err, size_t errlen)
 {
     rule_t r;
-    if (tzstring == NULL || posix_parse(tzstring, &r) < 0 || r.std < OFF_MIN || r.std > OFF_MAX || r.dst < OFF_MIN ||
+    if (tzstring == NULL || tzstring_parse(tzstring, &r) < 0 || r.std < OFF_MIN || r.std > OFF_MAX || r.dst < OFF_MIN ||
         r.dst > OFF_MAX) {
         char b[40 * 4 + 4];
         const char *s = tzstring ? tzstring : "";
@@ -385,7 +388,7 @@ enum { ISUTCNT, ISSTDCNT, LEAPCNT, TIMECNT, TYPECNT, CHARCNT };
 static void counts(const unsigned char *h, uint64_t c[6])
 {
     for (int i = 0; i < 6; i++)
-        c[i] = be32(h + 20 + 4 * i);
+        c[i] = be32(h + 20 + (size_t)4 * i);
 }
 
 /* block_size -- bytes of the data block after a header, with transition times of tsize bytes. */
@@ -432,6 +435,7 @@ cx_tz_t *cx_tz_parse(const char *name, const void *data, size_t len, char *err, 
             goto bad;
     }
     z = tz_new(name);
+    // cppcheck-suppress uninitvar ; c[TYPECNT] >= 1 was checked above, so the loop set offs[0]
     z->off0 = offs[0];
     z->at = cx_malloc((c[TIMECNT] ? c[TIMECNT] : 1) * sizeof(*z->at));
     z->off = cx_malloc((c[TIMECNT] ? c[TIMECNT] : 1) * sizeof(*z->off));
@@ -460,7 +464,7 @@ cx_tz_t *cx_tz_parse(const char *name, const void *data, size_t len, char *err, 
         tzs[nl - f - 1] = '\0';
         if (tzs[0] != '\0') {
             why = "bad POSIX TZ string in the footer";
-            if (posix_parse(tzs, &z->rule) < 0 || z->rule.std < OFF_MIN || z->rule.std > OFF_MAX || z->rule.dst < OFF_MIN ||
+            if (tzstring_parse(tzs, &z->rule) < 0 || z->rule.std < OFF_MIN || z->rule.std > OFF_MAX || z->rule.dst < OFF_MIN ||
                 z->rule.dst > OFF_MAX)
                 goto bad;
             z->has_rule = z->rule.has_dst;

@@ -198,7 +198,7 @@ int cx_db_agent_get(const char *id, cx_agent_t *out, struct cx_run **active, siz
     }
     fill(res, 0, out);
     cx_db_result_free(res);
-    if (active != NULL && (rc = cx_db_runs_of_agent(id, active, nactive)) != CX_OK) {
+    if (active != NULL && nactive != NULL && (rc = cx_db_runs_of_agent(id, active, nactive)) != CX_OK) {
         cx_agent_free(out);
         return rc;
     }

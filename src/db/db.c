@@ -851,7 +851,7 @@ static unsigned run(entry_t *e, const cx_db_param_t *p, size_t n, cx_db_result_t
                     break;
                 }
                 b[i].buffer_type = MYSQL_TYPE_STRING;
-                b[i].buffer = (void *)(uintptr_t)p[i].s;
+                b[i].buffer = (char *)p[i].s; /* not const in MYSQL_BIND; an input buffer is only read */
                 b[i].buffer_length = (unsigned long)(p[i].len == (size_t)-1 ? strlen(p[i].s) : p[i].len);
                 break;
             case CX_DB_INT:

@@ -13,6 +13,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,7 @@
 #define LOCK_WAIT_S 60
 #define STR_(x) #x
 #define STR(x) STR_(x)
-#define IO_TIMEOUT_MS (3600 * 1000) /* DDL on a big table may take long */
+#define IO_TIMEOUT_MS ((int64_t)3600 * 1000) /* DDL on a big table may take long */
 
 typedef struct mfile {
     int version;
@@ -58,6 +59,14 @@ static int valid_name(const char *s)
     return 1;
 }
 
+/* version_of -- the number a migration's name (or a schema_migrations version) starts with: the
+ * digits valid_name checked, or the column's text; 0 for anything else. */
+static int version_of(const char *s)
+{
+    long v = s != NULL ? strtol(s, NULL, 10) : 0;
+    return v < 0 || v > INT_MAX ? 0 : (int)v;
+}
+
 static int by_name(const void *a, const void *b)
 {
     return strcmp(((const mfile_t *)a)->name, ((const mfile_t *)b)->name);
@@ -71,7 +80,7 @@ static int sha256_hex(const char *buf, size_t len, char out[65])
     if (EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
         return -1;
     for (unsigned i = 0; i < mdlen; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+        snprintf(out + (size_t)2 * i, 3, "%02x", md[i]);
     return 0;
 }
 
@@ -92,11 +101,11 @@ static int slurp(const char *path, char **out, size_t *outlen)
         len += n;
     } while (n > 0);
     if (ferror(f)) {
-        fclose(f);
+        (void)fclose(f); /* read only: nothing to lose */
         free(buf);
         return -1;
     }
-    fclose(f);
+    (void)fclose(f);
     buf[len] = '\0';
     *out = buf;
     *outlen = len;
@@ -135,7 +144,7 @@ static int builtin(mfile_t **out, size_t *nout)
     for (size_t i = 0; i < n; i++) {
         const cx_migration_t *m = &cx_migrations_builtin[i];
         fs[i].name = cx_strdup(m->name);
-        fs[i].version = atoi(m->name);
+        fs[i].version = version_of(m->name);
         fs[i].sql = cx_strndup((const char *)m->sql, m->len);
         fs[i].len = m->len;
         if (!valid_name(m->name) || sha256_hex(fs[i].sql, fs[i].len, fs[i].sum) != 0) {
@@ -179,7 +188,7 @@ static int scan(const char *dir, mfile_t **out, size_t *nout)
         mfile_t *f = &fs[n];
         memset(f, 0, sizeof(*f));
         f->name = cx_strdup(de->d_name);
-        f->version = atoi(de->d_name);
+        f->version = version_of(de->d_name);
         n++;
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
         if (slurp(path, &f->sql, &f->len) != 0) {
@@ -267,7 +276,7 @@ static int load_applied(MYSQL *m, applied_t **out, size_t *nout)
     }
     as = cx_calloc((size_t)mysql_num_rows(r) + 1, sizeof(*as));
     while ((row = mysql_fetch_row(r)) != NULL) {
-        as[n].version = atoi(row[0]);
+        as[n].version = version_of(row[0]);
         snprintf(as[n].name, sizeof(as[n].name), "%s", row[1] ? row[1] : "");
         snprintf(as[n].sum, sizeof(as[n].sum), "%s", row[2] ? row[2] : "");
         n++;

@@ -338,6 +338,7 @@ broken:
 }
 
 /* bad_text -- does o hold a string (or, in an object, a key) that is not valid UTF-8? */
+// NOLINTNEXTLINE(misc-no-recursion): as deep as the document, at most JSON_MAX_DEPTH (the tokenizer)
 static int bad_text(json_object *o)
 {
     switch (json_object_get_type(o)) {
@@ -385,8 +386,7 @@ int cx_body_parse_text(const char *buf, size_t len, json_object **out, char *msg
     return cx_body_parse_text_ex(buf, len, out, msg, msglen, NULL, 0);
 }
 
-int cx_body_parse_text_ex(const char *buf, size_t len, json_object **out, char *msg, size_t msglen, char *field,
-                          size_t fieldlen)
+int cx_body_parse_text_ex(const char *buf, size_t len, json_object **out, char *msg, size_t msglen, char *field, size_t fieldlen)
 {
     json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
     json_object *o;

@@ -46,13 +46,15 @@ struct cx_client_call {
 static struct {
     CURLM *multi;
     int efd, tfd;
+    h2o_socket_t *esock, *tsock; /* the two on the worker's loop, for the process's life */
     int pending;
-} C = {NULL, -1, -1, 0};
+} C = {NULL, -1, -1, NULL, NULL, 0};
 
 static void check_done(void);
 
 /* on_socket -- libcurl wants s watched for what (or no longer watched). socketp is non-NULL once s is in the
  * epoll set. */
+// cppcheck-suppress constParameter ; the signature of libcurl's CURLMOPT_SOCKETFUNCTION
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct epoll_event ev = {0};
@@ -129,8 +131,6 @@ static void on_timer_ready(h2o_socket_t *sock, const char *err)
 
 int cx_client_init(h2o_loop_t *loop)
 {
-    h2o_socket_t *s;
-
     if (C.multi != NULL)
         return CX_OK;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -144,10 +144,10 @@ int cx_client_init(h2o_loop_t *loop)
     C.multi = curl_multi_init();
     curl_multi_setopt(C.multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(C.multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    s = h2o_evloop_socket_create(loop, C.efd, H2O_SOCKET_FLAG_DONT_READ);
-    h2o_socket_read_start(s, on_epoll_ready);
-    s = h2o_evloop_socket_create(loop, C.tfd, H2O_SOCKET_FLAG_DONT_READ);
-    h2o_socket_read_start(s, on_timer_ready);
+    C.esock = h2o_evloop_socket_create(loop, C.efd, H2O_SOCKET_FLAG_DONT_READ);
+    h2o_socket_read_start(C.esock, on_epoll_ready);
+    C.tsock = h2o_evloop_socket_create(loop, C.tfd, H2O_SOCKET_FLAG_DONT_READ);
+    h2o_socket_read_start(C.tsock, on_timer_ready);
     return CX_OK;
 }
 

@@ -38,7 +38,7 @@
 #include "conduix/reply.h"
 #include "conduix/shm.h"
 
-#define CHUNK (16 * 1024)                   /* bytes handed to h2o at a time: one HTTP/2 DATA frame */
+#define CHUNK ((size_t)16 * 1024)           /* bytes handed to h2o at a time: one HTTP/2 DATA frame */
 #define HELD_MAX ((size_t)64 * 1024 * 1024) /* bytes of unsent answers one worker may hold */
 
 /* picohttpparser (h2o's HTTP/1 parser, in libh2o-evloop; no Debian package has its header). */

@@ -273,12 +273,19 @@ sub finish_cmd($h, $timeout = 60) {
 }
 
 sub cmd_result($h, $st, $timed_out) {
+    # A sanitizer report of a command (conduix-cp token, migrate, check-config …) fails the test file,
+    # as one in the server log does (see cleanup).
+    my $err = slurp($h->{err_file}) // '';
+    if ($err =~ /^(.*(?:ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:).*)$/m) {
+        Test::More::diag("CxTest: sanitizer report from command pid $h->{pid}: $1");
+        $sanitizer_reports++;
+    }
     return {
         status => $st,
         exit => WIFEXITED($st) ? WEXITSTATUS($st) : -1,
         signal => WIFSIGNALED($st) ? WTERMSIG($st) : 0,
         out => slurp($h->{out_file}) // '',
-        err => slurp($h->{err_file}) // '',
+        err => $err,
         timed_out => $timed_out,
     };
 }
@@ -501,12 +508,13 @@ sub server_env($s, $extra = {}) {
 
 # start -- run `serve -c CFG` in the background (its own process group, stderr and stdout appended to
 # server.log) and wait until GET /health answers 200. Options: env => {...}, args => [...],
-# port => N (where to poll; default: env PORT or the config's port), wait => 0 (do not wait).
+# port => N (where to poll; default: env PORT or the config's port), wait => 0 (do not wait),
+# timeout => seconds for /health (30), wrap => [argv] run the server under it (e.g. valgrind …).
 sub start($s, %o) {
     croak "CxTest: server already running (pid $s->{pid})" if $s->{pid} && $s->master_alive;
     my $env = $s->server_env($o{env} // {});
     $s->{port} = $o{port} // $env->{PORT} // $s->{config}{server}{port};
-    my @argv = ($BIN, 'serve', '-c', $s->{cfg_file}, @{ $o{args} // [] });
+    my @argv = (@{ $o{wrap} // [] }, $BIN, 'serve', '-c', $s->{cfg_file}, @{ $o{args} // [] });
     my $pid = fork // croak "fork: $!";
     if (!$pid) {
         eval {
