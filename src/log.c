@@ -279,12 +279,12 @@ static size_t format_line(int level, const char *msg, char *line, size_t cap)
 
     if (log_json) {
         len = (size_t)snprintf(line, cap, "{\"time\":\"%s\",\"level\":\"%s\",\"proc\":\"%s\",\"pid\":%d,\"msg\":\"", ts,
-                               names[level], log_proc, (int)getpid());
+                               names[level], log_proc, cx_pid());
         len = json_escape(line, len, cap - 4, msg);
         line[len++] = '"';
         line[len++] = '}';
     } else {
-        len = (size_t)snprintf(line, cap, "%s %-5s %s[%d] %s", ts, names[level], log_proc, (int)getpid(), msg);
+        len = (size_t)snprintf(line, cap, "%s %-5s %s[%d] %s", ts, names[level], log_proc, cx_pid(), msg);
         if (len > cap - 2)
             len = cap - 2;
     }

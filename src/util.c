@@ -1,13 +1,17 @@
 /*
  * util.c -- the small helpers every module shares (include/conduix/cx.h): allocation that aborts on
- * failure, clocks, UUIDs, RFC 3339 time stamps, and the parsers for durations ("1h30m") and sizes
- * ("1MiB") used by the configuration and the API.
+ * failure, clocks, the process id, random bytes and UUIDs, RFC 3339 time stamps, and the parsers for
+ * durations ("1h30m") and sizes ("1MiB") used by the configuration and the API.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 #include <uuid.h>
 
 #include "conduix/cx.h"
@@ -83,10 +87,74 @@ int64_t cx_wall_ms(void)
     return clock_ms(CLOCK_REALTIME);
 }
 
+/* The process id and a buffer of random bytes, both per process: a child forgets the parent's at fork
+ * (pthread_atfork), so it never reports the parent's pid nor hands out the parent's UUIDs. */
+static pid_t self_pid;
+static struct {
+    unsigned char b[4096];
+    size_t at; /* bytes of b used; sizeof(b): empty */
+} rnd = {.at = sizeof(rnd.b)};
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+    self_pid = 0;
+    rnd.at = sizeof(rnd.b);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+int cx_pid(void)
+{
+    if (self_pid == 0) {
+        pthread_once(&fork_once, watch_forks);
+        self_pid = getpid();
+    }
+    return (int)self_pid;
+}
+
+/* cx_random -- n bytes from the kernel's CSPRNG, taken from the buffer (refilled with one getrandom(2)
+ * of 4 KiB when spent): a UUID costs a copy, not a system call. */
+void cx_random(void *out, size_t n)
+{
+    unsigned char *o = out;
+
+    while (n > 0) {
+        if (rnd.at == sizeof(rnd.b)) {
+            size_t got = 0;
+            pthread_once(&fork_once, watch_forks);
+            while (got < sizeof(rnd.b)) {
+                ssize_t k = getrandom(rnd.b + got, sizeof(rnd.b) - got, 0);
+                if (k < 0 && errno != EINTR) {
+                    fprintf(stderr, "conduix-cp: getrandom: %s\n", strerror(errno));
+                    abort(); /* no randomness: no ids nor tokens can be made safely */
+                }
+                got += k > 0 ? (size_t)k : 0;
+            }
+            rnd.at = 0;
+        }
+        size_t k = sizeof(rnd.b) - rnd.at < n ? sizeof(rnd.b) - rnd.at : n;
+        memcpy(o, rnd.b + rnd.at, k);
+        memset(rnd.b + rnd.at, 0, k); /* a byte is handed out once */
+        rnd.at += k;
+        o += k;
+        n -= k;
+    }
+}
+
+/* cx_uuid -- RFC 4122 version 4 (122 random bits), formatted by libuuid. libuuid's own
+ * uuid_generate_random costs five system calls a UUID (getrandom, and getpid, getppid, getuid and
+ * gettid to reseed its fallback generator); the bytes come from cx_random instead. */
 void cx_uuid(char out[37])
 {
     uuid_t u;
-    uuid_generate_random(u);
+
+    cx_random(u, sizeof(u));
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40); /* version 4 */
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80); /* variant 10 */
     uuid_unparse_lower(u, out);
 }
 
