@@ -176,6 +176,7 @@ void cx_shm_slot_release(int slot)
 {
     if (cx_shm == NULL || slot <= 0 || slot >= cx_shm->nused)
         return;
+    cx_log_salvage(&cx_shm->slots[slot].log);
     cx_shm->slots[slot].up = 0;
     __atomic_store_n(&cx_shm->slots[slot].pid, 0, __ATOMIC_RELEASE);
 }

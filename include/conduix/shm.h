@@ -74,6 +74,15 @@ typedef enum {
 
 #define CX_SHM_NLAG 12 /* fire lag histogram buckets (+Inf is the count) */
 
+/* A process's buffer of access-log lines (log.c), in its slot so that the master can write what a child
+ * that died (a crash, SIGKILL) had not written yet: when it releases the slot. */
+#define CX_SHM_LOGBUF 16384
+typedef struct cx_shm_logbuf {
+    volatile uint32_t len;      /* bytes of whole lines in buf */
+    volatile uint32_t flushing; /* 1 while the process writes buf out */
+    char buf[CX_SHM_LOGBUF];
+} cx_shm_logbuf_t;
+
 typedef struct cx_shm_slot {
     volatile pid_t pid;          /* 0 when free */
     volatile int kind;           /* cx_kind_t */
@@ -89,6 +98,7 @@ typedef struct cx_shm_slot {
     uint64_t lag_buckets[CX_SHM_NLAG]; /* the scheduler's fire lag */
     uint64_t lag_count;
     uint64_t lag_sum_us;
+    cx_shm_logbuf_t log; /* this process's unwritten access-log lines (log.c) */
 } cx_shm_slot_t;
 
 #define CX_SHM_RL_ENTRIES 8192 /* rate-limit buckets, 4-way set associative */
@@ -143,6 +153,8 @@ int cx_shm_create(int nslots);
 /* cx_shm_slot_alloc -- a free slot for a new child (master), preferring the slot last used by the same
  * kind/index so counts continue; -1 when full. */
 int cx_shm_slot_alloc(cx_kind_t kind, int index);
+/* cx_shm_slot_release -- the slot of a child that has exited is free again (master); the access-log lines
+ * it had not written are written first (cx_log_salvage). */
 void cx_shm_slot_release(int slot);
 
 /* cx_shm_attach -- in the child: take slot as this process's own. */
