@@ -57,6 +57,8 @@ typedef enum {
     CX_C_HTTP_WRITE_TIMEOUTS, /* the HTTP connections (src/http/conn.c) */
     CX_C_HTTP_BUSY,
     CX_C_HTTP_HEADS_REFUSED,
+    CX_C_REDIS_BATCHES, /* the Redis batch of a worker's loop turn (src/redis/redis.c) */
+    CX_C_REDIS_BATCHED,
     CX_C_MAX_
 } cx_counter_t;
 
