@@ -5,6 +5,7 @@ use v5.36;
 use Test::More;
 use CxTest;
 use JSON::PP;
+use Encode ();
 
 my $s = CxTest->new;
 $s->start;
@@ -61,6 +62,28 @@ like($p->{created_at}, $TIME, 'created_at RFC 3339 UTC');
 like($p->{updated_at}, $TIME, 'updated_at RFC 3339 UTC');
 is($r->{headers}{location}, "$P/$p->{id}", 'Location header');
 is($r->{headers}{etag}, '"1"', 'ETag "1"');
+
+# The create is one multi-statement text with its values as escaped literals (cx_db_batch): text that
+# would break out of a literal is stored byte for byte, in the row and in its audit row.
+{
+    my %odd = (
+        name => qq(it's a "pipe" \\ ?; DROP TABLE pipelines; -- \xc3\xa9\xf0\x9f\x98\x80),    # UTF-8 bytes, as sent
+        description => qq(back\\slash \\' \\" quote' -- ; ? %s \xe2\x80\xa8),
+        config_yaml => qq(a: "it's ?"\nb: '\\x00 \\'\n),
+    );
+    my $req = 'X-Request-ID';
+    my $c = $s->post($P, \%odd, token => $oper, $req => 't20-odd');
+    is($c->{status}, 201, 'create with quotes, backslashes, ? and SQL in its text: 201') or diag $c->{content};
+    my $g = $s->get("$P/$c->{json}{data}{id}", token => $viewer)->{json}{data};
+    is($g->{$_}, $odd{$_}, "$_ stored byte for byte") for sort keys %odd;
+    my $row = $s->sql('SELECT name, description, config_yaml FROM pipelines WHERE id = ?', $c->{json}{data}{id})->[0];
+    is(Encode::encode('UTF-8', $row->{$_}), $odd{$_}, "$_ in MySQL as sent") for sort keys %odd;    # (DBD decodes)
+    my $audit = $s->sql("SELECT after_json FROM audit_log WHERE action = 'pipeline_create' AND request_id = 't20-odd'")->[0];
+    is(Encode::encode('UTF-8', JSON::PP->new->decode($audit->{after_json} // '{}')->{name}), $odd{name},
+        'its audit row, in the same transaction');
+    ok(count('pipelines') > 0, 'pipelines is still there');
+    $s->delete("$P/$c->{json}{data}{id}", token => $oper);
+}
 
 $r = $s->get("$P/$p->{id}", token => $viewer);
 is($r->{status}, 200, 'GET by id 200 (viewer)');

@@ -157,6 +157,23 @@ static inline int cx_db_end(int rc)
  * to end its transaction; the caller can roll back. */
 int cx_db_in_tx(void);
 
+/* A statement of a batch: SQL with ? placeholders, their parameters, and where to put its affected rows
+ * (may be NULL). */
+typedef struct cx_db_stmt {
+    const char *sql;
+    const cx_db_param_t *params;
+    size_t nparams;
+    uint64_t *affected;
+} cx_db_stmt_t;
+
+/* cx_db_batch -- stmts[0..n) as one transaction in one round trip: START TRANSACTION, each statement,
+ * COMMIT, sent as one multi-statement text with the parameters as literals escaped for the connection
+ * (the statements must be writes without a result, and hold no ? but their placeholders). Either all of
+ * it is committed or nothing: CX_OK; CX_CONFLICT (a unique key, cx_db_conflict_key names it); CX_UNAVAIL;
+ * CX_ERR (logged). Retried as cx_db_exec retries a statement outside a transaction (not sent, or a
+ * deadlock victim). Not inside cx_db_begin. */
+int cx_db_batch(const cx_db_stmt_t *stmts, size_t n);
+
 /* cx_db_ping -- CX_OK when MySQL answers now, else CX_UNAVAIL (at once while the breaker is open). */
 int cx_db_ping(void);
 

@@ -40,6 +40,7 @@
 #define SQL_INSERT                                                                                                                 \
     "INSERT INTO pipelines (id, name, description, config_yaml, version, created_by, updated_by, created_at, updated_at) "         \
     "VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)"
+#define SQL_INSERT_NPARAMS 8
 #define SQL_UPDATE                                                                                                                 \
     "UPDATE pipelines SET name = COALESCE(?, name), description = COALESCE(?, description), "                                      \
     "config_yaml = COALESCE(?, config_yaml), version = version + 1, updated_by = ?, updated_at = CURRENT_TIMESTAMP(3) "            \
@@ -280,51 +281,63 @@ static int audit(const char *action, const char *id, const cx_pipeline_actor_t *
     return rc;
 }
 
+/* new_row -- the pipeline a create makes (the creation time is set here, so the answer is built from what
+ * is written: no read back), its INSERT parameters (p[8], at[32] holds the time text) and its audit row. */
+static int new_row(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, cx_pipeline_t *pl, cx_db_param_t *p, char *at,
+                   cx_audit_row_t *row, cx_db_stmt_t *audit_st)
+{
+    json_object *after;
+    int rc;
+
+    memset(pl, 0, sizeof(*pl));
+    cx_uuid(pl->id);
+    pl->name = cx_strdup(in->name);
+    pl->description = cx_strdup(in->description != NULL ? in->description : "");
+    pl->config_yaml = cx_strdup(in->config_yaml);
+    pl->version = 1;
+    pl->created_by = cx_strdup(who->actor);
+    pl->updated_by = cx_strdup(who->actor);
+    pl->created_at = pl->updated_at = cx_wall_ms();
+    pl->status = CX_RUN_STOPPED;
+    cx_db_time_text(pl->created_at, at);
+    p[0] = CX_DB_P_STR(pl->id);
+    p[1] = CX_DB_P_STR(pl->name);
+    p[2] = CX_DB_P_STR(pl->description);
+    p[3] = CX_DB_P_STR(pl->config_yaml);
+    p[4] = CX_DB_P_STR(pl->created_by);
+    p[5] = CX_DB_P_STR(pl->updated_by);
+    p[6] = CX_DB_P_STR(at);
+    p[7] = CX_DB_P_STR(at);
+    after = cx_pipeline_json(pl, 0);
+    rc = cx_audit_row(row, who->actor, "pipeline_create", "pipeline", pl->id, who->request_id, NULL, after, audit_st);
+    json_object_put(after);
+    return rc;
+}
+
 int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, cx_pipeline_t *out, char *field, char *why)
 {
-    cx_pipeline_t pl = {0};
+    cx_pipeline_t pl;
+    cx_db_param_t p[SQL_INSERT_NPARAMS];
     char at[32];
+    cx_audit_row_t row;
+    cx_db_stmt_t st[2] = {{.sql = SQL_INSERT, .params = p, .nparams = SQL_INSERT_NPARAMS}};
     int rc;
 
     memset(out, 0, sizeof(*out));
-    /* The creation time is set here, so the pipeline is built from what was written: no read back. */
-    cx_uuid(pl.id);
-    pl.name = cx_strdup(in->name);
-    pl.description = cx_strdup(in->description != NULL ? in->description : "");
-    pl.config_yaml = cx_strdup(in->config_yaml);
-    pl.version = 1;
-    pl.created_by = cx_strdup(who->actor);
-    pl.updated_by = cx_strdup(who->actor);
-    pl.created_at = pl.updated_at = cx_wall_ms();
-    pl.status = CX_RUN_STOPPED;
-    cx_db_time_text(pl.created_at, at);
-    cx_db_param_t p[] = {
-        CX_DB_P_STR(pl.id),
-        CX_DB_P_STR(pl.name),
-        CX_DB_P_STR(pl.description),
-        CX_DB_P_STR(pl.config_yaml),
-        CX_DB_P_STR(pl.created_by),
-        CX_DB_P_STR(pl.updated_by),
-        CX_DB_P_STR(at),
-        CX_DB_P_STR(at),
-    };
-    if ((rc = cx_db_begin()) != CX_OK)
-        goto fail;
-    rc = cx_db_exec(SQL_INSERT, p, CX_ARRAY_SIZE(p), NULL, NULL);
+    /* The row and its audit row, one transaction in one round trip (cx_db_batch). No pipeline_versions
+     * row yet: version 1 is the row itself, and the history shows it from there (versions() reads a
+     * never-updated pipeline as its only version); the first update writes it before the change. */
+    if ((rc = new_row(in, who, &pl, p, at, &row, &st[1])) == CX_OK)
+        rc = cx_db_batch(st, 2);
+    cx_audit_row_free(&row);
     if (rc == CX_CONFLICT)
         rc = name_conflict(field, why);
-    /* No pipeline_versions row yet: version 1 is the row itself, and the history shows it from there
-     * (versions() reads a never-updated pipeline as its only version); the first update writes it
-     * before the change. One round trip less per create. */
-    if (rc == CX_OK)
-        rc = audit("pipeline_create", pl.id, who, NULL, &pl);
-    if ((rc = cx_db_end(rc)) != CX_OK)
-        goto fail;
+    if (rc != CX_OK) {
+        cx_pipeline_free(&pl);
+        return rc;
+    }
     *out = pl;
     return CX_OK;
-fail:
-    cx_pipeline_free(&pl);
-    return rc;
 }
 
 /* same -- the given field value equals the current one (a field not given is unchanged). */
