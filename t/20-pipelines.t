@@ -6,6 +6,7 @@ use Test::More;
 use CxTest;
 use JSON::PP;
 use Encode ();
+use IO::Socket::INET;
 
 my $s = CxTest->new;
 $s->start;
@@ -416,6 +417,52 @@ $r = $s->post($P, '{"name":"bench-pipeline-t1-1","description":"created by wrk",
     . '    topic: events\nsinks:\n  out:\n    type: s3\n    bucket: archive\n"}', token => $admin);
 is($r->{status}, 201, "bench create.lua's body: 201") or diag $r->{content};
 is($s->get('/api/v1/pipelines?page=1&page_size=20', token => $admin)->{status}, 200, "bench list's URL: 200");
+
+# ---- creates that arrive together: one transaction for a worker's turn, each answered for itself ----
+# burst -- POST each body on a connection of its own, every request written before any answer is read;
+# the answers (status and envelope) in order.
+sub burst(@bodies) {
+    my @socks = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $s->port, Proto => 'tcp') or die "connect: $!" } @bodies;
+    for my $i (0 .. $#bodies) {
+        my $json = encode_json($bodies[$i]);
+        $socks[$i]->print("POST $P HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $oper\r\nX-Request-ID: t20-burst-$$-$i\r\n"
+                . "Content-Type: application/json\r\nContent-Length: " . length($json) . "\r\nConnection: close\r\n\r\n$json");
+    }
+    return map {
+        local $/;
+        my $sock = $_;
+        my $t = <$sock> // '';
+        close $sock;
+        my ($st) = $t =~ m{^HTTP/1\.1 (\d+)};
+        my ($body) = $t =~ /\r\n\r\n(.*)\z/s;
+        { status => $st // 0, json => eval { decode_json($body // '') } // {} }
+    } @socks;
+}
+{
+    my $before = count('audit_log');
+    my @a = burst(map { { name => "burst-$$-$_", config_yaml => $YAML } } 1 .. 30);
+    is(scalar(grep { $_->{status} == 201 } @a), 30, '30 creates at once: each 201');
+    my %ids = map { ($_->{json}{data}{id} // '') => 1 } @a;
+    is(scalar(grep { /$UUID/ } keys %ids), 30, 'thirty distinct ids');
+    is(scalar(grep { ($a[$_]{json}{data}{name} // '') eq "burst-$$-" . ($_ + 1) } 0 .. 29), 30, 'each answer is its own pipeline');
+    is($s->sql("SELECT COUNT(*) AS n FROM pipelines WHERE name LIKE 'burst-$$-%'")->[0]{n}, 30, 'thirty rows');
+    is(count('audit_log') - $before, 30, 'thirty audit rows');
+    is($s->sql("SELECT COUNT(*) AS n FROM audit_log a JOIN pipelines p ON p.id = a.target_id WHERE a.action = 'pipeline_create' "
+            . "AND p.name LIKE 'burst-$$-%' AND a.request_id LIKE 't20-burst-$$-%'")->[0]{n}, 30, 'each with its request id');
+
+    # a name taken inside the group, and one taken before it: those two are 409, the others are made
+    create("taken-$$");
+    $before = counts();
+    my @b = burst(map { { name => $_, config_yaml => $YAML } } "dup-$$", "fresh-$$-1", "dup-$$", "taken-$$", "fresh-$$-2");
+    # (which of the two same names comes first is the order the worker read them in)
+    is(join(',', sort map { $_->{status} } @b[0, 2]), '201,409', 'two creates of one name at once: one 201, one 409')
+        or diag explain \@b;
+    is(join(',', map { $_->{status} } @b[1, 3, 4]), '201,409,201', 'a name taken before: 409; the others 201') or diag explain \@b;
+    is((grep { $_->{status} == 409 } @b)[0]{json}{code}, 'CONFLICT', 'code CONFLICT');
+    ok(exists $b[3]{json}{details}{name}, 'naming name');
+    my ($p0, $v0, $a0) = split /,/, $before;
+    is(counts(), join(',', $p0 + 3, $v0, $a0 + 3), 'three pipelines and three audit rows written, no more');
+}
 
 is($s->stop, 0, 'stop exits 0');
 done_testing;

@@ -90,6 +90,22 @@ int cx_db_pipeline_list(const cx_pipeline_query_t *q, cx_pipeline_t **items, siz
 int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, cx_pipeline_t *out, char *field,
                           char *why);
 
+/* One create of a group (cx_db_pipelines_create_many): the input and who asks, filled by the caller; the
+ * outcome: rc as cx_db_pipeline_create's, with out on CX_OK and field/why on CX_CONFLICT. */
+typedef struct cx_pipeline_create {
+    cx_pipeline_input_t in;
+    cx_pipeline_actor_t who;
+    int rc;
+    cx_pipeline_t out;
+    char field[32], why[256];
+} cx_pipeline_create_t;
+
+/* cx_db_pipelines_create_many -- n creates in one transaction and one round trip: the pipelines in one
+ * multi-row INSERT, their audit rows in another (each create's row and audit row are committed together,
+ * with the others'). When a name is taken (by an existing pipeline or by another create of the group),
+ * each create is then made on its own, so that each gets its own answer. */
+void cx_db_pipelines_create_many(cx_pipeline_create_t *c, size_t n);
+
 /* cx_db_pipeline_update -- apply the given fields. A change of any field bumps version by one and
  * records the new version in pipeline_versions; an update that changes nothing returns the pipeline as it
  * is. With in->version > 0 the update is conditional: CX_CONFLICT (field "version") when the pipeline

@@ -426,25 +426,98 @@ int cx_api_pipelines_list(cx_req_t *r)
     return cx_reply_page(r, arr, total, q.page, q.page_size);
 }
 
+/* ---- creates, grouped ---- */
+
+/* A create waiting for the end of the loop turn: its input copied (the request may end first), and the
+ * request to answer (NULL once it has ended: the pipeline is created all the same, as a create whose
+ * answer could not be delivered). */
+typedef struct waiting_create {
+    cx_req_t *r;
+    char *name, *description, *config_yaml, *actor, *request_id;
+} waiting_create_t;
+
+#define GROUP_MAX 64 /* creates written in one transaction; more wait for the next */
+static waiting_create_t *group[GROUP_MAX];
+static size_t ngroup;
+
+static void on_create_abort(void *arg)
+{
+    ((waiting_create_t *)arg)->r = NULL;
+}
+
+/* answer_create -- the answer to one create of the group (frees c->out). */
+static void answer_create(cx_req_t *r, cx_pipeline_create_t *c)
+{
+    char loc[128];
+
+    if (c->rc == CX_CONFLICT) {
+        conflict(r, c->field, c->why);
+    } else if (c->rc != CX_OK) {
+        cx_reply_status_for(r, c->rc, "pipeline");
+    } else {
+        snprintf(loc, sizeof(loc), "/api/v1/pipelines/%s", c->out.id);
+        cx_reply_add_header(r, "location", loc);
+        reply_pipeline(r, 201, &c->out);
+    }
+}
+
+/* run_creates -- the creates this turn of the loop collected: one transaction (cx_db_pipelines_create_many),
+ * then each answer. */
+static void run_creates(void)
+{
+    cx_pipeline_create_t c[GROUP_MAX];
+    waiting_create_t *w[GROUP_MAX];
+    size_t n = ngroup;
+
+    memcpy(w, group, n * sizeof(*w));
+    ngroup = 0;
+    memset(c, 0, n * sizeof(*c));
+    for (size_t i = 0; i < n; i++) {
+        c[i].in.name = w[i]->name;
+        c[i].in.description = w[i]->description;
+        c[i].in.config_yaml = w[i]->config_yaml;
+        c[i].who.actor = w[i]->actor;
+        c[i].who.request_id = w[i]->request_id;
+    }
+    cx_db_pipelines_create_many(c, n);
+    for (size_t i = 0; i < n; i++) {
+        if (w[i]->r != NULL)
+            answer_create(w[i]->r, &c[i]);
+        else
+            cx_pipeline_free(&c[i].out);
+        free(w[i]->name);
+        free(w[i]->description);
+        free(w[i]->config_yaml);
+        free(w[i]->actor);
+        free(w[i]->request_id);
+        free(w[i]);
+    }
+}
+
+/* cx_api_pipelines_create -- POST /pipelines: checked here, then written with the other creates of this
+ * turn of the worker's loop in one transaction (run_creates, at the end of the turn): creates that
+ * arrive together share one round trip and one commit, each with its audit row. */
 int cx_api_pipelines_create(cx_req_t *r)
 {
     cx_pipeline_input_t in;
-    cx_pipeline_actor_t who = actor_of(r);
-    cx_pipeline_t pl;
     json_object *details;
-    char field[32], why[256], loc[128];
-    int rc;
+    waiting_create_t *w;
 
     if (cx_pipeline_parse_body(r->body, 0, &in, &details) != CX_OK)
         return invalid_body(r, details);
-    rc = cx_db_pipeline_create(&in, &who, &pl, field, why);
-    if (rc == CX_CONFLICT)
-        return conflict(r, field, why);
-    if (rc != CX_OK)
-        return cx_reply_status_for(r, rc, "pipeline");
-    snprintf(loc, sizeof(loc), "/api/v1/pipelines/%s", pl.id);
-    cx_reply_add_header(r, "location", loc);
-    return reply_pipeline(r, 201, &pl);
+    if (ngroup == GROUP_MAX)
+        run_creates(); /* a full group goes now */
+    w = cx_calloc(1, sizeof(*w));
+    w->r = r;
+    w->name = cx_strdup(in.name);
+    w->description = cx_strdup(in.description);
+    w->config_yaml = cx_strdup(in.config_yaml);
+    w->actor = cx_strdup(cx_req_actor(r));
+    w->request_id = cx_strdup(r->request_id);
+    group[ngroup++] = w;
+    cx_req_defer(r, on_create_abort, w);
+    cx_req_soon(r, run_creates);
+    return 0;
 }
 
 int cx_api_pipelines_get(cx_req_t *r)

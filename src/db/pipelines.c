@@ -340,6 +340,74 @@ int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor
     return CX_OK;
 }
 
+/* values -- "INSERT … VALUES (?,…)" of one row, repeated for n rows. */
+static char *values(const char *insert_one, size_t n)
+{
+    const char *v = strstr(insert_one, "VALUES ") + 7;
+    size_t head = (size_t)(v - insert_one), row = strlen(v), len = head + n * (row + 1);
+    char *sql = cx_malloc(len + 1), *o = sql;
+
+    memcpy(o, insert_one, head);
+    o += head;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            *o++ = ',';
+        memcpy(o, v, row);
+        o += row;
+    }
+    *o = '\0';
+    return sql;
+}
+
+void cx_db_pipelines_create_many(cx_pipeline_create_t *c, size_t n)
+{
+    cx_db_param_t *p, *ap;
+    cx_audit_row_t *rows;
+    char(*at)[32];
+    cx_db_stmt_t st[2], one;
+    int rc = CX_OK;
+
+    if (n == 1) {
+        c[0].rc = cx_db_pipeline_create(&c[0].in, &c[0].who, &c[0].out, c[0].field, c[0].why);
+        return;
+    }
+    if (n == 0)
+        return;
+    p = cx_calloc(n * SQL_INSERT_NPARAMS, sizeof(*p));
+    ap = cx_calloc(n * CX_ARRAY_SIZE(rows[0].p), sizeof(*ap));
+    rows = cx_calloc(n, sizeof(*rows));
+    at = cx_calloc(n, sizeof(*at));
+    for (size_t i = 0; i < n && rc == CX_OK; i++) {
+        rc = new_row(&c[i].in, &c[i].who, &c[i].out, p + i * SQL_INSERT_NPARAMS, at[i], &rows[i], &one);
+        memcpy(ap + i * one.nparams, one.params, one.nparams * sizeof(*ap));
+    }
+    if (rc == CX_OK) {
+        /* all the rows in one transaction, each table's in one multi-row INSERT */
+        st[0] = (cx_db_stmt_t){.sql = values(SQL_INSERT, n), .params = p, .nparams = n * SQL_INSERT_NPARAMS};
+        st[1] = (cx_db_stmt_t){.sql = values(one.sql, n), .params = ap, .nparams = n * one.nparams};
+        rc = cx_db_batch(st, 2);
+        free((char *)st[0].sql);
+        free((char *)st[1].sql);
+    }
+    for (size_t i = 0; i < n; i++)
+        cx_audit_row_free(&rows[i]);
+    free(p);
+    free(ap);
+    free(rows);
+    free(at);
+    if (rc == CX_CONFLICT)
+        cx_log_debug("pipelines: a name of a group of %zu creates is taken; each is made on its own", n);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == CX_CONFLICT || rc == CX_INVALID) {
+            /* a name taken, perhaps by another create of the group: each on its own, for its own answer */
+            cx_pipeline_free(&c[i].out);
+            c[i].rc = cx_db_pipeline_create(&c[i].in, &c[i].who, &c[i].out, c[i].field, c[i].why);
+        } else if ((c[i].rc = rc) != CX_OK) {
+            cx_pipeline_free(&c[i].out);
+        }
+    }
+}
+
 /* same -- the given field value equals the current one (a field not given is unchanged). */
 static int same(const char *given, const char *cur)
 {
