@@ -371,11 +371,14 @@ static int not_found(cx_req_t *r)
 static int reply_pipeline(cx_req_t *r, int status, cx_pipeline_t *pl)
 {
     char v[32];
-    json_object *o = cx_pipeline_json(pl, 1);
+    cx_jw_t w;
+
     snprintf(v, sizeof(v), "\"%lld\"", (long long)pl->version);
     cx_reply_add_header(r, "etag", v);
+    cx_reply_begin(&w);
+    cx_pipeline_write(&w, pl, 1);
     cx_pipeline_free(pl);
-    return cx_reply_ok(r, status, o, NULL);
+    return cx_reply_end(r, status, &w);
 }
 
 static cx_pipeline_actor_t actor_of(cx_req_t *r)
@@ -388,7 +391,7 @@ int cx_api_pipelines_list(cx_req_t *r)
     cx_pipeline_query_t q = {0};
     const char *sort = cx_req_query(r, "sort"), *order = cx_req_query(r, "order");
     cx_pipeline_t *items;
-    json_object *arr;
+    cx_jw_t w;
     size_t n;
     int64_t total;
     int rc;
@@ -419,11 +422,11 @@ int cx_api_pipelines_list(cx_req_t *r)
         return cx_reply_validation(r, "order", "must be asc or desc");
     if ((rc = cx_db_pipeline_list(&q, &items, &n, &total)) != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    arr = json_object_new_array_ext((int)n);
+    cx_reply_page_begin(&w);
     for (size_t i = 0; i < n; i++)
-        json_object_array_add(arr, cx_pipeline_json(&items[i], 1));
+        cx_pipeline_write(&w, &items[i], 1);
     cx_db_pipelines_free(items, n);
-    return cx_reply_page(r, arr, total, q.page, q.page_size);
+    return cx_reply_page_end(r, &w, total, q.page, q.page_size);
 }
 
 /* ---- creates, grouped ---- */
