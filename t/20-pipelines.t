@@ -195,6 +195,23 @@ is($r->{json}{data}{total}, 25, '... and the total');
 $r = $s->get($P, token => $viewer);
 is($r->{json}{data}{page_size}, 20, 'default page_size 20');
 is($r->{json}{data}{total}, count('pipelines'), 'unfiltered total = rows in the table');
+# The unfiltered total is the instance's count (db/pipelines.c): a create or delete through it counts at
+# once, on every worker; a row written elsewhere (another replica, by hand) within a second.
+{
+    sub total() { $s->get("$P?page_size=1", token => $viewer)->{json}{data}{total} }
+    my $t0 = total();
+    my $c = create("counted-$$");
+    my @after = map { total() } 1 .. 8;    # several workers answer these
+    is_deeply(\@after, [($t0 + 1) x 8], 'a create through the API is in the total at once') or diag explain \@after;
+    $s->delete("$P/$c->{id}", token => $oper);
+    @after = map { total() } 1 .. 8;
+    is_deeply(\@after, [($t0) x 8], 'and a delete');
+    $s->sql("INSERT INTO pipelines (id, name, config_yaml) VALUES ('00000000-0000-4000-8000-0000000c0de0', 'by-hand-$$', 'a: 1')");
+    ok(wait_until(sub { total() == $t0 + 1 }, 5, 'the row inserted by hand counted'), 'a row inserted by hand is counted soon');
+    is(total(), count('pipelines'), '= rows in the table');
+    $s->sql("DELETE FROM pipelines WHERE id = '00000000-0000-4000-8000-0000000c0de0'");
+    ok(wait_until(sub { total() == $t0 }, 5, 'the row deleted by hand'), 'and one deleted by hand');
+}
 for my $q ('page_size=0', 'page_size=101', 'page_size=abc', 'page=0', 'page=x') {
     my ($f) = $q =~ /^(\w+)=/;
     bad("?$q", 400, 'VALIDATION_ERROR', $f, sub { $s->get("$P?$q", token => $viewer) });

@@ -133,6 +133,15 @@ typedef struct cx_shm {
     uint64_t restarts[CX_KIND_MAX]; /* children respawned after an unexpected exit, by kind (the master's) */
     int log_failing;                /* 1 while the log takes no lines, said once for the instance (log.c) */
     uint64_t log_dropped;           /* lines dropped since the log last took one (log.c) */
+    /* The number of pipelines, for the total of an unfiltered list (db/pipelines.c): the count, when
+     * it was made and at which generation; the generation moves after every create and delete. */
+    struct {
+        cx_shm_lock_t lock;
+        uint64_t gen;
+        int64_t count;
+        int64_t at_ms;
+    } pipelines_total;
+    uint64_t pipelines_gen;
     cx_shm_rl_t ratelimit[CX_SHM_RL_ENTRIES];
     cx_shm_slot_t slots[]; /* nslots; pages of slots never used are never touched, so cost no memory */
 } cx_shm_t;

@@ -17,6 +17,7 @@
 #include "conduix/log.h"
 #include "conduix/pipelines.h"
 #include "conduix/shapes.h"
+#include "conduix/shm.h"
 
 #define COLS                                                                                                                       \
     "pipelines.id, pipelines.name, pipelines.description, pipelines.config_yaml, pipelines.version, pipelines.created_by, "        \
@@ -178,6 +179,52 @@ static char *like_pattern(const char *s)
     return p;
 }
 
+/* ---- the total of an unfiltered list ----
+ *
+ * COUNT(*) of InnoDB reads every row of an index: on every page of the list it was the largest part of
+ * MariaDB's work, and it grows with the table. The instance keeps the count in the shared segment,
+ * with the generation of pipelines it was made at; every create and delete made here moves the
+ * generation after it ended (committed or not), so the next list counts again. Changes made
+ * elsewhere (another replica, rows inserted by hand) are seen within TOTAL_MAX_AGE_MS, when the
+ * count is made again anyway. */
+#define TOTAL_MAX_AGE_MS 1000
+
+static void changed(void)
+{
+    if (cx_shm != NULL)
+        __atomic_fetch_add(&cx_shm->pipelines_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+/* total_known -- the count of the instance when it is of the current generation and fresh; its
+ * generation into *gen either way (to store a count made now with). */
+static int total_known(int64_t *total, uint64_t *gen)
+{
+    int ok;
+
+    if (cx_shm == NULL)
+        return 0;
+    *gen = __atomic_load_n(&cx_shm->pipelines_gen, __ATOMIC_ACQUIRE);
+    cx_shm_lock(&cx_shm->pipelines_total.lock);
+    ok = cx_shm->pipelines_total.at_ms > 0 && cx_shm->pipelines_total.gen == *gen &&
+         cx_now_ms() - cx_shm->pipelines_total.at_ms < TOTAL_MAX_AGE_MS;
+    if (ok)
+        *total = cx_shm->pipelines_total.count;
+    cx_shm_unlock(&cx_shm->pipelines_total.lock);
+    return ok;
+}
+
+/* total_store -- a count made after reading generation gen (a change since then makes it stale). */
+static void total_store(int64_t total, uint64_t gen, int64_t at_ms)
+{
+    if (cx_shm == NULL)
+        return;
+    cx_shm_lock(&cx_shm->pipelines_total.lock);
+    cx_shm->pipelines_total.gen = gen;
+    cx_shm->pipelines_total.count = total;
+    cx_shm->pipelines_total.at_ms = at_ms;
+    cx_shm_unlock(&cx_shm->pipelines_total.lock);
+}
+
 /* rows -- the result's rows as an array of pipelines. */
 static void rows(cx_db_result_t *res, cx_pipeline_t **items, size_t *n)
 {
@@ -212,19 +259,25 @@ int cx_db_pipeline_list(const cx_pipeline_query_t *q, cx_pipeline_t **items, siz
     size_t np = 0;
     cx_db_result_t *res = NULL;
     char sql[1024];
-    int rc;
+    uint64_t gen = 0;
+    int rc = CX_OK;
 
     *items = NULL;
     *n = 0;
     *total = 0;
     if (search)
         p[np++] = CX_DB_P_STR(pattern);
-    snprintf(sql, sizeof(sql), "SELECT COUNT(*) AS n FROM pipelines%s", where);
-    if ((rc = cx_db_exec(sql, p, np, &res, NULL)) != CX_OK)
-        goto out;
-    *total = cx_db_int(res, 0, "n", 0);
-    cx_db_result_free(res);
-    res = NULL;
+    if (search || !total_known(total, &gen)) {
+        int64_t at = cx_now_ms();
+        snprintf(sql, sizeof(sql), "SELECT COUNT(*) AS n FROM pipelines%s", where);
+        if ((rc = cx_db_exec(sql, p, np, &res, NULL)) != CX_OK)
+            goto out;
+        *total = cx_db_int(res, 0, "n", 0);
+        cx_db_result_free(res);
+        res = NULL;
+        if (!search)
+            total_store(*total, gen, at);
+    }
     if (offset < *total) {
         p[np++] = CX_DB_P_INT(q->page_size);
         p[np++] = CX_DB_P_INT(offset);
@@ -330,6 +383,7 @@ int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor
     if ((rc = new_row(in, who, &pl, p, at, &row, &st[1])) == CX_OK)
         rc = cx_db_batch(st, 2);
     cx_audit_row_free(&row);
+    changed();
     if (rc == CX_CONFLICT)
         rc = name_conflict(field, why);
     if (rc != CX_OK) {
@@ -386,6 +440,7 @@ void cx_db_pipelines_create_many(cx_pipeline_create_t *c, size_t n)
         st[0] = (cx_db_stmt_t){.sql = values(SQL_INSERT, n), .params = p, .nparams = n * SQL_INSERT_NPARAMS};
         st[1] = (cx_db_stmt_t){.sql = values(one.sql, n), .params = ap, .nparams = n * one.nparams};
         rc = cx_db_batch(st, 2);
+        changed();
         free((char *)st[0].sql);
         free((char *)st[1].sql);
     }
@@ -513,7 +568,9 @@ int cx_db_pipeline_delete(const char *id, int refuse_active, const cx_pipeline_a
     rc = audit("pipeline_delete", id, who, &before, NULL);
 done:
     cx_pipeline_free(&before);
-    return cx_db_end(rc);
+    rc = cx_db_end(rc);
+    changed();
+    return rc;
 }
 
 int cx_db_pipeline_has_active_run(const char *id)
