@@ -90,6 +90,12 @@ void cx_jw_array_end(cx_jw_t *w)
 
 /* escaped -- s[0..n) as the content of a JSON string, as json-c's json_escape_str writes it (the forward
  * slash left alone: JSON_C_TO_STRING_NOSLASHESCAPE). */
+static const uint8_t special[256] = {
+    [0 ... 0x1f] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
+};
+
 static void escaped(cx_jw_t *w, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -101,7 +107,7 @@ static void escaped(cx_jw_t *w, const char *s, size_t n)
         char e[6];
         size_t k = 2;
 
-        if (c >= ' ' && c != '"' && c != '\\')
+        if (!special[c])
             continue;
         switch (c) {
         case '\b':
@@ -167,11 +173,16 @@ void cx_jw_str(cx_jw_t *w, const char *s)
 
 void cx_jw_int(cx_jw_t *w, int64_t v)
 {
-    char num[24];
-    int n = snprintf(num, sizeof(num), "%lld", (long long)v);
+    char num[24], *e = num + sizeof(num), *p = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
 
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
     value(w);
-    add(w, num, (size_t)n);
+    add(w, p, (size_t)(e - p));
 }
 
 void cx_jw_bool(cx_jw_t *w, int v)

@@ -158,21 +158,54 @@ void cx_uuid(char out[37])
     uuid_unparse_lower(u, out);
 }
 
-void cx_time_format(int64_t unix_s, char out[32])
+/* two -- n (0..99) as two digits at p. */
+static void two(char *p, int n)
+{
+    p[0] = (char)('0' + n / 10);
+    p[1] = (char)('0' + n % 10);
+}
+
+/* stamp -- "YYYY-MM-DDTHH:MM:SS" of a Unix time into out (19 bytes; no NUL); -1 outside years 0..9999.
+ * Written digit by digit: strftime, locale and all, was a visible part of every page of a list. */
+static int stamp(int64_t unix_s, char *out)
 {
     time_t t = (time_t)unix_s;
     struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, 32, "1970-01-01T00:00:00Z");
+
+    if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
+        return -1;
+    two(out, (tm.tm_year + 1900) / 100);
+    two(out + 2, (tm.tm_year + 1900) % 100);
+    out[4] = '-';
+    two(out + 5, tm.tm_mon + 1);
+    out[7] = '-';
+    two(out + 8, tm.tm_mday);
+    out[10] = 'T';
+    two(out + 11, tm.tm_hour);
+    out[13] = ':';
+    two(out + 14, tm.tm_min);
+    out[16] = ':';
+    two(out + 17, tm.tm_sec);
+    return 0;
+}
+
+void cx_time_format(int64_t unix_s, char out[32])
+{
+    if (stamp(unix_s, out) != 0)
+        memcpy(out, "1970-01-01T00:00:00", 19);
+    memcpy(out + 19, "Z", 2);
 }
 
 void cx_time_format_ms(int64_t ms, char out[32])
 {
-    char s[32];
     if (ms < 0)
         ms = 0;
-    cx_time_format(ms / 1000, s);
-    snprintf(out, 32, "%.19s.%03dZ", s, (int)(ms % 1000));
+    if (stamp(ms / 1000, out) != 0)
+        memcpy(out, "1970-01-01T00:00:00", 19);
+    out[19] = '.';
+    out[20] = (char)('0' + (ms % 1000) / 100);
+    two(out + 21, (int)(ms % 100));
+    memcpy(out + 23, "Z", 2);
 }
 
 /* digits -- read exactly n decimal digits at *p; -1 if any is missing. */

@@ -117,6 +117,12 @@ const char *cx_db_conflict_key(void);
 /* cx_db_value -- the value of column name in row i, or NULL (SQL NULL, or no such column). */
 const char *cx_db_value(const cx_db_result_t *res, size_t row, const char *col);
 
+/* cx_db_col -- the index of column name (-1: none); cx_db_value_at and cx_db_take_at are cx_db_value and
+ * cx_db_take by that index, for a result read row by row (a page). */
+int cx_db_col(const cx_db_result_t *res, const char *col);
+const char *cx_db_value_at(const cx_db_result_t *res, size_t row, int col);
+char *cx_db_take_at(cx_db_result_t *res, size_t row, int col);
+
 /* cx_db_take -- the value of column name in row i, taken out of the result (the caller frees it;
  * the result holds NULL there now), or NULL (SQL NULL, or no such column). Saves a copy of large
  * texts (config_yaml) on the way into a struct. */

@@ -1005,6 +1005,31 @@ int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_
     }
 }
 
+int cx_db_col(const cx_db_result_t *res, const char *col)
+{
+    if (res == NULL)
+        return -1;
+    for (unsigned c = 0; c < res->ncols; c++)
+        if (strcasecmp(res->colnames[c], col) == 0)
+            return (int)c;
+    return -1;
+}
+
+const char *cx_db_value_at(const cx_db_result_t *res, size_t row, int col)
+{
+    if (res == NULL || row >= res->nrows || col < 0 || (unsigned)col >= res->ncols)
+        return NULL;
+    return res->rows[row][col];
+}
+
+char *cx_db_take_at(cx_db_result_t *res, size_t row, int col)
+{
+    char *v = (char *)cx_db_value_at(res, row, col);
+    if (v != NULL)
+        res->rows[row][col] = NULL;
+    return v;
+}
+
 const char *cx_db_value(const cx_db_result_t *res, size_t row, const char *col)
 {
     if (res == NULL || row >= res->nrows)
@@ -1166,11 +1191,14 @@ void cx_db_copy(const cx_db_result_t *res, size_t row, const char *col, char *ou
 int64_t cx_db_time_ms(const char *db)
 {
     char buf[40];
+    size_t n;
     int64_t ms;
 
     if (db == NULL)
         return 0;
-    snprintf(buf, sizeof(buf), "%.30sZ", db); /* the session's time zone is UTC */
+    n = strnlen(db, 30);
+    memcpy(buf, db, n);
+    memcpy(buf + n, "Z", 2); /* the session's time zone is UTC */
     ms = cx_time_parse(buf);
     return ms > 0 ? ms : 0;
 }

@@ -94,10 +94,36 @@ void cx_db_pipeline_versions_free(cx_pipeline_version_t *v, size_t n)
     free(v);
 }
 
+/* The columns of a pipeline in a result, by index (resolved once per result, not per row and field). */
+typedef struct cols {
+    int id, name, description, config_yaml, config_size, version, created_by, updated_by, created_at, updated_at, run_status;
+} cols_t;
+
+static void cols_of(const cx_db_result_t *res, cols_t *c)
+{
+    c->id = cx_db_col(res, "id");
+    c->name = cx_db_col(res, "name");
+    c->description = cx_db_col(res, "description");
+    c->config_yaml = cx_db_col(res, "config_yaml");
+    c->config_size = cx_db_col(res, "config_size");
+    c->version = cx_db_col(res, "version");
+    c->created_by = cx_db_col(res, "created_by");
+    c->updated_by = cx_db_col(res, "updated_by");
+    c->created_at = cx_db_col(res, "created_at");
+    c->updated_at = cx_db_col(res, "updated_at");
+    c->run_status = cx_db_col(res, "run_status");
+}
+
 /* text -- a text column taken out of the result; "" for NULL. */
 static char *text(cx_db_result_t *res, size_t i, const char *col)
 {
     char *v = cx_db_take(res, i, col);
+    return v != NULL ? v : cx_strdup("");
+}
+
+static char *text_at(cx_db_result_t *res, size_t i, int col)
+{
+    char *v = cx_db_take_at(res, i, col);
     return v != NULL ? v : cx_strdup("");
 }
 
@@ -116,20 +142,24 @@ static void list_yaml(cx_db_result_t *res, size_t i, char **yaml, int64_t *size)
 }
 
 /* fill -- row i of a result with the COLS (or LIST_COLS) columns (and run_status, when selected). */
-static void fill(cx_db_result_t *res, size_t i, cx_pipeline_t *p)
+static void fill(cx_db_result_t *res, size_t i, const cols_t *c, cx_pipeline_t *p)
 {
-    const char *st = cx_db_value(res, i, "run_status");
+    const char *st = cx_db_value_at(res, i, c->run_status), *v;
 
     memset(p, 0, sizeof(*p));
-    cx_db_copy(res, i, "id", p->id, sizeof(p->id));
-    p->name = text(res, i, "name");
-    p->description = text(res, i, "description");
-    list_yaml(res, i, &p->config_yaml, &p->config_size);
-    p->version = cx_db_int(res, i, "version", 0);
-    p->created_by = cx_db_take(res, i, "created_by");
-    p->updated_by = cx_db_take(res, i, "updated_by");
-    p->created_at = cx_db_time_ms(cx_db_value(res, i, "created_at"));
-    p->updated_at = cx_db_time_ms(cx_db_value(res, i, "updated_at"));
+    snprintf(p->id, sizeof(p->id), "%s", (v = cx_db_value_at(res, i, c->id)) != NULL ? v : "");
+    p->name = text_at(res, i, c->name);
+    p->description = text_at(res, i, c->description);
+    p->config_yaml = cx_db_take_at(res, i, c->config_yaml);
+    if (p->config_yaml == NULL && cx_db_value_at(res, i, c->config_size) != NULL) /* a list left it out */
+        p->config_size = strtoll(cx_db_value_at(res, i, c->config_size), NULL, 10);
+    else if (p->config_yaml == NULL)
+        p->config_yaml = cx_strdup("");
+    p->version = (v = cx_db_value_at(res, i, c->version)) != NULL ? strtoll(v, NULL, 10) : 0;
+    p->created_by = cx_db_take_at(res, i, c->created_by);
+    p->updated_by = cx_db_take_at(res, i, c->updated_by);
+    p->created_at = cx_db_time_ms(cx_db_value_at(res, i, c->created_at));
+    p->updated_at = cx_db_time_ms(cx_db_value_at(res, i, c->updated_at));
     p->status = CX_RUN_STOPPED;
     if (st != NULL && (cx_run_status_parse(st, &p->status) != CX_OK || !cx_run_status_active(p->status))) {
         cx_log_warnx("pipeline %s: its active run has the status %.32s", p->id, st);
@@ -148,10 +178,13 @@ static int fetch(const char *id, int lock, cx_pipeline_t *out)
     memset(out, 0, sizeof(*out));
     if (rc != CX_OK)
         return rc;
-    if (res->nrows == 0)
+    if (res->nrows == 0) {
         rc = CX_NOTFOUND;
-    else
-        fill(res, 0, out);
+    } else {
+        cols_t c;
+        cols_of(res, &c);
+        fill(res, 0, &c, out);
+    }
     cx_db_result_free(res);
     return rc;
 }
@@ -228,9 +261,12 @@ static void total_store(int64_t total, uint64_t gen, int64_t at_ms)
 /* rows -- the result's rows as an array of pipelines. */
 static void rows(cx_db_result_t *res, cx_pipeline_t **items, size_t *n)
 {
+    cols_t c;
+
+    cols_of(res, &c);
     *items = res->nrows > 0 ? cx_calloc(res->nrows, sizeof(**items)) : NULL;
     for (size_t i = 0; i < res->nrows; i++)
-        fill(res, i, &(*items)[i]);
+        fill(res, i, &c, &(*items)[i]);
     *n = res->nrows;
 }
 

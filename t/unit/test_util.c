@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -151,6 +153,22 @@ static void t_time_format(void **state)
     assert_string_equal(out, "2026-11-25T21:00:00Z");
     /* round trip */
     assert_int_equal(cx_time_parse(out), 1795640400000LL);
+    /* written digit by digit: the same text as strftime, over the years 1970..9999 (leap days included) */
+    srandom(42);
+    for (int i = 0; i < 200000; i++) {
+        int64_t t = i < 1000 ? (int64_t)i * 86400 * 366 : ((int64_t)random() << 5 ^ random()) % 253402300800LL;
+        int64_t ms = t * 1000 + i % 1000;
+        char want[40], wantms[40], ms_out[32];
+        time_t tt = (time_t)t;
+        struct tm tm;
+        gmtime_r(&tt, &tm);
+        strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(wantms, sizeof(wantms), "%.19s.%03dZ", want, (int)(ms % 1000));
+        cx_time_format(t, out);
+        assert_string_equal(out, want);
+        cx_time_format_ms(ms, ms_out);
+        assert_string_equal(ms_out, wantms);
+    }
 }
 
 static void t_uuid(void **state)
