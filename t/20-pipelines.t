@@ -468,6 +468,24 @@ sub burst(@bodies) {
             . "AND p.name LIKE 'burst-$$-%' AND a.request_id LIKE 't20-burst-$$-%'")->[0]{n}, 30, 'each with its request id');
 
     # a name taken inside the group, and one taken before it: those two are 409, the others are made
+    # reads by id that arrive together: one statement (an IN list), each answered for itself
+    my @want = map { $_->{json}{data} } @a[0 .. 9];
+    my @ids = ((map { $_->{id} } @want), $want[0]{id}, $want[3]{id}, '00000000-0000-4000-8000-00000000dead');
+    my @socks = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $s->port, Proto => 'tcp') or die "connect: $!" } @ids;
+    $socks[$_]->print("GET $P/$ids[$_] HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $viewer\r\nConnection: close\r\n\r\n") for 0 .. $#ids;
+    my @g = map {
+        local $/;
+        my $sock = $_;
+        my $t = <$sock> // '';
+        my ($st) = $t =~ m{^HTTP/1\.1 (\d+)};
+        my ($body) = $t =~ /\r\n\r\n(.*)\z/s;
+        { status => $st // 0, json => eval { decode_json($body // '') } // {} }
+    } @socks;
+    is(join(',', map { $_->{status} } @g), join(',', (200) x 12, 404), '13 reads at once: 200 each, 404 for an unknown id');
+    is_deeply([map { $_->{json}{data} } @g[0 .. 9]], \@want, 'each the pipeline asked for, as its create answered it');
+    is_deeply([map { $_->{json}{data} } @g[10, 11]], [@want[0, 3]], 'an id asked twice: the same pipeline twice');
+    is($g[12]{json}{code}, 'NOT_FOUND', 'the unknown id: NOT_FOUND');
+
     create("taken-$$");
     $before = counts();
     my @b = burst(map { { name => $_, config_yaml => $YAML } } "dup-$$", "fresh-$$-1", "dup-$$", "taken-$$", "fresh-$$-2");

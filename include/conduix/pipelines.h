@@ -81,6 +81,11 @@ void cx_db_pipeline_versions_free(cx_pipeline_version_t *v, size_t n);
 /* cx_db_pipeline_get -- the pipeline with this id (and its status, in the same statement); CX_NOTFOUND. */
 int cx_db_pipeline_get(const char *id, cx_pipeline_t *out);
 
+/* cx_db_pipelines_get_many -- the pipelines with ids[0..n) in one statement: out[i] and rc[i] as
+ * cx_db_pipeline_get would give them (CX_OK or CX_NOTFOUND; an id may repeat). Returns CX_OK, or the
+ * failure of the statement (then every rc[i] is it). */
+int cx_db_pipelines_get_many(const char *const *ids, size_t n, cx_pipeline_t *out, int *rc);
+
 /* cx_db_pipeline_list -- one page of pipelines, each with its status (one statement for the page), and
  * the number of matches. */
 int cx_db_pipeline_list(const cx_pipeline_query_t *q, cx_pipeline_t **items, size_t *n, int64_t *total);

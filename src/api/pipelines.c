@@ -523,17 +523,67 @@ int cx_api_pipelines_create(cx_req_t *r)
     return 0;
 }
 
+/* ---- reads by id, grouped ---- */
+
+/* A GET /pipelines/:id waiting for the end of the loop turn (NULL r: its client has gone). */
+typedef struct waiting_get {
+    cx_req_t *r;
+    char id[37];
+} waiting_get_t;
+
+static waiting_get_t *gets[GROUP_MAX];
+static size_t ngets;
+
+static void on_get_abort(void *arg)
+{
+    ((waiting_get_t *)arg)->r = NULL;
+}
+
+/* run_gets -- the reads by id this turn of the loop collected, in one statement (an IN list), then each
+ * answer. */
+static void run_gets(void)
+{
+    waiting_get_t *w[GROUP_MAX];
+    const char *ids[GROUP_MAX];
+    cx_pipeline_t pl[GROUP_MAX];
+    int rc[GROUP_MAX];
+    size_t n = ngets;
+
+    memcpy(w, gets, n * sizeof(*w));
+    ngets = 0;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = w[i]->id;
+    if (n > 0)
+        cx_db_pipelines_get_many(ids, n, pl, rc);
+    for (size_t i = 0; i < n; i++) {
+        if (w[i]->r == NULL)
+            cx_pipeline_free(&pl[i]);
+        else if (rc[i] != CX_OK)
+            cx_reply_status_for(w[i]->r, rc[i], "pipeline");
+        else
+            reply_pipeline(w[i]->r, 200, &pl[i]);
+        free(w[i]);
+    }
+}
+
+/* cx_api_pipelines_get -- GET /pipelines/:id: read with the other reads by id of this turn of the
+ * worker's loop in one statement (run_gets): reads that arrive together share one round trip. */
 int cx_api_pipelines_get(cx_req_t *r)
 {
     const char *id = cx_req_param(r, "id");
-    cx_pipeline_t pl;
-    int rc;
+    waiting_get_t *w;
 
     if (!cx_pipeline_id_valid(id))
         return not_found(r);
-    if ((rc = cx_db_pipeline_get(id, &pl)) != CX_OK)
-        return cx_reply_status_for(r, rc, "pipeline");
-    return reply_pipeline(r, 200, &pl);
+    if (ngets == GROUP_MAX)
+        run_gets();
+    w = cx_calloc(1, sizeof(*w));
+    w->r = r;
+    memcpy(w->id, id, sizeof(w->id));
+    gets[ngets++] = w;
+    cx_req_defer(r, on_get_abort, w);
+    cx_req_soon(r, run_gets);
+    return 0;
 }
 
 int cx_api_pipelines_update(cx_req_t *r)

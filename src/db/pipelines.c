@@ -37,6 +37,7 @@
 #define STATUS_JOIN " LEFT JOIN pipeline_runs ar ON ar.active_pipeline_id = pipelines.id"
 
 #define SQL_GET "SELECT " COLS ", " STATUS_COL " FROM pipelines" STATUS_JOIN " WHERE pipelines.id = ?"
+#define SQL_GET_IN "SELECT " COLS ", " STATUS_COL " FROM pipelines" STATUS_JOIN " WHERE pipelines.id IN ("
 #define SQL_GET_LOCK "SELECT " COLS " FROM pipelines WHERE id = ? FOR UPDATE"
 #define SQL_INSERT                                                                                                                 \
     "INSERT INTO pipelines (id, name, description, config_yaml, version, created_by, updated_by, created_at, updated_at) "         \
@@ -192,6 +193,65 @@ static int fetch(const char *id, int lock, cx_pipeline_t *out)
 int cx_db_pipeline_get(const char *id, cx_pipeline_t *out)
 {
     return fetch(id, 0, out);
+}
+
+int cx_db_pipelines_get_many(const char *const *ids, size_t n, cx_pipeline_t *out, int *rc)
+{
+    size_t k = 2, i;
+    cx_db_param_t *p;
+    cx_db_result_t *res;
+    char *sql, *o;
+    int r;
+
+    if (n == 1) {
+        rc[0] = fetch(ids[0], 0, &out[0]);
+        return rc[0] == CX_OK || rc[0] == CX_NOTFOUND ? CX_OK : rc[0];
+    }
+    /* IN lists of 2, 4, 8 … places (the last id repeated), so that a few prepared statements serve */
+    while (k < n)
+        k *= 2;
+    p = cx_calloc(k, sizeof(*p));
+    sql = cx_malloc(sizeof(SQL_GET_IN) + 3 * k);
+    o = sql + sprintf(sql, "%s", SQL_GET_IN);
+    for (i = 0; i < k; i++) {
+        p[i] = CX_DB_P_STR(ids[i < n ? i : n - 1]);
+        o += sprintf(o, i == 0 ? "?" : ",?");
+    }
+    strcpy(o, ")");
+    r = cx_db_exec(sql, p, k, &res, NULL);
+    free(sql);
+    free(p);
+    for (i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        rc[i] = r == CX_OK ? CX_NOTFOUND : r;
+    }
+    if (r != CX_OK)
+        return r;
+    cols_t c;
+    cols_of(res, &c);
+    for (size_t row = 0; row < res->nrows; row++) {
+        const char *id = cx_db_value_at(res, row, c.id);
+        cx_pipeline_t pl;
+        int first = -1;
+        for (i = 0; i < n; i++)
+            if (rc[i] == CX_NOTFOUND && id != NULL && strcmp(ids[i], id) == 0) {
+                if (first < 0) {
+                    fill(res, row, &c, &pl);
+                    out[i] = pl;
+                    first = (int)i;
+                } else { /* the same id asked twice: a copy of the first */
+                    out[i] = pl;
+                    out[i].name = cx_strdup(pl.name);
+                    out[i].description = cx_strdup(pl.description);
+                    out[i].config_yaml = cx_strdup(pl.config_yaml);
+                    out[i].created_by = cx_strdup(pl.created_by);
+                    out[i].updated_by = cx_strdup(pl.updated_by);
+                }
+                rc[i] = CX_OK;
+            }
+    }
+    cx_db_result_free(res);
+    return CX_OK;
 }
 
 /* ---- list ---- */
