@@ -20,6 +20,7 @@
 #include "conduix/cx.h"
 #include "conduix/heartbeat.h"
 #include "conduix/log.h"
+#include "conduix/redis.h"
 #include "conduix/shm.h"
 #include "conduix/utf8.h"
 
@@ -241,6 +242,24 @@ static int check(json_object *o, const char *agent_id, cx_heartbeat_t *hb, cx_hb
     return CX_OK;
 }
 
+int cx_heartbeat_check(json_object *o, size_t len, const char *agent_id, cx_heartbeat_t *hb, cx_hb_error_t *err)
+{
+    memset(hb, 0, sizeof(*hb));
+    memset(err, 0, sizeof(*err));
+    if (o == NULL || len == 0)
+        return fail(err, "body", "the heartbeat is empty");
+    if (len > CX_HB_MAX_BYTES) {
+        err->too_large = 1;
+        return fail(err, "body", "the heartbeat is larger than %d bytes", CX_HB_MAX_BYTES);
+    }
+    hb->obj = json_object_get(o);
+    if (check(o, agent_id, hb, err) != CX_OK) {
+        cx_heartbeat_free(hb);
+        return CX_INVALID;
+    }
+    return CX_OK;
+}
+
 int cx_heartbeat_parse(const char *text, size_t len, const char *agent_id, cx_heartbeat_t *hb, cx_hb_error_t *err)
 {
     char why[128];
@@ -286,11 +305,14 @@ void cx_heartbeat_rejected(const char *source, const char *agent_id, const cx_hb
     cx_log_warnx("heartbeat: rejected a heartbeat of agent %s (%s): %s: %s", id, source, err->field, err->msg);
 }
 
-int cx_heartbeat_receive(const cx_heartbeat_t *hb, const char *body, size_t len, int64_t recv_ms, const char **via)
+/* received -- the end of a REST beat once Redis has answered the SET (set_rc, isnew): in Redis, or in MySQL
+ * when Redis did not take it. */
+static int received(int set_rc, int isnew, const cx_heartbeat_t *hb, const char *body, size_t len, int64_t recv_ms,
+                    const char **via)
 {
-    int rc, isnew = 1;
+    int rc;
 
-    if (cx_redis_heartbeat_set(hb->agent_id, body, len, &isnew) == CX_OK) {
+    if (set_rc == CX_OK) {
         *via = "redis";
         cx_shm_count(CX_C_HEARTBEATS_REST, 1);
         /* hbmon records the beat from the key; registering here makes a new agent visible at once (and
@@ -304,4 +326,49 @@ int cx_heartbeat_receive(const cx_heartbeat_t *hb, const char *body, size_t len,
     if ((rc = cx_db_agent_rest_beat(hb, body, len, recv_ms)) == CX_OK)
         cx_shm_count(CX_C_HEARTBEATS_REST, 1);
     return rc;
+}
+
+int cx_heartbeat_receive(const cx_heartbeat_t *hb, const char *body, size_t len, int64_t recv_ms, const char **via)
+{
+    int isnew = 1, rc = cx_redis_heartbeat_set(hb->agent_id, body, len, &isnew);
+    return received(rc, isnew, hb, body, len, recv_ms, via);
+}
+
+/* A REST beat waiting for its SET in the Redis batch. */
+typedef struct relay {
+    cx_heartbeat_t hb;
+    char *body;
+    size_t len;
+    int64_t recv_ms;
+    cx_hb_done_fn done;
+    void *arg;
+} relay_t;
+
+static void on_set(redisReply *reply, void *arg)
+{
+    relay_t *rl = arg;
+    const char *via = NULL;
+    int isnew = 1, rc = cx_redis_heartbeat_result(reply, rl->hb.agent_id, rl->body, rl->len, &isnew);
+
+    rc = received(rc, isnew, &rl->hb, rl->body, rl->len, rl->recv_ms, &via);
+    rl->done(rc, via, rl->arg);
+    cx_heartbeat_free(&rl->hb);
+    free(rl->body);
+    free(rl);
+}
+
+void cx_heartbeat_relay(cx_heartbeat_t *hb, const char *body, size_t len, int64_t recv_ms, cx_hb_done_fn done, void *arg)
+{
+    relay_t *rl = cx_calloc(1, sizeof(*rl));
+
+    rl->hb = *hb; /* moved: the beat is the relay's now */
+    memset(hb, 0, sizeof(*hb));
+    rl->body = cx_malloc(len + 1);
+    memcpy(rl->body, body, len);
+    rl->body[len] = '\0';
+    rl->len = len;
+    rl->recv_ms = recv_ms;
+    rl->done = done;
+    rl->arg = arg;
+    cx_redis_heartbeat_set_batched(rl->hb.agent_id, rl->body, len, on_set, rl);
 }

@@ -85,6 +85,43 @@ json_object *cx_pipeline_json(const cx_pipeline_t *p, int with_status)
     return o;
 }
 
+/* cx_pipeline_write -- cx_pipeline_json written straight as text (the answers of get, list and create). */
+void cx_pipeline_write(cx_jw_t *w, const cx_pipeline_t *p, int with_status)
+{
+    cx_jw_object(w);
+    cx_jw_key(w, "id");
+    cx_jw_str(w, p->id);
+    cx_jw_key(w, "name");
+    cx_jw_str(w, p->name != NULL ? p->name : "");
+    cx_jw_key(w, "description");
+    cx_jw_str(w, p->description != NULL ? p->description : "");
+    cx_jw_key(w, "config_yaml");
+    if (p->config_yaml == NULL && p->config_size > 0) {
+        cx_jw_null(w);
+        cx_jw_key(w, "config_yaml_omitted");
+        cx_jw_bool(w, 1);
+        cx_jw_key(w, "config_yaml_size");
+        cx_jw_int(w, p->config_size);
+    } else {
+        cx_jw_str(w, p->config_yaml != NULL ? p->config_yaml : "");
+    }
+    cx_jw_key(w, "version");
+    cx_jw_int(w, p->version);
+    if (with_status) {
+        cx_jw_key(w, "status");
+        cx_jw_str(w, cx_run_status_name(p->status));
+    }
+    cx_jw_key(w, "created_by");
+    cx_jw_str(w, p->created_by);
+    cx_jw_key(w, "updated_by");
+    cx_jw_str(w, p->updated_by);
+    cx_jw_key(w, "created_at");
+    cx_jw_time(w, p->created_at);
+    cx_jw_key(w, "updated_at");
+    cx_jw_time(w, p->updated_at);
+    cx_jw_object_end(w);
+}
+
 json_object *cx_pipeline_version_json(const cx_pipeline_version_t *v)
 {
     json_object *o = json_object_new_object();

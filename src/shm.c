@@ -34,6 +34,8 @@ const char *const cx_counter_names[CX_C_MAX_] = {
     [CX_C_DB_DEADLOCKS] = "conduix_db_deadlocks_total",
     [CX_C_REDIS_ERRORS] = "conduix_redis_errors_total",
     [CX_C_REDIS_BREAKER_OPENS] = "conduix_redis_breaker_opens_total",
+    [CX_C_REDIS_BATCHES] = "conduix_redis_batches_total",
+    [CX_C_REDIS_BATCHED] = "conduix_redis_batched_commands_total",
     [CX_C_DB_BREAKER_OPENS] = "conduix_db_breaker_opens_total",
     [CX_C_LOG_LINES_DROPPED] = "conduix_log_lines_dropped_total",
     [CX_C_AUTH_FAILURES] = "conduix_auth_failures_total",
@@ -73,6 +75,8 @@ const char *const cx_counter_help[CX_C_MAX_] = {
     [CX_C_DB_DEADLOCKS] = "Transactions InnoDB rolled back as deadlock victims (run again by their caller where it can).",
     [CX_C_REDIS_ERRORS] = "Redis calls and connects that failed (timeouts, I/O errors, refused connects).",
     [CX_C_REDIS_BREAKER_OPENS] = "Times a process's Redis circuit breaker opened after working.",
+    [CX_C_REDIS_BATCHES] = "Round trips to Redis of the commands a worker collected in one turn of its loop (REST heartbeats).",
+    [CX_C_REDIS_BATCHED] = "Commands sent in those round trips.",
     [CX_C_DB_BREAKER_OPENS] = "Times a process's MySQL circuit breaker opened after working.",
     [CX_C_LOG_LINES_DROPPED] = "Log lines not written because the log could not take them (disk full, I/O error).",
     [CX_C_AUTH_FAILURES] = "Requests refused for missing or bad credentials.",
@@ -178,6 +182,7 @@ void cx_shm_slot_release(int slot)
 {
     if (cx_shm == NULL || slot <= 0 || slot >= cx_shm->nused)
         return;
+    cx_log_salvage(&cx_shm->slots[slot].log);
     cx_shm->slots[slot].up = 0;
     __atomic_store_n(&cx_shm->slots[slot].pid, 0, __ATOMIC_RELEASE);
 }

@@ -1,13 +1,17 @@
 /*
  * util.c -- the small helpers every module shares (include/conduix/cx.h): allocation that aborts on
- * failure, clocks, UUIDs, RFC 3339 time stamps, and the parsers for durations ("1h30m") and sizes
- * ("1MiB") used by the configuration and the API.
+ * failure, clocks, the process id, random bytes and UUIDs, RFC 3339 time stamps, and the parsers for
+ * durations ("1h30m") and sizes ("1MiB") used by the configuration and the API.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 #include <uuid.h>
 
 #include "conduix/cx.h"
@@ -83,28 +87,125 @@ int64_t cx_wall_ms(void)
     return clock_ms(CLOCK_REALTIME);
 }
 
+/* The process id and a buffer of random bytes, both per process: a child forgets the parent's at fork
+ * (pthread_atfork), so it never reports the parent's pid nor hands out the parent's UUIDs. */
+static pid_t self_pid;
+static struct {
+    unsigned char b[4096];
+    size_t at; /* bytes of b used; sizeof(b): empty */
+} rnd = {.at = sizeof(rnd.b)};
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+    self_pid = 0;
+    rnd.at = sizeof(rnd.b);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+int cx_pid(void)
+{
+    if (self_pid == 0) {
+        pthread_once(&fork_once, watch_forks);
+        self_pid = getpid();
+    }
+    return (int)self_pid;
+}
+
+/* cx_random -- n bytes from the kernel's CSPRNG, taken from the buffer (refilled with one getrandom(2)
+ * of 4 KiB when spent): a UUID costs a copy, not a system call. */
+void cx_random(void *out, size_t n)
+{
+    unsigned char *o = out;
+
+    while (n > 0) {
+        if (rnd.at == sizeof(rnd.b)) {
+            size_t got = 0;
+            pthread_once(&fork_once, watch_forks);
+            while (got < sizeof(rnd.b)) {
+                ssize_t k = getrandom(rnd.b + got, sizeof(rnd.b) - got, 0);
+                if (k < 0 && errno != EINTR) {
+                    fprintf(stderr, "conduix-cp: getrandom: %s\n", strerror(errno));
+                    abort(); /* no randomness: no ids nor tokens can be made safely */
+                }
+                got += k > 0 ? (size_t)k : 0;
+            }
+            rnd.at = 0;
+        }
+        size_t k = sizeof(rnd.b) - rnd.at < n ? sizeof(rnd.b) - rnd.at : n;
+        memcpy(o, rnd.b + rnd.at, k);
+        memset(rnd.b + rnd.at, 0, k); /* a byte is handed out once */
+        rnd.at += k;
+        o += k;
+        n -= k;
+    }
+}
+
+/* cx_uuid -- RFC 4122 version 4 (122 random bits), formatted by libuuid. libuuid's own
+ * uuid_generate_random costs five system calls a UUID (getrandom, and getpid, getppid, getuid and
+ * gettid to reseed its fallback generator); the bytes come from cx_random instead. */
 void cx_uuid(char out[37])
 {
     uuid_t u;
-    uuid_generate_random(u);
+
+    cx_random(u, sizeof(u));
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40); /* version 4 */
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80); /* variant 10 */
     uuid_unparse_lower(u, out);
+}
+
+/* two -- n (0..99) as two digits at p. */
+static void two(char *p, int n)
+{
+    p[0] = (char)('0' + n / 10);
+    p[1] = (char)('0' + n % 10);
+}
+
+/* stamp -- "YYYY-MM-DDTHH:MM:SS" of a Unix time into out (19 bytes; no NUL); -1 outside years 0..9999.
+ * Written digit by digit: strftime, locale and all, was a visible part of every page of a list. */
+static int stamp(int64_t unix_s, char *out)
+{
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
+        return -1;
+    two(out, (tm.tm_year + 1900) / 100);
+    two(out + 2, (tm.tm_year + 1900) % 100);
+    out[4] = '-';
+    two(out + 5, tm.tm_mon + 1);
+    out[7] = '-';
+    two(out + 8, tm.tm_mday);
+    out[10] = 'T';
+    two(out + 11, tm.tm_hour);
+    out[13] = ':';
+    two(out + 14, tm.tm_min);
+    out[16] = ':';
+    two(out + 17, tm.tm_sec);
+    return 0;
 }
 
 void cx_time_format(int64_t unix_s, char out[32])
 {
-    time_t t = (time_t)unix_s;
-    struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, 32, "1970-01-01T00:00:00Z");
+    if (stamp(unix_s, out) != 0)
+        memcpy(out, "1970-01-01T00:00:00", 19);
+    memcpy(out + 19, "Z", 2);
 }
 
 void cx_time_format_ms(int64_t ms, char out[32])
 {
-    char s[32];
     if (ms < 0)
         ms = 0;
-    cx_time_format(ms / 1000, s);
-    snprintf(out, 32, "%.19s.%03dZ", s, (int)(ms % 1000));
+    if (stamp(ms / 1000, out) != 0)
+        memcpy(out, "1970-01-01T00:00:00", 19);
+    out[19] = '.';
+    out[20] = (char)('0' + (ms % 1000) / 100);
+    two(out + 21, (int)(ms % 100));
+    memcpy(out + 23, "Z", 2);
 }
 
 /* digits -- read exactly n decimal digits at *p; -1 if any is missing. */

@@ -127,18 +127,26 @@ int cx_worker_run(int listen_fd)
 
     listener = h2o_evloop_socket_create(ctx.loop, listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     h2o_socket_read_start(listener, on_accept);
+    cx_log_buffer_start(); /* the access log goes out in blocks (log.c) */
 
-    /* The loop wakes at least once a second for cx_child_idle (database.max_idle_conns), and as often as
-     * a MySQL probe in flight wants (cx_db_probe: the reconnect after an outage, never inside a request). */
+    /* The loop wakes at least once a second for cx_child_idle (database.max_idle_conns), as often as a
+     * MySQL probe in flight wants (cx_db_probe: the reconnect after an outage, never inside a request),
+     * and when buffered access-log lines are due. */
     while (!draining || (cx_conn_count() > 0 && cx_now_ms() < drain_deadline)) {
-        int64_t wait = draining ? 50 : 1000, probe = cx_db_probe();
-        h2o_evloop_run(ctx.loop, (int32_t)(probe >= 0 && probe < wait ? probe : wait));
+        int64_t wait = draining ? 50 : 1000, probe = cx_db_probe(), flush = cx_log_flush_in();
+        if (probe >= 0 && probe < wait)
+            wait = probe;
+        if (flush >= 0 && flush < wait)
+            wait = flush;
+        h2o_evloop_run(ctx.loop, (int32_t)wait);
+        cx_log_flush_due();
         cx_child_idle(draining);
     }
     if (cx_conn_count() > 0)
         cx_log_info("exiting with %d connection(s) still open", cx_conn_count());
     cx_db_close();
     cx_redis_close();
+    cx_log_flush();
     /* the signalfd's socket, closed as the listener was: the loop holds both until it frees them */
     h2o_socket_read_stop(sigsock);
     h2o_socket_close(sigsock);

@@ -7,6 +7,7 @@ use Test::More;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 use CxTest;
+use IO::Socket::INET;
 
 my $TIMEOUT = 3;
 my $s = CxTest->new(config => { 'agents.heartbeat_timeout' => "${TIMEOUT}s", 'agents.monitor_interval' => '500ms' });
@@ -107,6 +108,28 @@ is_deeply($row1, $row0, 'the agents row is unchanged');
 wait_ok { (metric('conduix_agent_heartbeats_rejected_total') // 0) >= $rej0 + 10 } 10, 'rejected beats are counted';
 wait_ok { grep { /rejected a heartbeat of agent rest-1 \(rest\)/ } split /\n/, $s->log } 10, 'and logged with the agent id';
 is($s->get('/health')->{status}, 200, 'the server still answers');
+
+# ---- many beats at once: one round trip to Redis for those a worker reads together ---------------
+{
+    my $n = 40;
+    my ($b0, $c0) = (metric('conduix_redis_batches_total') // 0, metric('conduix_redis_batched_commands_total') // 0);
+    my $admin = $s->admin_token;
+    my @socks = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $s->port, Proto => 'tcp') or die "connect: $!" } 1 .. $n;
+    for my $i (0 .. $n - 1) {    # every request written before any answer is read
+        my $json = encode_json(beat_body("burst-$i"));
+        $socks[$i]->print("POST /api/v1/agents/burst-$i/heartbeat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $admin\r\n"
+                . "Content-Type: application/json\r\nContent-Length: " . length($json) . "\r\nConnection: close\r\n\r\n$json");
+    }
+    my @answers = map { local $/; my $sock = $_; my $t = <$sock>; close $sock; $t // '' } @socks;
+    is(scalar(grep { m{^HTTP/1\.1 200 } && /"via":"redis"/ } @answers), $n, "$n beats at once: each answered 200 via Redis")
+        or diag $answers[0];
+    is(scalar(grep { ($s->redis('GET', "agent:burst-$_:heartbeat") // '') =~ /"agent_id":"burst-$_"/ } 0 .. $n - 1), $n,
+        'each agent\'s key holds its own beat');
+    wait_ok { !grep { !agent("burst-$_") } 0 .. $n - 1 } 10, 'each agent is registered';
+    my ($batches, $cmds) = (metric('conduix_redis_batches_total') - $b0, metric('conduix_redis_batched_commands_total') - $c0);
+    is($cmds, $n, "the $n SETs went through the batch");
+    cmp_ok($batches, '<', $n, "in fewer round trips ($batches)");
+}
 
 # ---- Redis down: MySQL keeps REST agents alive ----------------------------------------------------
 # redis-only is heard through its key alone; rest-1 keeps beating over REST; rest-new registers while

@@ -5,6 +5,8 @@ use v5.36;
 use Test::More;
 use CxTest;
 use JSON::PP;
+use Encode ();
+use IO::Socket::INET;
 
 my $s = CxTest->new;
 $s->start;
@@ -61,6 +63,28 @@ like($p->{created_at}, $TIME, 'created_at RFC 3339 UTC');
 like($p->{updated_at}, $TIME, 'updated_at RFC 3339 UTC');
 is($r->{headers}{location}, "$P/$p->{id}", 'Location header');
 is($r->{headers}{etag}, '"1"', 'ETag "1"');
+
+# The create is one multi-statement text with its values as escaped literals (cx_db_batch): text that
+# would break out of a literal is stored byte for byte, in the row and in its audit row.
+{
+    my %odd = (
+        name => qq(it's a "pipe" \\ ?; DROP TABLE pipelines; -- \xc3\xa9\xf0\x9f\x98\x80),    # UTF-8 bytes, as sent
+        description => qq(back\\slash \\' \\" quote' -- ; ? %s \xe2\x80\xa8),
+        config_yaml => qq(a: "it's ?"\nb: '\\x00 \\'\n),
+    );
+    my $req = 'X-Request-ID';
+    my $c = $s->post($P, \%odd, token => $oper, $req => 't20-odd');
+    is($c->{status}, 201, 'create with quotes, backslashes, ? and SQL in its text: 201') or diag $c->{content};
+    my $g = $s->get("$P/$c->{json}{data}{id}", token => $viewer)->{json}{data};
+    is($g->{$_}, $odd{$_}, "$_ stored byte for byte") for sort keys %odd;
+    my $row = $s->sql('SELECT name, description, config_yaml FROM pipelines WHERE id = ?', $c->{json}{data}{id})->[0];
+    is(Encode::encode('UTF-8', $row->{$_}), $odd{$_}, "$_ in MySQL as sent") for sort keys %odd;    # (DBD decodes)
+    my $audit = $s->sql("SELECT after_json FROM audit_log WHERE action = 'pipeline_create' AND request_id = 't20-odd'")->[0];
+    is(Encode::encode('UTF-8', JSON::PP->new->decode($audit->{after_json} // '{}')->{name}), $odd{name},
+        'its audit row, in the same transaction');
+    ok(count('pipelines') > 0, 'pipelines is still there');
+    $s->delete("$P/$c->{json}{data}{id}", token => $oper);
+}
 
 $r = $s->get("$P/$p->{id}", token => $viewer);
 is($r->{status}, 200, 'GET by id 200 (viewer)');
@@ -171,6 +195,23 @@ is($r->{json}{data}{total}, 25, '... and the total');
 $r = $s->get($P, token => $viewer);
 is($r->{json}{data}{page_size}, 20, 'default page_size 20');
 is($r->{json}{data}{total}, count('pipelines'), 'unfiltered total = rows in the table');
+# The unfiltered total is the instance's count (db/pipelines.c): a create or delete through it counts at
+# once, on every worker; a row written elsewhere (another replica, by hand) within a second.
+{
+    sub total() { $s->get("$P?page_size=1", token => $viewer)->{json}{data}{total} }
+    my $t0 = total();
+    my $c = create("counted-$$");
+    my @after = map { total() } 1 .. 8;    # several workers answer these
+    is_deeply(\@after, [($t0 + 1) x 8], 'a create through the API is in the total at once') or diag explain \@after;
+    $s->delete("$P/$c->{id}", token => $oper);
+    @after = map { total() } 1 .. 8;
+    is_deeply(\@after, [($t0) x 8], 'and a delete');
+    $s->sql("INSERT INTO pipelines (id, name, config_yaml) VALUES ('00000000-0000-4000-8000-0000000c0de0', 'by-hand-$$', 'a: 1')");
+    ok(wait_until(sub { total() == $t0 + 1 }, 5, 'the row inserted by hand counted'), 'a row inserted by hand is counted soon');
+    is(total(), count('pipelines'), '= rows in the table');
+    $s->sql("DELETE FROM pipelines WHERE id = '00000000-0000-4000-8000-0000000c0de0'");
+    ok(wait_until(sub { total() == $t0 }, 5, 'the row deleted by hand'), 'and one deleted by hand');
+}
 for my $q ('page_size=0', 'page_size=101', 'page_size=abc', 'page=0', 'page=x') {
     my ($f) = $q =~ /^(\w+)=/;
     bad("?$q", 400, 'VALIDATION_ERROR', $f, sub { $s->get("$P?$q", token => $viewer) });
@@ -393,6 +434,70 @@ $r = $s->post($P, '{"name":"bench-pipeline-t1-1","description":"created by wrk",
     . '    topic: events\nsinks:\n  out:\n    type: s3\n    bucket: archive\n"}', token => $admin);
 is($r->{status}, 201, "bench create.lua's body: 201") or diag $r->{content};
 is($s->get('/api/v1/pipelines?page=1&page_size=20', token => $admin)->{status}, 200, "bench list's URL: 200");
+
+# ---- creates that arrive together: one transaction for a worker's turn, each answered for itself ----
+# burst -- POST each body on a connection of its own, every request written before any answer is read;
+# the answers (status and envelope) in order.
+sub burst(@bodies) {
+    my @socks = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $s->port, Proto => 'tcp') or die "connect: $!" } @bodies;
+    for my $i (0 .. $#bodies) {
+        my $json = encode_json($bodies[$i]);
+        $socks[$i]->print("POST $P HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $oper\r\nX-Request-ID: t20-burst-$$-$i\r\n"
+                . "Content-Type: application/json\r\nContent-Length: " . length($json) . "\r\nConnection: close\r\n\r\n$json");
+    }
+    return map {
+        local $/;
+        my $sock = $_;
+        my $t = <$sock> // '';
+        close $sock;
+        my ($st) = $t =~ m{^HTTP/1\.1 (\d+)};
+        my ($body) = $t =~ /\r\n\r\n(.*)\z/s;
+        { status => $st // 0, json => eval { decode_json($body // '') } // {} }
+    } @socks;
+}
+{
+    my $before = count('audit_log');
+    my @a = burst(map { { name => "burst-$$-$_", config_yaml => $YAML } } 1 .. 30);
+    is(scalar(grep { $_->{status} == 201 } @a), 30, '30 creates at once: each 201');
+    my %ids = map { ($_->{json}{data}{id} // '') => 1 } @a;
+    is(scalar(grep { /$UUID/ } keys %ids), 30, 'thirty distinct ids');
+    is(scalar(grep { ($a[$_]{json}{data}{name} // '') eq "burst-$$-" . ($_ + 1) } 0 .. 29), 30, 'each answer is its own pipeline');
+    is($s->sql("SELECT COUNT(*) AS n FROM pipelines WHERE name LIKE 'burst-$$-%'")->[0]{n}, 30, 'thirty rows');
+    is(count('audit_log') - $before, 30, 'thirty audit rows');
+    is($s->sql("SELECT COUNT(*) AS n FROM audit_log a JOIN pipelines p ON p.id = a.target_id WHERE a.action = 'pipeline_create' "
+            . "AND p.name LIKE 'burst-$$-%' AND a.request_id LIKE 't20-burst-$$-%'")->[0]{n}, 30, 'each with its request id');
+
+    # a name taken inside the group, and one taken before it: those two are 409, the others are made
+    # reads by id that arrive together: one statement (an IN list), each answered for itself
+    my @want = map { $_->{json}{data} } @a[0 .. 9];
+    my @ids = ((map { $_->{id} } @want), $want[0]{id}, $want[3]{id}, '00000000-0000-4000-8000-00000000dead');
+    my @socks = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $s->port, Proto => 'tcp') or die "connect: $!" } @ids;
+    $socks[$_]->print("GET $P/$ids[$_] HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $viewer\r\nConnection: close\r\n\r\n") for 0 .. $#ids;
+    my @g = map {
+        local $/;
+        my $sock = $_;
+        my $t = <$sock> // '';
+        my ($st) = $t =~ m{^HTTP/1\.1 (\d+)};
+        my ($body) = $t =~ /\r\n\r\n(.*)\z/s;
+        { status => $st // 0, json => eval { decode_json($body // '') } // {} }
+    } @socks;
+    is(join(',', map { $_->{status} } @g), join(',', (200) x 12, 404), '13 reads at once: 200 each, 404 for an unknown id');
+    is_deeply([map { $_->{json}{data} } @g[0 .. 9]], \@want, 'each the pipeline asked for, as its create answered it');
+    is_deeply([map { $_->{json}{data} } @g[10, 11]], [@want[0, 3]], 'an id asked twice: the same pipeline twice');
+    is($g[12]{json}{code}, 'NOT_FOUND', 'the unknown id: NOT_FOUND');
+
+    create("taken-$$");
+    $before = counts();
+    my @b = burst(map { { name => $_, config_yaml => $YAML } } "dup-$$", "fresh-$$-1", "dup-$$", "taken-$$", "fresh-$$-2");
+    # (which of the two same names comes first is the order the worker read them in)
+    is(join(',', sort map { $_->{status} } @b[0, 2]), '201,409', 'two creates of one name at once: one 201, one 409')
+        or diag explain \@b;
+    is(join(',', map { $_->{status} } @b[1, 3, 4]), '201,409,201', 'a name taken before: 409; the others 201') or diag explain \@b;
+    is((grep { $_->{status} == 409 } @b)[0]{json}{code}, 'CONFLICT', 'code CONFLICT');
+    ok(exists $b[3]{json}{details}{name}, 'naming name');
+    my ($p0, $v0, $a0) = split /,/, $before;
+    is(counts(), join(',', $p0 + 3, $v0, $a0 + 3), 'three pipelines and three audit rows written, no more');
+}
 
 is($s->stop, 0, 'stop exits 0');
 done_testing;

@@ -78,7 +78,9 @@ sleep 1.2;
 $q->get('/api/v1/pipelines', token => 'bad.token.last');
 wait_ok { grep { ($_->{msg} // '') =~ /token refused.*and \d+ more token\(s\) refused, not logged/ } $q->log_lines } 10,
     'the next line counts the refusals left out';
-my @access = grep { ($_->{type} // '') eq 'access' && ($_->{status} // 0) == 401 } $q->log_lines;
+# (the access log is written within 100 ms: wait for the last lines)
+my @access;
+wait_until { @access = grep { ($_->{type} // '') eq 'access' && ($_->{status} // 0) == 401 } $q->log_lines; @access >= 151 } 10;
 cmp_ok(scalar @access, '>=', 151, 'each refused request is still in the access log');
 like($q->get('/metrics')->{content}, qr/^conduix_auth_failures_total(\{[^}]*\})? (1[5-9]\d|[2-9]\d\d)/m,
     'and counted in conduix_auth_failures_total');

@@ -7,6 +7,7 @@
 #define CONDUIX_AUDIT_H
 
 #include <json.h>
+#include "conduix/db.h"
 
 /* cx_audit_write -- insert one audit_log row.
  * actor: the caller's identity (cx_req_actor), may be NULL. action: e.g. "pipeline_create" (required).
@@ -18,5 +19,17 @@
  * Returns CX_OK, CX_INVALID (no action), CX_UNAVAIL (MySQL down) or CX_ERR (logged). */
 int cx_audit_write(const char *actor, const char *action, const char *target_type, const char *target_id, const char *request_id,
                    json_object *before, json_object *after);
+
+/* An audit row as a statement of a cx_db_batch (the change and its row in one round trip). */
+typedef struct cx_audit_row {
+    cx_db_param_t p[7];
+    char *before, *after; /* the JSON texts, owned */
+} cx_audit_row_t;
+
+/* cx_audit_row -- the row cx_audit_write would insert, as *stmt (its parameters in *row, valid until
+ * cx_audit_row_free). CX_OK, or CX_INVALID (no action). */
+int cx_audit_row(cx_audit_row_t *row, const char *actor, const char *action, const char *target_type, const char *target_id,
+                 const char *request_id, json_object *before, json_object *after, cx_db_stmt_t *stmt);
+void cx_audit_row_free(cx_audit_row_t *row);
 
 #endif

@@ -34,8 +34,15 @@ char *cx_strndup(const char *s, size_t n);
 int64_t cx_now_ms(void);
 int64_t cx_wall_ms(void);
 
-/* cx_uuid -- a new random UUID, 36 characters and a NUL, into out[37]. */
+/* cx_uuid -- a new random UUID (version 4), 36 characters and a NUL, into out[37]. */
 void cx_uuid(char out[37]);
+
+/* cx_random -- n bytes from the kernel's CSPRNG (getrandom(2), read 4 KiB at a time); a child process
+ * never gets its parent's bytes. Aborts when the kernel gives none. */
+void cx_random(void *out, size_t n);
+
+/* cx_pid -- getpid(), cached per process (reset in a child at fork). */
+int cx_pid(void);
 
 /* cx_time_format -- RFC 3339 UTC ("2026-11-25T21:00:00Z") of a Unix time in seconds, into out[32]. */
 void cx_time_format(int64_t unix_s, char out[32]);

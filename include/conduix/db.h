@@ -118,6 +118,12 @@ const char *cx_db_conflict_key(void);
 /* cx_db_value -- the value of column name in row i, or NULL (SQL NULL, or no such column). */
 const char *cx_db_value(const cx_db_result_t *res, size_t row, const char *col);
 
+/* cx_db_col -- the index of column name (-1: none); cx_db_value_at and cx_db_take_at are cx_db_value and
+ * cx_db_take by that index, for a result read row by row (a page). */
+int cx_db_col(const cx_db_result_t *res, const char *col);
+const char *cx_db_value_at(const cx_db_result_t *res, size_t row, int col);
+char *cx_db_take_at(cx_db_result_t *res, size_t row, int col);
+
 /* cx_db_take -- the value of column name in row i, taken out of the result (the caller frees it;
  * the result holds NULL there now), or NULL (SQL NULL, or no such column). Saves a copy of large
  * texts (config_yaml) on the way into a struct. */
@@ -163,6 +169,23 @@ int cx_db_in_tx(void);
  * not as an error): nothing of it happened, so the caller may run it again from cx_db_begin, which
  * clears this. */
 int cx_db_deadlocked(void);
+
+/* A statement of a batch: SQL with ? placeholders, their parameters, and where to put its affected rows
+ * (may be NULL). */
+typedef struct cx_db_stmt {
+    const char *sql;
+    const cx_db_param_t *params;
+    size_t nparams;
+    uint64_t *affected;
+} cx_db_stmt_t;
+
+/* cx_db_batch -- stmts[0..n) as one transaction in one round trip: START TRANSACTION, each statement,
+ * COMMIT, sent as one multi-statement text with the parameters as literals escaped for the connection
+ * (the statements must be writes without a result, and hold no ? but their placeholders). Either all of
+ * it is committed or nothing: CX_OK; CX_CONFLICT (a unique key, cx_db_conflict_key names it); CX_UNAVAIL;
+ * CX_ERR (logged). Retried as cx_db_exec retries a statement outside a transaction (not sent, or a
+ * deadlock victim). Not inside cx_db_begin. */
+int cx_db_batch(const cx_db_stmt_t *stmts, size_t n);
 
 /* cx_db_ping -- CX_OK when MySQL answers now, else CX_UNAVAIL (at once while the breaker is open). */
 int cx_db_ping(void);

@@ -20,6 +20,7 @@
 #define CX_HB_MAX_PIPELINES 1000 /* entries of pipelines and of pipeline_stats */
 #define CX_HB_MAX_LABELS 64
 #define CX_HB_TTL_S 30 /* agents write SET agent:{id}:heartbeat <json> EX 30 */
+#define CX_HB_TTL_TEXT "30"
 #define CX_HB_KEY_PREFIX "agent:"
 #define CX_HB_KEY_SUFFIX ":heartbeat"
 
@@ -54,6 +55,11 @@ typedef struct cx_hb_error {
  * I/O, no logging. */
 int cx_heartbeat_parse(const char *text, size_t len, const char *agent_id, cx_heartbeat_t *hb, cx_hb_error_t *err);
 
+/* cx_heartbeat_check -- cx_heartbeat_parse of a text of len bytes already parsed into o (a REST body, which
+ * body.c parsed with stricter rules still): the same checks, without parsing again. Takes its own
+ * reference to o. */
+int cx_heartbeat_check(json_object *o, size_t len, const char *agent_id, cx_heartbeat_t *hb, cx_hb_error_t *err);
+
 void cx_heartbeat_free(cx_heartbeat_t *hb);
 
 /* cx_heartbeat_key_id -- the agent id of a Redis key "agent:{id}:heartbeat" into out (NUL-terminated);
@@ -72,12 +78,30 @@ void cx_heartbeat_rejected(const char *source, const char *agent_id, const cx_hb
  * "database". CX_OK, or CX_UNAVAIL when neither took it. */
 int cx_heartbeat_receive(const cx_heartbeat_t *hb, const char *body, size_t len, int64_t recv_ms, const char **via);
 
+/* cx_heartbeat_relay -- cx_heartbeat_receive with its SET in this process's Redis batch (redis.h), so that
+ * the beats a worker reads in one turn of its loop take one round trip to Redis: takes over *hb (and
+ * copies body), and when the batch has run (or failed: then MySQL, as cx_heartbeat_receive) calls
+ * done(rc, via, arg). The beat is recorded even when whoever waits for done has gone. */
+typedef void (*cx_hb_done_fn)(int rc, const char *via, void *arg);
+void cx_heartbeat_relay(cx_heartbeat_t *hb, const char *body, size_t len, int64_t recv_ms, cx_hb_done_fn done, void *arg);
+
 /* ---- the Redis side (src/redis/heartbeat.c) ---- */
 
 /* cx_redis_heartbeat_set -- SET agent:{agent_id}:heartbeat body EX 30, as an agent writes it. *isnew is
  * 1 when the key did not exist (or Redis cannot tell: before 6.2). CX_OK, or CX_UNAVAIL (Redis down or
  * refusing, logged). */
 int cx_redis_heartbeat_set(const char *agent_id, const char *body, size_t len, int *isnew);
+
+/* cx_redis_heartbeat_set_batched -- the same SET appended to the Redis batch; its reply goes to done, which
+ * reads it with cx_redis_heartbeat_result. */
+struct redisReply;
+void cx_redis_heartbeat_set_batched(const char *agent_id, const char *body, size_t len, void (*done)(struct redisReply *, void *),
+                                    void *arg);
+
+/* cx_redis_heartbeat_result -- what the reply r of that SET says (NULL: no reply): CX_OK with *isnew, or
+ * CX_UNAVAIL (logged when Redis refused it). Before Redis 6.2 the option GET is refused: then a plain SET
+ * is run (synchronously) and the key counts as new. */
+int cx_redis_heartbeat_result(const struct redisReply *r, const char *agent_id, const char *body, size_t len, int *isnew);
 
 /* A heartbeat key in a batch of hbmon's reads. */
 typedef struct cx_hb_key {

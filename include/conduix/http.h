@@ -65,6 +65,12 @@ const char *cx_req_cookie(cx_req_t *r, const char *name);
  * called once, from the request's teardown: the pending work must then forget r. */
 void cx_req_defer(cx_req_t *r, void (*on_abort)(void *arg), void *arg);
 
+/* cx_req_soon -- fn() is called once at the end of this turn of the worker's event loop, after every
+ * request the turn read has reached its handler (h2o's zero timeout): work handlers collect in a turn
+ * is done there in one go (the Redis batch of REST heartbeats). Asking again for the same fn before
+ * then changes nothing. */
+void cx_req_soon(cx_req_t *r, void (*fn)(void));
+
 /* cx_url_decode -- percent-decode s[0..len) into a NUL-terminated string from pool. Without flags (a
  * path segment) a malformed escape, one that encodes NUL, or a raw control byte gives NULL; with CX_URL_QUERY (a query
  * value) '+' is a space and a malformed escape stands for itself. */

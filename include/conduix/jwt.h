@@ -21,4 +21,8 @@ char *cx_jwt_mint_ex(const char *secret, const char *issuer, const char *sub, co
  * (with a short reason for the log in why, may be NULL). */
 int cx_jwt_verify(const char *secret, const char *issuer, const char *token, cx_identity_t *id, const char **why);
 
+/* cx_jwt_verify_cached -- cx_jwt_verify, answered from this process's cache of the tokens it verified
+ * before (the same text, secret and issuer): only exp is checked again. */
+int cx_jwt_verify_cached(const char *secret, const char *issuer, const char *token, cx_identity_t *id, const char **why);
+
 #endif

@@ -81,6 +81,11 @@ void cx_db_pipeline_versions_free(cx_pipeline_version_t *v, size_t n);
 /* cx_db_pipeline_get -- the pipeline with this id (and its status, in the same statement); CX_NOTFOUND. */
 int cx_db_pipeline_get(const char *id, cx_pipeline_t *out);
 
+/* cx_db_pipelines_get_many -- the pipelines with ids[0..n) in one statement: out[i] and rc[i] as
+ * cx_db_pipeline_get would give them (CX_OK or CX_NOTFOUND; an id may repeat). Returns CX_OK, or the
+ * failure of the statement (then every rc[i] is it). */
+int cx_db_pipelines_get_many(const char *const *ids, size_t n, cx_pipeline_t *out, int *rc);
+
 /* cx_db_pipeline_list -- one page of pipelines, each with its status (one statement for the page), and
  * the number of matches. */
 int cx_db_pipeline_list(const cx_pipeline_query_t *q, cx_pipeline_t **items, size_t *n, int64_t *total);
@@ -89,6 +94,22 @@ int cx_db_pipeline_list(const cx_pipeline_query_t *q, cx_pipeline_t **items, siz
  * name is taken (field "name"). in->name and in->config_yaml are required. */
 int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, cx_pipeline_t *out, char *field,
                           char *why);
+
+/* One create of a group (cx_db_pipelines_create_many): the input and who asks, filled by the caller; the
+ * outcome: rc as cx_db_pipeline_create's, with out on CX_OK and field/why on CX_CONFLICT. */
+typedef struct cx_pipeline_create {
+    cx_pipeline_input_t in;
+    cx_pipeline_actor_t who;
+    int rc;
+    cx_pipeline_t out;
+    char field[32], why[256];
+} cx_pipeline_create_t;
+
+/* cx_db_pipelines_create_many -- n creates in one transaction and one round trip: the pipelines in one
+ * multi-row INSERT, their audit rows in another (each create's row and audit row are committed together,
+ * with the others'). When a name is taken (by an existing pipeline or by another create of the group),
+ * each create is then made on its own, so that each gets its own answer. */
+void cx_db_pipelines_create_many(cx_pipeline_create_t *c, size_t n);
 
 /* cx_db_pipeline_update -- apply the given fields. A change of any field bumps version by one and
  * records the new version in pipeline_versions; an update that changes nothing returns the pipeline as it

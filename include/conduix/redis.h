@@ -24,6 +24,16 @@ redisReply *cx_redis_cmdargv(int argc, const char **argv, const size_t *argvlen)
  * failure). CX_OK, or CX_UNAVAIL with all replies NULL. */
 int cx_redis_pipeline(int n, int *argcs, const char ***argvs, const size_t **argvlens, redisReply **replies);
 
+/* cx_redis_batch_add -- append a command (argv form; copied) to this process's batch, to be sent with the
+ * others in one round trip by cx_redis_batch_run, which then calls done(reply, arg) for each command, in
+ * order: reply is NULL when Redis was unavailable or the round trip failed before its reply (the commands
+ * before it got theirs), and is freed when done returns. A worker runs the batch at the end of each turn
+ * of its loop (server.c, cx_req_soon). */
+typedef void (*cx_redis_done_fn)(redisReply *reply, void *arg);
+void cx_redis_batch_add(int argc, const char **argv, const size_t *argvlen, cx_redis_done_fn done, void *arg);
+size_t cx_redis_batch_pending(void);
+void cx_redis_batch_run(void);
+
 /* cx_redis_available -- 1 when the breaker is not open (cheap, no I/O). */
 int cx_redis_available(void);
 

@@ -6,12 +6,21 @@
 #define CONDUIX_REPLY_H
 
 #include "conduix/http.h"
+#include "conduix/jsonw.h"
 
 /* cx_reply_ok -- {"success":true,"data":data[,"message":message]}; takes ownership of data (NULL = {}). */
 int cx_reply_ok(cx_req_t *r, int status, json_object *data, const char *message);
 
 /* cx_reply_page -- a page envelope; takes ownership of items (an array). */
 int cx_reply_page(cx_req_t *r, json_object *items, int64_t total, int page, int page_size);
+
+/* cx_reply_begin, cx_reply_end -- the success envelope written as text (jsonw.h): begin writes
+ * {"success":true,"data": into w, the caller writes the value of data, end closes it, sends it with
+ * status and frees w. cx_reply_page_begin/_end do the same for a page: the caller writes the items. */
+void cx_reply_begin(cx_jw_t *w);
+int cx_reply_end(cx_req_t *r, int status, cx_jw_t *w);
+void cx_reply_page_begin(cx_jw_t *w);
+int cx_reply_page_end(cx_req_t *r, cx_jw_t *w, int64_t total, int page, int page_size);
 
 /* At most this much of a details object is sent (cx_reply_error): fields, bytes of a field name, bytes of
  * its message; "_truncated" then says how many fields were left out. */

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <json.h>
 
+#include "conduix/jsonw.h"
+
 #include "conduix/agents.h"
 #include "conduix/commands.h"
 #include "conduix/pipelines.h"
@@ -33,6 +35,9 @@ json_object *cx_json_stored(const char *text, json_type type);
  * "created_at","updated_at"}, and "status" with with_status (the API's Pipeline; audit rows store the
  * definition without it). */
 json_object *cx_pipeline_json(const cx_pipeline_t *p, int with_status);
+
+/* cx_pipeline_write -- the same object written as text into w (jsonw.h), for the answers. */
+void cx_pipeline_write(cx_jw_t *w, const cx_pipeline_t *p, int with_status);
 
 /* cx_pipeline_version_json -- {"version","name","description","config_yaml","created_by","created_at"}. */
 json_object *cx_pipeline_version_json(const cx_pipeline_version_t *v);

@@ -58,6 +58,8 @@ typedef enum {
     CX_C_HTTP_WRITE_TIMEOUTS, /* the HTTP connections (src/http/conn.c) */
     CX_C_HTTP_BUSY,
     CX_C_HTTP_HEADS_REFUSED,
+    CX_C_REDIS_BATCHES, /* the Redis batch of a worker's loop turn (src/redis/redis.c) */
+    CX_C_REDIS_BATCHED,
     CX_C_MAX_
 } cx_counter_t;
 
@@ -75,6 +77,15 @@ typedef enum {
 
 #define CX_SHM_NLAG 12 /* fire lag histogram buckets (+Inf is the count) */
 
+/* A process's buffer of access-log lines (log.c), in its slot so that the master can write what a child
+ * that died (a crash, SIGKILL) had not written yet: when it releases the slot. */
+#define CX_SHM_LOGBUF 16384
+typedef struct cx_shm_logbuf {
+    volatile uint32_t len;      /* bytes of whole lines in buf */
+    volatile uint32_t flushing; /* 1 while the process writes buf out */
+    char buf[CX_SHM_LOGBUF];
+} cx_shm_logbuf_t;
+
 typedef struct cx_shm_slot {
     volatile pid_t pid;          /* 0 when free */
     volatile int kind;           /* cx_kind_t */
@@ -90,6 +101,7 @@ typedef struct cx_shm_slot {
     uint64_t lag_buckets[CX_SHM_NLAG]; /* the scheduler's fire lag */
     uint64_t lag_count;
     uint64_t lag_sum_us;
+    cx_shm_logbuf_t log; /* this process's unwritten access-log lines (log.c) */
 } cx_shm_slot_t;
 
 #define CX_SHM_RL_ENTRIES 8192 /* rate-limit buckets, 4-way set associative */
@@ -122,6 +134,15 @@ typedef struct cx_shm {
     uint64_t restarts[CX_KIND_MAX]; /* children respawned after an unexpected exit, by kind (the master's) */
     int log_failing;                /* 1 while the log takes no lines, said once for the instance (log.c) */
     uint64_t log_dropped;           /* lines dropped since the log last took one (log.c) */
+    /* The number of pipelines, for the total of an unfiltered list (db/pipelines.c): the count, when
+     * it was made and at which generation; the generation moves after every create and delete. */
+    struct {
+        cx_shm_lock_t lock;
+        uint64_t gen;
+        int64_t count;
+        int64_t at_ms;
+    } pipelines_total;
+    uint64_t pipelines_gen;
     cx_shm_rl_t ratelimit[CX_SHM_RL_ENTRIES];
     cx_shm_slot_t slots[]; /* nslots; pages of slots never used are never touched, so cost no memory */
 } cx_shm_t;
@@ -144,6 +165,8 @@ int cx_shm_create(int nslots);
 /* cx_shm_slot_alloc -- a free slot for a new child (master), preferring the slot last used by the same
  * kind/index so counts continue; -1 when full. */
 int cx_shm_slot_alloc(cx_kind_t kind, int index);
+/* cx_shm_slot_release -- the slot of a child that has exited is free again (master); the access-log lines
+ * it had not written are written first (cx_log_salvage). */
 void cx_shm_slot_release(int slot);
 
 /* cx_shm_attach -- in the child: take slot as this process's own. */

@@ -4,12 +4,14 @@
  * never recomputed here. The command endpoints of agents live in commands.c.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conduix/agents.h"
 #include "conduix/api.h"
 #include "conduix/cx.h"
 #include "conduix/heartbeat.h"
+#include "conduix/redis.h"
 #include "conduix/reply.h"
 #include "conduix/runs.h"
 #include "conduix/shapes.h"
@@ -100,8 +102,46 @@ int cx_api_agents_status(cx_req_t *r)
     return cx_reply_ok(r, 200, o, NULL);
 }
 
-/* cx_api_agents_heartbeat -- POST /agents/:id/heartbeat: the body is parsed again by the heartbeat
- * parser (the same rules as for a Redis key: size cap, UTF-8, agent_id equal to the URL's id). */
+/* reply_beat -- the answer to a REST heartbeat. */
+static int reply_beat(cx_req_t *r, int rc, const char *via, int64_t now)
+{
+    json_object *data;
+    char at[32];
+
+    if (rc != CX_OK)
+        return cx_reply_status_for(r, rc, "heartbeat");
+    cx_time_format_ms(now, at);
+    data = json_object_new_object();
+    json_object_object_add(data, "agent_id", json_object_new_string(cx_req_param(r, "id")));
+    json_object_object_add(data, "received_at", json_object_new_string(at));
+    json_object_object_add(data, "via", json_object_new_string(via));
+    return cx_reply_ok(r, 200, data, NULL);
+}
+
+/* A REST heartbeat waiting for the Redis batch (the request may go before its beat is recorded). */
+typedef struct beat_wait {
+    cx_req_t *r; /* NULL once the request has ended */
+    int64_t now;
+} beat_wait_t;
+
+static void on_beat_abort(void *arg)
+{
+    ((beat_wait_t *)arg)->r = NULL;
+}
+
+static void on_beat_done(int rc, const char *via, void *arg)
+{
+    beat_wait_t *w = arg;
+
+    if (w->r != NULL)
+        reply_beat(w->r, rc, via, w->now);
+    free(w);
+}
+
+/* cx_api_agents_heartbeat -- POST /agents/:id/heartbeat: the body, which body.c has parsed, is checked by
+ * the heartbeat parser's rules (the same as for a Redis key: size cap, UTF-8, agent_id equal to the URL's
+ * id). Its SET goes into the worker's Redis batch, sent with the other beats of this turn of the loop in
+ * one round trip (cx_heartbeat_relay); the answer follows. */
 int cx_api_agents_heartbeat(cx_req_t *r)
 {
     const char *id = cx_req_param(r, "id"), *via = NULL;
@@ -109,26 +149,26 @@ int cx_api_agents_heartbeat(cx_req_t *r)
     int64_t now = cx_wall_ms();
     cx_heartbeat_t hb;
     cx_hb_error_t err;
-    json_object *data;
-    char at[32];
     int rc;
 
     if (bad_id(r, id))
         return 0;
-    if (cx_heartbeat_parse(body.base, body.len, id, &hb, &err) != CX_OK) {
+    if (cx_heartbeat_check(r->body, body.len, id, &hb, &err) != CX_OK) {
         cx_heartbeat_rejected("rest", id, &err);
         if (err.too_large)
             return cx_reply_error(r, 413, "PAYLOAD_TOO_LARGE", err.msg, NULL);
         return cx_reply_validation(r, err.field, err.msg);
     }
-    rc = cx_heartbeat_receive(&hb, body.base, body.len, now, &via);
+    if (cx_redis_available()) {
+        beat_wait_t *w = cx_calloc(1, sizeof(*w));
+        w->r = r;
+        w->now = now;
+        cx_req_defer(r, on_beat_abort, w);
+        cx_heartbeat_relay(&hb, body.base, body.len, now, on_beat_done, w);
+        cx_req_soon(r, cx_redis_batch_run);
+        return 0;
+    }
+    rc = cx_heartbeat_receive(&hb, body.base, body.len, now, &via); /* Redis is down: MySQL now */
     cx_heartbeat_free(&hb);
-    if (rc != CX_OK)
-        return cx_reply_status_for(r, rc, "heartbeat");
-    cx_time_format_ms(now, at);
-    data = json_object_new_object();
-    json_object_object_add(data, "agent_id", json_object_new_string(id));
-    json_object_object_add(data, "received_at", json_object_new_string(at));
-    json_object_object_add(data, "via", json_object_new_string(via));
-    return cx_reply_ok(r, 200, data, NULL);
+    return reply_beat(r, rc, via, now);
 }

@@ -12,12 +12,12 @@
 
 int cx_api_health(cx_req_t *r)
 {
-    json_object *o = json_object_new_object();
     int64_t up = cx_shm != NULL ? (cx_wall_ms() - cx_shm->started_ms) / 1000 : 0;
-    json_object_object_add(o, "status", json_object_new_string("ok"));
-    json_object_object_add(o, "version", json_object_new_string(CX_VERSION));
-    json_object_object_add(o, "uptime_seconds", json_object_new_int64(up));
-    return cx_reply_json_raw(r, 200, o);
+    char body[128];
+    int n =
+        snprintf(body, sizeof(body), "{\"status\":\"ok\",\"version\":\"" CX_VERSION "\",\"uptime_seconds\":%lld}", (long long)up);
+
+    return cx_reply_raw(r, 200, "application/json; charset=utf-8", body, (size_t)n);
 }
 
 int cx_api_ready(cx_req_t *r)

@@ -373,11 +373,14 @@ static int not_found(cx_req_t *r)
 static int reply_pipeline(cx_req_t *r, int status, cx_pipeline_t *pl)
 {
     char v[32];
-    json_object *o = cx_pipeline_json(pl, 1);
+    cx_jw_t w;
+
     snprintf(v, sizeof(v), "\"%lld\"", (long long)pl->version);
     cx_reply_add_header(r, "etag", v);
+    cx_reply_begin(&w);
+    cx_pipeline_write(&w, pl, 1);
     cx_pipeline_free(pl);
-    return cx_reply_ok(r, status, o, NULL);
+    return cx_reply_end(r, status, &w);
 }
 
 static cx_pipeline_actor_t actor_of(cx_req_t *r)
@@ -390,7 +393,7 @@ int cx_api_pipelines_list(cx_req_t *r)
     cx_pipeline_query_t q = {0};
     const char *sort = cx_req_query(r, "sort"), *order = cx_req_query(r, "order");
     cx_pipeline_t *items;
-    json_object *arr;
+    cx_jw_t w;
     size_t n;
     int64_t total;
     int rc;
@@ -421,45 +424,168 @@ int cx_api_pipelines_list(cx_req_t *r)
         return cx_reply_validation(r, "order", "must be asc or desc");
     if ((rc = cx_db_pipeline_list(&q, &items, &n, &total)) != CX_OK)
         return cx_reply_status_for(r, rc, "pipeline");
-    arr = json_object_new_array_ext((int)n);
+    cx_reply_page_begin(&w);
     for (size_t i = 0; i < n; i++)
-        json_object_array_add(arr, cx_pipeline_json(&items[i], 1));
+        cx_pipeline_write(&w, &items[i], 1);
     cx_db_pipelines_free(items, n);
-    return cx_reply_page(r, arr, total, q.page, q.page_size);
+    return cx_reply_page_end(r, &w, total, q.page, q.page_size);
 }
 
+/* ---- creates, grouped ---- */
+
+/* A create waiting for the end of the loop turn: its input copied (the request may end first), and the
+ * request to answer (NULL once it has ended: the pipeline is created all the same, as a create whose
+ * answer could not be delivered). */
+typedef struct waiting_create {
+    cx_req_t *r;
+    char *name, *description, *config_yaml, *actor, *request_id;
+} waiting_create_t;
+
+#define GROUP_MAX 64 /* creates written in one transaction; more wait for the next */
+static waiting_create_t *group[GROUP_MAX];
+static size_t ngroup;
+
+static void on_create_abort(void *arg)
+{
+    ((waiting_create_t *)arg)->r = NULL;
+}
+
+/* answer_create -- the answer to one create of the group (frees c->out). */
+static void answer_create(cx_req_t *r, cx_pipeline_create_t *c)
+{
+    char loc[128];
+
+    if (c->rc == CX_CONFLICT) {
+        conflict(r, c->field, c->why);
+    } else if (c->rc != CX_OK) {
+        cx_reply_status_for(r, c->rc, "pipeline");
+    } else {
+        snprintf(loc, sizeof(loc), "/api/v1/pipelines/%s", c->out.id);
+        cx_reply_add_header(r, "location", loc);
+        reply_pipeline(r, 201, &c->out);
+    }
+}
+
+/* run_creates -- the creates this turn of the loop collected: one transaction (cx_db_pipelines_create_many),
+ * then each answer. */
+static void run_creates(void)
+{
+    cx_pipeline_create_t c[GROUP_MAX];
+    waiting_create_t *w[GROUP_MAX];
+    size_t n = ngroup;
+
+    memcpy(w, group, n * sizeof(*w));
+    ngroup = 0;
+    memset(c, 0, n * sizeof(*c));
+    for (size_t i = 0; i < n; i++) {
+        c[i].in.name = w[i]->name;
+        c[i].in.description = w[i]->description;
+        c[i].in.config_yaml = w[i]->config_yaml;
+        c[i].who.actor = w[i]->actor;
+        c[i].who.request_id = w[i]->request_id;
+    }
+    cx_db_pipelines_create_many(c, n);
+    for (size_t i = 0; i < n; i++) {
+        if (w[i]->r != NULL)
+            answer_create(w[i]->r, &c[i]);
+        else
+            cx_pipeline_free(&c[i].out);
+        free(w[i]->name);
+        free(w[i]->description);
+        free(w[i]->config_yaml);
+        free(w[i]->actor);
+        free(w[i]->request_id);
+        free(w[i]);
+    }
+}
+
+/* cx_api_pipelines_create -- POST /pipelines: checked here, then written with the other creates of this
+ * turn of the worker's loop in one transaction (run_creates, at the end of the turn): creates that
+ * arrive together share one round trip and one commit, each with its audit row. */
 int cx_api_pipelines_create(cx_req_t *r)
 {
     cx_pipeline_input_t in;
-    cx_pipeline_actor_t who = actor_of(r);
-    cx_pipeline_t pl;
     json_object *details;
-    char field[32], why[256], loc[128];
-    int rc;
+    waiting_create_t *w;
 
     if (cx_pipeline_parse_body(r->body, 0, &in, &details) != CX_OK)
         return invalid_body(r, details);
-    rc = cx_db_pipeline_create(&in, &who, &pl, field, why);
-    if (rc == CX_CONFLICT)
-        return conflict(r, field, why);
-    if (rc != CX_OK)
-        return cx_reply_status_for(r, rc, "pipeline");
-    snprintf(loc, sizeof(loc), "/api/v1/pipelines/%s", pl.id);
-    cx_reply_add_header(r, "location", loc);
-    return reply_pipeline(r, 201, &pl);
+    if (ngroup == GROUP_MAX)
+        run_creates(); /* a full group goes now */
+    w = cx_calloc(1, sizeof(*w));
+    w->r = r;
+    w->name = cx_strdup(in.name);
+    w->description = cx_strdup(in.description);
+    w->config_yaml = cx_strdup(in.config_yaml);
+    w->actor = cx_strdup(cx_req_actor(r));
+    w->request_id = cx_strdup(r->request_id);
+    group[ngroup++] = w;
+    cx_req_defer(r, on_create_abort, w);
+    cx_req_soon(r, run_creates);
+    return 0;
 }
 
+/* ---- reads by id, grouped ---- */
+
+/* A GET /pipelines/:id waiting for the end of the loop turn (NULL r: its client has gone). */
+typedef struct waiting_get {
+    cx_req_t *r;
+    char id[37];
+} waiting_get_t;
+
+static waiting_get_t *gets[GROUP_MAX];
+static size_t ngets;
+
+static void on_get_abort(void *arg)
+{
+    ((waiting_get_t *)arg)->r = NULL;
+}
+
+/* run_gets -- the reads by id this turn of the loop collected, in one statement (an IN list), then each
+ * answer. */
+static void run_gets(void)
+{
+    waiting_get_t *w[GROUP_MAX];
+    const char *ids[GROUP_MAX];
+    cx_pipeline_t pl[GROUP_MAX];
+    int rc[GROUP_MAX];
+    size_t n = ngets;
+
+    memcpy(w, gets, n * sizeof(*w));
+    ngets = 0;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = w[i]->id;
+    if (n > 0)
+        cx_db_pipelines_get_many(ids, n, pl, rc);
+    for (size_t i = 0; i < n; i++) {
+        if (w[i]->r == NULL)
+            cx_pipeline_free(&pl[i]);
+        else if (rc[i] != CX_OK)
+            cx_reply_status_for(w[i]->r, rc[i], "pipeline");
+        else
+            reply_pipeline(w[i]->r, 200, &pl[i]);
+        free(w[i]);
+    }
+}
+
+/* cx_api_pipelines_get -- GET /pipelines/:id: read with the other reads by id of this turn of the
+ * worker's loop in one statement (run_gets): reads that arrive together share one round trip. */
 int cx_api_pipelines_get(cx_req_t *r)
 {
     const char *id = cx_req_param(r, "id");
-    cx_pipeline_t pl;
-    int rc;
+    waiting_get_t *w;
 
     if (!cx_pipeline_id_valid(id))
         return not_found(r);
-    if ((rc = cx_db_pipeline_get(id, &pl)) != CX_OK)
-        return cx_reply_status_for(r, rc, "pipeline");
-    return reply_pipeline(r, 200, &pl);
+    if (ngets == GROUP_MAX)
+        run_gets();
+    w = cx_calloc(1, sizeof(*w));
+    w->r = r;
+    memcpy(w->id, id, sizeof(w->id));
+    gets[ngets++] = w;
+    cx_req_defer(r, on_get_abort, w);
+    cx_req_soon(r, run_gets);
+    return 0;
 }
 
 int cx_api_pipelines_update(cx_req_t *r)

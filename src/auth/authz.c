@@ -91,7 +91,7 @@ int cx_authz_request(cx_req_t *r, const cx_route_t *route)
         return CX_OK;
     if ((token = bearer(r)) == NULL && (token = cx_req_cookie(r, CX_SESSION_COOKIE)) == NULL)
         return deny(r, 401, "UNAUTHORIZED", "authentication required: send Authorization: Bearer <token>");
-    rc = cx_jwt_verify(cx_cfg->auth.jwt_secret, cx_cfg->auth.issuer, token, &r->id, &why);
+    rc = cx_jwt_verify_cached(cx_cfg->auth.jwt_secret, cx_cfg->auth.issuer, token, &r->id, &why);
     if (rc == CX_EXPIRED)
         return deny(r, 401, "TOKEN_EXPIRED", "the token has expired");
     if (rc != CX_OK) {

@@ -9,17 +9,25 @@
  * Time: exp is strict, without leeway: a token is expired from the second exp names (we mint our tokens
  * from the same clock, and a grace period would only lengthen every token's life). nbf, which we do not
  * mint, is accepted up to NBF_LEEWAY_S in the future, for other minters' clock skew.
+ *
+ * cx_jwt_verify_cached keeps the claims of the tokens this process verified (a few hundred, by the whole
+ * token text), so that a client sending the same token again costs a hash and a compare, not an HMAC
+ * and two JSON parses: the signature and claims of a given text cannot change, and exp is checked on
+ * every hit. Whether the token was revoked is not the token's: the caller asks sessions.c every time.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <jwt.h>
+#include <openssl/crypto.h>
 #include "conduix/cx.h"
+#include "conduix/hash.h"
 #include "conduix/log.h"
 #include "conduix/jwt.h"
 
 #define TOKEN_MAX 8192
+#define CACHE_SLOTS 256 /* verified tokens remembered per process (direct-mapped by hash) */
 #define NBF_LEEWAY_S 30
 #define TTL_MAX_S ((int64_t)100 * 365 * 86400)
 
@@ -275,5 +283,58 @@ fail:
     jwt_free(j);
     if (why != NULL)
         *why = reason;
+    return rc;
+}
+
+/* The cache of verified tokens: slot = hash % CACHE_SLOTS, a newer token takes the slot of an older. */
+typedef struct cached {
+    uint64_t hash;
+    char *token; /* NULL: empty */
+    size_t len;
+    cx_identity_t id;
+} cached_t;
+static cached_t cache[CACHE_SLOTS];
+static uint64_t cache_key; /* the secret and issuer the cached tokens were verified with (hashed) */
+
+int cx_jwt_verify_cached(const char *secret, const char *issuer, const char *token, cx_identity_t *id, const char **why)
+{
+    size_t len = token != NULL ? strnlen(token, TOKEN_MAX + 1) : 0;
+    uint64_t h, key;
+    cached_t *e;
+    int rc;
+
+    if (len == 0 || len > TOKEN_MAX || secret == NULL || issuer == NULL)
+        return cx_jwt_verify(secret, issuer, token, id, why);
+    key = cx_hash_fnv1a(secret, strlen(secret)) * 31 + cx_hash_fnv1a(issuer, strlen(issuer));
+    if (key != cache_key) { /* another configuration: what the old one verified counts for nothing */
+        for (size_t i = 0; i < CACHE_SLOTS; i++) {
+            free(cache[i].token);
+            cache[i].token = NULL;
+        }
+        cache_key = key;
+    }
+    h = cx_hash_fnv1a(token, len);
+    e = &cache[h % CACHE_SLOTS];
+    if (e->token != NULL && e->hash == h && e->len == len && CRYPTO_memcmp(e->token, token, len) == 0) {
+        *id = e->id;
+        if ((int64_t)time(NULL) < e->id.exp) {
+            if (why != NULL)
+                *why = NULL;
+            return CX_OK;
+        }
+        id->authenticated = 0; /* as cx_jwt_verify answers an expired token */
+        if (why != NULL)
+            *why = "expired";
+        free(e->token);
+        e->token = NULL;
+        return CX_EXPIRED;
+    }
+    if ((rc = cx_jwt_verify(secret, issuer, token, id, why)) == CX_OK) {
+        free(e->token);
+        e->token = cx_strndup(token, len);
+        e->hash = h;
+        e->len = len;
+        e->id = *id;
+    }
     return rc;
 }

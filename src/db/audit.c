@@ -4,6 +4,7 @@
  * committed (or rolled back) together.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "conduix/audit.h"
 #include "conduix/cx.h"
@@ -22,26 +23,43 @@ static const char *text(json_object *o)
     return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
-int cx_audit_write(const char *actor, const char *action, const char *target_type, const char *target_id, const char *request_id,
-                   json_object *before, json_object *after)
+int cx_audit_row(cx_audit_row_t *row, const char *actor, const char *action, const char *target_type, const char *target_id,
+                 const char *request_id, json_object *before, json_object *after, cx_db_stmt_t *stmt)
 {
+    memset(row, 0, sizeof(*row));
     if (action == NULL || *action == '\0')
         return CX_INVALID;
     /* Serialise into owned copies: before and after may be the same object (its string buffer is
      * overwritten by the next serialisation). */
-    char *b = before ? cx_strdup(text(before)) : NULL;
-    char *a = after ? cx_strdup(text(after)) : NULL;
-    cx_db_param_t p[] = {
-        CX_DB_P_STR(actor),
-        CX_DB_P_STR(action),
-        CX_DB_P_STR(target_type),
-        CX_DB_P_STR(target_id),
-        CX_DB_P_STR(request_id && *request_id ? request_id : NULL),
-        CX_DB_P_STR(b),
-        CX_DB_P_STR(a),
-    };
-    int rc = cx_db_exec(AUDIT_INSERT, p, CX_ARRAY_SIZE(p), NULL, NULL);
-    free(b);
-    free(a);
+    row->before = before ? cx_strdup(text(before)) : NULL;
+    row->after = after ? cx_strdup(text(after)) : NULL;
+    row->p[0] = CX_DB_P_STR(actor);
+    row->p[1] = CX_DB_P_STR(action);
+    row->p[2] = CX_DB_P_STR(target_type);
+    row->p[3] = CX_DB_P_STR(target_id);
+    row->p[4] = CX_DB_P_STR(request_id && *request_id ? request_id : NULL);
+    row->p[5] = CX_DB_P_STR(row->before);
+    row->p[6] = CX_DB_P_STR(row->after);
+    *stmt = (cx_db_stmt_t){.sql = AUDIT_INSERT, .params = row->p, .nparams = CX_ARRAY_SIZE(row->p)};
+    return CX_OK;
+}
+
+void cx_audit_row_free(cx_audit_row_t *row)
+{
+    free(row->before);
+    free(row->after);
+    memset(row, 0, sizeof(*row));
+}
+
+int cx_audit_write(const char *actor, const char *action, const char *target_type, const char *target_id, const char *request_id,
+                   json_object *before, json_object *after)
+{
+    cx_audit_row_t row;
+    cx_db_stmt_t st;
+    int rc = cx_audit_row(&row, actor, action, target_type, target_id, request_id, before, after, &st);
+
+    if (rc == CX_OK)
+        rc = cx_db_exec(st.sql, st.params, st.nparams, NULL, NULL);
+    cx_audit_row_free(&row);
     return rc;
 }

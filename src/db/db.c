@@ -57,6 +57,12 @@
 #define SQL_LOG_MAX 400      /* SQL text shown in a log line */
 #define E_LOGGED 0xffffffffu /* pseudo error number: failure already logged */
 
+/* The process's own connection takes multi-statement texts: cx_db_batch sends a transaction in one. Every
+ * other text sent on it is a constant (transaction control); parameters go through prepared statements
+ * or, in a batch, escaped literals. */
+#define OWN_FLAGS CLIENT_MULTI_STATEMENTS
+#define BATCH_MAX_BYTES (64 * 1024 * 1024) /* a batch's text; longer is refused (max_allowed_packet is smaller anyway) */
+
 #define DEFAULT_CONNECT_MS 5000
 #define DEFAULT_IO_MS 30000
 
@@ -362,6 +368,13 @@ static int nb_ping(void)
     return ret;
 }
 
+static int nb_next_result(void)
+{
+    int ret = 1;
+    NB_CALL(mysql_next_result_start(&ret, D.m), mysql_next_result_cont(&ret, D.m, ev_));
+    return ret;
+}
+
 static int nb_prepare(MYSQL_STMT *st, const char *sql, size_t len)
 {
     int ret = 1;
@@ -484,7 +497,7 @@ static int connect_now(void)
     int64_t bound = D.call_ms < D.connect_ms ? D.call_ms : D.connect_ms;
 
     target_own(&t);
-    if ((m = dial(&t, 0, bound, err, sizeof(err))) == NULL) {
+    if ((m = dial(&t, OWN_FLAGS, bound, err, sizeof(err))) == NULL) {
         down(err);
         return CX_UNAVAIL;
     }
@@ -571,7 +584,7 @@ int64_t cx_db_probe(void)
             return left > 0 ? left : 0;
         }
         target_own(&t);
-        if (dial_start(p, &t, 0, D.connect_ms) == 0)
+        if (dial_start(p, &t, OWN_FLAGS, D.connect_ms) == 0)
             return probed();
     }
     if ((ev = poll_io(p->m, p->status, 0)) <= 0) {
@@ -1000,6 +1013,31 @@ int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_
     }
 }
 
+int cx_db_col(const cx_db_result_t *res, const char *col)
+{
+    if (res == NULL)
+        return -1;
+    for (unsigned c = 0; c < res->ncols; c++)
+        if (strcasecmp(res->colnames[c], col) == 0)
+            return (int)c;
+    return -1;
+}
+
+const char *cx_db_value_at(const cx_db_result_t *res, size_t row, int col)
+{
+    if (res == NULL || row >= res->nrows || col < 0 || (unsigned)col >= res->ncols)
+        return NULL;
+    return res->rows[row][col];
+}
+
+char *cx_db_take_at(cx_db_result_t *res, size_t row, int col)
+{
+    char *v = (char *)cx_db_value_at(res, row, col);
+    if (v != NULL)
+        res->rows[row][col] = NULL;
+    return v;
+}
+
 const char *cx_db_value(const cx_db_result_t *res, size_t row, const char *col)
 {
     if (res == NULL || row >= res->nrows)
@@ -1167,11 +1205,14 @@ void cx_db_copy(const cx_db_result_t *res, size_t row, const char *col, char *ou
 int64_t cx_db_time_ms(const char *db)
 {
     char buf[40];
+    size_t n;
     int64_t ms;
 
     if (db == NULL)
         return 0;
-    snprintf(buf, sizeof(buf), "%.30sZ", db); /* the session's time zone is UTC */
+    n = strnlen(db, 30);
+    memcpy(buf, db, n);
+    memcpy(buf + n, "Z", 2); /* the session's time zone is UTC */
     ms = cx_time_parse(buf);
     return ms > 0 ? ms : 0;
 }
@@ -1181,4 +1222,177 @@ void cx_db_time_text(int64_t ms, char out[32])
     cx_time_format_ms(ms, out); /* "2026-11-25T21:00:00.123Z" */
     out[10] = ' ';
     out[23] = '\0';
+}
+
+/* ---- a transaction in one round trip ---- */
+
+/* The text of a batch, grown as it is written. */
+typedef struct text {
+    char *p;
+    size_t len, cap;
+} text_t;
+
+static char *text_reserve(text_t *t, size_t n)
+{
+    if (t->len + n > t->cap) {
+        t->cap = (t->len + n) * 2 > 1024 ? (t->len + n) * 2 : 1024;
+        t->p = cx_realloc(t->p, t->cap);
+    }
+    return t->p + t->len;
+}
+
+static void text_add(text_t *t, const char *s, size_t n)
+{
+    memcpy(text_reserve(t, n), s, n);
+    t->len += n;
+}
+
+/* literal -- append parameter p as an SQL literal to buf (escaped for this connection's character set
+ * and SQL mode). */
+static void literal(text_t *buf, const cx_db_param_t *p)
+{
+    switch (p->type) {
+    case CX_DB_STR: {
+        if (p->s == NULL) {
+            text_add(buf, "NULL", 4);
+            break;
+        }
+        size_t n = p->len == (size_t)-1 ? strlen(p->s) : p->len;
+        char *to = text_reserve(buf, 2 * n + 3);
+        to[0] = '\'';
+        unsigned long k = mysql_real_escape_string(D.m, to + 1, p->s, (unsigned long)n);
+        to[k + 1] = '\'';
+        buf->len += k + 2;
+        break;
+    }
+    case CX_DB_INT: {
+        char num[32];
+        int k = snprintf(num, sizeof(num), "%lld", p->i);
+        text_add(buf, num, (size_t)k);
+        break;
+    }
+    default:
+        text_add(buf, "NULL", 4);
+        break;
+    }
+}
+
+/* batch_text -- "START TRANSACTION;stmt;...;COMMIT" with every ? of the statements replaced by its
+ * parameter; -1 when the counts do not match. (Our statements hold no ? inside quotes.) */
+static int batch_text(text_t *buf, const cx_db_stmt_t *stmts, size_t n)
+{
+    text_add(buf, "START TRANSACTION;", 18);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        for (const char *c = stmts[i].sql; *c != '\0'; c++) {
+            if (*c != '?') {
+                text_add(buf, c, 1);
+                continue;
+            }
+            if (k == stmts[i].nparams)
+                return -1;
+            literal(buf, &stmts[i].params[k++]);
+        }
+        if (k != stmts[i].nparams)
+            return -1;
+        text_add(buf, ";", 1);
+    }
+    text_add(buf, "COMMIT", 6);
+    return 0;
+}
+
+/* batch_run -- send the text, read one outcome per statement (n + 2 with START and COMMIT). 0, or the
+ * MySQL error number of the statement that failed (the server ran none after it) with its message. */
+static unsigned batch_run(const text_t *text, const cx_db_stmt_t *stmts, size_t n, char *msg, size_t msglen, int *sent)
+{
+    unsigned err = 0;
+    int st;
+
+    *sent = 1;
+    st = nb_query(text->p, text->len);
+    for (size_t k = 0;; k++) {
+        if (st != 0) {
+            err = mysql_errno(D.m) ? mysql_errno(D.m) : CR_UNKNOWN_ERROR;
+            if (k == 0 && err == CR_SERVER_GONE_ERROR)
+                *sent = 0; /* the client could not send it */
+            snprintf(msg, msglen, "%s", mysql_error(D.m));
+            return err;
+        }
+        MYSQL_RES *res = mysql_store_result(D.m); /* none for our statements; drained all the same */
+        if (res != NULL)
+            mysql_free_result(res);
+        if (k >= 1 && k <= n && stmts[k - 1].affected != NULL)
+            *stmts[k - 1].affected = mysql_affected_rows(D.m);
+        if (k == n + 1)
+            return 0;
+        if ((st = nb_next_result()) < 0) {
+            snprintf(msg, msglen, "the server answered %zu of %zu statements", k + 1, n + 2);
+            return E_LOGGED;
+        }
+    }
+}
+
+int cx_db_batch(const cx_db_stmt_t *stmts, size_t n)
+{
+    int deadlocks = 0, conn_retry = 0, checked = 0;
+    char msg[512];
+
+    if (D.in_tx) {
+        cx_log_errorx("mysql: cx_db_batch inside a transaction");
+        return CX_ERR;
+    }
+    for (;;) {
+        text_t text = {0};
+        unsigned err;
+        int sent = 0, rc;
+
+        if ((rc = ensure()) != CX_OK)
+            return rc;
+        if (!checked++) {
+            int gone = stale();
+            if (gone < 0)
+                return CX_UNAVAIL;
+            if (gone > 0)
+                continue;
+        }
+        if (batch_text(&text, stmts, n) != 0 || text.len > BATCH_MAX_BYTES) {
+            cx_log_errorx("mysql: batch of %zu statements: %s", n,
+                          text.len > BATCH_MAX_BYTES ? "too long" : "parameters do not match");
+            free(text.p);
+            return CX_ERR;
+        }
+        err = batch_run(&text, stmts, n, msg, sizeof(msg), &sent);
+        free(text.p);
+        if (err == 0) {
+            D.last_used_ms = cx_now_ms();
+            return CX_OK;
+        }
+        if (is_conn_err(err)) {
+            int timed_out = D.timed_out;
+            lost(err, msg); /* the server rolls back a transaction whose connection is gone */
+            if (!timed_out && !sent && !conn_retry) {
+                conn_retry = 1;
+                continue;
+            }
+            return CX_UNAVAIL;
+        }
+        D.last_used_ms = cx_now_ms();
+        /* A statement failed and the rest did not run: the transaction is still open (a deadlock
+         * victim's was rolled back by InnoDB; a ROLLBACK then is harmless). */
+        if (query("ROLLBACK") != 0)
+            drop(1);
+        if (err == ER_DUP_ENTRY || err == 1586 /* ER_DUP_ENTRY_WITH_KEY_NAME */) {
+            conflict_key(msg);
+            cx_log_debug("mysql: duplicate key %s in a batch", D.conflict_key);
+            return CX_CONFLICT;
+        }
+        if (err == ER_LOCK_DEADLOCK && deadlocks < DEADLOCK_RETRIES) {
+            deadlocks++; /* nothing of it was committed: run it again */
+            cx_log_debug("mysql: deadlock in a batch, retry %d", deadlocks);
+            continue;
+        }
+        cx_shm_count(CX_C_DB_ERRORS, 1);
+        cx_log_errorx("mysql: batch of %zu statements: error %u: %s; in: %.*s", n, err, msg, SQL_LOG_MAX, stmts[0].sql);
+        return CX_ERR;
+    }
 }

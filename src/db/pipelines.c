@@ -17,6 +17,7 @@
 #include "conduix/log.h"
 #include "conduix/pipelines.h"
 #include "conduix/shapes.h"
+#include "conduix/shm.h"
 
 #define COLS                                                                                                                       \
     "pipelines.id, pipelines.name, pipelines.description, pipelines.config_yaml, pipelines.version, pipelines.created_by, "        \
@@ -36,10 +37,12 @@
 #define STATUS_JOIN " LEFT JOIN pipeline_runs ar ON ar.active_pipeline_id = pipelines.id"
 
 #define SQL_GET "SELECT " COLS ", " STATUS_COL " FROM pipelines" STATUS_JOIN " WHERE pipelines.id = ?"
+#define SQL_GET_IN "SELECT " COLS ", " STATUS_COL " FROM pipelines" STATUS_JOIN " WHERE pipelines.id IN ("
 #define SQL_GET_LOCK "SELECT " COLS " FROM pipelines WHERE id = ? FOR UPDATE"
 #define SQL_INSERT                                                                                                                 \
     "INSERT INTO pipelines (id, name, description, config_yaml, version, created_by, updated_by, created_at, updated_at) "         \
     "VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)"
+#define SQL_INSERT_NPARAMS 8
 #define SQL_UPDATE                                                                                                                 \
     "UPDATE pipelines SET name = COALESCE(?, name), description = COALESCE(?, description), "                                      \
     "config_yaml = COALESCE(?, config_yaml), version = version + 1, updated_by = ?, updated_at = CURRENT_TIMESTAMP(3) "            \
@@ -92,10 +95,36 @@ void cx_db_pipeline_versions_free(cx_pipeline_version_t *v, size_t n)
     free(v);
 }
 
+/* The columns of a pipeline in a result, by index (resolved once per result, not per row and field). */
+typedef struct cols {
+    int id, name, description, config_yaml, config_size, version, created_by, updated_by, created_at, updated_at, run_status;
+} cols_t;
+
+static void cols_of(const cx_db_result_t *res, cols_t *c)
+{
+    c->id = cx_db_col(res, "id");
+    c->name = cx_db_col(res, "name");
+    c->description = cx_db_col(res, "description");
+    c->config_yaml = cx_db_col(res, "config_yaml");
+    c->config_size = cx_db_col(res, "config_size");
+    c->version = cx_db_col(res, "version");
+    c->created_by = cx_db_col(res, "created_by");
+    c->updated_by = cx_db_col(res, "updated_by");
+    c->created_at = cx_db_col(res, "created_at");
+    c->updated_at = cx_db_col(res, "updated_at");
+    c->run_status = cx_db_col(res, "run_status");
+}
+
 /* text -- a text column taken out of the result; "" for NULL. */
 static char *text(cx_db_result_t *res, size_t i, const char *col)
 {
     char *v = cx_db_take(res, i, col);
+    return v != NULL ? v : cx_strdup("");
+}
+
+static char *text_at(cx_db_result_t *res, size_t i, int col)
+{
+    char *v = cx_db_take_at(res, i, col);
     return v != NULL ? v : cx_strdup("");
 }
 
@@ -114,20 +143,24 @@ static void list_yaml(cx_db_result_t *res, size_t i, char **yaml, int64_t *size)
 }
 
 /* fill -- row i of a result with the COLS (or LIST_COLS) columns (and run_status, when selected). */
-static void fill(cx_db_result_t *res, size_t i, cx_pipeline_t *p)
+static void fill(cx_db_result_t *res, size_t i, const cols_t *c, cx_pipeline_t *p)
 {
-    const char *st = cx_db_value(res, i, "run_status");
+    const char *st = cx_db_value_at(res, i, c->run_status), *v;
 
     memset(p, 0, sizeof(*p));
-    cx_db_copy(res, i, "id", p->id, sizeof(p->id));
-    p->name = text(res, i, "name");
-    p->description = text(res, i, "description");
-    list_yaml(res, i, &p->config_yaml, &p->config_size);
-    p->version = cx_db_int(res, i, "version", 0);
-    p->created_by = cx_db_take(res, i, "created_by");
-    p->updated_by = cx_db_take(res, i, "updated_by");
-    p->created_at = cx_db_time_ms(cx_db_value(res, i, "created_at"));
-    p->updated_at = cx_db_time_ms(cx_db_value(res, i, "updated_at"));
+    snprintf(p->id, sizeof(p->id), "%s", (v = cx_db_value_at(res, i, c->id)) != NULL ? v : "");
+    p->name = text_at(res, i, c->name);
+    p->description = text_at(res, i, c->description);
+    p->config_yaml = cx_db_take_at(res, i, c->config_yaml);
+    if (p->config_yaml == NULL && cx_db_value_at(res, i, c->config_size) != NULL) /* a list left it out */
+        p->config_size = strtoll(cx_db_value_at(res, i, c->config_size), NULL, 10);
+    else if (p->config_yaml == NULL)
+        p->config_yaml = cx_strdup("");
+    p->version = (v = cx_db_value_at(res, i, c->version)) != NULL ? strtoll(v, NULL, 10) : 0;
+    p->created_by = cx_db_take_at(res, i, c->created_by);
+    p->updated_by = cx_db_take_at(res, i, c->updated_by);
+    p->created_at = cx_db_time_ms(cx_db_value_at(res, i, c->created_at));
+    p->updated_at = cx_db_time_ms(cx_db_value_at(res, i, c->updated_at));
     p->status = CX_RUN_STOPPED;
     if (st != NULL && (cx_run_status_parse(st, &p->status) != CX_OK || !cx_run_status_active(p->status))) {
         cx_log_warnx("pipeline %s: its active run has the status %.32s", p->id, st);
@@ -146,10 +179,13 @@ static int fetch(const char *id, int lock, cx_pipeline_t *out)
     memset(out, 0, sizeof(*out));
     if (rc != CX_OK)
         return rc;
-    if (res->nrows == 0)
+    if (res->nrows == 0) {
         rc = CX_NOTFOUND;
-    else
-        fill(res, 0, out);
+    } else {
+        cols_t c;
+        cols_of(res, &c);
+        fill(res, 0, &c, out);
+    }
     cx_db_result_free(res);
     return rc;
 }
@@ -157,6 +193,65 @@ static int fetch(const char *id, int lock, cx_pipeline_t *out)
 int cx_db_pipeline_get(const char *id, cx_pipeline_t *out)
 {
     return fetch(id, 0, out);
+}
+
+int cx_db_pipelines_get_many(const char *const *ids, size_t n, cx_pipeline_t *out, int *rc)
+{
+    size_t k = 2, i;
+    cx_db_param_t *p;
+    cx_db_result_t *res;
+    char *sql, *o;
+    int r;
+
+    if (n == 1) {
+        rc[0] = fetch(ids[0], 0, &out[0]);
+        return rc[0] == CX_OK || rc[0] == CX_NOTFOUND ? CX_OK : rc[0];
+    }
+    /* IN lists of 2, 4, 8 … places (the last id repeated), so that a few prepared statements serve */
+    while (k < n)
+        k *= 2;
+    p = cx_calloc(k, sizeof(*p));
+    sql = cx_malloc(sizeof(SQL_GET_IN) + 3 * k);
+    o = sql + sprintf(sql, "%s", SQL_GET_IN);
+    for (i = 0; i < k; i++) {
+        p[i] = CX_DB_P_STR(ids[i < n ? i : n - 1]);
+        o += sprintf(o, i == 0 ? "?" : ",?");
+    }
+    strcpy(o, ")");
+    r = cx_db_exec(sql, p, k, &res, NULL);
+    free(sql);
+    free(p);
+    for (i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        rc[i] = r == CX_OK ? CX_NOTFOUND : r;
+    }
+    if (r != CX_OK)
+        return r;
+    cols_t c;
+    cols_of(res, &c);
+    for (size_t row = 0; row < res->nrows; row++) {
+        const char *id = cx_db_value_at(res, row, c.id);
+        cx_pipeline_t pl;
+        int first = -1;
+        for (i = 0; i < n; i++)
+            if (rc[i] == CX_NOTFOUND && id != NULL && strcmp(ids[i], id) == 0) {
+                if (first < 0) {
+                    fill(res, row, &c, &pl);
+                    out[i] = pl;
+                    first = (int)i;
+                } else { /* the same id asked twice: a copy of the first */
+                    out[i] = pl;
+                    out[i].name = cx_strdup(pl.name);
+                    out[i].description = cx_strdup(pl.description);
+                    out[i].config_yaml = cx_strdup(pl.config_yaml);
+                    out[i].created_by = cx_strdup(pl.created_by);
+                    out[i].updated_by = cx_strdup(pl.updated_by);
+                }
+                rc[i] = CX_OK;
+            }
+    }
+    cx_db_result_free(res);
+    return CX_OK;
 }
 
 /* ---- list ---- */
@@ -177,12 +272,61 @@ static char *like_pattern(const char *s)
     return p;
 }
 
+/* ---- the total of an unfiltered list ----
+ *
+ * COUNT(*) of InnoDB reads every row of an index: on every page of the list it was the largest part of
+ * MariaDB's work, and it grows with the table. The instance keeps the count in the shared segment,
+ * with the generation of pipelines it was made at; every create and delete made here moves the
+ * generation after it ended (committed or not), so the next list counts again. Changes made
+ * elsewhere (another replica, rows inserted by hand) are seen within TOTAL_MAX_AGE_MS, when the
+ * count is made again anyway. */
+#define TOTAL_MAX_AGE_MS 1000
+
+static void changed(void)
+{
+    if (cx_shm != NULL)
+        __atomic_fetch_add(&cx_shm->pipelines_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+/* total_known -- the count of the instance when it is of the current generation and fresh; its
+ * generation into *gen either way (to store a count made now with). */
+static int total_known(int64_t *total, uint64_t *gen)
+{
+    int ok;
+
+    if (cx_shm == NULL)
+        return 0;
+    *gen = __atomic_load_n(&cx_shm->pipelines_gen, __ATOMIC_ACQUIRE);
+    cx_shm_lock(&cx_shm->pipelines_total.lock);
+    ok = cx_shm->pipelines_total.at_ms > 0 && cx_shm->pipelines_total.gen == *gen &&
+         cx_now_ms() - cx_shm->pipelines_total.at_ms < TOTAL_MAX_AGE_MS;
+    if (ok)
+        *total = cx_shm->pipelines_total.count;
+    cx_shm_unlock(&cx_shm->pipelines_total.lock);
+    return ok;
+}
+
+/* total_store -- a count made after reading generation gen (a change since then makes it stale). */
+static void total_store(int64_t total, uint64_t gen, int64_t at_ms)
+{
+    if (cx_shm == NULL)
+        return;
+    cx_shm_lock(&cx_shm->pipelines_total.lock);
+    cx_shm->pipelines_total.gen = gen;
+    cx_shm->pipelines_total.count = total;
+    cx_shm->pipelines_total.at_ms = at_ms;
+    cx_shm_unlock(&cx_shm->pipelines_total.lock);
+}
+
 /* rows -- the result's rows as an array of pipelines. */
 static void rows(cx_db_result_t *res, cx_pipeline_t **items, size_t *n)
 {
+    cols_t c;
+
+    cols_of(res, &c);
     *items = res->nrows > 0 ? cx_calloc(res->nrows, sizeof(**items)) : NULL;
     for (size_t i = 0; i < res->nrows; i++)
-        fill(res, i, &(*items)[i]);
+        fill(res, i, &c, &(*items)[i]);
     *n = res->nrows;
 }
 
@@ -211,19 +355,25 @@ int cx_db_pipeline_list(const cx_pipeline_query_t *q, cx_pipeline_t **items, siz
     size_t np = 0;
     cx_db_result_t *res = NULL;
     char sql[1024];
-    int rc;
+    uint64_t gen = 0;
+    int rc = CX_OK;
 
     *items = NULL;
     *n = 0;
     *total = 0;
     if (search)
         p[np++] = CX_DB_P_STR(pattern);
-    snprintf(sql, sizeof(sql), "SELECT COUNT(*) AS n FROM pipelines%s", where);
-    if ((rc = cx_db_exec(sql, p, np, &res, NULL)) != CX_OK)
-        goto out;
-    *total = cx_db_int(res, 0, "n", 0);
-    cx_db_result_free(res);
-    res = NULL;
+    if (search || !total_known(total, &gen)) {
+        int64_t at = cx_now_ms();
+        snprintf(sql, sizeof(sql), "SELECT COUNT(*) AS n FROM pipelines%s", where);
+        if ((rc = cx_db_exec(sql, p, np, &res, NULL)) != CX_OK)
+            goto out;
+        *total = cx_db_int(res, 0, "n", 0);
+        cx_db_result_free(res);
+        res = NULL;
+        if (!search)
+            total_store(*total, gen, at);
+    }
     if (offset < *total) {
         p[np++] = CX_DB_P_INT(q->page_size);
         p[np++] = CX_DB_P_INT(offset);
@@ -280,51 +430,133 @@ static int audit(const char *action, const char *id, const cx_pipeline_actor_t *
     return rc;
 }
 
+/* new_row -- the pipeline a create makes (the creation time is set here, so the answer is built from what
+ * is written: no read back), its INSERT parameters (p[8], at[32] holds the time text) and its audit row. */
+static int new_row(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, cx_pipeline_t *pl, cx_db_param_t *p, char *at,
+                   cx_audit_row_t *row, cx_db_stmt_t *audit_st)
+{
+    json_object *after;
+    int rc;
+
+    memset(pl, 0, sizeof(*pl));
+    cx_uuid(pl->id);
+    pl->name = cx_strdup(in->name);
+    pl->description = cx_strdup(in->description != NULL ? in->description : "");
+    pl->config_yaml = cx_strdup(in->config_yaml);
+    pl->version = 1;
+    pl->created_by = cx_strdup(who->actor);
+    pl->updated_by = cx_strdup(who->actor);
+    pl->created_at = pl->updated_at = cx_wall_ms();
+    pl->status = CX_RUN_STOPPED;
+    cx_db_time_text(pl->created_at, at);
+    p[0] = CX_DB_P_STR(pl->id);
+    p[1] = CX_DB_P_STR(pl->name);
+    p[2] = CX_DB_P_STR(pl->description);
+    p[3] = CX_DB_P_STR(pl->config_yaml);
+    p[4] = CX_DB_P_STR(pl->created_by);
+    p[5] = CX_DB_P_STR(pl->updated_by);
+    p[6] = CX_DB_P_STR(at);
+    p[7] = CX_DB_P_STR(at);
+    after = cx_pipeline_json(pl, 0);
+    rc = cx_audit_row(row, who->actor, "pipeline_create", "pipeline", pl->id, who->request_id, NULL, after, audit_st);
+    json_object_put(after);
+    return rc;
+}
+
 int cx_db_pipeline_create(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who, cx_pipeline_t *out, char *field, char *why)
 {
-    cx_pipeline_t pl = {0};
+    cx_pipeline_t pl;
+    cx_db_param_t p[SQL_INSERT_NPARAMS];
     char at[32];
+    cx_audit_row_t row;
+    cx_db_stmt_t st[2] = {{.sql = SQL_INSERT, .params = p, .nparams = SQL_INSERT_NPARAMS}};
     int rc;
 
     memset(out, 0, sizeof(*out));
-    /* The creation time is set here, so the pipeline is built from what was written: no read back. */
-    cx_uuid(pl.id);
-    pl.name = cx_strdup(in->name);
-    pl.description = cx_strdup(in->description != NULL ? in->description : "");
-    pl.config_yaml = cx_strdup(in->config_yaml);
-    pl.version = 1;
-    pl.created_by = cx_strdup(who->actor);
-    pl.updated_by = cx_strdup(who->actor);
-    pl.created_at = pl.updated_at = cx_wall_ms();
-    pl.status = CX_RUN_STOPPED;
-    cx_db_time_text(pl.created_at, at);
-    cx_db_param_t p[] = {
-        CX_DB_P_STR(pl.id),
-        CX_DB_P_STR(pl.name),
-        CX_DB_P_STR(pl.description),
-        CX_DB_P_STR(pl.config_yaml),
-        CX_DB_P_STR(pl.created_by),
-        CX_DB_P_STR(pl.updated_by),
-        CX_DB_P_STR(at),
-        CX_DB_P_STR(at),
-    };
-    if ((rc = cx_db_begin()) != CX_OK)
-        goto fail;
-    rc = cx_db_exec(SQL_INSERT, p, CX_ARRAY_SIZE(p), NULL, NULL);
+    /* The row and its audit row, one transaction in one round trip (cx_db_batch). No pipeline_versions
+     * row yet: version 1 is the row itself, and the history shows it from there (versions() reads a
+     * never-updated pipeline as its only version); the first update writes it before the change. */
+    if ((rc = new_row(in, who, &pl, p, at, &row, &st[1])) == CX_OK)
+        rc = cx_db_batch(st, 2);
+    cx_audit_row_free(&row);
+    changed();
     if (rc == CX_CONFLICT)
         rc = name_conflict(field, why);
-    /* No pipeline_versions row yet: version 1 is the row itself, and the history shows it from there
-     * (versions() reads a never-updated pipeline as its only version); the first update writes it
-     * before the change. One round trip less per create. */
-    if (rc == CX_OK)
-        rc = audit("pipeline_create", pl.id, who, NULL, &pl);
-    if ((rc = cx_db_end(rc)) != CX_OK)
-        goto fail;
+    if (rc != CX_OK) {
+        cx_pipeline_free(&pl);
+        return rc;
+    }
     *out = pl;
     return CX_OK;
-fail:
-    cx_pipeline_free(&pl);
-    return rc;
+}
+
+/* values -- "INSERT … VALUES (?,…)" of one row, repeated for n rows. */
+static char *values(const char *insert_one, size_t n)
+{
+    const char *v = strstr(insert_one, "VALUES ") + 7;
+    size_t head = (size_t)(v - insert_one), row = strlen(v), len = head + n * (row + 1);
+    char *sql = cx_malloc(len + 1), *o = sql;
+
+    memcpy(o, insert_one, head);
+    o += head;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            *o++ = ',';
+        memcpy(o, v, row);
+        o += row;
+    }
+    *o = '\0';
+    return sql;
+}
+
+void cx_db_pipelines_create_many(cx_pipeline_create_t *c, size_t n)
+{
+    cx_db_param_t *p, *ap;
+    cx_audit_row_t *rows;
+    char(*at)[32];
+    cx_db_stmt_t st[2], one;
+    int rc = CX_OK;
+
+    if (n == 1) {
+        c[0].rc = cx_db_pipeline_create(&c[0].in, &c[0].who, &c[0].out, c[0].field, c[0].why);
+        return;
+    }
+    if (n == 0)
+        return;
+    p = cx_calloc(n * SQL_INSERT_NPARAMS, sizeof(*p));
+    ap = cx_calloc(n * CX_ARRAY_SIZE(rows[0].p), sizeof(*ap));
+    rows = cx_calloc(n, sizeof(*rows));
+    at = cx_calloc(n, sizeof(*at));
+    for (size_t i = 0; i < n && rc == CX_OK; i++) {
+        rc = new_row(&c[i].in, &c[i].who, &c[i].out, p + i * SQL_INSERT_NPARAMS, at[i], &rows[i], &one);
+        memcpy(ap + i * one.nparams, one.params, one.nparams * sizeof(*ap));
+    }
+    if (rc == CX_OK) {
+        /* all the rows in one transaction, each table's in one multi-row INSERT */
+        st[0] = (cx_db_stmt_t){.sql = values(SQL_INSERT, n), .params = p, .nparams = n * SQL_INSERT_NPARAMS};
+        st[1] = (cx_db_stmt_t){.sql = values(one.sql, n), .params = ap, .nparams = n * one.nparams};
+        rc = cx_db_batch(st, 2);
+        changed();
+        free((char *)st[0].sql);
+        free((char *)st[1].sql);
+    }
+    for (size_t i = 0; i < n; i++)
+        cx_audit_row_free(&rows[i]);
+    free(p);
+    free(ap);
+    free(rows);
+    free(at);
+    if (rc == CX_CONFLICT)
+        cx_log_debug("pipelines: a name of a group of %zu creates is taken; each is made on its own", n);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == CX_CONFLICT || rc == CX_INVALID) {
+            /* a name taken, perhaps by another create of the group: each on its own, for its own answer */
+            cx_pipeline_free(&c[i].out);
+            c[i].rc = cx_db_pipeline_create(&c[i].in, &c[i].who, &c[i].out, c[i].field, c[i].why);
+        } else if ((c[i].rc = rc) != CX_OK) {
+            cx_pipeline_free(&c[i].out);
+        }
+    }
 }
 
 /* same -- the given field value equals the current one (a field not given is unchanged). */
@@ -432,7 +664,9 @@ int cx_db_pipeline_delete(const char *id, int refuse_active, const cx_pipeline_a
     rc = audit("pipeline_delete", id, who, &before, NULL);
 done:
     cx_pipeline_free(&before);
-    return cx_db_end(rc);
+    rc = cx_db_end(rc);
+    changed();
+    return rc;
 }
 
 int cx_db_pipeline_has_active_run(const char *id)

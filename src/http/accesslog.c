@@ -128,7 +128,7 @@ static void line_of(const char *request_id, h2o_iovec_t rmethod, h2o_iovec_t rpa
     n = (size_t)snprintf(line, sizeof(line),
                          "{\"time\":\"%s\",\"level\":\"info\",\"type\":\"access\",\"request_id\":\"%s\",\"method\":\"%s\","
                          "\"path\":\"%s\",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,\"pid\":%d,\"user\":\"%s\"}",
-                         ts, request_id, method, path, status, (double)dur_us / 1000.0, bytes, (int)getpid(), user);
+                         ts, request_id, method, path, status, (double)dur_us / 1000.0, bytes, cx_pid(), user);
     if (n >= sizeof(line))
         n = sizeof(line) - 1;
     cx_log_raw(line, n);

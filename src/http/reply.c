@@ -138,6 +138,46 @@ int cx_reply_ok(cx_req_t *r, int status, json_object *data, const char *message)
     return cx_reply_json_raw(r, status, o);
 }
 
+void cx_reply_begin(cx_jw_t *w)
+{
+    cx_jw_init(w);
+    cx_jw_object(w);
+    cx_jw_key(w, "success");
+    cx_jw_bool(w, 1);
+    cx_jw_key(w, "data");
+}
+
+int cx_reply_end(cx_req_t *r, int status, cx_jw_t *w)
+{
+    cx_jw_object_end(w);
+    cx_reply_raw(r, status, "application/json; charset=utf-8", w->p, w->len);
+    cx_jw_free(w);
+    return 0;
+}
+
+void cx_reply_page_begin(cx_jw_t *w)
+{
+    cx_reply_begin(w);
+    cx_jw_object(w);
+    cx_jw_key(w, "items");
+    cx_jw_array(w);
+}
+
+int cx_reply_page_end(cx_req_t *r, cx_jw_t *w, int64_t total, int page, int page_size)
+{
+    cx_jw_array_end(w);
+    cx_jw_key(w, "total");
+    cx_jw_int(w, total);
+    cx_jw_key(w, "page");
+    cx_jw_int(w, page);
+    cx_jw_key(w, "page_size");
+    cx_jw_int(w, page_size);
+    cx_jw_key(w, "total_pages");
+    cx_jw_int(w, page_size > 0 ? (total + page_size - 1) / page_size : 0);
+    cx_jw_object_end(w);
+    return cx_reply_end(r, 200, w);
+}
+
 int cx_reply_page(cx_req_t *r, json_object *items, int64_t total, int page, int page_size)
 {
     return cx_reply_page_as(r, items, NULL, total, page, page_size);

@@ -293,6 +293,36 @@ void cx_req_defer(cx_req_t *r, void (*on_abort)(void *arg), void *arg)
     r->abort_arg = arg;
 }
 
+/* What runs at the end of a turn of the loop (cx_req_soon): a few functions, each at most once a turn. */
+typedef struct soon {
+    h2o_timeout_entry_t e;
+    void (*fn)(void);
+} soon_t;
+static soon_t soon[4];
+
+static void on_soon(h2o_timeout_entry_t *e)
+{
+    H2O_STRUCT_FROM_MEMBER(soon_t, e, e)->fn();
+}
+
+void cx_req_soon(cx_req_t *r, void (*fn)(void))
+{
+    h2o_context_t *ctx = r->req->conn->ctx;
+
+    for (size_t i = 0; i < CX_ARRAY_SIZE(soon); i++) {
+        soon_t *s = &soon[i];
+        if (s->fn != NULL && s->fn != fn)
+            continue;
+        s->fn = fn;
+        s->e.cb = on_soon;
+        if (!h2o_timeout_is_linked(&s->e))
+            h2o_timeout_link(ctx->loop, &ctx->zero_timeout, &s->e);
+        return;
+    }
+    cx_log_errorx("cx_req_soon: no room for another function; calling it now");
+    fn();
+}
+
 int cx_server_init(h2o_globalconf_t *config, const cx_route_t *table, size_t n, cx_authorize_fn authorizer)
 {
     h2o_hostconf_t *host;

@@ -16,30 +16,63 @@
 
 #define KEY_MATCH CX_HB_KEY_PREFIX "*" CX_HB_KEY_SUFFIX
 
-int cx_redis_heartbeat_set(const char *agent_id, const char *body, size_t len, int *isnew)
-{
-    redisReply *r;
+/* The SET of a REST beat: SET … GET (Redis 6.2+) says whether the key existed. */
+#define SET_ARGV(key, body, len)                                                                                                   \
+    const char *argv_[] = {"SET", key, body, "EX", CX_HB_TTL_TEXT, "GET"};                                                         \
+    const size_t argl_[] = {3, strlen(key), len, 2, sizeof(CX_HB_TTL_TEXT) - 1, 3}
 
-    /* SET … GET (Redis 6.2+) says whether the key existed. An older Redis refuses the option: then a
-     * plain SET, and the key counts as new. */
+static void key_of(const char *agent_id, char key[CX_AGENT_ID_MAX + 32])
+{
+    snprintf(key, CX_AGENT_ID_MAX + 32, CX_HB_KEY_PREFIX "%s" CX_HB_KEY_SUFFIX, agent_id);
+}
+
+int cx_redis_heartbeat_result(const redisReply *r, const char *agent_id, const char *body, size_t len, int *isnew)
+{
+    redisReply *plain;
+
     *isnew = 1;
-    r = cx_redis_cmd("SET " CX_HB_KEY_PREFIX "%s" CX_HB_KEY_SUFFIX " %b EX %d GET", agent_id, body, len, CX_HB_TTL_S);
     if (r != NULL && r->type == REDIS_REPLY_ERROR && strstr(r->str, "syntax") != NULL) {
-        freeReplyObject(r);
-        r = cx_redis_cmd("SET " CX_HB_KEY_PREFIX "%s" CX_HB_KEY_SUFFIX " %b EX %d", agent_id, body, len, CX_HB_TTL_S);
-    } else if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        /* An older Redis refuses the option: then a plain SET, and the key counts as new. */
+        plain = cx_redis_cmd("SET " CX_HB_KEY_PREFIX "%s" CX_HB_KEY_SUFFIX " %b EX %d", agent_id, body, len, CX_HB_TTL_S);
+        int rc = plain != NULL && plain->type == REDIS_REPLY_STATUS ? CX_OK : CX_UNAVAIL;
+        if (plain != NULL && plain->type == REDIS_REPLY_ERROR)
+            cx_log_warnx("heartbeat: SET of agent %s's key refused by Redis: %s", agent_id, plain->str);
+        if (plain != NULL)
+            freeReplyObject(plain);
+        return rc;
+    }
+    if (r != NULL && r->type == REDIS_REPLY_STRING)
         *isnew = 0;
-    }
-    if (r != NULL && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL)) {
-        freeReplyObject(r);
+    if (r != NULL && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL))
         return CX_OK;
-    }
-    if (r != NULL) {
+    if (r != NULL)
         cx_log_warnx("heartbeat: SET of agent %s's key refused by Redis: %s", agent_id,
                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        freeReplyObject(r);
-    }
     return CX_UNAVAIL;
+}
+
+int cx_redis_heartbeat_set(const char *agent_id, const char *body, size_t len, int *isnew)
+{
+    char key[CX_AGENT_ID_MAX + 32];
+    redisReply *r;
+    int rc;
+
+    key_of(agent_id, key);
+    SET_ARGV(key, body, len);
+    r = cx_redis_cmdargv((int)CX_ARRAY_SIZE(argv_), argv_, argl_);
+    rc = cx_redis_heartbeat_result(r, agent_id, body, len, isnew);
+    if (r != NULL)
+        freeReplyObject(r);
+    return rc;
+}
+
+void cx_redis_heartbeat_set_batched(const char *agent_id, const char *body, size_t len, cx_redis_done_fn done, void *arg)
+{
+    char key[CX_AGENT_ID_MAX + 32];
+
+    key_of(agent_id, key);
+    SET_ARGV(key, body, len);
+    cx_redis_batch_add((int)CX_ARRAY_SIZE(argv_), argv_, argl_, done, arg);
 }
 
 /* ---- batches ---- */

@@ -11,6 +11,11 @@
  *
  * The state is per process (static), set up by cx_redis_open after fork; a process is single-threaded,
  * so nothing here is locked.
+ *
+ * The batch (cx_redis_batch_add, _run): commands handlers collect during one turn of the worker's event
+ * loop, sent together in one round trip at its end (the REST heartbeats of many agents: one write and
+ * one read for all of them instead of one each), with the breaker, timeouts and failure handling of
+ * cx_redis_pipeline, except that the replies read before a failure are delivered.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -23,6 +28,7 @@
 #include "conduix/shm.h"
 
 #define DEFAULT_TIMEOUT_MS 1000
+#define BATCH_MAX 256 /* commands sent in one round trip; more go in the next */
 
 static struct {
     int opened;
@@ -36,6 +42,18 @@ static struct {
     int failing;           /* a failure was logged and no recovery since */
     int64_t failing_since; /* cx_now_ms of the first failure */
 } R;
+
+/* The batch: formatted commands and whom to tell about their replies. */
+typedef struct batched {
+    char *cmd; /* RESP text (redisFormatCommandArgv) */
+    int len;
+    cx_redis_done_fn done;
+    void *arg;
+} batched_t;
+static struct {
+    batched_t *v;
+    size_t n, cap;
+} Q;
 
 static struct timeval tv_of(int64_t ms)
 {
@@ -225,6 +243,11 @@ int cx_redis_open(const cx_config_t *cfg)
 
 void cx_redis_close(void)
 {
+    while (Q.n > 0) { /* nothing is sent any more */
+        batched_t b = Q.v[--Q.n];
+        b.done(NULL, b.arg);
+        redisFreeCommand(b.cmd);
+    }
     drop();
     free(R.host);
     R.host = NULL;
@@ -349,4 +372,81 @@ redisContext *cx_redis_connect_new(const cx_config_t *cfg, int64_t timeout_ms)
     if (c == NULL)
         cx_log_warnx("redis: %s:%d: %s", host, port, err);
     return c;
+}
+
+void cx_redis_batch_add(int argc, const char **argv, const size_t *argvlen, cx_redis_done_fn done, void *arg)
+{
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+
+    if (len < 0) {
+        cx_log_errorx("redis: cannot format a command of the batch");
+        done(NULL, arg);
+        return;
+    }
+    if (Q.n == Q.cap) {
+        Q.cap = Q.cap ? 2 * Q.cap : 16;
+        Q.v = cx_realloc(Q.v, Q.cap * sizeof(*Q.v));
+    }
+    Q.v[Q.n].cmd = cmd;
+    Q.v[Q.n].len = len;
+    Q.v[Q.n].done = done;
+    Q.v[Q.n].arg = arg;
+    Q.n++;
+}
+
+size_t cx_redis_batch_pending(void)
+{
+    return Q.n;
+}
+
+/* batch_round -- send the first n commands of the batch, read their replies; how many were read (the
+ * rest failed). */
+static size_t batch_round(size_t n, redisReply **replies)
+{
+    char err[160];
+    size_t got = 0;
+
+    if (!begin())
+        return 0;
+    cx_shm_count(CX_C_REDIS_BATCHES, 1);
+    cx_shm_count(CX_C_REDIS_BATCHED, n);
+    for (size_t i = 0; i < n; i++)
+        if (redisAppendFormattedCommand(R.c, Q.v[i].cmd, (size_t)Q.v[i].len) != REDIS_OK)
+            goto fail;
+    for (; got < n; got++) {
+        void *r = NULL;
+        if (redisGetReply(R.c, &r) != REDIS_OK || r == NULL)
+            goto fail;
+        replies[got] = r;
+    }
+    succeed();
+    return got;
+fail:
+    snprintf(err, sizeof(err), "batch of %zu: %s", n, why(R.c));
+    drop();
+    fail(err);
+    return got;
+}
+
+void cx_redis_batch_run(void)
+{
+    redisReply *replies[BATCH_MAX];
+
+    while (Q.n > 0) {
+        size_t n = Q.n < BATCH_MAX ? Q.n : BATCH_MAX, got = batch_round(n, replies);
+        /* the callbacks may add to the batch: take this round's entries out first */
+        batched_t *mine = cx_malloc(n * sizeof(*mine));
+        memcpy(mine, Q.v, n * sizeof(*mine));
+        memmove(Q.v, Q.v + n, (Q.n - n) * sizeof(*Q.v));
+        Q.n -= n;
+        for (size_t i = 0; i < n; i++) {
+            redisReply *r = i < got ? replies[i] : NULL;
+            mine[i].done(r, mine[i].arg);
+            if (r != NULL)
+                freeReplyObject(r);
+            redisFreeCommand(mine[i].cmd);
+        }
+        free(mine);
+    }
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <jwt.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -157,6 +158,49 @@ static void test_round_trip(void **state)
 
         assert_int_equal(cx_jwt_verify(SECRET, ISSUER, t, &id3, NULL), CX_OK);
         assert_int_equal(id3.role, CX_ROLE_OPERATOR);
+    }
+}
+
+/* test_cached -- the cache answers a token verified before as cx_jwt_verify would, until its exp; another
+ * secret or issuer, or another text, is verified afresh. */
+static void test_cached(void **state)
+{
+    cx_identity_t id, id2;
+    const char *why = "unset";
+    char *tok = cx_jwt_mint(SECRET, ISSUER, "user-9", "operator", "o@example.com", "Op", 3600);
+    char *bad = cx_strdup(tok);
+
+    assert_int_equal(cx_jwt_verify_cached(SECRET, ISSUER, tok, &id, &why), CX_OK);
+    assert_null(why);
+    assert_int_equal(cx_jwt_verify_cached(SECRET, ISSUER, tok, &id2, &why), CX_OK); /* from the cache */
+    assert_memory_equal(&id, &id2, sizeof(id));
+    assert_int_equal(id2.authenticated, 1);
+    assert_string_equal(id2.sub, "user-9");
+    assert_int_equal(id2.role, CX_ROLE_OPERATOR);
+    /* the same text under another secret or issuer is not the same verdict */
+    assert_int_equal(cx_jwt_verify_cached("another-secret-another-secret-another", ISSUER, tok, &id2, &why), CX_INVALID);
+    assert_int_equal(cx_jwt_verify_cached(SECRET, "other-issuer", tok, &id2, &why), CX_INVALID);
+    assert_int_equal(cx_jwt_verify_cached(SECRET, ISSUER, tok, &id2, &why), CX_OK);
+    /* a tampered signature is another text: verified, and refused */
+    bad[strlen(bad) - 2] = bad[strlen(bad) - 2] == 'A' ? 'B' : 'A';
+    assert_int_equal(cx_jwt_verify_cached(SECRET, ISSUER, bad, &id2, &why), CX_INVALID);
+    assert_int_equal(id2.authenticated, 0);
+    /* refused tokens are not remembered as good */
+    assert_int_equal(cx_jwt_verify_cached(SECRET, ISSUER, bad, &id2, &why), CX_INVALID);
+    free(tok);
+    free(bad);
+
+    /* a cached token expires on time: exp is checked on every hit */
+    {
+        char t[4096];
+        snprintf(t, sizeof(t), "%s", hs256(claims(1, "")));
+        assert_int_equal(cx_jwt_verify_cached(SECRET, ISSUER, t, &id, &why), CX_OK);
+        for (int i = 0; i < 40 && cx_jwt_verify_cached(SECRET, ISSUER, t, &id, &why) == CX_OK; i++)
+            usleep(100000);
+        assert_int_equal(cx_jwt_verify_cached(SECRET, ISSUER, t, &id, &why), CX_EXPIRED);
+        assert_string_equal(why, "expired");
+        assert_int_equal(id.authenticated, 0);
+        assert_int_equal(cx_jwt_verify(SECRET, ISSUER, t, &id2, &why), CX_EXPIRED); /* as the uncached answer */
     }
 }
 
@@ -409,19 +453,13 @@ static void test_garbage(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roles),
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_mint_refuses),
-        cmocka_unit_test(test_wrong_secret),
-        cmocka_unit_test(test_expired),
-        cmocka_unit_test(test_wrong_issuer),
-        cmocka_unit_test(test_missing_and_bad_claims),
-        cmocka_unit_test(test_nbf),
-        cmocka_unit_test(test_alg_none),
-        cmocka_unit_test(test_other_algs),
-        cmocka_unit_test(test_mint_ex),
-        cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_tampered),
+        cmocka_unit_test(test_roles),        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_cached),       cmocka_unit_test(test_mint_refuses),
+        cmocka_unit_test(test_wrong_secret), cmocka_unit_test(test_expired),
+        cmocka_unit_test(test_wrong_issuer), cmocka_unit_test(test_missing_and_bad_claims),
+        cmocka_unit_test(test_nbf),          cmocka_unit_test(test_alg_none),
+        cmocka_unit_test(test_other_algs),   cmocka_unit_test(test_mint_ex),
+        cmocka_unit_test(test_headers),      cmocka_unit_test(test_tampered),
         cmocka_unit_test(test_garbage),
     };
 

@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "conduix/cx.h"
 #include "conduix/db.h"
@@ -149,6 +153,22 @@ static void t_time_format(void **state)
     assert_string_equal(out, "2026-11-25T21:00:00Z");
     /* round trip */
     assert_int_equal(cx_time_parse(out), 1795640400000LL);
+    /* written digit by digit: the same text as strftime, over the years 1970..9999 (leap days included) */
+    srandom(42);
+    for (int i = 0; i < 200000; i++) {
+        int64_t t = i < 1000 ? (int64_t)i * 86400 * 366 : ((int64_t)random() << 5 ^ random()) % 253402300800LL;
+        int64_t ms = t * 1000 + i % 1000;
+        char want[40], wantms[40], ms_out[32];
+        time_t tt = (time_t)t;
+        struct tm tm;
+        gmtime_r(&tt, &tm);
+        strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(wantms, sizeof(wantms), "%.19s.%03dZ", want, (int)(ms % 1000));
+        cx_time_format(t, out);
+        assert_string_equal(out, want);
+        cx_time_format_ms(ms, ms_out);
+        assert_string_equal(ms_out, wantms);
+    }
 }
 
 static void t_uuid(void **state)
@@ -167,6 +187,45 @@ static void t_uuid(void **state)
     }
     assert_int_equal(a[14], '4');           /* version 4: random */
     assert_non_null(strchr("89ab", a[19])); /* RFC 4122 variant */
+}
+
+/* t_uuid_fork -- a child never hands out the parent's next UUIDs nor reports its pid (the random buffer
+ * and the cached pid are the parent's memory, copied by fork). */
+static void t_uuid_fork(void **state)
+{
+    (void)state;
+    char parent[37], child[37] = "";
+    int fds[2], status;
+    pid_t pid;
+
+    cx_uuid(parent); /* the buffer is filled now, and copied into the child */
+    assert_int_equal(cx_pid(), getpid());
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char u[37];
+        cx_uuid(u);
+        ssize_t w = write(fds[1], u, sizeof(u));
+        _exit(w == (ssize_t)sizeof(u) && cx_pid() == getpid() && cx_pid() != getppid() ? 0 : 1);
+    }
+    close(fds[1]);
+    assert_int_equal(read(fds[0], child, sizeof(child)), (ssize_t)sizeof(child));
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0); /* the child's cx_pid is its own */
+    cx_uuid(parent);                                            /* the parent's next one */
+    assert_string_not_equal(parent, child);
+    assert_int_equal(strlen(child), 36);
+    assert_int_equal(child[14], '4');
+
+    /* many in a row: no repeats across a refill of the buffer (4 KiB = 256 UUIDs) */
+    char seen[600][37];
+    for (int i = 0; i < 600; i++) {
+        cx_uuid(seen[i]);
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(seen[i], seen[j]);
+    }
 }
 
 static void t_clocks(void **state)
@@ -320,7 +379,7 @@ int main(void)
         cmocka_unit_test(t_size_bad),       cmocka_unit_test(t_time_parse),   cmocka_unit_test(t_time_parse_bad),
         cmocka_unit_test(t_time_format),    cmocka_unit_test(t_uuid),         cmocka_unit_test(t_clocks),
         cmocka_unit_test(t_alloc),          cmocka_unit_test(t_utf8),         cmocka_unit_test(t_json_escape),
-        cmocka_unit_test(t_time_format_ms),
+        cmocka_unit_test(t_time_format_ms), cmocka_unit_test(t_uuid_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
