@@ -109,30 +109,31 @@ static void escaped(cx_jw_t *w, const char *s, size_t n)
 
         if (!special[c])
             continue;
+        /* e is a unit of bytes with a length (k), not a C string */
+        e[0] = '\\';
         switch (c) {
         case '\b':
-            memcpy(e, "\\b", 2);
+            e[1] = 'b';
             break;
         case '\n':
-            memcpy(e, "\\n", 2);
+            e[1] = 'n';
             break;
         case '\r':
-            memcpy(e, "\\r", 2);
+            e[1] = 'r';
             break;
         case '\t':
-            memcpy(e, "\\t", 2);
+            e[1] = 't';
             break;
         case '\f':
-            memcpy(e, "\\f", 2);
+            e[1] = 'f';
             break;
         case '"':
-            memcpy(e, "\\\"", 2);
-            break;
         case '\\':
-            memcpy(e, "\\\\", 2);
+            e[1] = (char)c;
             break;
         default:
-            memcpy(e, "\\u00", 4);
+            e[1] = 'u';
+            e[2] = e[3] = '0';
             e[4] = hex[c >> 4];
             e[5] = hex[c & 0xf];
             k = 6;

@@ -137,6 +137,7 @@ void cx_random(void *out, size_t n)
             rnd.at = 0;
         }
         size_t k = sizeof(rnd.b) - rnd.at < n ? sizeof(rnd.b) - rnd.at : n;
+        // cppcheck-suppress uninitvar ; o is the caller's buffer, which this fills (it may hold anything)
         memcpy(o, rnd.b + rnd.at, k);
         memset(rnd.b + rnd.at, 0, k); /* a byte is handed out once */
         rnd.at += k;
@@ -152,6 +153,7 @@ void cx_uuid(char out[37])
 {
     uuid_t u;
 
+    // cppcheck-suppress uninitvar ; cx_random fills u, it does not read it
     cx_random(u, sizeof(u));
     u[6] = (unsigned char)((u[6] & 0x0f) | 0x40); /* version 4 */
     u[8] = (unsigned char)((u[8] & 0x3f) | 0x80); /* variant 10 */

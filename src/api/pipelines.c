@@ -474,7 +474,7 @@ static void run_creates(void)
     waiting_create_t *w[GROUP_MAX];
     size_t n = ngroup;
 
-    memcpy(w, group, n * sizeof(*w));
+    memcpy(w, group, n * sizeof(*w)); // NOLINT(bugprone-sizeof-expression): an array of pointers, copied as pointers
     ngroup = 0;
     memset(c, 0, n * sizeof(*c));
     for (size_t i = 0; i < n; i++) {
@@ -551,7 +551,7 @@ static void run_gets(void)
     int rc[GROUP_MAX];
     size_t n = ngets;
 
-    memcpy(w, gets, n * sizeof(*w));
+    memcpy(w, gets, n * sizeof(*w)); // NOLINT(bugprone-sizeof-expression): an array of pointers, copied as pointers
     ngets = 0;
     for (size_t i = 0; i < n; i++)
         ids[i] = w[i]->id;

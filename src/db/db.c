@@ -61,7 +61,7 @@
  * other text sent on it is a constant (transaction control); parameters go through prepared statements
  * or, in a batch, escaped literals. */
 #define OWN_FLAGS CLIENT_MULTI_STATEMENTS
-#define BATCH_MAX_BYTES (64 * 1024 * 1024) /* a batch's text; longer is refused (max_allowed_packet is smaller anyway) */
+#define BATCH_MAX_BYTES ((size_t)64 * 1024 * 1024) /* a batch's text; longer is refused (max_allowed_packet is smaller anyway) */
 
 #define DEFAULT_CONNECT_MS 5000
 #define DEFAULT_IO_MS 30000
@@ -1305,7 +1305,7 @@ static int batch_text(text_t *buf, const cx_db_stmt_t *stmts, size_t n)
  * MySQL error number of the statement that failed (the server ran none after it) with its message. */
 static unsigned batch_run(const text_t *text, const cx_db_stmt_t *stmts, size_t n, char *msg, size_t msglen, int *sent)
 {
-    unsigned err = 0;
+    unsigned err;
     int st;
 
     *sent = 1;

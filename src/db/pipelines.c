@@ -217,7 +217,7 @@ int cx_db_pipelines_get_many(const char *const *ids, size_t n, cx_pipeline_t *ou
         p[i] = CX_DB_P_STR(ids[i < n ? i : n - 1]);
         o += sprintf(o, i == 0 ? "?" : ",?");
     }
-    strcpy(o, ")");
+    memcpy(o, ")", 2);
     r = cx_db_exec(sql, p, k, &res, NULL);
     free(sql);
     free(p);
@@ -512,7 +512,7 @@ static char *values(const char *insert_one, size_t n)
 void cx_db_pipelines_create_many(cx_pipeline_create_t *c, size_t n)
 {
     cx_db_param_t *p, *ap;
-    cx_audit_row_t *rows;
+    cx_audit_row_t *arows;
     char(*at)[32];
     cx_db_stmt_t st[2], one;
     int rc = CX_OK;
@@ -524,11 +524,11 @@ void cx_db_pipelines_create_many(cx_pipeline_create_t *c, size_t n)
     if (n == 0)
         return;
     p = cx_calloc(n * SQL_INSERT_NPARAMS, sizeof(*p));
-    ap = cx_calloc(n * CX_ARRAY_SIZE(rows[0].p), sizeof(*ap));
-    rows = cx_calloc(n, sizeof(*rows));
+    ap = cx_calloc(n * CX_ARRAY_SIZE(arows[0].p), sizeof(*ap));
+    arows = cx_calloc(n, sizeof(*arows));
     at = cx_calloc(n, sizeof(*at));
     for (size_t i = 0; i < n && rc == CX_OK; i++) {
-        rc = new_row(&c[i].in, &c[i].who, &c[i].out, p + i * SQL_INSERT_NPARAMS, at[i], &rows[i], &one);
+        rc = new_row(&c[i].in, &c[i].who, &c[i].out, p + i * SQL_INSERT_NPARAMS, at[i], &arows[i], &one);
         memcpy(ap + i * one.nparams, one.params, one.nparams * sizeof(*ap));
     }
     if (rc == CX_OK) {
@@ -541,10 +541,10 @@ void cx_db_pipelines_create_many(cx_pipeline_create_t *c, size_t n)
         free((char *)st[1].sql);
     }
     for (size_t i = 0; i < n; i++)
-        cx_audit_row_free(&rows[i]);
+        cx_audit_row_free(&arows[i]);
     free(p);
     free(ap);
-    free(rows);
+    free(arows);
     free(at);
     if (rc == CX_CONFLICT)
         cx_log_debug("pipelines: a name of a group of %zu creates is taken; each is made on its own", n);

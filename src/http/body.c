@@ -414,13 +414,9 @@ int cx_body_parse_text_ex(const char *buf, size_t len, json_object **out, char *
         return CX_INVALID;
     }
     json_tokener_free(tok);
-    if (check_keys(buf, len, msg, msglen, &off) != CX_OK) {
-        json_object_put(o);
-        return CX_INVALID;
-    }
     /* RFC 8259: JSON text is UTF-8. json-c does not check it, and what it let through would come back in
      * messages and stored text that no client can read. Checked on the parsed document, so that the
-     * answer can name the field that holds it. */
+     * answer can name the field that holds it, and before the keys, whose messages quote them. */
     if ((bad = cx_utf8_valid_prefix(buf, len)) < len) {
         position(buf, len, bad, &line, &col);
         if (field != NULL && fieldlen > 0) {
@@ -429,6 +425,10 @@ int cx_body_parse_text_ex(const char *buf, size_t len, json_object **out, char *
         } else {
             snprintf(msg, msglen, "malformed JSON at line %d, column %d: not valid UTF-8", line, col);
         }
+        json_object_put(o);
+        return CX_INVALID;
+    }
+    if (check_keys(buf, len, msg, msglen, &off) != CX_OK) {
         json_object_put(o);
         return CX_INVALID;
     }

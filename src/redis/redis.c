@@ -440,6 +440,7 @@ void cx_redis_batch_run(void)
         memcpy(mine, Q.v, n * sizeof(*mine));
         memmove(Q.v, Q.v + n, (Q.n - n) * sizeof(*Q.v));
         Q.n -= n;
+        // cppcheck-suppress knownConditionTrueFalse ; n is at least 1 here (Q.n > 0), cppcheck loses it
         for (size_t i = 0; i < n; i++) {
             redisReply *r = i < got ? replies[i] : NULL;
             mine[i].done(r, mine[i].arg);
