@@ -134,6 +134,10 @@ my @yaml = (
     ['only a comment', "# nothing\n", qr/must not be empty/],
     ['1 MiB and a byte', 'a: ' . ('x' x (1024 * 1024 - 2)) . "\n", qr/at most 1048576 bytes/],
     ['an anchor of another document', "a: &x 1\n---\nb: *x\n", qr/refers to no anchor/],
+    # 500,000 levels in 1 MiB would cost a worker minutes in libyaml's scanner: refused at the 1001st
+    ['1001 nested sequences', ('[' x 1001) . (']' x 1001), qr/^invalid YAML at line 1, column 1001: nested deeper than 1000 levels$/],
+    ['500,000 nested sequences', ('[' x 500000) . (']' x 500000), qr/nested deeper than 1000 levels/],
+    ['1001 nested block sequences', ('- ' x 1001) . "x\n", qr/nested deeper than 1000 levels/],
 );
 for my $y (@yaml) {
     my ($what, $text, $msg) = @$y;
@@ -149,6 +153,9 @@ for my $y (@yaml) {
     is($x->{status}, 201, 'YAML: a billion laughs is valid YAML, stored as it is');
     cmp_ok(time - $t0, '<', 5 * $CxTest::SCALE, 'and checked without expanding it');
     is($s->auth_get("$P/$x->{json}{data}{id}")->{json}{data}{config_yaml}, $laughs, 'stored byte for byte');
+    $s->auth_delete("$P/$x->{json}{data}{id}");
+    $x = $s->auth_post($P, { name => 'deep', config_yaml => ('[' x 1000) . (']' x 1000) });
+    is($x->{status}, 201, 'YAML: 1000 nested sequences are valid') or diag $x->{content};
     $s->auth_delete("$P/$x->{json}{data}{id}");
     $snap = CxHostile::snapshot($s);
 }

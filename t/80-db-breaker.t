@@ -12,7 +12,7 @@ use CxLoad;
 use CxAgent;
 use Time::HiRes qw(sleep time);
 
-my $s = CxTest->new(workers => 4);
+my $s = CxTest->new(workers => 4, config => { 'database.query_timeout' => '800ms' });    # the default, which it tests
 $s->start;
 my $admin = $s->admin_token;
 my $r = $s->auth_post('/api/v1/pipelines', { name => 'p80', config_yaml => "source: x\n" });

@@ -15,7 +15,10 @@
 #define CX_PIPELINE_NAME_MAX 255                   /* characters (UTF-8 code points) */
 #define CX_PIPELINE_DESC_MAX 65535                 /* bytes (a TEXT column) */
 #define CX_PIPELINE_YAML_MAX ((size_t)1024 * 1024) /* bytes */
-#define CX_PIPELINE_SEARCH_MAX 255                 /* characters */
+/* Levels of nested sequences and mappings a config_yaml may have: libyaml 0.2.5's scanner spends time in
+ * proportion to the depth on every token, so 100,000 levels took 30 s of a worker; 1,000 take 1 ms. */
+#define CX_PIPELINE_YAML_DEPTH_MAX 1000
+#define CX_PIPELINE_SEARCH_MAX 255 /* characters */
 /* A list (pipelines, versions) carries a config_yaml of at most this many bytes; a larger one is left
  * out (NULL, its length in config_size), so a page of 100 is at most ~13 MB whatever is stored. GET
  * /pipelines/:id always has it. */

@@ -126,7 +126,7 @@ int cx_pipeline_check_yaml(const char *s, size_t len, char *msg, size_t msglen)
     yaml_parser_t p;
     yaml_event_t ev;
     anchors_t anchors = {0};
-    int rc = CX_OK, content = 0;
+    int rc = CX_OK, content = 0, depth = 0;
 
     if (len > CX_PIPELINE_YAML_MAX) {
         snprintf(msg, msglen, "must be at most %zu bytes (got %zu)", CX_PIPELINE_YAML_MAX, len);
@@ -162,6 +162,14 @@ int cx_pipeline_check_yaml(const char *s, size_t len, char *msg, size_t msglen)
         }
         if (t == YAML_SCALAR_EVENT || t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT)
             content = 1;
+        if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT)
+            depth--;
+        if ((t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) && ++depth > CX_PIPELINE_YAML_DEPTH_MAX) {
+            /* stop here: the scanner's cost per token grows with the depth (see pipelines.h) */
+            snprintf(msg, msglen, "invalid YAML at line %zu, column %zu: nested deeper than %d levels", ev.start_mark.line + 1,
+                     ev.start_mark.column + 1, CX_PIPELINE_YAML_DEPTH_MAX);
+            rc = CX_INVALID;
+        }
         yaml_event_delete(&ev);
         if (rc != CX_OK || t == YAML_STREAM_END_EVENT)
             break;

@@ -11,7 +11,7 @@ use CxAgent;
 use Time::HiRes qw(sleep time);
 
 CxChaos::scenario('4 MySQL stopped 30 s, frozen 20 s');
-my $s = CxChaos::server(workers => 4);
+my $s = CxChaos::server(workers => 4, config => { 'database.query_timeout' => '800ms' });    # the default, which it tests
 my $sim = CxChaos::sim($s, 'c4', '-n', 4, '--prefix', 'c4-agent-');
 ok(CxTest::wait_until(sub { CxChaos::online($s, 'c4-agent-') == 4 }, 30, 'agents online'), '4 agents online');
 my @pids = CxChaos::pipelines($s, 8, 'c4');

@@ -167,14 +167,26 @@ static void t_yaml_limits(void **state)
     assert_int_equal(cx_pipeline_check_yaml(s, big - 1, msg, 512), CX_OK);
     free(s);
 
-    /* deep nesting is parsed without recursion */
-    size_t depth = 100000;
-    s = cx_malloc(2 * depth + 1);
-    memset(s, '[', depth);
-    memset(s + depth, ']', depth);
-    s[2 * depth] = '\0';
-    assert_int_equal(cx_pipeline_check_yaml(s, 2 * depth, msg, 512), CX_OK);
+    /* nesting: parsed without recursion up to CX_PIPELINE_YAML_DEPTH_MAX levels, refused deeper (libyaml's
+     * scanner costs the depth on every token: 100,000 levels took 30 s), flow and block alike */
+    const size_t depths[] = {CX_PIPELINE_YAML_DEPTH_MAX, CX_PIPELINE_YAML_DEPTH_MAX + 1, 100000};
+    s = cx_malloc(2 * 100000 + 1);
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = depths[i];
+        memset(s, '[', n);
+        memset(s + n, ']', n);
+        assert_int_equal(cx_pipeline_check_yaml(s, 2 * n, msg, 512), i == 0 ? CX_OK : CX_INVALID);
+        if (i > 0)
+            assert_string_equal(msg, "invalid YAML at line 1, column 1001: nested deeper than 1000 levels");
+    }
     free(s);
+    char block[2 * (CX_PIPELINE_YAML_DEPTH_MAX + 1) + 3]; /* "- - - x": sequences in sequences */
+    for (size_t n = CX_PIPELINE_YAML_DEPTH_MAX; n <= CX_PIPELINE_YAML_DEPTH_MAX + 1; n++) {
+        for (size_t k = 0; k < n; k++)
+            memcpy(block + 2 * k, "- ", 2);
+        memcpy(block + 2 * n, "x\n", 3);
+        assert_int_equal(cx_pipeline_check_yaml(block, 2 * n + 2, msg, 512), n == CX_PIPELINE_YAML_DEPTH_MAX ? CX_OK : CX_INVALID);
+    }
 }
 
 static json_object *js(const char *text)
