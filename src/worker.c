@@ -20,6 +20,7 @@
 #include "conduix/log.h"
 #include "conduix/proc.h"
 #include "conduix/redis.h"
+#include "conduix/shm.h"
 
 static h2o_globalconf_t config;
 static h2o_context_t ctx;
@@ -27,7 +28,8 @@ static h2o_accept_ctx_t accept_ctx;
 static h2o_socket_t *listener;
 static h2o_socket_t *sigsock; /* the signalfd on the loop, for the process's life */
 static h2o_timeout_entry_t accept_pause;
-static int draining; /* 1 after SIGQUIT/SIGTERM: no more accepts, waiting for connections to end */
+static h2o_timeout_t yield_timeout; /* a busier worker looks at the listen socket again after this */
+static int draining;                /* 1 after SIGQUIT/SIGTERM: no more accepts, waiting for connections to end */
 static int64_t drain_deadline;
 
 static void on_accept(h2o_socket_t *l, const char *err);
@@ -39,6 +41,31 @@ static void on_accept_resume(h2o_timeout_entry_t *e)
         h2o_socket_read_start(listener, on_accept);
 }
 
+/* busier -- does this worker hold more connections than another worker of its generation that is
+ * serving (its loop turned within LIVE_MS: one stuck in a long call is not waited for) by more than
+ * one? The listen socket is shared and every idle worker is woken by a new connection; whoever woke
+ * first took them (h2o's example takes up to 16 a wake-up): wrk's 64 connections were seen spread 40,
+ * 10, 7 and 7, and 64 and 0, over four workers, and the loaded ones made the long tail of every
+ * latency and left a core idle. A busier worker leaves the connection to the others. */
+#define LIVE_MS 50
+static int busier(void)
+{
+    int mine = cx_conn_count();
+    int64_t now = cx_now_ms();
+
+    if (cx_shm == NULL || cx_shm_self == NULL || mine == 0)
+        return 0;
+    for (int i = 1; i < cx_shm->nused; i++) {
+        const cx_shm_slot_t *o = &cx_shm->slots[i];
+        if (o != cx_shm_self && o->pid > 0 && o->kind == CX_KIND_WORKER && o->generation == cx_shm_self->generation &&
+            o->accepting && now - o->loop_ms < LIVE_MS && o->conns + 1 < mine)
+            return 1;
+    }
+    return 0;
+}
+
+/* on_accept -- take the waiting connections, unless another worker should (busier): then stop
+ * looking at the listen socket for a moment, which would otherwise wake this worker again at once. */
 static void on_accept(h2o_socket_t *l, const char *err)
 {
     static int64_t last_warn;
@@ -46,6 +73,11 @@ static void on_accept(h2o_socket_t *l, const char *err)
     if (err != NULL)
         return;
     for (i = 0; i < 16; i++) {
+        if (busier()) {
+            h2o_socket_read_stop(l);
+            h2o_timeout_link(ctx.loop, &yield_timeout, &accept_pause);
+            return;
+        }
         errno = 0;
         h2o_socket_t *s = h2o_evloop_socket_accept(l);
         if (s == NULL) {
@@ -73,6 +105,8 @@ static void stop_accepting(void)
     }
     if (h2o_timeout_is_linked(&accept_pause))
         h2o_timeout_unlink(&accept_pause);
+    if (cx_shm_self != NULL)
+        cx_shm_self->accepting = 0;
     if (listener != NULL) {
         h2o_socket_read_stop(listener);
         h2o_socket_close(listener);
@@ -115,6 +149,7 @@ int cx_worker_run(int listen_fd)
     accept_ctx.ctx = &ctx;
     accept_ctx.hosts = config.hosts;
     accept_pause.cb = on_accept_resume;
+    h2o_timeout_init(ctx.loop, &yield_timeout, 2);
     cx_conn_init(&ctx);
     sigsock = h2o_evloop_socket_create(ctx.loop, sfd, H2O_SOCKET_FLAG_DONT_READ);
     h2o_socket_read_start(sigsock, on_signal);
@@ -127,6 +162,8 @@ int cx_worker_run(int listen_fd)
 
     listener = h2o_evloop_socket_create(ctx.loop, listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     h2o_socket_read_start(listener, on_accept);
+    if (cx_shm_self != NULL)
+        cx_shm_self->accepting = 1;
     cx_log_buffer_start(); /* the access log goes out in blocks (log.c) */
 
     /* The loop wakes at least once a second for cx_child_idle (database.max_idle_conns), as often as a
@@ -138,6 +175,8 @@ int cx_worker_run(int listen_fd)
             wait = probe;
         if (flush >= 0 && flush < wait)
             wait = flush;
+        if (cx_shm_self != NULL)
+            cx_shm_self->loop_ms = cx_now_ms();
         h2o_evloop_run(ctx.loop, (int32_t)wait);
         cx_log_flush_due();
         cx_child_idle(draining);

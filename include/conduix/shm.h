@@ -93,6 +93,9 @@ typedef struct cx_shm_slot {
     volatile int generation;     /* worker generation */
     volatile int up;             /* 1 while the process runs (written by the master and the process) */
     volatile int64_t started_ms; /* wall clock */
+    volatile int conns;          /* a worker's client connections (conn.c), for the balance of accepts */
+    volatile int accepting;      /* a worker takes new connections (worker.c) */
+    volatile int64_t loop_ms;    /* cx_now_ms when a worker's loop last turned */
     uint64_t requests[CX_SHM_ROUTES][CX_SHM_NSTATUS];
     uint64_t latency_buckets[CX_SHM_ROUTES][CX_SHM_NBUCKETS];
     uint64_t latency_count[CX_SHM_ROUTES];

@@ -297,6 +297,8 @@ static void on_close(void *data)
     cx_conn_t *c = data;
 
     nconns--;
+    if (cx_shm_self != NULL)
+        cx_shm_self->conns = nconns;
     if (h2o_timeout_is_linked(&c->rehook))
         h2o_timeout_unlink(&c->rehook);
     if (h2o_timeout_is_linked(&c->linger))
@@ -321,6 +323,8 @@ void cx_conn_accept(h2o_accept_ctx_t *actx, h2o_socket_t *sock)
     sock->on_close.cb = on_close;
     sock->on_close.data = c;
     nconns++;
+    if (cx_shm_self != NULL)
+        cx_shm_self->conns = nconns;
     h2o_accept(actx, sock);
     if (actx->ssl_ctx == NULL && !actx->expect_proxy_line)
         hook(c); /* h2o_accept has made it an HTTP/1 connection reading its first head */
