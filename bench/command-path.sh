@@ -11,6 +11,7 @@
 #   --rate N            starts a second (200)
 #   --duration S        seconds of starts (10); rate x duration pipelines are seeded
 #   --agents N          simulated agents (50)
+#   --sims N            simulator processes sharing them (2): one process reads every command of its agents
 #   --clients N         driver processes, one connection each (4)
 #   --workers N         server.workers (0 = 2 per core)
 #   --keep              leave the server, the simulator and the database up afterwards
@@ -20,7 +21,7 @@
 # The driver, the simulator, MariaDB and Redis share the machine with the server under test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN= SIM= RATE=200 DURATION=10 AGENTS=50 CLIENTS=4 WORKERS=0 KEEP=0
+BIN= SIM= RATE=200 DURATION=10 AGENTS=50 SIMS=2 CLIENTS=4 WORKERS=0 KEEP=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) BIN="$2"; shift 2;;
@@ -28,6 +29,7 @@ while [ $# -gt 0 ]; do
     --rate) RATE="$2"; shift 2;;
     --duration) DURATION="$2"; shift 2;;
     --agents) AGENTS="$2"; shift 2;;
+    --sims) SIMS="$2"; shift 2;;
     --clients) CLIENTS="$2"; shift 2;;
     --workers) WORKERS="$2"; shift 2;;
     --keep) KEEP=1; shift;;
@@ -75,7 +77,7 @@ YAML
 
 cleanup() {
   [ "$KEEP" = 1 ] && { echo "kept: server pid $(cat "$WORK/conduix-cp.pid" 2>/dev/null), sim pid ${SIMPID:-}, $WORK"; return; }
-  [ -n "${SIMPID:-}" ] && kill "$SIMPID" 2>/dev/null || true
+  [ -n "${SIMPID:-}" ] && kill $SIMPID 2>/dev/null || true
   [ -f "$WORK/conduix-cp.pid" ] && kill "$(cat "$WORK/conduix-cp.pid")" 2>/dev/null || true
   sleep 1
   mysql_ -e "DROP DATABASE IF EXISTS $DB" 2>/dev/null || true
@@ -93,11 +95,17 @@ awk -v n="$N" 'BEGIN{ print "INSERT INTO pipelines (id, name, description, confi
     sprintf("00000000-0000-4000-8000-%012d", i), i, (i < n ? "," : ";") }' | mysql_ "$DB"
 awk -v n="$N" 'BEGIN{ for (i = 1; i <= n; i++) printf "00000000-0000-4000-8000-%012d\n", i }' >"$WORK/ids"
 
-"$SIM" -n "$AGENTS" --prefix cmd-agent- -p "$RPORT" -i 2s --metrics-interval 30s --log "$WORK/sim.log" -q >"$WORK/sim.out" 2>&1 &
-SIMPID=$!
+SIMPIDS=
+for k in $(seq 0 $((SIMS - 1))); do
+  from=$((1 + k * AGENTS / SIMS)) to=$(((k + 1) * AGENTS / SIMS))
+  "$SIM" -n $((to - from + 1)) --start-index "$from" --prefix cmd-agent- -p "$RPORT" -i 2s --metrics-interval 30s \
+    --log "$WORK/sim.$k.log" -q >"$WORK/sim.$k.out" 2>&1 &
+  SIMPIDS="$SIMPIDS $!"
+done
+SIMPID=${SIMPIDS# }
 for _ in $(seq 300); do
   n=$(mysql_ -N "$DB" -e "SELECT COUNT(*) FROM agents WHERE status = 'online'")
-  [ "$n" -ge "$AGENTS" ] && grep -q '"event":"ready"' "$WORK/sim.log" 2>/dev/null && break
+  [ "$n" -ge "$AGENTS" ] && [ "$(cat "$WORK"/sim.*.log 2>/dev/null | grep -c '"event":"ready"')" -ge "$SIMS" ] && break
   sleep 0.1
 done
 echo "agents online: $n of $AGENTS"
@@ -113,8 +121,10 @@ perl bench/command-path.pl --url "http://127.0.0.1:$PORT" --token "$TOKEN" --ids
   --duration "$DURATION" --clients "$CLIENTS" --out "$WORK/starts.tsv"
 c1=$(cpu $SIMPID) k1=$(cpu $KIDS) m1=$(cpu $MYPID) t1=$(date +%s.%N)
 awk -v c=$((c1 - c0)) -v k=$((k1 - k0)) -v m=$((m1 - m0)) -v dt="$(awk -v a="$t1" -v b="$t0" 'BEGIN{print a - b}')" -v hz="$(getconf CLK_TCK)" \
-  'BEGIN{printf "CPU meanwhile (%% of one core): simulator %.0f, conduix-cp %.0f, MariaDB %.0f; load average %s\n", 100*c/hz/dt, 100*k/hz/dt, 100*m/hz/dt, ENVIRON["LA"]}' LA="$(cut -d' ' -f1-3 /proc/loadavg)"
+  -v la="$(cut -d' ' -f1-3 /proc/loadavg)" \
+  'BEGIN{printf "CPU meanwhile (%% of one core): simulators %.0f, conduix-cp %.0f, MariaDB %.0f; load average %s\n", 100*c/hz/dt, 100*k/hz/dt, 100*m/hz/dt, la}'
 sleep 3 # the last commands reach the agents
+cat "$WORK"/sim.*.log >"$WORK/sim.log"
 perl bench/command-path.pl --join "$WORK/sim.log" --out "$WORK/starts.tsv"
 echo "runs by status / commands by status:"
 mysql_ -N "$DB" -e "SELECT status, COUNT(*) FROM pipeline_runs GROUP BY status; SELECT CONCAT('cmd ', status), COUNT(*) FROM agent_commands GROUP BY status"
