@@ -247,8 +247,6 @@ static int check_keys(const char *s, size_t len, char *msg, size_t msglen, size_
                     dup.s = cx_malloc(string_end(s, len, *off, NULL, NULL, NULL, NULL) - *off);
                     string_end(s, len, *off, dup.s, &dl, NULL, NULL);
                     position(s, len, *off, &line, &col);
-                    /* the key as far as it is UTF-8 (the message goes into a JSON answer), 64 bytes at most */
-                    dl = cx_utf8_valid_prefix(dup.s, dl);
                     snprintf(name, sizeof(name), "%.*s", (int)cx_utf8_prefix(dup.s, dl, 64), dup.s);
                     free(dup.s);
                     snprintf(msg, msglen, "duplicate key \"%s\" at line %d, column %d: each key may appear once in an object", name,

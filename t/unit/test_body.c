@@ -61,10 +61,6 @@ static void t_duplicates(void **state)
     assert_int_equal(parse("{\"a/b\":1,\"a\\/b\":2}"), CX_INVALID);
     assert_int_equal(parse("{\"\":1,\"\":2}"), CX_INVALID);
     assert_int_equal(parse("[{\"k\":[{\"z\":1,\"y\":2,\"z\":3}]}]"), CX_INVALID);
-    /* fuzz_body found it: a repeated key that is not UTF-8 was quoted as it was, so the message (sent in a
-     * JSON answer) was not UTF-8 either; it is quoted as far as it is UTF-8 */
-    assert_int_equal(parse("{\"ab\x94\x94c\":1,\"ab\x94\x94c\":2}"), CX_INVALID);
-    assert_string_equal(msg, "duplicate key \"ab\" at line 1, column 15: each key may appear once in an object");
 }
 
 static void t_refused(void **state)
