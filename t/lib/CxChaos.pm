@@ -181,7 +181,7 @@ sub accounting($s, $created, @sims) {
     my @lost = grep { !$got{$_} && ($st->{$_} // 'missing') ne 'cancelled' } @ids;
     my @dup = ((grep { $exec{$_} > 1 } keys %exec), (grep { keys %{ $per_run{$_} } > 1 } keys %per_run));
     return { created => scalar @ids, delivered => scalar(keys %got), cancelled => scalar(grep { ($st->{$_} // '') eq 'cancelled' } @ids),
-        lost => \@lost, duplicated => \@dup, redelivered => scalar(grep { $got{$_} > 1 } keys %got), status => $st,
+        lost => \@lost, duplicated => \@dup, redelivered => scalar(grep { $got{$_} > 1 } keys %got),
         statuses => { map { my $x = $_; ($x => scalar grep { ($st->{$_} // 'missing') eq $x } @ids) } qw(acked failed cancelled expired queued sent missing) } };
 }
 
