@@ -72,7 +72,8 @@ is_deeply([map { $_->{to_status} } @{ transitions('t73-nottl') }], [qw(online of
 my $t_stop = time;
 is($a->stop, 0, 'instance A stops');
 wait_ok { (metric($b, 'conduix_hbmon_leader') // 0) == 1 } 15, "B's hbmon leads now";
-like($b->log, qr/hbmon: leading; \d+ agents known/, 'it read the registry when it took the lead');
+# (the gauge says "leader" before the registry is read and the line written: wait for the line)
+wait_ok { $b->log =~ /hbmon: leading; \d+ agents known/ } 15, 'it read the registry when it took the lead';
 sleep $TIMEOUT + 1;
 is(status_of('t73-nottl'), 'offline', 'after the takeover, the key that merely exists is still no beat');
 is(status_of('t73-long'), 'offline', 'nor the one with EX 100000000');

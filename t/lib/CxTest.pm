@@ -969,6 +969,10 @@ sub cleanup($s) {
     }
     my $failed = !Test::More->builder->is_passing || $sanitizer_reports;
     if ($failed && -s $s->{log_file}) {
+        # the server's error lines first (the tail of a busy server is access lines), at most 20
+        my @errors = grep { /"level":"error"/ } split /\n/, $s->log;
+        @errors = @errors[0 .. 19] if @errors > 20;
+        Test::More::diag("error lines of the server log of $s->{db}:\n" . join('', map { "    | $_\n" } @errors)) if @errors;
         Test::More::diag("server log of $s->{db} ($s->{log_file}):\n" . $s->log_tail(30));
     }
     if ($ENV{CX_TEST_KEEP}) {
