@@ -57,6 +57,7 @@ my @cases = (
     ['a garbage token', [ '-H', 'Authorization: Bearer x.y.z', "$url$P" ], 401, 'UNAUTHORIZED'],
     ['duplicate JSON keys', [ @A, @JSON, '--data-binary', body_file('{"name":"a","name":"b","config_yaml":"a: 1"}'), "$url$P" ],
         400, 'INVALID_JSON'],
+    # docs/api.md: text that is not UTF-8 is VALIDATION_ERROR naming the field (as over HTTP/1, t/60)
     ['a body that is not UTF-8', [ @A, @JSON, '--data-binary', body_file(qq({"name":"\xff","config_yaml":"a: 1"})), "$url$P" ],
         400, 'VALIDATION_ERROR'],
     ['a NO-BREAK SPACE ending a name', [ @A, @JSON, '--data-binary', body_file(qq({"name":"x\xc2\xa0","config_yaml":"a: 1"})),
