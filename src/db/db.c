@@ -740,7 +740,7 @@ static int is_time(const MYSQL_FIELD *f)
  * a column with fractional seconds, '.' and as many digits as it has. Returns the length (at most 26). */
 static size_t time_text(const MYSQL_TIME *t, enum enum_field_types type, unsigned decimals, char *out)
 {
-    unsigned v[6] = {t->year, t->month, t->day, t->hour, t->minute, t->second}, w[6] = {4, 2, 2, 2, 2, 2};
+    const unsigned v[6] = {t->year, t->month, t->day, t->hour, t->minute, t->second}, w[6] = {4, 2, 2, 2, 2, 2};
     const char sep[6] = {'-', '-', ' ', ':', ':', '\0'};
     size_t o = 0, parts = type == MYSQL_TYPE_DATE ? 3 : 6;
 
