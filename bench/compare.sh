@@ -9,7 +9,9 @@
 #
 # usage: bench/compare.sh [HARNESS OPTIONS]            (or: make bench [BENCH_HARNESS=DIR] [BENCH_ARGS=…])
 # Environment: HARNESS (the shared harness's folder), BIN (conduix-cp; _build/src/conduix-cp else
-# src/conduix-cp), BENCH_REDIS_PORT (the harness's Redis, 6390), OUT (a copy of the table).
+# src/conduix-cp), BENCH_REDIS_PORT (the harness's Redis, 6390), OUT (a copy of the table),
+# ALSO_WORKERS (a number N: a third target, cp-wN, the same conduix-cp with server.workers N, measured
+# in the same repetitions; e.g. ALSO_WORKERS=2 compares one worker per core with the default two).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HARNESS=${HARNESS:-/work/shared/bench}
@@ -31,9 +33,16 @@ stop_services() {
 }
 trap stop_services EXIT
 
-"$HARNESS/run.sh" --keep-services --out "$OUT" "$@" \
-  'gin|http://127.0.0.1:18081|/tmp/conduix-bench/bin/peer-gin' \
-  "cp|http://127.0.0.1:18082|$BIN serve -c bench/conduix-cp.yaml"
+targets=('gin|http://127.0.0.1:18081|/tmp/conduix-bench/bin/peer-gin' "cp|http://127.0.0.1:18082|$BIN serve -c bench/conduix-cp.yaml")
+if [ -n "${ALSO_WORKERS:-}" ]; then
+  case "$ALSO_WORKERS" in *[!0-9]* | '') echo "bench: ALSO_WORKERS must be a number" >&2; exit 2;; esac
+  alt=$(mktemp /tmp/conduix-bench-wXXXXXX.yaml)
+  trap 'rm -f "$alt"; stop_services' EXIT
+  sed -e "s#^server:#server:\n  workers: $ALSO_WORKERS#" -e "s#pidfile: .*#pidfile: /tmp/conduix-cp-bench-w$ALSO_WORKERS.pid#" \
+    bench/conduix-cp.yaml >"$alt"
+  targets+=("cp-w$ALSO_WORKERS|http://127.0.0.1:18083|$BIN serve -c $alt")
+fi
+"$HARNESS/run.sh" --keep-services --out "$OUT" "$@" "${targets[@]}"
 
 # The Redis ceiling: SET from 64 connections, one command at a time each, on the same Redis.
 rates=()

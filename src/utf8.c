@@ -141,6 +141,21 @@ size_t cx_json_escape(char *out, size_t cap, const char *s, size_t len)
         size_t k, n = 1;
         unsigned char c = p[i];
 
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            /* a run of printable ASCII, copied at once: what an access-log line is made of */
+            size_t run = 1;
+            while (i + run < len && p[i + run] >= 0x20 && p[i + run] < 0x7f && p[i + run] != '"' && p[i + run] != '\\')
+                run++;
+            if (run > cap - 1 - o)
+                run = cap - 1 - o;
+            if (run == 0)
+                break;
+            memcpy(out + o, p + i, run);
+            o += run;
+            i += run;
+            continue;
+        }
+
         if (c == '"' || c == '\\') {
             unit[0] = '\\', unit[1] = (char)c, k = 2;
         } else if (c == '\n') {

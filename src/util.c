@@ -146,9 +146,10 @@ void cx_random(void *out, size_t n)
     }
 }
 
-/* cx_uuid -- RFC 4122 version 4 (122 random bits), formatted by libuuid. libuuid's own
+/* cx_uuid -- RFC 4122 version 4 (122 random bits) in libuuid's lower-case form. libuuid's own
  * uuid_generate_random costs five system calls a UUID (getrandom, and getpid, getppid, getuid and
- * gettid to reseed its fallback generator); the bytes come from cx_random instead. */
+ * gettid to reseed its fallback generator), so the bytes come from cx_random; its uuid_unparse_lower
+ * formats them with sprintf (a request id on every request), so they are written here. */
 void cx_uuid(char out[37])
 {
     uuid_t u;
@@ -157,7 +158,14 @@ void cx_uuid(char out[37])
     cx_random(u, sizeof(u));
     u[6] = (unsigned char)((u[6] & 0x0f) | 0x40); /* version 4 */
     u[8] = (unsigned char)((u[8] & 0x3f) | 0x80); /* variant 10 */
-    uuid_unparse_lower(u, out);
+    for (size_t i = 0, o = 0; i < sizeof(u); i++) {
+        static const char hex[] = "0123456789abcdef";
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[u[i] >> 4];
+        out[o++] = hex[u[i] & 0x0f];
+    }
+    out[36] = '\0';
 }
 
 /* two -- n (0..99) as two digits at p. */

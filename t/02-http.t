@@ -35,6 +35,14 @@ $r = $s->request('PATCH', $PROTECTED, token => $admin);
 is($r->{status}, 405, "PATCH $PROTECTED is 405");
 like($r->{headers}{allow} // '', qr/\bGET\b/, "Allow for $PROTECTED lists GET") or diag explain $r->{headers};
 
+# Server: one header, ours (reply.c adds it; h2o's own is off), on answers and on errors
+for my $step (['GET', '/health', 200], ['GET', '/no/such/route', 404], ['POST', '/health', 405]) {
+    my ($m, $p, $want) = @$step;
+    $r = $s->request($m, $p, $m eq 'POST' ? (body => '{}') : ());
+    is($r->{status}, $want, "$m $p: $want");
+    is($r->{headers}{server}, 'conduix-cp', "$m $p: one Server header, conduix-cp") or diag explain $r->{headers};
+}
+
 # X-Request-ID
 $r = $s->get('/health', 'X-Request-ID' => 't02-req.1_ABC');
 is($r->{request_id}, 't02-req.1_ABC', 'a sane X-Request-ID is echoed');

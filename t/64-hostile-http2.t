@@ -86,6 +86,10 @@ for my $c (@cases) {
 {
     my $x = run_cmd({}, 'nghttp', '-n', '-s', '-H', 'authorization: Bearer not-a-token', "$url$P", "$url/nope", "$url/health");
     like($x->{out}, qr/\b401\b.*\n.*\b404\b.*\n.*\b200\b/s, 'nghttp: three streams, 401, 404 and 200') or diag "$x->{out}$x->{err}";
+    # the Server header is reply.c's (h2o's own is off): one per answer over HTTP/2 too
+    $x = run_cmd({}, 'nghttp', '-nv', "$url/health");
+    my @server = $x->{out} =~ /recv \(stream_id=\d+\) server: (.*)/g;
+    is_deeply(\@server, ['conduix-cp'], 'HTTP/2: one Server header, conduix-cp') or diag "$x->{out}$x->{err}";
 }
 
 # h2load: 2000 requests on 10 connections of 50 streams each, half of them refused.

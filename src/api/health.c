@@ -3,6 +3,9 @@
  * kinds table marks CX_KIND_READY is up; Redis down alone is "degraded" but ready). No envelope: load
  * balancers and probes read these.
  */
+#include <stdint.h>
+#include <string.h>
+
 #include "conduix/api.h"
 #include "conduix/cx.h"
 #include "conduix/db.h"
@@ -12,12 +15,19 @@
 
 int cx_api_health(cx_req_t *r)
 {
+    static const char pre[] = "{\"status\":\"ok\",\"version\":\"" CX_VERSION "\",\"uptime_seconds\":";
     int64_t up = cx_shm != NULL ? (cx_wall_ms() - cx_shm->started_ms) / 1000 : 0;
-    char body[128];
-    int n =
-        snprintf(body, sizeof(body), "{\"status\":\"ok\",\"version\":\"" CX_VERSION "\",\"uptime_seconds\":%lld}", (long long)up);
+    uint64_t u = up > 0 ? (uint64_t)up : 0;
+    char body[sizeof(pre) + 24], num[24], *e = num + sizeof(num), *d = e;
 
-    return cx_reply_raw(r, 200, "application/json; charset=utf-8", body, (size_t)n);
+    /* put together by hand: snprintf was a tenth of a worker's own instructions on /health */
+    do
+        *--d = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    memcpy(body, pre, sizeof(pre) - 1);
+    memcpy(body + sizeof(pre) - 1, d, (size_t)(e - d));
+    body[sizeof(pre) - 1 + (size_t)(e - d)] = '}';
+    return cx_reply_raw(r, 200, "application/json; charset=utf-8", body, sizeof(pre) + (size_t)(e - d));
 }
 
 int cx_api_ready(cx_req_t *r)

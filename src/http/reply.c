@@ -83,6 +83,9 @@ static void head(cx_req_t *r, int status, const char *content_type, size_t len)
     if (content_type != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, r->request_id, strlen(r->request_id));
+    /* the Server header is ours, not h2o's: h2o writes its server_name with a sprintf of its own on every
+     * answer (server.c leaves it empty) */
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SERVER, NULL, H2O_STRLIT("conduix-cp"));
     r->status = status;
     r->bytes = len;
     if (r->deferred) {

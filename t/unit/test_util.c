@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <uuid.h>
 #include <stdio.h>
 #include <time.h>
 #include <sys/wait.h>
@@ -187,6 +188,14 @@ static void t_uuid(void **state)
     }
     assert_int_equal(a[14], '4');           /* version 4: random */
     assert_non_null(strchr("89ab", a[19])); /* RFC 4122 variant */
+    for (int i = 0; i < 1000; i++) {        /* written by hand: libuuid reads it back, and writes the same */
+        uuid_t u;
+        char again[37];
+        cx_uuid(a);
+        assert_int_equal(uuid_parse(a, u), 0);
+        uuid_unparse_lower(u, again);
+        assert_string_equal(again, a);
+    }
 }
 
 /* t_uuid_fork -- a child never hands out the parent's next UUIDs nor reports its pid (the random buffer
@@ -370,6 +379,11 @@ static void t_json_escape(void **state)
     assert_string_equal(esc("a\xc3\xa9", 3, 3), "a");
     assert_string_equal(esc("a\x01", 2, 7), "a");
     assert_string_equal(esc("abc", 3, 1), "");
+    /* runs of plain text (copied at once) cut at the buffer's end, and between escapes */
+    assert_string_equal(esc("abcdef", 6, 4), "abc");
+    assert_string_equal(esc("abcdef", 6, 7), "abcdef");
+    assert_string_equal(esc("ab\"cd\\ef\x01gh", 11, 64), "ab\\\"cd\\\\ef\\u0001gh");
+    assert_string_equal(esc("ab\"cd", 5, 6), "ab\\\"c");
 }
 
 int main(void)
