@@ -1150,6 +1150,24 @@ int cx_db_in_tx(void)
     return D.in_tx;
 }
 
+char *cx_db_sql_rows(const char *head, const char *item, const char *sep, size_t n, const char *tail)
+{
+    size_t lh = strlen(head), li = strlen(item), ls = strlen(sep), lt = strlen(tail), len = lh + n * (li + ls) + lt + 1, at = lh;
+    char *sql = cx_malloc(len);
+
+    memcpy(sql, head, lh);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            memcpy(sql + at, sep, ls);
+            at += ls;
+        }
+        memcpy(sql + at, item, li);
+        at += li;
+    }
+    memcpy(sql + at, tail, lt + 1);
+    return sql;
+}
+
 int cx_db_deadlocked(void)
 {
     return D.deadlocked;
