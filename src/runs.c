@@ -12,6 +12,9 @@
  *   - a command is written with its run and audit row in one transaction, then published at once when
  *     Redis is up and no older command of the same agent and pipeline still waits (seq order), else left
  *     queued; each publish holds the lock of its agent and pipeline (cx_runs_deliver);
+ *   - starts are batches (cx_runs_start_many: the scheduler's fires, up to a hundred; the API's start,
+ *     a trigger and a failover, one): each step is one statement for the whole batch, and the batch's
+ *     start commands are published in one Redis pipeline;
  *   - a new control command cancels the run's outstanding ones (a stop its unacknowledged start), and a
  *     run that ends cancels what it had (transition): nothing is delivered that no longer serves a run;
  *   - a control command is refused while an earlier one for the run awaits its acknowledgement, unless
@@ -672,6 +675,30 @@ static int batch_tx(item_t *items, size_t n)
     return undo(rc);
 }
 
+/* reread -- the commands published by deliver_batch (of[at[0..n)]) as they are now, in one read, into
+ * their results (the attempt, sent, last_sent_at). */
+static void reread(item_t **of, const size_t *at, size_t n)
+{
+    const char **ids = cx_calloc(n > 0 ? n : 1, sizeof(*ids));
+    cx_command_t *now = NULL;
+    size_t got = 0;
+
+    for (size_t p = 0; p < n; p++)
+        ids[p] = of[at[p]]->cmd_id;
+    if (n > 0 && cx_db_commands_load_many(ids, n, &now, &got) == CX_OK)
+        for (size_t p = 0; p < n; p++)
+            for (size_t g = 0; g < got; g++)
+                if (strcmp(now[g].id, ids[p]) == 0) {
+                    cx_runs_result_t *res = of[at[p]]->res;
+                    cx_command_free(&res->command);
+                    res->command = now[g];
+                    memset(&now[g], 0, sizeof(now[g]));
+                    res->delivered = res->command.status != CX_CMDST_QUEUED;
+                }
+    cx_db_commands_free(now, got);
+    free(ids);
+}
+
 /* deliver_batch -- after the commit: the batch's new start commands published in one Redis pipeline,
  * under the locks of their agents and pipelines taken in one statement and claimed in two. A command
  * whose lock another process holds is left queued for the dispatcher; one with older queued commands
@@ -758,6 +785,7 @@ static void deliver_batch(item_t *items, size_t n)
         json_object_put(wires[p]);
     }
     cx_db_commands_unlock_many(c, k, got);
+    reread(of, at, np);
     /* locked but not claimed here: older commands of the pipeline wait, or it changed meanwhile */
     for (size_t i = 0, j = 0; i < k; i++) {
         if (!got[i])

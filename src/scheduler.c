@@ -6,7 +6,7 @@
  *   1. a leader lease in Redis (conduix:scheduler:leader, lease.h) keeps one scheduler busy; the others
  *      try to take it every FOLLOWER_RETRY_MS, so a leader that dies is replaced within the lease;
  *   2. every fire is claimed by a compare-and-set on the schedule's next_run_at (and revision), in the
- *      same transaction as the run it starts (the claim callback of cx_runs_start_ex), so of two
+ *      same transaction as the run it starts (the fire claim of cx_runs_start_many), so of two
  *      schedulers that both believe they lead (a frozen leader waking up), or of all of them while Redis
  *      is down, one claims each fire and the others find it taken;
  *   3. UNIQUE(schedule_id, scheduled_for) in pipeline_runs refuses a second run of a fire whatever
@@ -17,11 +17,12 @@
  * Every TICK_MS it asks MySQL for the schedules due now (the index on (enabled, next_run_at)); there is
  * no cache to invalidate, so a change through the API takes effect at the next tick on whichever
  * instance leads. A due schedule's fire times since next_run_at are planned by cx_schedule_plan: the
- * latest runs if it is within scheduler.starting_deadline, the others count as missed; the run goes
- * through cx_runs_start_ex, the code path of POST /pipelines/:id/start, with trigger schedule, on the
- * least loaded online agent (read once per batch of fires, the batch's own fires counted). What
- * cannot start is recorded and counted, never dropped: the pipeline still running (policy skip: a skip;
- * allow: a failed run, since a pipeline runs once at a time), no agent online (a failed run naming why).
+ * latest runs if it is within scheduler.starting_deadline, the others count as missed; the runs go
+ * through cx_runs_start_many, the code path of POST /pipelines/:id/start, CHUNK fires to a transaction,
+ * with trigger schedule, on the least loaded online agents. What cannot start is recorded and counted
+ * there, per fire, never dropped: the pipeline still running (policy skip: a skip; allow: a failed run,
+ * since a pipeline runs once at a time; replace: the active run stopped first), no agent online (a
+ * failed run naming why).
  * A fire that could not be written (MySQL down) stays due and is tried at the next tick.
  */
 #include <stdio.h>

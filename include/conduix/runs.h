@@ -274,11 +274,8 @@ void cx_pipeline_state_free(cx_pipeline_state_t *st);
 /* cx_db_runs_status -- where the pipeline is (GET /pipelines/:id/status). CX_NOTFOUND. */
 int cx_db_runs_status(const char *pipeline_id, cx_pipeline_state_t *out);
 
-/* cx_db_runs_pick_agent -- the online agent with the fewest active runs (ties: the oldest heartbeat
- * first, then id), not `exclude` (may be NULL). CX_NOTFOUND when none is online. */
-int cx_db_runs_pick_agent(const char *exclude, char out[256]);
-
-/* The online agents and how many active runs each has (the scheduler spreads a batch of fires with it). */
+/* The online agents and how many active runs each has (a batch of starts is spread with it: the least
+ * loaded first, ties by id). */
 typedef struct cx_agent_load {
     char id[256];
     int64_t active;

@@ -1,8 +1,8 @@
 /*
  * src/db/runs.c -- the pipeline_runs table (runs.h, on the conventions of db.h): the active run of a
  * pipeline, compare-and-set status transitions, counts, history slices (newest first, with a cursor),
- * where a pipeline stands (its newest run and that run's agent), and the agent choice for a start
- * (least loaded online agent). "One active run per pipeline" is the unique key uq_runs_active on a
+ * where a pipeline stands (its newest run and that run's agent), and the online agents' loads for
+ * the agent choice of a start. "One active run per pipeline" is the unique key uq_runs_active on a
  * generated column; the insert that loses a race gets CX_CONFLICT.
  */
 #include <stdio.h>
@@ -384,6 +384,8 @@ int cx_db_runs_status(const char *pipeline_id, cx_pipeline_state_t *out)
 int cx_db_runs_agent_loads(cx_agent_load_t **out, size_t *n)
 {
     cx_db_result_t *res = NULL;
+    /* The active runs are counted from the status index (a derived table): a join on agent_id would read
+     * every run the agents ever had (the status is not part of a ref lookup), which grows with history. */
     int rc = cx_db_exec("SELECT a.id AS id, COALESCE(r.n, 0) AS n FROM agents a LEFT JOIN (" SQL_ACTIVE_BY_AGENT
                         ") r ON r.agent_id = a.id WHERE a.status = 'online' ORDER BY a.id",
                         NULL, 0, &res, NULL);
@@ -400,23 +402,6 @@ int cx_db_runs_agent_loads(cx_agent_load_t **out, size_t *n)
     *n = res->nrows;
     cx_db_result_free(res);
     return CX_OK;
-}
-
-int cx_db_runs_pick_agent(const char *exclude, char out[256])
-{
-    cx_db_param_t p[] = {CX_DB_P_STR(exclude != NULL ? exclude : "")};
-    cx_db_result_t *res = NULL;
-    /* The active runs are counted from the status index (a derived table): a join on agent_id would read
-     * every run the agents ever had (the status is not part of a ref lookup), which grows with history. */
-    int rc = cx_db_exec("SELECT a.id AS id FROM agents a LEFT JOIN (" SQL_ACTIVE_BY_AGENT ") r ON r.agent_id = a.id "
-                        "WHERE a.status = 'online' AND a.id <> ? ORDER BY COALESCE(r.n, 0), a.id LIMIT 1",
-                        p, 1, &res, NULL);
-    if (rc == CX_OK && res->nrows == 0)
-        rc = CX_NOTFOUND;
-    if (rc == CX_OK)
-        cx_db_copy(res, 0, "id", out, 256);
-    cx_db_result_free(res);
-    return rc;
 }
 
 int cx_db_runs_agent_online(const char *agent_id)
