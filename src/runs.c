@@ -280,6 +280,8 @@ typedef struct item {
     const cx_runs_start_opts_t *o;
     cx_runs_result_t *res;
     int rc, st;
+    int locked; /* holds the delivery lock of its agent and pipeline */
+    int sent;   /* its start_pipeline is written as attempt 1, to publish after the commit */
     char run_id[37], cmd_id[37], stop_id[37];
     char agent[256];
     char why[400];
@@ -297,6 +299,7 @@ static void item_reset(item_t *it)
     it->payload = NULL;
     it->rc = CX_OK;
     it->st = ST_RUN;
+    it->locked = it->sent = 0;
     it->stop_id[0] = it->why[0] = it->agent[0] = '\0';
 }
 
@@ -490,6 +493,69 @@ static int choose_agents(item_t *items, size_t n)
     return rc;
 }
 
+/* locks_of -- the agents and pipelines of the starts with want (locked: those holding their lock; else
+ * those to lock: runs whose command can go out at once, not behind a replaced run's stop). */
+static size_t pairs_of(item_t *items, size_t n, int locked, const char **agents, const char **pipelines, item_t **of)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        if (locked ? !it->locked : it->st != ST_RUN || it->stop_id[0])
+            continue;
+        agents[k] = it->agent;
+        pipelines[k] = it->o->pipeline_id;
+        of[k++] = it;
+    }
+    return k;
+}
+
+/* lock_deliveries -- before the commands are written: the delivery locks of the batch's new start
+ * commands (one statement) and which of their agents and pipelines have older commands waiting (one
+ * read); a command whose lock is held and nothing older waits is written as its first attempt claimed,
+ * to be published right after the commit (deliver_batch), the lock held until then. Without Redis,
+ * or for a lock another process holds, the command is written queued (for the dispatcher). */
+static int lock_deliveries(item_t *items, size_t n)
+{
+    const char **agents = cx_calloc(n, sizeof(*agents)), **pipelines = cx_calloc(n, sizeof(*pipelines));
+    item_t **of = cx_calloc(n, sizeof(*of));
+    int *got = cx_calloc(n, sizeof(*got)), *waiting = cx_calloc(n, sizeof(*waiting)), rc = CX_OK;
+    size_t k = cx_redis_available() ? pairs_of(items, n, 0, agents, pipelines, of) : 0;
+
+    if (k > 0 && (rc = cx_db_commands_lock_many(agents, pipelines, k, got)) == CX_OK) {
+        for (size_t i = 0; i < k; i++)
+            of[i]->locked = got[i];
+        rc = cx_db_commands_waiting(agents, pipelines, k, waiting);
+        for (size_t i = 0; rc == CX_OK && i < k; i++)
+            of[i]->sent = got[i] && !waiting[i];
+    }
+    free(agents);
+    free(pipelines);
+    free(of);
+    free(got);
+    free(waiting);
+    return rc;
+}
+
+/* unlock_deliveries -- give back the delivery locks the starts hold (one statement). */
+static void unlock_deliveries(item_t *items, size_t n)
+{
+    const char **agents = cx_calloc(n > 0 ? n : 1, sizeof(*agents)), **pipelines = cx_calloc(n > 0 ? n : 1, sizeof(*pipelines));
+    item_t **of = cx_calloc(n > 0 ? n : 1, sizeof(*of));
+    int *all = cx_calloc(n > 0 ? n : 1, sizeof(*all));
+    size_t k = pairs_of(items, n, 1, agents, pipelines, of);
+
+    for (size_t i = 0; i < k; i++) {
+        all[i] = 1;
+        of[i]->locked = 0;
+    }
+    if (k > 0)
+        cx_db_commands_unlock_many(agents, pipelines, k, all);
+    free(agents);
+    free(pipelines);
+    free(of);
+    free(all);
+}
+
 /* write_runs -- the runs and start commands of the batch (two multi-row inserts). */
 static int write_runs(item_t *items, size_t n)
 {
@@ -526,7 +592,8 @@ static int write_runs(item_t *items, size_t n)
                                         .pipeline_id = o->pipeline_id,
                                         .run_id = it->run_id,
                                         .payload_json = cx_strdup(json_text(it->payload)),
-                                        .created_by = o->actor};
+                                        .created_by = o->actor,
+                                        .sent = it->sent};
     }
     rc = cx_db_runs_insert(runs, nr);
     if (rc == CX_CONFLICT && n == 1) {
@@ -662,150 +729,96 @@ static int batch_tx(item_t *items, size_t n)
     if ((rc = cx_db_begin()) != CX_OK)
         return rc;
     if ((rc = claim_fires(items, n)) == CX_OK && (rc = read_pipelines(items, n)) == CX_OK &&
-        (rc = read_active(items, n)) == CX_OK && (rc = choose_agents(items, n)) == CX_OK && (rc = write_runs(items, n)) == CX_OK &&
-        (rc = read_back(items, n)) == CX_OK && (rc = write_audit(items, n)) == CX_OK && (rc = settle_fires(items, n)) == CX_OK) {
+        (rc = read_active(items, n)) == CX_OK && (rc = choose_agents(items, n)) == CX_OK &&
+        (rc = lock_deliveries(items, n)) == CX_OK && (rc = write_runs(items, n)) == CX_OK && (rc = read_back(items, n)) == CX_OK &&
+        (rc = write_audit(items, n)) == CX_OK && (rc = settle_fires(items, n)) == CX_OK) {
         size_t refused = 0;
         for (size_t i = 0; i < n; i++)
             refused += items[i].st == ST_REFUSED;
         /* every start refused (a start alone: its claim callback's writes too): nothing is kept */
-        return refused == n ? undo(CX_OK) : cx_db_commit();
+        if (refused < n && (rc = cx_db_commit()) == CX_OK)
+            return CX_OK; /* the locks are given back by deliver_batch */
     }
     if (rc == CX_CONFLICT && n == 1 && items[0].st == ST_REFUSED)
         rc = CX_OK; /* a refusal of the one start (items[0].rc), nothing written */
-    return undo(rc);
+    rc = undo(rc);
+    unlock_deliveries(items, n);
+    return rc;
 }
 
-/* reread -- the commands published by deliver_batch (of[at[0..n)]) as they are now, in one read, into
- * their results (the attempt, sent, last_sent_at). */
-static void reread(item_t **of, const size_t *at, size_t n)
-{
-    const char **ids = cx_calloc(n > 0 ? n : 1, sizeof(*ids));
-    cx_command_t *now = NULL;
-    size_t got = 0;
-
-    for (size_t p = 0; p < n; p++)
-        ids[p] = of[at[p]]->cmd_id;
-    if (n > 0 && cx_db_commands_load_many(ids, n, &now, &got) == CX_OK)
-        for (size_t p = 0; p < n; p++)
-            for (size_t g = 0; g < got; g++)
-                if (strcmp(now[g].id, ids[p]) == 0) {
-                    cx_runs_result_t *res = of[at[p]]->res;
-                    cx_command_free(&res->command);
-                    res->command = now[g];
-                    memset(&now[g], 0, sizeof(now[g]));
-                    res->delivered = res->command.status != CX_CMDST_QUEUED;
-                }
-    cx_db_commands_free(now, got);
-    free(ids);
-}
-
-/* deliver_batch -- after the commit: the batch's new start commands published in one Redis pipeline,
- * under the locks of their agents and pipelines taken in one statement and claimed in two. A command
- * whose lock another process holds is left queued for the dispatcher; one with older queued commands
- * of its agent and pipeline (or whose claim went otherwise) goes out through deliver_now, in order. */
+/* deliver_batch -- after the commit: the start commands written as their first attempt (lock_deliveries)
+ * published in one Redis pipeline, then their locks given back in one statement. An attempt that
+ * reached nobody, or that Redis did not take, is given back to the queue as cx_runs_deliver does. A
+ * command with older ones of its agent and pipeline waiting goes out after them through deliver_now;
+ * the others (Redis down, the lock held by another process) are the dispatcher's. */
 static void deliver_batch(item_t *items, size_t n)
 {
-    cx_command_t *c = cx_calloc(n, sizeof(*c));
-    item_t **of = cx_calloc(n, sizeof(*of));
-    const char **ids = cx_calloc(n, sizeof(*ids));
-    int *got = cx_calloc(n, sizeof(*got)), *claimed = cx_calloc(n, sizeof(*claimed)), *argcs = NULL;
-    const char ***argvs = NULL;
-    const size_t **lens = NULL;
-    redisReply **replies = NULL;
-    char(*chan)[300] = NULL;
-    json_object **wires = NULL;
-    size_t k = 0, nl = 0, np = 0;
+    item_t **of = cx_calloc(n > 0 ? n : 1, sizeof(*of));
+    int *argcs = cx_calloc(n > 0 ? n : 1, sizeof(*argcs));
+    const char ***argvs = cx_calloc(n > 0 ? n : 1, sizeof(*argvs)), **argv = cx_calloc(3 * n + 1, sizeof(*argv));
+    const size_t **lens = cx_calloc(n > 0 ? n : 1, sizeof(*lens));
+    size_t *len = cx_calloc(3 * n + 1, sizeof(*len));
+    redisReply **replies = cx_calloc(n > 0 ? n : 1, sizeof(*replies));
+    char(*chan)[300] = cx_calloc(n > 0 ? n : 1, sizeof(*chan));
+    json_object **wires = cx_calloc(n > 0 ? n : 1, sizeof(*wires));
+    size_t np = 0;
 
-    for (size_t i = 0; i < n; i++)
-        if (items[i].rc == CX_OK && items[i].st == ST_RUN && !items[i].stop_id[0] &&
-            items[i].res->command.status == CX_CMDST_QUEUED) {
-            of[k] = &items[i];
-            c[k++] = items[i].res->command; /* a shallow copy: the result owns it */
-        }
-    if (k == 0 || !cx_redis_available() || cx_db_commands_lock_many(c, k, got) != CX_OK)
-        goto out;
-    for (size_t i = 0; i < k; i++)
-        if (got[i])
-            ids[nl++] = c[i].id;
-    if (cx_db_commands_claim_first(ids, nl, claimed) != CX_OK)
-        memset(claimed, 0, n * sizeof(*claimed));
-    argcs = cx_calloc(nl + 1, sizeof(*argcs));
-    argvs = cx_calloc(nl + 1, sizeof(*argvs));
-    lens = cx_calloc(nl + 1, sizeof(*lens));
-    replies = cx_calloc(nl + 1, sizeof(*replies));
-    chan = cx_calloc(nl + 1, sizeof(*chan));
-    wires = cx_calloc(nl + 1, sizeof(*wires));
-    size_t *at = cx_calloc(nl + 1, sizeof(*at));
-    const char **argv = cx_calloc(3 * (nl + 1), sizeof(*argv));
-    size_t *len = cx_calloc(3 * (nl + 1), sizeof(*len));
-    for (size_t i = 0, j = 0; i < k; i++) {
-        if (!got[i])
+    for (size_t i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        const char *text;
+        if (!it->sent || it->st != ST_RUN)
             continue;
-        if (claimed[j]) {
-            const char *text;
-            wires[np] = cx_command_wire_json(&c[i], 1, cx_wall_ms());
-            text = json_text(wires[np]);
-            snprintf(chan[np], sizeof(chan[np]), "agent:commands:%s", c[i].agent_id);
-            argv[3 * np] = "PUBLISH";
-            argv[3 * np + 1] = chan[np];
-            argv[3 * np + 2] = text;
-            len[3 * np] = 7;
-            len[3 * np + 1] = strlen(chan[np]);
-            len[3 * np + 2] = strlen(text);
-            argcs[np] = 3;
-            argvs[np] = &argv[3 * np];
-            lens[np] = &len[3 * np];
-            at[np++] = i;
-        }
-        j++;
+        wires[np] = cx_command_wire_json(&it->res->command, 1, cx_wall_ms());
+        text = json_text(wires[np]);
+        snprintf(chan[np], sizeof(chan[np]), "agent:commands:%s", it->agent);
+        argv[3 * np] = "PUBLISH";
+        argv[3 * np + 1] = chan[np];
+        argv[3 * np + 2] = text;
+        len[3 * np] = 7;
+        len[3 * np + 1] = strlen(chan[np]);
+        len[3 * np + 2] = strlen(text);
+        argcs[np] = 3;
+        argvs[np] = &argv[3 * np];
+        lens[np] = &len[3 * np];
+        of[np++] = it;
     }
     if (np > 0 && cx_redis_pipeline((int)np, argcs, argvs, lens, replies) != CX_OK)
-        for (size_t p = 0; p < np; p++)
-            replies[p] = NULL;
+        memset(replies, 0, np * sizeof(*replies));
     for (size_t p = 0; p < np; p++) {
-        cx_command_t *cmd = &of[at[p]]->res->command;
+        cx_command_t *cmd = &of[p]->res->command;
         redisReply *r = replies[p];
         if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
-            cmd->attempts = 1;
-            cmd->status = CX_CMDST_SENT;
-            of[at[p]]->res->delivered = 1;
+            of[p]->res->delivered = 1;
             cx_shm_count(CX_C_COMMANDS_DELIVERED, 1);
         } else if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
             /* nobody subscribed (the agent is reconnecting, or polls REST): not a delivery */
             if (cx_db_command_unheard(cmd->id, 1) != CX_OK)
                 cx_log_warnx("command %s: published to nobody and could not be queued again; it will be redelivered", cmd->id);
+            cmd->attempts = 0;
+            cmd->status = CX_CMDST_QUEUED;
         } else {
-            cmd->attempts = 1; /* not delivered (or not known to be): back to the queue; the number stays used */
+            /* not delivered (or not known to be): back to the queue; the number stays used */
             if (cx_db_command_unclaim(cmd->id, 1) != CX_OK)
                 cx_log_warnx("command %s: publish failed and the command could not be queued again; it will be redelivered",
                              cmd->id);
+            cmd->status = CX_CMDST_QUEUED;
         }
         if (r != NULL)
             freeReplyObject(r);
         json_object_put(wires[p]);
     }
-    cx_db_commands_unlock_many(c, k, got);
-    reread(of, at, np);
-    /* locked but not claimed here: older commands of the pipeline wait, or it changed meanwhile */
-    for (size_t i = 0, j = 0; i < k; i++) {
-        if (!got[i])
-            continue;
-        if (!claimed[j])
-            deliver_now(of[i]->cmd_id, of[i]->res);
-        j++;
-    }
-    free(at);
-    free(argv);
-    free(len);
-out:
-    free(c);
+    unlock_deliveries(items, n);
+    /* behind older commands of its agent and pipeline: those first, in seq order */
+    for (size_t i = 0; i < n && cx_redis_available(); i++)
+        if (items[i].rc == CX_OK && items[i].st == ST_RUN && !items[i].sent && !items[i].stop_id[0] &&
+            items[i].res->command.status == CX_CMDST_QUEUED)
+            deliver_now(items[i].cmd_id, items[i].res);
     free(of);
-    free(ids);
-    free(got);
-    free(claimed);
     free(argcs);
     free(argvs);
+    free(argv);
     free(lens);
+    free(len);
     free(replies);
     free(chan);
     free(wires);

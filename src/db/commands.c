@@ -101,8 +101,10 @@ int cx_db_command_insert(const char *id, const char *agent_id, cx_command_type_t
                       p, CX_ARRAY_SIZE(p), NULL, NULL);
 }
 
-#define NEW_ROW "(?, ?, ?, ?, ?, ?, 'queued', ?, NOW(3), NOW(3), NOW(3) + INTERVAL ? MICROSECOND)"
-#define NEW_COLS 8
+#define NEW_ROW                                                                                                                    \
+    "(?, ?, ?, ?, ?, ?, IF(? = 1, 'sent', 'queued'), IF(? = 1, 1, 0), IF(? = 1, NOW(3), NULL), ?, NOW(3), NOW(3), "                \
+    "NOW(3) + INTERVAL ? MICROSECOND)"
+#define NEW_COLS 11
 
 int cx_db_commands_insert(const cx_command_new_t *rows, size_t n, int64_t ttl_ms)
 {
@@ -122,11 +124,14 @@ int cx_db_commands_insert(const cx_command_new_t *rows, size_t n, int64_t ttl_ms
         q[3] = CX_DB_P_STR(r->pipeline_id);
         q[4] = CX_DB_P_STR(r->run_id);
         q[5] = CX_DB_P_STR(r->payload_json);
-        q[6] = CX_DB_P_STR(r->created_by);
-        q[7] = CX_DB_P_INT(ttl_ms * 1000);
+        q[6] = CX_DB_P_INT(r->sent ? 1 : 0);
+        q[7] = CX_DB_P_INT(r->sent ? 1 : 0);
+        q[8] = CX_DB_P_INT(r->sent ? 1 : 0);
+        q[9] = CX_DB_P_STR(r->created_by);
+        q[10] = CX_DB_P_INT(ttl_ms * 1000);
     }
-    sql = cx_db_sql_rows("INSERT INTO agent_commands (id, agent_id, type, pipeline_id, run_id, payload, status, created_by, "
-                         "created_at, updated_at, expires_at) VALUES ",
+    sql = cx_db_sql_rows("INSERT INTO agent_commands (id, agent_id, type, pipeline_id, run_id, payload, status, attempts, "
+                         "last_sent_at, created_by, created_at, updated_at, expires_at) VALUES ",
                          NEW_ROW, ", ", n, "");
     rc = cx_db_exec(sql, p, n * NEW_COLS, NULL, NULL);
     free(sql);
@@ -226,9 +231,9 @@ void cx_db_command_unlock(const char *agent_id, const char *pipeline_id)
         cx_db_result_free(res);
 }
 
-/* locks -- one SELECT of GET_LOCK(name, 0) (lock) or RELEASE_LOCK(name) for the commands with want[i]
+/* locks -- one SELECT of GET_LOCK(name, 0) (lock) or RELEASE_LOCK(name) for the pairs with want[i]
  * (NULL: all); got[i] = 1 for a lock taken. */
-static int locks(const cx_command_t *c, size_t n, const int *want, int lock, int *got)
+static int locks(const char *const *agents, const char *const *pipelines, size_t n, const int *want, int lock, int *got)
 {
     char(*names)[64] = cx_calloc(n > 0 ? n : 1, sizeof(*names));
     cx_db_param_t *p = cx_calloc(n > 0 ? n : 1, sizeof(*p));
@@ -242,7 +247,7 @@ static int locks(const cx_command_t *c, size_t n, const int *want, int lock, int
             got[i] = 0;
         if (want != NULL && !want[i])
             continue;
-        lock_name(c[i].agent_id, c[i].pipeline_id, names[np]);
+        lock_name(agents[i], pipelines[i], names[np]);
         p[np] = CX_DB_P_STR(names[np]);
         np++;
     }
@@ -263,60 +268,43 @@ static int locks(const cx_command_t *c, size_t n, const int *want, int lock, int
     return rc;
 }
 
-int cx_db_commands_lock_many(const cx_command_t *c, size_t n, int *got)
+int cx_db_commands_lock_many(const char *const *agents, const char *const *pipelines, size_t n, int *got)
 {
-    return locks(c, n, NULL, 1, got);
+    return locks(agents, pipelines, n, NULL, 1, got);
 }
 
-void cx_db_commands_unlock_many(const cx_command_t *c, size_t n, const int *got)
+void cx_db_commands_unlock_many(const char *const *agents, const char *const *pipelines, size_t n, const int *got)
 {
     /* a connection lost meanwhile took the locks with it: nothing to release then */
-    locks(c, n, got, 0, NULL);
+    locks(agents, pipelines, n, got, 0, NULL);
 }
 
-int cx_db_commands_claim_first(const char *const *ids, size_t n, int *claimed)
+int cx_db_commands_waiting(const char *const *agents, const char *const *pipelines, size_t n, int *waiting)
 {
-    cx_db_param_t *p;
+    cx_db_param_t *p = cx_calloc(2 * n + 1, sizeof(*p));
     cx_db_result_t *res = NULL;
-    const char **ready;
-    size_t nready = 0;
-    uint64_t affected = 0;
     char *sql;
     int rc;
 
-    for (size_t i = 0; i < n; i++)
-        claimed[i] = 0;
-    if (n == 0)
-        return CX_OK;
-    p = ids_params(ids, n);
-    sql = cx_db_sql_rows("SELECT c.id FROM agent_commands c WHERE c.id IN (", "?", ", ", n,
-                         ") AND c.status = 'queued' AND c.attempts = 0 AND " DELIVERABLE(
-                             "c") " AND NOT EXISTS (SELECT 1 FROM agent_commands o WHERE o.agent_id = c.agent_id AND o.pipeline_id "
-                                  "<=> c.pipeline_id AND o.seq < c.seq AND o.status = 'queued' AND o.expires_at > NOW(3))");
-    rc = cx_db_exec(sql, p, n, &res, NULL);
-    free(sql);
-    free(p);
-    if (rc != CX_OK || res->nrows == 0) {
-        cx_db_result_free(res);
-        return rc;
+    for (size_t i = 0; i < n; i++) {
+        waiting[i] = 0;
+        p[2 * i] = CX_DB_P_STR(agents[i]);
+        p[2 * i + 1] = CX_DB_P_STR(pipelines[i]);
     }
-    ready = cx_calloc(res->nrows, sizeof(*ready));
-    for (size_t r = 0; r < res->nrows; r++)
-        if ((ready[nready] = res->rows[r][0]) != NULL)
-            nready++;
-    p = ids_params(ready, nready);
-    sql = cx_db_sql_rows("UPDATE agent_commands SET status = 'sent', attempts = 1, last_sent_at = NOW(3), updated_at = NOW(3) "
-                         "WHERE id IN (",
-                         "?", ", ", nready, ") AND attempts = 0 AND status = 'queued' AND expires_at > NOW(3)");
-    rc = cx_db_exec(sql, p, nready, NULL, &affected);
+    if (n == 0) {
+        free(p);
+        return CX_OK;
+    }
+    sql = cx_db_sql_rows("SELECT DISTINCT agent_id, pipeline_id FROM agent_commands WHERE (agent_id, pipeline_id) IN (", "(?, ?)",
+                         ", ", n, ") AND status = 'queued' AND expires_at > NOW(3)");
+    rc = cx_db_exec(sql, p, 2 * n, &res, NULL);
     free(sql);
     free(p);
-    /* under the locks nobody else claims them: all were claimed, unless one was cancelled or expired
-     * between the two statements (then none is taken for claimed: the caller delivers them one by one) */
-    for (size_t i = 0; rc == CX_OK && affected == nready && i < n; i++)
-        for (size_t k = 0; k < nready && !claimed[i]; k++)
-            claimed[i] = strcmp(ids[i], ready[k]) == 0;
-    free(ready);
+    for (size_t r = 0; rc == CX_OK && r < res->nrows; r++)
+        for (size_t i = 0; i < n; i++)
+            if (res->rows[r][0] != NULL && res->rows[r][1] != NULL && strcmp(res->rows[r][0], agents[i]) == 0 &&
+                strcmp(res->rows[r][1], pipelines[i]) == 0)
+                waiting[i] = 1;
     cx_db_result_free(res);
     return rc;
 }
