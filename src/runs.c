@@ -338,7 +338,7 @@ static int live(const item_t *it)
  * Then the callbacks. */
 static int claim_fires(item_t *items, size_t n)
 {
-    cx_schedule_claim_t **c = cx_calloc(n, sizeof(*c));
+    cx_schedule_claim_t **c = cx_calloc(n, sizeof(cx_schedule_claim_t *));
     size_t *at = cx_calloc(n, sizeof(*at)), nc = 0;
     int *ok = cx_calloc(n, sizeof(*ok)), rc;
 
@@ -517,7 +517,7 @@ static size_t pairs_of(item_t *items, size_t n, int locked, const char **agents,
 static int lock_deliveries(item_t *items, size_t n)
 {
     const char **agents = cx_calloc(n, sizeof(*agents)), **pipelines = cx_calloc(n, sizeof(*pipelines));
-    item_t **of = cx_calloc(n, sizeof(*of));
+    item_t **of = cx_calloc(n, sizeof(item_t *));
     int *got = cx_calloc(n, sizeof(*got)), *waiting = cx_calloc(n, sizeof(*waiting)), rc = CX_OK;
     size_t k = cx_redis_available() ? pairs_of(items, n, 0, agents, pipelines, of) : 0;
 
@@ -540,7 +540,7 @@ static int lock_deliveries(item_t *items, size_t n)
 static void unlock_deliveries(item_t *items, size_t n)
 {
     const char **agents = cx_calloc(n > 0 ? n : 1, sizeof(*agents)), **pipelines = cx_calloc(n > 0 ? n : 1, sizeof(*pipelines));
-    item_t **of = cx_calloc(n > 0 ? n : 1, sizeof(*of));
+    item_t **of = cx_calloc(n > 0 ? n : 1, sizeof(item_t *));
     int *all = cx_calloc(n > 0 ? n : 1, sizeof(*all));
     size_t k = pairs_of(items, n, 1, agents, pipelines, of);
 
@@ -692,7 +692,7 @@ static int write_audit(item_t *items, size_t n)
 /* settle_fires -- what became of each fire claimed, written on its schedule (one update). */
 static int settle_fires(item_t *items, size_t n)
 {
-    cx_schedule_claim_t **c = cx_calloc(n, sizeof(*c));
+    cx_schedule_claim_t **c = cx_calloc(n, sizeof(cx_schedule_claim_t *));
     size_t k = 0;
     int rc;
 
@@ -753,14 +753,14 @@ static int batch_tx(item_t *items, size_t n)
  * the others (Redis down, the lock held by another process) are the dispatcher's. */
 static void deliver_batch(item_t *items, size_t n)
 {
-    item_t **of = cx_calloc(n > 0 ? n : 1, sizeof(*of));
+    item_t **of = cx_calloc(n > 0 ? n : 1, sizeof(item_t *));
     int *argcs = cx_calloc(n > 0 ? n : 1, sizeof(*argcs));
     const char ***argvs = cx_calloc(n > 0 ? n : 1, sizeof(*argvs)), **argv = cx_calloc(3 * n + 1, sizeof(*argv));
     const size_t **lens = cx_calloc(n > 0 ? n : 1, sizeof(*lens));
     size_t *len = cx_calloc(3 * n + 1, sizeof(*len));
-    redisReply **replies = cx_calloc(n > 0 ? n : 1, sizeof(*replies));
+    redisReply **replies = cx_calloc(n > 0 ? n : 1, sizeof(redisReply *));
     char(*chan)[300] = cx_calloc(n > 0 ? n : 1, sizeof(*chan));
-    json_object **wires = cx_calloc(n > 0 ? n : 1, sizeof(*wires));
+    json_object **wires = cx_calloc(n > 0 ? n : 1, sizeof(json_object *));
     size_t np = 0;
 
     for (size_t i = 0; i < n; i++) {
@@ -783,7 +783,7 @@ static void deliver_batch(item_t *items, size_t n)
         of[np++] = it;
     }
     if (np > 0 && cx_redis_pipeline((int)np, argcs, argvs, lens, replies) != CX_OK)
-        memset(replies, 0, np * sizeof(*replies));
+        memset(replies, 0, np * sizeof(redisReply *));
     for (size_t p = 0; p < np; p++) {
         cx_command_t *cmd = &of[p]->res->command;
         redisReply *r = replies[p];
@@ -911,7 +911,7 @@ static int run_one(item_t *it)
 int cx_runs_start_many(const cx_runs_start_opts_t *o, size_t n, cx_runs_result_t *res, int *rcs)
 {
     item_t *items = cx_calloc(n > 0 ? n : 1, sizeof(*items));
-    item_t **first = cx_calloc(n > 0 ? n : 1, sizeof(*first));
+    item_t **first = cx_calloc(n > 0 ? n : 1, sizeof(item_t *));
     int *later = cx_calloc(n > 0 ? n : 1, sizeof(*later));
     size_t nfirst = 0;
     int rc = CX_OK;

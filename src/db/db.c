@@ -1152,19 +1152,13 @@ int cx_db_in_tx(void)
 
 char *cx_db_sql_rows(const char *head, const char *item, const char *sep, size_t n, const char *tail)
 {
-    size_t lh = strlen(head), li = strlen(item), ls = strlen(sep), lt = strlen(tail), len = lh + n * (li + ls) + lt + 1, at = lh;
+    size_t len = strlen(head) + n * (strlen(item) + strlen(sep)) + strlen(tail) + 1, at;
     char *sql = cx_malloc(len);
 
-    memcpy(sql, head, lh);
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0) {
-            memcpy(sql + at, sep, ls);
-            at += ls;
-        }
-        memcpy(sql + at, item, li);
-        at += li;
-    }
-    memcpy(sql + at, tail, lt + 1);
+    at = (size_t)snprintf(sql, len, "%s", head);
+    for (size_t i = 0; i < n; i++)
+        at += (size_t)snprintf(sql + at, len - at, "%s%s", i > 0 ? sep : "", item);
+    snprintf(sql + at, len - at, "%s", tail);
     return sql;
 }
 
