@@ -17,7 +17,9 @@
 #   --keep              leave the server, the simulator and the database up afterwards
 #
 # Services: scripts/services under /tmp/conduix-bench-schedules (MariaDB 127.0.0.1:23346, Redis 26419),
-# left running (stop them with `scripts/services stop /tmp/conduix-bench-schedules 23346 26419`).
+# left running (stop them with `scripts/services stop /tmp/conduix-bench-schedules 23346 26419`); the
+# environment variables BENCH_SVC_DIR, BENCH_MYSQL_PORT, BENCH_REDIS_PORT and BENCH_PORT (the server's
+# port, 18084) choose others.
 # Caveat: the simulator, MariaDB and Redis share the machine with the server under test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +39,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$MODE" in burst|spread) ;; *) echo "--mode burst|spread" >&2; exit 2;; esac
-SVC=/tmp/conduix-bench-schedules MYPORT=23346 RPORT=26419 PORT=${BENCH_PORT:-18084}
+SVC=${BENCH_SVC_DIR:-/tmp/conduix-bench-schedules} MYPORT=${BENCH_MYSQL_PORT:-23346} RPORT=${BENCH_REDIS_PORT:-26419}
+PORT=${BENCH_PORT:-18084}
 DB=conduix_bench_schedules
 WORK=$(mktemp -d /tmp/cx-bench-schedules-XXXXXX)
 mysql_() { mysql --no-defaults -uconduix -pconduix -h127.0.0.1 -P"$MYPORT" "$@"; }
@@ -121,10 +124,16 @@ start=$((first + 60))
 sleep $((start - $(date +%s)))
 pid=$(pgrep -f '^conduix-cp: scheduler' -P "$(cat "$WORK/conduix-cp.pid")")
 ticks=$(getconf CLK_TCK)
+# MariaDB's statement counters over the measured minutes (the whole server: this bench's database is
+# the only one in use), for statements per fire, which do not depend on the machine's load
+status_() { mysql_ -N -e "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_select', 'Com_insert',
+    'Com_update', 'Com_delete', 'Com_commit', 'Com_begin', 'Com_rollback', 'Innodb_rows_inserted')"; }
 cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+st0=$(status_)
 t0=$(date +%s.%N)
 sleep $((MINUTES * 60))
 cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+st1=$(status_)
 t1=$(date +%s.%N)
 end=$((start + MINUTES * 60))
 sleep 10    # the fires of the last measured minute are written
@@ -141,4 +150,9 @@ mysql_ -N "$DB" -e "SELECT TIMESTAMPDIFF(MICROSECOND, scheduled_for, created_at)
 mysql_ -N "$DB" -e "SELECT status, COUNT(*) FROM pipeline_runs GROUP BY status; SELECT 'skipped', SUM(skipped), 'missed', SUM(missed),
     'failures', SUM(failures) FROM schedules"
 echo "$cpu0 $cpu1 $t0 $t1 $ticks" | awk '{printf "scheduler CPU: %.1f %% of a core\n", 100 * ($2 - $1) / $5 / ($4 - $3)}'
+fires=$((N * MINUTES))
+{ echo "$st0" | sed 's/^/0 /'; echo "$st1" | sed 's/^/1 /'; } |
+  awk -v f="$fires" '{v[$1, $2] = $3; k[$2] = 1}
+       END {printf "MariaDB statements over the measured minutes, per fire (%d fires):", f;
+            for (n in k) printf " %s %.1f", n, (v[1, n] - v[0, n]) / f; print ""}'
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E "^conduix_(schedule|scheduler)" || true

@@ -12,6 +12,9 @@
  *   - a command is written with its run and audit row in one transaction, then published at once when
  *     Redis is up and no older command of the same agent and pipeline still waits (seq order), else left
  *     queued; each publish holds the lock of its agent and pipeline (cx_runs_deliver);
+ *   - starts are batches (cx_runs_start_many: the scheduler's fires, up to a hundred; the API's start,
+ *     a trigger and a failover, one): each step is one statement for the whole batch, and the batch's
+ *     start commands are published in one Redis pipeline;
  *   - a new control command cancels the run's outstanding ones (a stop its unacknowledged start), and a
  *     run that ends cancels what it had (transition): nothing is delivered that no longer serves a run;
  *   - a control command is refused while an earlier one for the run awaits its acknowledgement, unless
@@ -24,6 +27,7 @@
  *     agent (a stray) gets a stop_pipeline, audited and rate-limited (stray_stop).
  * What agents send arrives checked (agentmsg.h): ids valid, texts valid UTF-8 and bounded.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +42,7 @@
 #include "conduix/log.h"
 #include "conduix/redis.h"
 #include "conduix/runs.h"
+#include "conduix/schedules.h"
 #include "conduix/shapes.h"
 #include "conduix/shm.h"
 
@@ -259,181 +264,736 @@ static int command_tx(const cx_run_t *run, cx_command_type_t type, const char *f
     return rc;
 }
 
-/* begin_start -- the beginning of a start's transaction: res cleared, the new run's id (o's, or a new one),
- * BEGIN and the caller's claim (rolled back when it fails). */
-static int begin_start(const cx_runs_start_opts_t *o, cx_runs_result_t *res, char run_id[37])
+/* ---- starts, in batches ---- */
+
+/* What a start of a batch becomes inside its transaction. */
+enum {
+    ST_REFUSED = 0, /* nothing written (item rc says why; a fire stays due, or was lost) */
+    ST_RUN,         /* a run on an agent and its start_pipeline */
+    ST_FAILED_RUN,  /* a run recorded failed (why) */
+    ST_SKIP,        /* a fire skipped: only its claim */
+    ST_NO_PIPELINE, /* a fire whose pipeline is gone: only its claim, counted failed */
+    ST_CLAIM,       /* a fire that has a run already: only its claim, counted nothing */
+};
+
+typedef struct item {
+    const cx_runs_start_opts_t *o;
+    cx_runs_result_t *res;
+    int rc, st;
+    int locked; /* holds the delivery lock of its agent and pipeline */
+    int sent;   /* its start_pipeline is written as attempt 1, to publish after the commit */
+    char run_id[37], cmd_id[37], stop_id[37];
+    char agent[256];
+    char why[400];
+    char *yaml;
+    json_object *payload;
+} item_t;
+
+static void item_reset(item_t *it)
+{
+    free(it->yaml);
+    json_object_put(it->payload);
+    cx_runs_result_free(it->res);
+    memset(it->res, 0, sizeof(*it->res));
+    it->yaml = NULL;
+    it->payload = NULL;
+    it->rc = CX_OK;
+    it->st = ST_RUN;
+    it->locked = it->sent = 0;
+    it->stop_id[0] = it->why[0] = it->agent[0] = '\0';
+}
+
+static int on_active(const cx_runs_start_opts_t *o)
+{
+    return o->replace ? CX_ACTIVE_REPLACE : (int)o->on_active;
+}
+
+/* refuse_item -- start it is not written: rc, with a message for people. */
+static void refuse_item(item_t *it, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void refuse_item(item_t *it, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    it->st = ST_REFUSED;
+    it->rc = rc;
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(it->res->message, sizeof(it->res->message), fmt, ap);
+        va_end(ap);
+    }
+}
+
+/* fail_item -- a fire that is recorded failed (a run without an agent, reason why). */
+static void fail_item(item_t *it, const char *why)
+{
+    it->st = ST_FAILED_RUN;
+    snprintf(it->why, sizeof(it->why), "%s", why);
+}
+
+static int live(const item_t *it)
+{
+    return it->st == ST_RUN;
+}
+
+/* claim_fires -- the claims of the batch's fires (one locking read); a fire claimed elsewhere is lost.
+ * Then the callbacks. */
+static int claim_fires(item_t *items, size_t n)
+{
+    cx_schedule_claim_t **c = cx_calloc(n, sizeof(cx_schedule_claim_t *));
+    size_t *at = cx_calloc(n, sizeof(*at)), nc = 0;
+    int *ok = cx_calloc(n, sizeof(*ok)), rc;
+
+    for (size_t i = 0; i < n; i++)
+        if (items[i].o->fire != NULL) {
+            at[nc] = i;
+            c[nc++] = items[i].o->fire;
+        }
+    rc = cx_db_schedules_claim_lock(c, nc, ok);
+    for (size_t k = 0; rc == CX_OK && k < nc; k++)
+        if (!ok[k]) {
+            refuse_item(&items[at[k]], CX_OK, NULL);
+            items[at[k]].res->outcome = CX_START_LOST;
+        }
+    for (size_t i = 0; rc == CX_OK && i < n; i++)
+        if (live(&items[i]) && items[i].o->claim != NULL)
+            rc = items[i].o->claim(items[i].o->claim_arg);
+    free(c);
+    free(at);
+    free(ok);
+    return rc;
+}
+
+/* read_pipelines -- the configs of the batch's pipelines (one read, share-locked). */
+static int read_pipelines(item_t *items, size_t n)
+{
+    const char **ids = cx_calloc(n, sizeof(*ids));
+    char **yaml = cx_calloc(n, sizeof(*yaml));
+    size_t *at = cx_calloc(n, sizeof(*at)), k = 0;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        if (live(&items[i])) {
+            at[k] = i;
+            ids[k++] = items[i].o->pipeline_id;
+        }
+    rc = cx_db_runs_pipelines(ids, k, yaml);
+    for (size_t j = 0; j < k; j++) {
+        item_t *it = &items[at[j]];
+        if (rc == CX_OK && yaml[j] == NULL && it->o->fire != NULL)
+            it->st = ST_NO_PIPELINE;
+        else if (rc == CX_OK && yaml[j] == NULL)
+            refuse_item(it, CX_NOTFOUND, NULL);
+        it->yaml = yaml[j];
+    }
+    free(ids);
+    free(yaml);
+    free(at);
+    return rc;
+}
+
+/* read_active -- the active runs of the batch's pipelines (one plain read: a locking one would take a
+ * gap lock that deadlocks two concurrent starts, whose inserts the unique key uq_runs_active must
+ * arbitrate instead), and each start's overlap rule; a replace stops the active run here. */
+static int read_active(item_t *items, size_t n)
+{
+    const char **ids = cx_calloc(n, sizeof(*ids));
+    size_t k = 0, nruns = 0;
+    cx_run_t *runs = NULL;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        if (live(&items[i]))
+            ids[k++] = items[i].o->pipeline_id;
+    rc = cx_db_runs_active_of(ids, k, &runs, &nruns);
+    free(ids);
+    for (size_t r = 0; rc == CX_OK && r < nruns; r++) {
+        cx_run_t *cur = &runs[r];
+        for (size_t i = 0; rc == CX_OK && i < n; i++) {
+            item_t *it = &items[i];
+            char msg[320];
+            if (!live(it) || strcmp(it->o->pipeline_id, cur->pipeline_id) != 0)
+                continue;
+            snprintf(msg, sizeof(msg), "pipeline is already running (run %s is %s)", cur->id, cx_run_status_name(cur->status));
+            switch (on_active(it->o)) {
+            case CX_ACTIVE_REPLACE: {
+                cx_runs_result_t stopped;
+                uint64_t superseded;
+                memset(&stopped, 0, sizeof(stopped));
+                rc = command_tx(cur, CX_CMD_STOP_PIPELINE, it->o->replace_reason ? it->o->replace_reason : "replaced by a new run",
+                                CX_RUN_STOPPED, it->o->actor, it->o->request_id, it->stop_id, &stopped, &superseded);
+                cx_runs_result_free(&stopped);
+                if (rc == CX_STATE) {
+                    refuse_item(it, CX_STATE, "the pipeline's active run changed while it was being replaced");
+                    it->stop_id[0] = '\0';
+                    rc = CX_OK;
+                }
+                break;
+            }
+            case CX_ACTIVE_SKIP:
+                it->st = ST_SKIP;
+                snprintf(it->res->message, sizeof(it->res->message), "%s", msg);
+                break;
+            case CX_ACTIVE_FAIL: {
+                char why[400];
+                snprintf(why, sizeof(why), "%.300s (overlap policy allow: a pipeline runs once at a time)", msg);
+                fail_item(it, why);
+                break;
+            }
+            default:
+                refuse_item(it, CX_STATE, "%s", msg);
+            }
+        }
+    }
+    cx_db_runs_free(runs, nruns);
+    return rc;
+}
+
+/* choose_agents -- an agent for every start from one read of the online agents and their active runs,
+ * each choice counted before the next (the least loaded; ties: by id). */
+static int choose_agents(item_t *items, size_t n)
+{
+    cx_agent_load_t *loads = NULL;
+    size_t nloads = 0, k = 0;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        k += live(&items[i]);
+    if (k == 0)
+        return CX_OK;
+    if ((rc = cx_db_runs_agent_loads(&loads, &nloads)) != CX_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        cx_agent_load_t *best = NULL;
+        if (!live(it))
+            continue;
+        for (size_t a = 0; a < nloads; a++) {
+            if (it->o->agent_id != NULL ? strcmp(loads[a].id, it->o->agent_id) != 0
+                                        : it->o->exclude != NULL && strcmp(loads[a].id, it->o->exclude) == 0)
+                continue;
+            if (best == NULL || loads[a].active < best->active)
+                best = &loads[a];
+        }
+        if (best != NULL) {
+            best->active++;
+            snprintf(it->agent, sizeof(it->agent), "%s", best->id);
+        } else if (it->o->agent_id != NULL) {
+            int st = cx_db_runs_agent_online(it->o->agent_id);
+            if (st != CX_OK && st != CX_NOTFOUND && st != CX_STATE) {
+                rc = st;
+                break;
+            }
+            refuse_item(it, CX_NOAGENT, "agent %.200s is %s", it->o->agent_id, st == CX_NOTFOUND ? "not registered" : "not online");
+        } else if (it->o->record_noagent) {
+            fail_item(it, "no agent could run the fire: no agent is online");
+        } else {
+            refuse_item(it, CX_NOAGENT, "no agent is online%s", it->o->exclude ? " (other than the one that went offline)" : "");
+        }
+    }
+    free(loads);
+    return rc;
+}
+
+/* locks_of -- the agents and pipelines of the starts with want (locked: those holding their lock; else
+ * those to lock: runs whose command can go out at once, not behind a replaced run's stop). */
+static size_t pairs_of(item_t *items, size_t n, int locked, const char **agents, const char **pipelines, item_t **of)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        if (locked ? !it->locked : it->st != ST_RUN || it->stop_id[0])
+            continue;
+        agents[k] = it->agent;
+        pipelines[k] = it->o->pipeline_id;
+        of[k++] = it;
+    }
+    return k;
+}
+
+/* lock_deliveries -- before the commands are written: the delivery locks of the batch's new start
+ * commands (one statement) and which of their agents and pipelines have older commands waiting (one
+ * read); a command whose lock is held and nothing older waits is written as its first attempt claimed,
+ * to be published right after the commit (deliver_batch), the lock held until then. Without Redis,
+ * or for a lock another process holds, the command is written queued (for the dispatcher). */
+static int lock_deliveries(item_t *items, size_t n)
+{
+    const char **agents = cx_calloc(n, sizeof(*agents)), **pipelines = cx_calloc(n, sizeof(*pipelines));
+    item_t **of = cx_calloc(n, sizeof(item_t *));
+    int *got = cx_calloc(n, sizeof(*got)), *waiting = cx_calloc(n, sizeof(*waiting)), rc = CX_OK;
+    size_t k = cx_redis_available() ? pairs_of(items, n, 0, agents, pipelines, of) : 0;
+
+    if (k > 0 && (rc = cx_db_commands_lock_many(agents, pipelines, k, got)) == CX_OK) {
+        for (size_t i = 0; i < k; i++)
+            of[i]->locked = got[i];
+        rc = cx_db_commands_waiting(agents, pipelines, k, waiting);
+        for (size_t i = 0; rc == CX_OK && i < k; i++)
+            of[i]->sent = got[i] && !waiting[i];
+    }
+    free(agents);
+    free(pipelines);
+    free(of);
+    free(got);
+    free(waiting);
+    return rc;
+}
+
+/* unlock_deliveries -- give back the delivery locks the starts hold (one statement). */
+static void unlock_deliveries(item_t *items, size_t n)
+{
+    const char **agents = cx_calloc(n > 0 ? n : 1, sizeof(*agents)), **pipelines = cx_calloc(n > 0 ? n : 1, sizeof(*pipelines));
+    item_t **of = cx_calloc(n > 0 ? n : 1, sizeof(item_t *));
+    int *all = cx_calloc(n > 0 ? n : 1, sizeof(*all));
+    size_t k = pairs_of(items, n, 1, agents, pipelines, of);
+
+    for (size_t i = 0; i < k; i++) {
+        all[i] = 1;
+        of[i]->locked = 0;
+    }
+    if (k > 0)
+        cx_db_commands_unlock_many(agents, pipelines, k, all);
+    free(agents);
+    free(pipelines);
+    free(of);
+    free(all);
+}
+
+/* write_runs -- the runs and start commands of the batch (two multi-row inserts). */
+static int write_runs(item_t *items, size_t n)
+{
+    cx_run_new_t *runs = cx_calloc(n, sizeof(*runs));
+    cx_command_new_t *cmds = cx_calloc(n, sizeof(*cmds));
+    size_t nr = 0, nc = 0;
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        const cx_runs_start_opts_t *o = it->o;
+        if (it->st != ST_RUN && it->st != ST_FAILED_RUN)
+            continue;
+        runs[nr++] = (cx_run_new_t){.id = it->run_id,
+                                    .pipeline_id = o->pipeline_id,
+                                    .agent_id = it->agent,
+                                    .trigger = o->trigger,
+                                    .failover_of = it->st == ST_RUN ? o->failover_of : NULL,
+                                    .checkpoint_json = it->st == ST_RUN && o->checkpoint ? json_text(o->checkpoint) : NULL,
+                                    .created_by = o->actor,
+                                    .schedule_id = o->schedule_id,
+                                    .scheduled_for = o->scheduled_for,
+                                    .error_message = it->st == ST_FAILED_RUN ? it->why : NULL};
+        if (it->st != ST_RUN)
+            continue;
+        cx_uuid(it->cmd_id);
+        it->payload = json_object_new_object();
+        json_object_object_add(it->payload, "run_id", json_object_new_string(it->run_id));
+        json_object_object_add(it->payload, "config_yaml", json_object_new_string(it->yaml));
+        json_object_object_add(it->payload, "checkpoint", o->checkpoint ? json_object_get(o->checkpoint) : NULL);
+        cmds[nc++] = (cx_command_new_t){.id = it->cmd_id,
+                                        .agent_id = it->agent,
+                                        .type = CX_CMD_START_PIPELINE,
+                                        .pipeline_id = o->pipeline_id,
+                                        .run_id = it->run_id,
+                                        .payload_json = cx_strdup(json_text(it->payload)),
+                                        .created_by = o->actor,
+                                        .sent = it->sent};
+    }
+    rc = cx_db_runs_insert(runs, nr);
+    if (rc == CX_CONFLICT && n == 1) {
+        if (strcmp(cx_db_conflict_key(), "uq_runs_fire") == 0)
+            refuse_item(&items[0], CX_CONFLICT, "this scheduled fire already has a run");
+        else
+            refuse_item(&items[0], CX_STATE, "pipeline is already running"); /* uq_runs_active: a concurrent start won */
+    }
+    if (rc == CX_OK)
+        rc = cx_db_commands_insert(cmds, nc, cx_cfg->commands.ttl_ms);
+    for (size_t i = 0; i < nc; i++)
+        free((char *)cmds[i].payload_json);
+    free(runs);
+    free(cmds);
+    return rc;
+}
+
+/* read_back -- the runs and commands as written (two reads) into the results. */
+static int read_back(item_t *items, size_t n)
+{
+    const char **rids = cx_calloc(n, sizeof(*rids)), **cids = cx_calloc(n, sizeof(*cids));
+    cx_run_t *runs = NULL;
+    cx_command_t *cmds = NULL;
+    size_t nr = 0, nc = 0, gr = 0, gc = 0;
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].st == ST_RUN || items[i].st == ST_FAILED_RUN)
+            rids[nr++] = items[i].run_id;
+        if (items[i].st == ST_RUN)
+            cids[nc++] = items[i].cmd_id;
+    }
+    rc = cx_db_runs_get_many(rids, nr, &runs, &gr);
+    if (rc == CX_OK)
+        rc = cx_db_commands_load_many(cids, nc, &cmds, &gc);
+    for (size_t i = 0; rc == CX_OK && i < n; i++) {
+        item_t *it = &items[i];
+        int found = it->st != ST_RUN && it->st != ST_FAILED_RUN;
+        for (size_t k = 0; k < gr && !found; k++)
+            if (strcmp(runs[k].id, it->run_id) == 0) {
+                it->res->run = runs[k];
+                memset(&runs[k], 0, sizeof(runs[k]));
+                found = 1;
+            }
+        for (size_t k = 0; k < gc && it->st == ST_RUN && found == 1; k++)
+            if (strcmp(cmds[k].id, it->cmd_id) == 0) {
+                it->res->command = cmds[k];
+                memset(&cmds[k], 0, sizeof(cmds[k]));
+                found = 2;
+            }
+        if (!found || (it->st == ST_RUN && found != 2))
+            rc = CX_ERR; /* written in this transaction and not read back */
+    }
+    cx_db_runs_free(runs, gr);
+    cx_db_commands_free(cmds, gc);
+    free(rids);
+    free(cids);
+    return rc;
+}
+
+/* write_audit -- the audit rows of the runs written (one multi-row insert): after {"run","command"} for a
+ * start, {"run"} for a run recorded failed. */
+static int write_audit(item_t *items, size_t n)
+{
+    cx_audit_row_t *rows = cx_calloc(n, sizeof(*rows));
+    size_t k = 0;
+    int rc = CX_OK;
+
+    for (size_t i = 0; i < n && rc == CX_OK; i++) {
+        item_t *it = &items[i];
+        const cx_runs_start_opts_t *o = it->o;
+        json_object *after;
+        cx_db_stmt_t st;
+        if (it->st != ST_RUN && it->st != ST_FAILED_RUN)
+            continue;
+        after = json_object_new_object();
+        json_object_object_add(after, "run", cx_run_json(&it->res->run));
+        if (it->st == ST_RUN)
+            json_object_object_add(after, "command", cx_command_json(&it->res->command));
+        rc = cx_audit_row(&rows[k], o->actor,
+                          o->action != NULL  ? o->action
+                          : it->st == ST_RUN ? cx_command_action(CX_CMD_START_PIPELINE)
+                                             : "pipeline_start_failed",
+                          "pipeline", o->pipeline_id, o->request_id, NULL, after, &st);
+        json_object_put(after);
+        k += rc == CX_OK;
+    }
+    if (rc == CX_OK)
+        rc = cx_audit_write_rows(rows, k);
+    for (size_t i = 0; i < k; i++)
+        cx_audit_row_free(&rows[i]);
+    free(rows);
+    return rc;
+}
+
+/* settle_fires -- what became of each fire claimed, written on its schedule (one update). */
+static int settle_fires(item_t *items, size_t n)
+{
+    cx_schedule_claim_t **c = cx_calloc(n, sizeof(cx_schedule_claim_t *));
+    size_t k = 0;
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        cx_schedule_claim_t *f = it->o->fire;
+        if (f == NULL || it->st == ST_REFUSED)
+            continue;
+        f->fires = it->st == ST_RUN;
+        f->skipped = it->st == ST_SKIP;
+        f->failures = it->st == ST_FAILED_RUN || it->st == ST_NO_PIPELINE;
+        f->last_run_id = it->st == ST_RUN || it->st == ST_FAILED_RUN ? it->run_id : NULL;
+        c[k++] = f;
+    }
+    rc = cx_db_schedules_claim_settle(c, k);
+    free(c);
+    return rc;
+}
+
+/* batch_tx -- the transaction of a batch of starts. CX_OK when it was committed (each item's rc and
+ * st say what became of it), else the batch's code, rolled back (CX_CONFLICT for a batch of more than
+ * one: a unique key refused one of its runs). */
+static int batch_tx(item_t *items, size_t n)
 {
     int rc;
 
-    memset(res, 0, sizeof(*res));
-    if (o->run_id != NULL)
-        snprintf(run_id, 37, "%s", o->run_id);
-    else
-        cx_uuid(run_id);
+    for (size_t i = 0; i < n; i++) {
+        item_reset(&items[i]);
+        if (items[i].o->run_id != NULL)
+            snprintf(items[i].run_id, sizeof(items[i].run_id), "%s", items[i].o->run_id);
+        else
+            cx_uuid(items[i].run_id);
+    }
     if ((rc = cx_db_begin()) != CX_OK)
         return rc;
-    if (o->claim != NULL && (rc = o->claim(o->claim_arg)) != CX_OK)
-        return undo(rc);
-    return CX_OK;
+    if ((rc = claim_fires(items, n)) == CX_OK && (rc = read_pipelines(items, n)) == CX_OK &&
+        (rc = read_active(items, n)) == CX_OK && (rc = choose_agents(items, n)) == CX_OK &&
+        (rc = lock_deliveries(items, n)) == CX_OK && (rc = write_runs(items, n)) == CX_OK && (rc = read_back(items, n)) == CX_OK &&
+        (rc = write_audit(items, n)) == CX_OK && (rc = settle_fires(items, n)) == CX_OK) {
+        size_t refused = 0;
+        for (size_t i = 0; i < n; i++)
+            refused += items[i].st == ST_REFUSED;
+        /* every start refused (a start alone: its claim callback's writes too): nothing is kept */
+        if (refused < n && (rc = cx_db_commit()) == CX_OK)
+            return CX_OK; /* the locks are given back by deliver_batch */
+    }
+    if (rc == CX_CONFLICT && n == 1 && items[0].st == ST_REFUSED)
+        rc = CX_OK; /* a refusal of the one start (items[0].rc), nothing written */
+    rc = undo(rc);
+    unlock_deliveries(items, n);
+    return rc;
 }
 
-/* launch -- the transaction of a start: the caller's claim, run (pending) + start_pipeline command
- * (queued) + audit row, on agent_id or else the least loaded online agent other than exclude (with
- * o->replace, the active run stopped first, in the same transaction); then one delivery attempt. */
-static int launch_tx(const cx_runs_start_opts_t *o, const char *exclude, const char *failover_of, json_object *checkpoint,
-                     const char *action, cx_runs_result_t *res)
+/* deliver_batch -- after the commit: the start commands written as their first attempt (lock_deliveries)
+ * published in one Redis pipeline, then their locks given back in one statement. An attempt that
+ * reached nobody, or that Redis did not take, is given back to the queue as cx_runs_deliver does. A
+ * command with older ones of its agent and pipeline waiting goes out after them through deliver_now;
+ * the others (Redis down, the lock held by another process) are the dispatcher's. */
+static void deliver_batch(item_t *items, size_t n)
 {
-    const char *pipeline_id = o->pipeline_id, *agent_id = o->agent_id, *actor = o->actor, *request_id = o->request_id;
-    char agent[256], run_id[37], cmd_id[37], stop_id[37] = "";
-    char *yaml = NULL;
-    cx_run_t cur;
-    json_object *payload = NULL;
-    int rc;
+    item_t **of = cx_calloc(n > 0 ? n : 1, sizeof(item_t *));
+    int *argcs = cx_calloc(n > 0 ? n : 1, sizeof(*argcs));
+    const char ***argvs = cx_calloc(n > 0 ? n : 1, sizeof(*argvs)), **argv = cx_calloc(3 * n + 1, sizeof(*argv));
+    const size_t **lens = cx_calloc(n > 0 ? n : 1, sizeof(*lens));
+    size_t *len = cx_calloc(3 * n + 1, sizeof(*len));
+    redisReply **replies = cx_calloc(n > 0 ? n : 1, sizeof(redisReply *));
+    char(*chan)[300] = cx_calloc(n > 0 ? n : 1, sizeof(*chan));
+    json_object **wires = cx_calloc(n > 0 ? n : 1, sizeof(json_object *));
+    size_t np = 0;
 
-    if ((rc = begin_start(o, res, run_id)) != CX_OK)
-        return rc;
-    if ((rc = cx_db_runs_pipeline(pipeline_id, &yaml)) != CX_OK)
-        goto out;
-    /* a plain read: a locking one would take a gap lock that deadlocks two concurrent starts, whose
-     * inserts the unique key uq_runs_active must arbitrate instead (a replace's stop is a compare-and-set) */
-    if ((rc = cx_db_run_active(pipeline_id, 0, &cur)) == CX_OK && o->replace) {
-        cx_runs_result_t stopped;
-        uint64_t superseded;
-        memset(&stopped, 0, sizeof(stopped));
-        rc = command_tx(&cur, CX_CMD_STOP_PIPELINE, o->replace_reason ? o->replace_reason : "replaced by a new run", CX_RUN_STOPPED,
-                        actor, request_id, stop_id, &stopped, &superseded);
-        cx_runs_result_free(&stopped);
-        cx_run_free(&cur);
-        if (rc == CX_STATE)
-            snprintf(res->message, sizeof(res->message), "the pipeline's active run changed while it was being replaced");
-        if (rc != CX_OK)
-            goto out;
-    } else if (rc == CX_OK) {
-        snprintf(res->message, sizeof(res->message), "pipeline is already running (run %s is %s)", cur.id,
-                 cx_run_status_name(cur.status));
-        cx_run_free(&cur);
-        rc = CX_STATE;
-        goto out;
-    } else if (rc != CX_NOTFOUND) {
-        goto out;
+    for (size_t i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        const char *text;
+        if (!it->sent || it->st != ST_RUN)
+            continue;
+        wires[np] = cx_command_wire_json(&it->res->command, 1, cx_wall_ms());
+        text = json_text(wires[np]);
+        snprintf(chan[np], sizeof(chan[np]), "agent:commands:%s", it->agent);
+        argv[3 * np] = "PUBLISH";
+        argv[3 * np + 1] = chan[np];
+        argv[3 * np + 2] = text;
+        len[3 * np] = 7;
+        len[3 * np + 1] = strlen(chan[np]);
+        len[3 * np + 2] = strlen(text);
+        argcs[np] = 3;
+        argvs[np] = &argv[3 * np];
+        lens[np] = &len[3 * np];
+        of[np++] = it;
     }
-    if (agent_id != NULL) {
-        rc = cx_db_runs_agent_online(agent_id);
-        if (rc == CX_NOTFOUND || rc == CX_STATE) {
-            snprintf(res->message, sizeof(res->message), "agent %.200s is %s", agent_id,
-                     rc == CX_NOTFOUND ? "not registered" : "not online");
-            rc = CX_NOAGENT;
+    if (np > 0 && cx_redis_pipeline((int)np, argcs, argvs, lens, replies) != CX_OK)
+        memset(replies, 0, np * sizeof(redisReply *));
+    for (size_t p = 0; p < np; p++) {
+        cx_command_t *cmd = &of[p]->res->command;
+        redisReply *r = replies[p];
+        if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+            of[p]->res->delivered = 1;
+            cx_shm_count(CX_C_COMMANDS_DELIVERED, 1);
+        } else if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
+            /* nobody subscribed (the agent is reconnecting, or polls REST): not a delivery */
+            if (cx_db_command_unheard(cmd->id, 1) != CX_OK)
+                cx_log_warnx("command %s: published to nobody and could not be queued again; it will be redelivered", cmd->id);
+            cmd->attempts = 0;
+            cmd->status = CX_CMDST_QUEUED;
+        } else {
+            /* not delivered (or not known to be): back to the queue; the number stays used */
+            if (cx_db_command_unclaim(cmd->id, 1) != CX_OK)
+                cx_log_warnx("command %s: publish failed and the command could not be queued again; it will be redelivered",
+                             cmd->id);
+            cmd->status = CX_CMDST_QUEUED;
         }
-        if (rc != CX_OK)
-            goto out;
-        snprintf(agent, sizeof(agent), "%s", agent_id);
-    } else if ((rc = cx_db_runs_pick_agent(exclude, agent)) != CX_OK) {
-        if (rc == CX_NOTFOUND) {
-            snprintf(res->message, sizeof(res->message), "no agent is online%s",
-                     exclude ? " (other than the one that went offline)" : "");
-            rc = CX_NOAGENT;
-        }
-        goto out;
+        if (r != NULL)
+            freeReplyObject(r);
+        json_object_put(wires[p]);
     }
-    cx_uuid(cmd_id);
-    payload = json_object_new_object();
-    json_object_object_add(payload, "run_id", json_object_new_string(run_id));
-    json_object_object_add(payload, "config_yaml", json_object_new_string(yaml));
-    json_object_object_add(payload, "checkpoint", checkpoint ? json_object_get(checkpoint) : NULL);
-    rc = cx_db_run_insert(run_id, pipeline_id, agent, o->trigger, failover_of, checkpoint ? json_text(checkpoint) : NULL, actor,
-                          o->schedule_id, o->scheduled_for);
-    if (rc == CX_CONFLICT && strcmp(cx_db_conflict_key(), "uq_runs_fire") == 0) {
-        snprintf(res->message, sizeof(res->message), "this scheduled fire already has a run");
-    } else if (rc == CX_CONFLICT) {
-        /* uq_runs_active: a concurrent start won */
-        snprintf(res->message, sizeof(res->message), "pipeline is already running");
-        rc = CX_STATE;
-    }
-    if (rc != CX_OK)
-        goto out;
-    if ((rc = cx_db_command_insert(cmd_id, agent, CX_CMD_START_PIPELINE, pipeline_id, run_id, json_text(payload),
-                                   cx_cfg->commands.ttl_ms, actor)) != CX_OK)
-        goto out;
-    if ((rc = load(run_id, cmd_id, res)) != CX_OK)
-        goto out;
-    if ((rc = audit(actor, action, pipeline_id, request_id, NULL, res)) != CX_OK)
-        goto out;
-    if ((rc = cx_db_commit()) != CX_OK)
-        goto out;
-    cx_shm_count(CX_C_RUNS_STARTED, 1);
-    cx_shm_count(CX_C_COMMANDS_CREATED, stop_id[0] ? 2 : 1);
-    cx_log_info("run %s of pipeline %s created on agent %s (%s)", run_id, pipeline_id, agent, cx_run_trigger_name(o->trigger));
-    if (stop_id[0]) {
-        /* the replaced run's stop goes out first (an agent hears its commands in seq order anyway) */
-        cx_runs_result_t stopped;
-        memset(&stopped, 0, sizeof(stopped));
-        deliver_now(stop_id, &stopped);
-        cx_runs_result_free(&stopped);
-    }
-    deliver_now(cmd_id, res);
-out:
-    free(yaml);
-    return finish(rc, payload, res);
+    unlock_deliveries(items, n);
+    /* behind older commands of its agent and pipeline: those first, in seq order */
+    for (size_t i = 0; i < n && cx_redis_available(); i++)
+        if (items[i].rc == CX_OK && items[i].st == ST_RUN && !items[i].sent && !items[i].stop_id[0] &&
+            items[i].res->command.status == CX_CMDST_QUEUED)
+            deliver_now(items[i].cmd_id, items[i].res);
+    free(of);
+    free(argcs);
+    free(argvs);
+    free(argv);
+    free(lens);
+    free(len);
+    free(replies);
+    free(chan);
+    free(wires);
 }
 
-static int launch(const cx_runs_start_opts_t *o, const char *exclude, const char *failover_of, json_object *checkpoint,
-                  const char *action, cx_runs_result_t *res)
+/* committed -- after the commit of a batch: each start's counters, log line and result; the
+ * deliveries (a replaced run's stop first, one by one; the other starts together). */
+static void committed(item_t *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        const cx_runs_start_opts_t *o = it->o;
+        if (it->rc != CX_OK)
+            continue;
+        switch (it->st) {
+        case ST_RUN:
+            it->res->outcome = CX_START_RUN;
+            cx_shm_count(CX_C_RUNS_STARTED, 1);
+            cx_shm_count(CX_C_COMMANDS_CREATED, it->stop_id[0] ? 2 : 1);
+            cx_log_info("run %s of pipeline %s created on agent %s (%s)", it->run_id, o->pipeline_id, it->agent,
+                        cx_run_trigger_name(o->trigger));
+            if (it->stop_id[0]) {
+                /* the replaced run's stop goes out first (an agent hears its commands in seq order anyway) */
+                cx_runs_result_t stopped;
+                memset(&stopped, 0, sizeof(stopped));
+                deliver_now(it->stop_id, &stopped);
+                cx_runs_result_free(&stopped);
+                deliver_now(it->cmd_id, it->res);
+            }
+            break;
+        case ST_FAILED_RUN:
+            it->res->outcome = CX_START_FAILED;
+            cx_log_info("run %s of pipeline %s recorded failed (%s): %s", it->run_id, o->pipeline_id,
+                        cx_run_trigger_name(o->trigger), it->why);
+            break;
+        case ST_NO_PIPELINE:
+            it->res->outcome = CX_START_FAILED;
+            snprintf(it->res->message, sizeof(it->res->message), "pipeline %s does not exist", o->pipeline_id);
+            break;
+        case ST_SKIP:
+            it->res->outcome = CX_START_SKIPPED;
+            break;
+        case ST_CLAIM:
+            it->res->outcome = CX_START_LOST;
+            break;
+        default:
+            break;
+        }
+    }
+    deliver_batch(items, n);
+}
+
+/* run_batch -- batch_tx, again while it is a deadlock victim; then what follows a commit. */
+static int run_batch(item_t *items, size_t n)
 {
     int rc, runs = 0;
+
     do
-        rc = launch_tx(o, exclude, failover_of, checkpoint, action, res);
-    while (again(rc, &runs, "start of pipeline", o->pipeline_id));
+        rc = batch_tx(items, n);
+    while (again(rc, &runs, "start of pipeline", n == 1 ? items[0].o->pipeline_id : "(a batch)"));
+    if (rc == CX_OK)
+        committed(items, n);
     return rc;
+}
+
+/* run_one -- a start alone; a fire that has a run already (uq_runs_fire) is claimed without one. */
+static int run_one(item_t *it)
+{
+    int rc = run_batch(it, 1);
+
+    if (rc == CX_OK && it->rc == CX_CONFLICT && it->o->fire != NULL) {
+        /* the fire was run before (next_run_at set back by hand?): its claim alone, counted nothing */
+        rc = cx_db_begin();
+        if (rc == CX_OK) {
+            int ok = 0;
+            cx_schedule_claim_t *c = it->o->fire;
+            c->fires = c->skipped = c->failures = 0;
+            c->last_run_id = NULL;
+            if ((rc = cx_db_schedules_claim_lock(&c, 1, &ok)) == CX_OK)
+                rc = ok ? cx_db_schedules_claim_settle(&c, 1) : CX_OK;
+            rc = undo(rc == CX_OK ? cx_db_commit() : rc);
+            it->rc = CX_OK;
+            it->st = ST_CLAIM;
+            it->res->outcome = CX_START_LOST;
+        }
+    }
+    return rc;
+}
+
+int cx_runs_start_many(const cx_runs_start_opts_t *o, size_t n, cx_runs_result_t *res, int *rcs)
+{
+    item_t *items = cx_calloc(n > 0 ? n : 1, sizeof(*items));
+    item_t **first = cx_calloc(n > 0 ? n : 1, sizeof(item_t *));
+    int *later = cx_calloc(n > 0 ? n : 1, sizeof(*later));
+    size_t nfirst = 0;
+    int rc = CX_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        items[i].o = &o[i];
+        items[i].res = &res[i];
+        memset(&res[i], 0, sizeof(res[i]));
+        /* a pipeline twice in the batch (two of its schedules due together): the later start after it,
+         * alone, so that it meets the earlier one's run as any start would */
+        for (size_t j = 0; j < i && !later[i]; j++)
+            later[i] = strcmp(o[j].pipeline_id, o[i].pipeline_id) == 0;
+    }
+    /* the batch: the first start of each pipeline, contiguous */
+    item_t *batch = cx_calloc(n > 0 ? n : 1, sizeof(*batch));
+    for (size_t i = 0; i < n; i++)
+        if (!later[i]) {
+            batch[nfirst] = items[i];
+            first[nfirst++] = &items[i];
+        }
+    if (nfirst == 1) {
+        rc = run_one(&batch[0]);
+    } else if (nfirst > 1) {
+        rc = run_batch(batch, nfirst);
+        if (rc != CX_OK && rc != CX_UNAVAIL) {
+            /* a unique key (a concurrent start of one of the pipelines), or a deadlock victim too often:
+             * one at a time, so that one start's trouble does not hold the others back */
+            rc = CX_OK;
+            for (size_t i = 0; i < nfirst; i++) {
+                int one = run_one(&batch[i]);
+                if (one != CX_OK) {
+                    batch[i].rc = one;
+                    batch[i].st = ST_REFUSED;
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < nfirst; i++) {
+        if (rc != CX_OK) {
+            batch[i].rc = rc;
+            batch[i].st = ST_REFUSED;
+        }
+        *first[i] = batch[i];
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (later[i]) {
+            int one = run_one(&items[i]);
+            if (one != CX_OK) {
+                items[i].rc = one;
+                items[i].st = ST_REFUSED;
+            }
+        }
+        rcs[i] = items[i].rc;
+        if (rcs[i] != CX_OK)
+            cx_runs_result_free(&res[i]);
+        free(items[i].yaml);
+        json_object_put(items[i].payload);
+    }
+    free(batch);
+    free(first);
+    free(later);
+    free(items);
+    return rc;
+}
+
+static int launch(const cx_runs_start_opts_t *o, cx_runs_result_t *res)
+{
+    int rc, one;
+    if ((rc = cx_runs_start_many(o, 1, res, &one)) != CX_OK)
+        return rc;
+    return one;
 }
 
 int cx_runs_start(const char *pipeline_id, const char *agent_id, const char *actor, const char *request_id, cx_runs_result_t *res)
 {
     cx_runs_start_opts_t o = {.pipeline_id = pipeline_id, .agent_id = agent_id, .actor = actor, .request_id = request_id};
-    return launch(&o, NULL, NULL, NULL, cx_command_action(CX_CMD_START_PIPELINE), res);
+    return launch(&o, res);
 }
 
 int cx_runs_start_ex(const cx_runs_start_opts_t *o, cx_runs_result_t *res)
 {
-    return launch(o, NULL, NULL, NULL, o->action != NULL ? o->action : cx_command_action(CX_CMD_START_PIPELINE), res);
-}
-
-static int record_failed_tx(const cx_runs_start_opts_t *o, const char *reason, cx_runs_result_t *res)
-{
-    char run_id[37];
-    json_object *after = NULL;
-    int rc;
-
-    if ((rc = begin_start(o, res, run_id)) != CX_OK)
-        return rc;
-    if ((rc = cx_db_runs_pipeline(o->pipeline_id, NULL)) != CX_OK)
-        goto out;
-    if ((rc = cx_db_run_insert_failed(run_id, o->pipeline_id, o->trigger, o->actor, o->schedule_id, o->scheduled_for, reason)) !=
-        CX_OK)
-        goto out;
-    if ((rc = cx_db_run_get(run_id, &res->run)) != CX_OK)
-        goto out;
-    after = json_object_new_object();
-    json_object_object_add(after, "run", cx_run_json(&res->run));
-    if ((rc = cx_audit_write(o->actor, o->action != NULL ? o->action : "pipeline_start_failed", "pipeline", o->pipeline_id,
-                             o->request_id, NULL, after)) != CX_OK)
-        goto out;
-    if ((rc = cx_db_commit()) != CX_OK)
-        goto out;
-    cx_log_info("run %s of pipeline %s recorded failed (%s): %s", run_id, o->pipeline_id, cx_run_trigger_name(o->trigger), reason);
-out:
-    json_object_put(after);
-    if (rc != CX_OK)
-        cx_runs_result_free(res);
-    return undo(rc);
-}
-
-int cx_runs_record_failed(const cx_runs_start_opts_t *o, const char *reason, cx_runs_result_t *res)
-{
-    int rc, runs = 0;
-    do
-        rc = record_failed_tx(o, reason, res);
-    while (again(rc, &runs, "failed run of pipeline", o->pipeline_id));
-    return rc;
+    return launch(o, res);
 }
 
 /* refusal -- why the active run cannot take a control command of type now (a message into msg), or 0.
@@ -984,8 +1544,14 @@ int cx_runs_agent_offline(const char *agent_id)
     for (size_t i = 0; i < n && cx_cfg->agents.failover; i++) {
         cx_runs_result_t res;
         json_object *cp = checkpoint_of(runs[i].pipeline_id);
-        cx_runs_start_opts_t o = {.pipeline_id = runs[i].pipeline_id, .trigger = CX_TRIGGER_FAILOVER, .actor = SYSTEM_ACTOR};
-        int frc = launch(&o, agent_id, runs[i].id, cp, "pipeline_failover", &res);
+        cx_runs_start_opts_t o = {.pipeline_id = runs[i].pipeline_id,
+                                  .trigger = CX_TRIGGER_FAILOVER,
+                                  .actor = SYSTEM_ACTOR,
+                                  .exclude = agent_id,
+                                  .failover_of = runs[i].id,
+                                  .checkpoint = cp,
+                                  .action = "pipeline_failover"};
+        int frc = launch(&o, &res);
         if (frc == CX_OK) {
             cx_shm_count(CX_C_RUNS_FAILED_OVER, 1);
             cx_log_info("run %s of pipeline %s failed over to agent %s%s", runs[i].id, runs[i].pipeline_id, res.run.agent_id,

@@ -6,7 +6,7 @@
  *   1. a leader lease in Redis (conduix:scheduler:leader, lease.h) keeps one scheduler busy; the others
  *      try to take it every FOLLOWER_RETRY_MS, so a leader that dies is replaced within the lease;
  *   2. every fire is claimed by a compare-and-set on the schedule's next_run_at (and revision), in the
- *      same transaction as the run it starts (the claim callback of cx_runs_start_ex), so of two
+ *      same transaction as the run it starts (the fire claim of cx_runs_start_many), so of two
  *      schedulers that both believe they lead (a frozen leader waking up), or of all of them while Redis
  *      is down, one claims each fire and the others find it taken;
  *   3. UNIQUE(schedule_id, scheduled_for) in pipeline_runs refuses a second run of a fire whatever
@@ -17,11 +17,12 @@
  * Every TICK_MS it asks MySQL for the schedules due now (the index on (enabled, next_run_at)); there is
  * no cache to invalidate, so a change through the API takes effect at the next tick on whichever
  * instance leads. A due schedule's fire times since next_run_at are planned by cx_schedule_plan: the
- * latest runs if it is within scheduler.starting_deadline, the others count as missed; the run goes
- * through cx_runs_start_ex, the code path of POST /pipelines/:id/start, with trigger schedule, on the
- * least loaded online agent (read once per batch of fires, the batch's own fires counted). What
- * cannot start is recorded and counted, never dropped: the pipeline still running (policy skip: a skip;
- * allow: a failed run, since a pipeline runs once at a time), no agent online (a failed run naming why).
+ * latest runs if it is within scheduler.starting_deadline, the others count as missed; the runs go
+ * through cx_runs_start_many, the code path of POST /pipelines/:id/start, CHUNK fires to a transaction,
+ * with trigger schedule, on the least loaded online agents. What cannot start is recorded and counted
+ * there, per fire, never dropped: the pipeline still running (policy skip: a skip; allow: a failed run,
+ * since a pipeline runs once at a time; replace: the active run stopped first), no agent online (a
+ * failed run naming why).
  * A fire that could not be written (MySQL down) stays due and is tried at the next tick.
  */
 #include <stdio.h>
@@ -45,22 +46,21 @@
 #define TICK_MS 100
 #define FOLLOWER_RETRY_MS 500 /* how often a follower tries to take the lease */
 #define BATCH 500             /* due schedules read at once */
+#define CHUNK 100             /* fires started in one transaction (cx_runs_start_many) */
 #define TICK_BUDGET_MS 2000   /* a tick with more due work than this returns to the loop (signals) and goes on */
 #define GAUGE_MS 5000         /* how often the enabled schedules are counted, and unplanned ones planned */
 #define ERROR_LOG_MS 10000    /* at most one line a while about MySQL trouble */
 
 typedef struct sched {
     char token[192];
-    int leading;            /* holds the lease */
-    int redis_down;         /* the last attempt found Redis unavailable: every scheduler fires */
-    int firing;             /* the gauge's value */
-    int64_t renewed_at;     /* monotonic ms of the last take or renewal */
-    int64_t next_try;       /* monotonic ms of a follower's next attempt */
-    int64_t db_failing;     /* monotonic ms since MySQL calls fail, 0 when they work */
-    int64_t next_gauge;     /* monotonic ms */
-    int64_t last_err_log;   /* monotonic ms */
-    cx_agent_load_t *loads; /* the online agents and their active runs, read for each batch of fires */
-    size_t nloads;
+    int leading;          /* holds the lease */
+    int redis_down;       /* the last attempt found Redis unavailable: every scheduler fires */
+    int firing;           /* the gauge's value */
+    int64_t renewed_at;   /* monotonic ms of the last take or renewal */
+    int64_t next_try;     /* monotonic ms of a follower's next attempt */
+    int64_t db_failing;   /* monotonic ms since MySQL calls fail, 0 when they work */
+    int64_t next_gauge;   /* monotonic ms */
+    int64_t last_err_log; /* monotonic ms */
 } sched_t;
 
 /* ---- the lease ---- */
@@ -137,34 +137,16 @@ static void db_result(sched_t *st, int rc)
     }
 }
 
-/* ---- one fire ---- */
+/* ---- fires ---- */
 
-/* The claim of a fire inside the transaction that records what became of it. */
-typedef struct fire_claim {
-    cx_schedule_claim_t c;
-    int lost; /* another scheduler claimed it, or the schedule changed */
-} fire_claim_t;
-
-static int fire_claim(void *arg)
-{
-    fire_claim_t *f = arg;
-    int rc = cx_db_schedule_claim(&f->c);
-    if (rc == CX_STATE)
-        f->lost = 1;
-    return rc;
-}
-
-/* claim_only -- a transaction with only the claim (a skip, misses, a pipeline gone). */
-static int claim_only(fire_claim_t *f)
+/* claim_only -- a transaction with only the claim (misses without a fire, a first plan); CX_STATE when
+ * another scheduler has it. */
+static int claim_only(const cx_schedule_claim_t *c)
 {
     int rc;
     if ((rc = cx_db_begin()) != CX_OK)
         return rc;
-    if ((rc = fire_claim(f)) != CX_OK) {
-        cx_db_rollback();
-        return rc;
-    }
-    return cx_db_commit();
+    return cx_db_end(cx_db_schedule_claim(c));
 }
 
 /* broken -- a stored schedule that cannot be evaluated any more (a zone removed from the tz database):
@@ -186,161 +168,132 @@ static void broken(const cx_schedule_t *s, const char *why)
         cx_log_warnx("schedule %s disabled: its expression cannot be evaluated: %s", s->id, why);
 }
 
-/* outcome -- the transaction for a fire whose start was refused (rc, with res->message): CX_OK when it
- * was recorded (or is somebody else's), else leave it due. */
-static int outcome(const cx_schedule_t *s, int rc, fire_claim_t *f, cx_runs_start_opts_t *o, cx_runs_result_t *res)
-{
-    char why[400];
-    cx_runs_result_t rec;
+/* A fire of a batch: the start, its claim and the texts they point to. */
+typedef struct fire {
+    const cx_schedule_t *s;
+    cx_schedule_claim_t c;
+    int64_t fire_at; /* Unix seconds */
+    char at[32], reason[160];
+} fire_t;
 
-    f->c.fires = 0;
-    if (rc == CX_STATE && s->overlap_policy == CX_OVERLAP_SKIP) {
-        f->c.skipped = 1;
-        f->c.last_run_id = NULL;
-        if ((rc = claim_only(f)) == CX_OK) {
-            cx_shm_count(CX_C_SCHEDULE_SKIPS, 1);
-            cx_log_info("schedule %s: fire for %s skipped: %s", s->id, o->scheduled_for, res->message);
-        }
-        return rc;
-    }
-    if (rc == CX_STATE && s->overlap_policy == CX_OVERLAP_REPLACE)
-        return rc; /* the active run changed while it was being replaced: again at the next tick */
-    if (rc == CX_NOAGENT || rc == CX_STATE) {
-        if (rc == CX_STATE)
-            snprintf(why, sizeof(why), "%.300s (overlap policy allow: a pipeline runs once at a time)", res->message);
-        else
-            snprintf(why, sizeof(why), "no agent could run the fire: %.300s",
-                     res->message[0] ? res->message : "no agent is online");
-        f->c.failures = 1;
-        rc = cx_runs_record_failed(o, why, &rec);
-        cx_runs_result_free(&rec);
-        if (rc == CX_OK) {
-            cx_shm_count(CX_C_SCHEDULE_FAILURES, 1);
-            return CX_OK;
-        }
-        if (rc != CX_CONFLICT)
-            return rc;
-        /* CX_CONFLICT: the fire has a run already; fall through to claim it without one */
-    }
-    f->c.failures = rc == CX_NOTFOUND;
-    f->c.last_run_id = NULL;
-    if (rc == CX_NOTFOUND)
-        cx_log_warnx("schedule %s: its pipeline %s does not exist; the fire for %s is counted failed", s->id, s->pipeline_id,
-                     o->scheduled_for);
-    if ((rc = claim_only(f)) == CX_OK && f->c.failures)
-        cx_shm_count(CX_C_SCHEDULE_FAILURES, 1);
-    return rc;
-}
-
-/* pick -- the least loaded online agent of the batch's view (its own fires counted), or NULL: the run
- * service picks (and finds none). One query a batch instead of one a fire: the choice of the start is
- * the same rule, read once. */
-static const char *pick(sched_t *st)
-{
-    cx_agent_load_t *best = NULL;
-    for (size_t i = 0; i < st->nloads; i++)
-        if (best == NULL || st->loads[i].active < best->active)
-            best = &st->loads[i];
-    return best != NULL ? best->id : NULL;
-}
-
-static void loaded(sched_t *st, const char *agent_id)
-{
-    for (size_t i = 0; i < st->nloads; i++)
-        // NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): loads holds nloads entries (read_loads)
-        if (strcmp(st->loads[i].id, agent_id) == 0)
-            st->loads[i].active++;
-}
-
-static void read_loads(sched_t *st)
-{
-    free(st->loads);
-    st->loads = NULL;
-    st->nloads = 0;
-    cx_db_runs_agent_loads(&st->loads, &st->nloads);
-}
-
-/* fire -- what becomes of one due schedule now. */
-static void fire(sched_t *st, const cx_schedule_t *s)
+/* plan -- what becomes of one due schedule now: 1 when it fires (f and o filled, the start to make in
+ * the batch); 0 when it is dealt with here (broken, not due, only misses). */
+static int plan(sched_t *st, const cx_schedule_t *s, fire_t *f, cx_runs_start_opts_t *o)
 {
     cx_schedule_cron_t c;
     cx_fire_plan_t p;
-    cx_runs_result_t res;
     const char *field;
-    char err[256], run_id[37], at[32], reason[160];
+    char err[256];
     int64_t now_ms = cx_wall_ms();
     int rc;
 
     if (cx_schedule_compile(s->cron_expression, s->timezone, &c, &field, err, sizeof(err)) != CX_OK) {
         broken(s, err);
-        return;
+        return 0;
     }
     cx_schedule_plan(&c, s->next_run_at / 1000, now_ms / 1000, cx_cfg->scheduler.starting_deadline_ms / 1000, &p);
     if (p.fire_at == CX_CRON_NONE && p.missed == 0)
-        return; /* not due after all (this clock is behind the one that read it) */
-    fire_claim_t f = {.c = {.id = s->id,
-                            .cas = 1,
-                            .revision = s->revision,
-                            .due_ms = s->next_run_at,
-                            .next_ms = p.next != CX_CRON_NONE ? p.next * 1000 : 0,
-                            .missed = p.missed}};
+        return 0; /* not due after all (this clock is behind the one that read it) */
+    memset(f, 0, sizeof(*f));
+    f->s = s;
+    f->c = (cx_schedule_claim_t){.id = s->id,
+                                 .cas = 1,
+                                 .revision = s->revision,
+                                 .due_ms = s->next_run_at,
+                                 .next_ms = p.next != CX_CRON_NONE ? p.next * 1000 : 0,
+                                 .missed = p.missed};
     if (p.missed > 0)
         cx_log_warnx("schedule %s: %s%lld fire time(s) passed while no scheduler ran%s", s->id, p.capped ? "at least " : "",
                      (long long)p.missed,
                      p.fire_at != CX_CRON_NONE ? "; the latest runs now" : " (none within scheduler.starting_deadline)");
     if (p.fire_at == CX_CRON_NONE) {
-        if ((rc = claim_only(&f)) == CX_OK)
+        if ((rc = claim_only(&f->c)) == CX_OK)
             cx_shm_count(CX_C_SCHEDULE_MISSES, (uint64_t)p.missed);
-        db_result(st, rc);
-        return;
+        db_result(st, rc == CX_STATE ? CX_OK : rc);
+        return 0;
     }
-    cx_uuid(run_id);
-    cx_db_time_text(p.fire_at * 1000, at);
-    at[19] = '\0';
-    snprintf(reason, sizeof(reason), "replaced by the fire of schedule %s for %s UTC", s->id, at);
-    f.c.fires = 1;
-    f.c.last_run_id = run_id;
-    cx_runs_start_opts_t o = {
+    f->fire_at = p.fire_at;
+    cx_db_time_text(p.fire_at * 1000, f->at);
+    f->at[19] = '\0';
+    snprintf(f->reason, sizeof(f->reason), "replaced by the fire of schedule %s for %s UTC", s->id, f->at);
+    *o = (cx_runs_start_opts_t){
         .pipeline_id = s->pipeline_id,
         .trigger = CX_TRIGGER_SCHEDULE,
         .schedule_id = s->id,
-        .scheduled_for = at,
+        .scheduled_for = f->at,
         .actor = ACTOR,
-        .run_id = run_id,
         .action = "schedule_fire",
-        .replace = s->overlap_policy == CX_OVERLAP_REPLACE,
-        .replace_reason = reason,
-        .claim = fire_claim,
-        .claim_arg = &f,
-        .agent_id = pick(st),
+        .on_active = s->overlap_policy == CX_OVERLAP_REPLACE ? CX_ACTIVE_REPLACE
+                     : s->overlap_policy == CX_OVERLAP_ALLOW ? CX_ACTIVE_FAIL
+                                                             : CX_ACTIVE_SKIP,
+        .replace_reason = f->reason,
+        .record_noagent = 1,
+        .fire = &f->c,
     };
-    rc = cx_runs_start_ex(&o, &res);
-    if (rc == CX_NOAGENT && o.agent_id != NULL && !f.lost) {
-        /* the agent of the batch's view is gone: let the start pick among those online now */
-        cx_runs_result_free(&res);
-        read_loads(st);
-        o.agent_id = NULL;
-        rc = cx_runs_start_ex(&o, &res);
-    }
-    if (rc == CX_OK)
-        loaded(st, res.run.agent_id);
-    if (!f.lost && rc != CX_OK && rc != CX_UNAVAIL && rc != CX_ERR) {
-        f.lost = 0;
-        rc = outcome(s, rc, &f, &o, &res);
-    } else if (rc == CX_OK) {
-        cx_shm_count(CX_C_SCHEDULE_FIRES, 1);
-    }
-    cx_runs_result_free(&res);
-    if (f.lost) {
-        cx_log_debug("schedule %s: the fire for %s was claimed elsewhere", s->id, at);
+    return 1;
+}
+
+/* fired -- what became of one fire of a batch: counted, logged, its lag observed. */
+static void fired(sched_t *st, const fire_t *f, int rc, const cx_runs_result_t *res)
+{
+    const cx_schedule_t *s = f->s;
+
+    if (rc != CX_OK) {
+        /* CX_STATE: a replace whose active run changed meanwhile; else MySQL: due again at the next tick */
+        db_result(st, rc == CX_STATE ? CX_OK : rc);
         return;
     }
-    db_result(st, rc);
-    if (rc == CX_OK) {
-        if (p.missed > 0)
-            cx_shm_count(CX_C_SCHEDULE_MISSES, (uint64_t)p.missed);
-        cx_shm_observe_fire_lag(cx_wall_ms() - p.fire_at * 1000);
+    switch (res->outcome) {
+    case CX_START_LOST:
+        cx_log_debug("schedule %s: the fire for %s was claimed elsewhere", s->id, f->at);
+        return;
+    case CX_START_RUN:
+        cx_shm_count(CX_C_SCHEDULE_FIRES, 1);
+        break;
+    case CX_START_SKIPPED:
+        cx_shm_count(CX_C_SCHEDULE_SKIPS, 1);
+        cx_log_info("schedule %s: fire for %s skipped: %s", s->id, f->at, res->message);
+        break;
+    case CX_START_FAILED:
+        cx_shm_count(CX_C_SCHEDULE_FAILURES, 1);
+        if (res->run.id[0] == '\0')
+            cx_log_warnx("schedule %s: its pipeline %s does not exist; the fire for %s is counted failed", s->id, s->pipeline_id,
+                         f->at);
+        break;
     }
+    db_result(st, CX_OK);
+    if (f->c.missed > 0)
+        cx_shm_count(CX_C_SCHEDULE_MISSES, (uint64_t)f->c.missed);
+    cx_shm_observe_fire_lag(cx_wall_ms() - f->fire_at * 1000);
+}
+
+/* fire_batch -- the due schedules items[0..n) fired together: one batch of starts in the run service
+ * (cx_runs_start_many, the code path of POST /pipelines/:id/start) per CHUNK fires. */
+static void fire_batch(sched_t *st, const cx_schedule_t *items, size_t n)
+{
+    fire_t *f = cx_calloc(CHUNK, sizeof(*f));
+    cx_runs_start_opts_t *o = cx_calloc(CHUNK, sizeof(*o));
+    cx_runs_result_t *res = cx_calloc(CHUNK, sizeof(*res));
+    int *rcs = cx_calloc(CHUNK, sizeof(*rcs));
+    size_t i = 0;
+
+    while (i < n && !cx_child_stop && may_fire(st)) {
+        size_t k = 0;
+        int rc;
+        for (; i < n && k < CHUNK; i++)
+            k += (size_t)plan(st, &items[i], &f[k], &o[k]);
+        if (k == 0)
+            continue;
+        rc = cx_runs_start_many(o, k, res, rcs);
+        for (size_t j = 0; j < k; j++) {
+            fired(st, &f[j], rc != CX_OK ? rc : rcs[j], &res[j]);
+            cx_runs_result_free(&res[j]);
+        }
+    }
+    free(f);
+    free(o);
+    free(res);
+    free(rcs);
 }
 
 /* plan_unplanned -- enabled schedules without a next_run_at (written by hand) get their first fire time. */
@@ -361,11 +314,11 @@ static void plan_unplanned(sched_t *st)
             continue;
         }
         next = cx_schedule_next(&c, cx_wall_ms() / 1000);
-        fire_claim_t f = {.c = {.id = items[i].id,
-                                .cas = 1,
-                                .revision = items[i].revision,
-                                .due_ms = 0,
-                                .next_ms = next != CX_CRON_NONE ? next * 1000 : 0}};
+        cx_schedule_claim_t f = {.id = items[i].id,
+                                 .cas = 1,
+                                 .revision = items[i].revision,
+                                 .due_ms = 0,
+                                 .next_ms = next != CX_CRON_NONE ? next * 1000 : 0};
         if (next != CX_CRON_NONE)
             claim_only(&f);
     }
@@ -379,16 +332,13 @@ static void fire_due(sched_t *st)
 
     while (!cx_child_stop && cx_now_ms() - start < TICK_BUDGET_MS) {
         cx_schedule_t *items = NULL;
-        size_t n = 0, i;
+        size_t n = 0;
         int rc = cx_db_schedules_due(cx_wall_ms(), 0, BATCH, &items, &n);
 
         db_result(st, rc);
-        if (n > 0)
-            read_loads(st);
-        for (i = 0; i < n && !cx_child_stop && may_fire(st); i++)
-            fire(st, &items[i]);
+        fire_batch(st, items, n);
         cx_db_schedules_free(items, n);
-        if (rc != CX_OK || n < BATCH || i < n)
+        if (rc != CX_OK || n < BATCH || cx_child_stop || !may_fire(st))
             break;
     }
 }
@@ -433,7 +383,6 @@ int cx_scheduler_run(void)
         cx_log_info("scheduler: scheduler.enabled is false: this instance fires no schedule");
     rc = cx_child_loop(TICK_MS, tick, &st);
     release(&st, "stopping");
-    free(st.loads);
     cx_shm_gauge_set(CX_G_SCHEDULER_LEADER, 0);
     cx_db_close();
     cx_redis_close();

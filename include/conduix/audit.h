@@ -32,4 +32,8 @@ int cx_audit_row(cx_audit_row_t *row, const char *actor, const char *action, con
                  const char *request_id, json_object *before, json_object *after, cx_db_stmt_t *stmt);
 void cx_audit_row_free(cx_audit_row_t *row);
 
+/* cx_audit_write_rows -- n rows made by cx_audit_row in one multi-row INSERT, on this process's
+ * connection (inside the caller's transaction). */
+int cx_audit_write_rows(const cx_audit_row_t *rows, size_t n);
+
 #endif

@@ -139,6 +139,10 @@ void cx_db_copy(const cx_db_result_t *res, size_t row, const char *col, char *ou
  * milliseconds; 0 for NULL or anything unreadable. */
 int64_t cx_db_time_ms(const char *db);
 
+/* cx_db_sql_rows -- the text of a statement over n rows: head, then item n times separated by sep, then
+ * tail (malloc'ed; free it). For "... WHERE id IN (?, ?, ...)" and multi-row "VALUES (...), (...)". */
+char *cx_db_sql_rows(const char *head, const char *item, const char *sep, size_t n, const char *tail);
+
 /* cx_db_time_text -- Unix milliseconds as a DATETIME(3) parameter ("2026-11-25 21:00:00.123"). */
 void cx_db_time_text(int64_t ms, char out[32]);
 

@@ -56,12 +56,22 @@ typedef struct cx_run {
 
 void cx_run_free(cx_run_t *run);
 
+/* What a start became (cx_runs_result_t.outcome, with CX_OK). */
+typedef enum cx_start_outcome {
+    CX_START_RUN = 0, /* a run on an agent, its start_pipeline queued (and published when it could be) */
+    CX_START_FAILED,  /* a fire recorded failed: a run without an agent (no agent online; overlap policy allow),
+                       * or none (its pipeline does not exist) */
+    CX_START_SKIPPED, /* a fire skipped: its pipeline was running (overlap policy skip) */
+    CX_START_LOST,    /* a fire claimed by another scheduler, or its schedule changed: nothing was written */
+} cx_start_outcome_t;
+
 /* The outcome of a lifecycle call: the run and the command as written (filled on CX_OK; freed by
  * cx_runs_result_free), whether the command went out at once, and for a refusal a message for people. */
 typedef struct cx_runs_result {
     cx_run_t run;
     cx_command_t command;
     int delivered; /* 1: published now; 0: queued for the dispatcher */
+    cx_start_outcome_t outcome;
     char message[320];
 } cx_runs_result_t;
 
@@ -73,11 +83,22 @@ void cx_runs_result_free(cx_runs_result_t *res);
  * CX_ERR. */
 int cx_runs_start(const char *pipeline_id, const char *agent_id, const char *actor, const char *request_id, cx_runs_result_t *res);
 
-/* A start with every option (the scheduler's): schedule_id/scheduled_for ("YYYY-MM-DD HH:MM:SS" UTC)
- * record a scheduled fire, unique per pair. */
+/* What a start does when its pipeline has an active run. */
+typedef enum cx_on_active {
+    CX_ACTIVE_REFUSE = 0, /* CX_STATE: "pipeline is already running" */
+    CX_ACTIVE_SKIP,       /* a fire: skipped (counted on its schedule) */
+    CX_ACTIVE_FAIL,       /* a fire: recorded failed, a pipeline runs once at a time */
+    CX_ACTIVE_REPLACE,    /* the active run stopped first, in the same transaction */
+} cx_on_active_t;
+
+struct cx_schedule_claim;
+
+/* A start with every option: schedule_id/scheduled_for ("YYYY-MM-DD HH:MM:SS" UTC) record a scheduled
+ * fire, unique per pair. */
 typedef struct cx_runs_start_opts {
     const char *pipeline_id;
     const char *agent_id;     /* NULL: the least loaded online agent */
+    const char *exclude;      /* with agent_id NULL: not this agent (a failover's) */
     cx_run_trigger_t trigger; /* 0: manual */
     const char *schedule_id;
     const char *scheduled_for;
@@ -85,27 +106,40 @@ typedef struct cx_runs_start_opts {
     const char *request_id;
     const char *run_id; /* the new run's id (36 characters); NULL: a new one */
     const char *action; /* the audit action of the start; NULL: "pipeline_start" */
-    /* replace: an active run of the pipeline is stopped in the same transaction (status stopped at once,
-     * with replace_reason as its error_message, and stop_pipeline queued to its agent) instead of refusing
-     * the start. */
+    const char *failover_of;
+    json_object *checkpoint; /* sent with the start and kept on the run (a failover's), or NULL */
+    /* replace (or on_active CX_ACTIVE_REPLACE): an active run of the pipeline is stopped in the same
+     * transaction (status stopped at once, with replace_reason as its error_message, and stop_pipeline
+     * queued to its agent) instead of refusing the start. */
     int replace;
+    cx_on_active_t on_active;
     const char *replace_reason;
-    /* claim, when set, runs first inside the start's transaction (the scheduler's compare-and-set of its
-     * fire): anything but CX_OK ends the start, rolled back, with that code. */
+    /* record_noagent: with no agent online the start is recorded as a failed run naming why (a fire). */
+    int record_noagent;
+    /* fire: the scheduler's claim of a fire, taken in the start's transaction with those of the whole
+     * batch (cx_db_schedules_claim_lock, then _settle with what became of it: fires, skipped, failures,
+     * last_run_id are filled in here); a fire claimed elsewhere is CX_START_LOST. */
+    struct cx_schedule_claim *fire;
+    /* claim, when set, runs first inside the start's transaction (a schedule's manual trigger): anything
+     * but CX_OK ends the start, rolled back, with that code. */
     int (*claim)(void *arg);
     void *claim_arg;
 } cx_runs_start_opts_t;
 
-/* cx_runs_start_ex -- cx_runs_start with options; also CX_CONFLICT when this (schedule_id,
- * scheduled_for) fire already has a run (uq_runs_fire). */
+/* cx_runs_start_ex -- cx_runs_start with options: cx_runs_start_many with one start. Also CX_CONFLICT
+ * when this (schedule_id, scheduled_for) fire already has a run (uq_runs_fire). */
 int cx_runs_start_ex(const cx_runs_start_opts_t *o, cx_runs_result_t *res);
 
-/* cx_runs_record_failed -- a start that could not happen (no agent online, or the pipeline already
- * running) recorded as what it is: in one transaction the claim (o->claim), a run of o's pipeline,
- * trigger and fire, without an agent, status failed with reason as its error_message, and its audit row.
- * res->run is the run; no command is written. CX_OK, CX_NOTFOUND (pipeline), CX_CONFLICT (the fire has
- * a run), or the claim's or the database's code. */
-int cx_runs_record_failed(const cx_runs_start_opts_t *o, const char *reason, cx_runs_result_t *res);
+/* cx_runs_start_many -- n starts as one transaction (the scheduler's batch of fires; every start is a
+ * batch, of one for the API): the fires' claims, the pipelines, their active runs and the agents' loads
+ * are read once, the runs, commands and audit rows written by multi-row inserts, the counters of the
+ * fires by one update; after the commit the commands are published in one pipeline. rcs[i] and res[i]
+ * are start i's (as cx_runs_start_ex; with CX_OK, res[i].outcome says what it became). A start refused
+ * changes nothing and does not stop the others; a batch that cannot be written whole (a unique key:
+ * a concurrent start of one of its pipelines; a deadlock victim too many times) is done again one start
+ * at a time. A claim callback ends the whole batch when it fails (it is for batches of one). Returns
+ * CX_OK, or the database's code when nothing could be done. */
+int cx_runs_start_many(const cx_runs_start_opts_t *o, size_t n, cx_runs_result_t *res, int *rcs);
 
 /* cx_runs_control -- type is a control command (stop, pause or resume_pipeline): a command to the
  * active run's agent (same transaction and delivery rules as start). CX_STATE with res->message when
@@ -173,17 +207,29 @@ int cx_db_run_latest(const char *pipeline_id, cx_run_t *run);
 
 int cx_db_run_get(const char *run_id, cx_run_t *run);
 
-/* cx_db_run_insert -- a new run (status pending); CX_CONFLICT when the pipeline already has an active
- * run (the uq_runs_active key is the arbiter of concurrent starts) or the scheduled fire has a run
- * (uq_runs_fire; cx_db_conflict_key tells which). */
-int cx_db_run_insert(const char *id, const char *pipeline_id, const char *agent_id, cx_run_trigger_t trigger,
-                     const char *failover_of, const char *checkpoint_json, const char *created_by, const char *schedule_id,
-                     const char *scheduled_for);
+/* A run to insert (cx_db_runs_insert): pending on agent_id, or, with error_message, failed at once without
+ * an agent (a start that could not happen, recorded). */
+typedef struct cx_run_new {
+    const char *id, *pipeline_id, *agent_id;
+    cx_run_trigger_t trigger;
+    const char *failover_of, *checkpoint_json, *created_by, *schedule_id, *scheduled_for;
+    const char *error_message;
+} cx_run_new_t;
 
-/* cx_db_run_insert_failed -- a run that never started: status failed at once, no agent, with its error
- * message (a scheduled fire that found no agent). CX_CONFLICT when the fire has a run (uq_runs_fire). */
-int cx_db_run_insert_failed(const char *id, const char *pipeline_id, cx_run_trigger_t trigger, const char *created_by,
-                            const char *schedule_id, const char *scheduled_for, const char *error_message);
+/* cx_db_runs_insert -- n runs in one multi-row INSERT; all or none: CX_CONFLICT (cx_db_conflict_key
+ * names the key) when one of them has a pipeline with an active run (uq_runs_active) or a fire that has
+ * a run (uq_runs_fire). */
+int cx_db_runs_insert(const cx_run_new_t *rows, size_t n);
+
+/* cx_db_runs_get_many -- the runs of ids (in no particular order; those that exist). */
+int cx_db_runs_get_many(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns);
+
+/* cx_db_runs_active_of -- the active runs of the pipelines ids, a plain read (see launch in runs.c). */
+int cx_db_runs_active_of(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns);
+
+/* cx_db_runs_pipelines -- cx_db_runs_pipeline for n pipelines in one read: yaml[i] the config of ids[i]
+ * (malloc'ed), or NULL when there is no such pipeline. */
+int cx_db_runs_pipelines(const char *const *ids, size_t n, char **yaml);
 
 /* cx_db_runs_orphaned -- the ids of agents recorded offline for more than 10 s that still have active
  * runs (a missed cx_runs_agent_offline: MySQL was down when hbmon called it). *ids is a malloc'ed array of n strings. */
@@ -228,11 +274,8 @@ void cx_pipeline_state_free(cx_pipeline_state_t *st);
 /* cx_db_runs_status -- where the pipeline is (GET /pipelines/:id/status). CX_NOTFOUND. */
 int cx_db_runs_status(const char *pipeline_id, cx_pipeline_state_t *out);
 
-/* cx_db_runs_pick_agent -- the online agent with the fewest active runs (ties: the oldest heartbeat
- * first, then id), not `exclude` (may be NULL). CX_NOTFOUND when none is online. */
-int cx_db_runs_pick_agent(const char *exclude, char out[256]);
-
-/* The online agents and how many active runs each has (the scheduler spreads a batch of fires with it). */
+/* The online agents and how many active runs each has (a batch of starts is spread with it: the least
+ * loaded first, ties by id). */
 typedef struct cx_agent_load {
     char id[256];
     int64_t active;

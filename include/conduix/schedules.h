@@ -183,6 +183,18 @@ typedef struct cx_schedule_claim {
  * claiming it, or the schedule changed), CX_NOTFOUND (no cas: no such schedule). */
 int cx_db_schedule_claim(const cx_schedule_claim_t *c);
 
+/* cx_db_schedules_claim_lock -- the first half of the claims of a batch of fires, in the caller's
+ * transaction, one SELECT: the rows of the cas claims locked FOR UPDATE SKIP LOCKED (a row another
+ * transaction holds is another scheduler's claim in progress: skipped, not waited for); ok[i] = 1 when
+ * claim i may go on (the row is there, enabled, with its revision and next_run_at = due_ms; a claim
+ * without cas always may). The counters are written by cx_db_schedules_claim_settle. */
+int cx_db_schedules_claim_lock(cx_schedule_claim_t *const *c, size_t n, int *ok);
+
+/* cx_db_schedules_claim_settle -- the second half, one UPDATE over the n claims: the new next_run_at
+ * (cas), the counters and the last run, compare-and-set as cx_db_schedule_claim. CX_OK, CX_STATE when
+ * a row did not match (the caller rolls the transaction back). */
+int cx_db_schedules_claim_settle(cx_schedule_claim_t *const *c, size_t n);
+
 /* cx_db_schedules_enabled -- how many schedules are enabled. */
 int cx_db_schedules_enabled(int64_t *n);
 

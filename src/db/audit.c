@@ -63,3 +63,24 @@ int cx_audit_write(const char *actor, const char *action, const char *target_typ
     cx_audit_row_free(&row);
     return rc;
 }
+
+int cx_audit_write_rows(const cx_audit_row_t *rows, size_t n)
+{
+    size_t np = CX_ARRAY_SIZE(rows[0].p);
+    cx_db_param_t *p;
+    char *sql;
+    int rc;
+
+    if (n == 0)
+        return CX_OK;
+    p = cx_calloc(n * np, sizeof(*p));
+    for (size_t i = 0; i < n; i++)
+        memcpy(p + i * np, rows[i].p, sizeof(rows[i].p));
+    sql =
+        cx_db_sql_rows("INSERT INTO audit_log (actor, action, target_type, target_id, request_id, before_json, after_json) VALUES ",
+                       "(?, ?, ?, ?, ?, ?, ?)", ", ", n, "");
+    rc = cx_db_exec(sql, p, n * np, NULL, NULL);
+    free(sql);
+    free(p);
+    return rc;
+}

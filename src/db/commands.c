@@ -101,6 +101,74 @@ int cx_db_command_insert(const char *id, const char *agent_id, cx_command_type_t
                       p, CX_ARRAY_SIZE(p), NULL, NULL);
 }
 
+#define NEW_ROW                                                                                                                    \
+    "(?, ?, ?, ?, ?, ?, IF(? = 1, 'sent', 'queued'), IF(? = 1, 1, 0), IF(? = 1, NOW(3), NULL), ?, NOW(3), NOW(3), "                \
+    "NOW(3) + INTERVAL ? MICROSECOND)"
+#define NEW_COLS 11
+
+int cx_db_commands_insert(const cx_command_new_t *rows, size_t n, int64_t ttl_ms)
+{
+    cx_db_param_t *p;
+    char *sql;
+    int rc;
+
+    if (n == 0)
+        return CX_OK;
+    p = cx_calloc(n * NEW_COLS, sizeof(*p));
+    for (size_t i = 0; i < n; i++) {
+        const cx_command_new_t *r = &rows[i];
+        cx_db_param_t *q = p + i * NEW_COLS;
+        q[0] = CX_DB_P_STR(r->id);
+        q[1] = CX_DB_P_STR(r->agent_id);
+        q[2] = CX_DB_P_STR(cx_command_type_name(r->type));
+        q[3] = CX_DB_P_STR(r->pipeline_id);
+        q[4] = CX_DB_P_STR(r->run_id);
+        q[5] = CX_DB_P_STR(r->payload_json);
+        q[6] = CX_DB_P_INT(r->sent ? 1 : 0);
+        q[7] = CX_DB_P_INT(r->sent ? 1 : 0);
+        q[8] = CX_DB_P_INT(r->sent ? 1 : 0);
+        q[9] = CX_DB_P_STR(r->created_by);
+        q[10] = CX_DB_P_INT(ttl_ms * 1000);
+    }
+    sql = cx_db_sql_rows("INSERT INTO agent_commands (id, agent_id, type, pipeline_id, run_id, payload, status, attempts, "
+                         "last_sent_at, created_by, created_at, updated_at, expires_at) VALUES ",
+                         NEW_ROW, ", ", n, "");
+    rc = cx_db_exec(sql, p, n * NEW_COLS, NULL, NULL);
+    free(sql);
+    free(p);
+    return rc;
+}
+
+/* ids_params -- n string parameters. */
+static cx_db_param_t *ids_params(const char *const *ids, size_t n)
+{
+    cx_db_param_t *p = cx_calloc(n > 0 ? n : 1, sizeof(*p));
+    for (size_t i = 0; i < n; i++)
+        p[i] = CX_DB_P_STR(ids[i]);
+    return p;
+}
+
+static int rows(int rc, cx_db_result_t *res, cx_command_t **out, size_t *n);
+
+int cx_db_commands_load_many(const char *const *ids, size_t n, cx_command_t **out, size_t *nout)
+{
+    cx_db_param_t *p;
+    cx_db_result_t *res = NULL;
+    char *sql;
+    int rc;
+
+    *out = NULL;
+    *nout = 0;
+    if (n == 0)
+        return CX_OK;
+    p = ids_params(ids, n);
+    sql = cx_db_sql_rows("SELECT " CMD_COLS " FROM agent_commands WHERE id IN (", "?", ", ", n, ") ORDER BY seq");
+    rc = cx_db_exec(sql, p, n, &res, NULL);
+    free(sql);
+    free(p);
+    return rows(rc, res, out, nout);
+}
+
 int cx_db_command_load(const char *id, const char *agent_id, cx_command_t *c)
 {
     cx_db_result_t *res = NULL;
@@ -161,6 +229,84 @@ void cx_db_command_unlock(const char *agent_id, const char *pipeline_id)
     /* a connection lost meanwhile took the lock with it: nothing to release then */
     if (cx_db_exec("SELECT RELEASE_LOCK(?) AS released", p, 1, &res, NULL) == CX_OK)
         cx_db_result_free(res);
+}
+
+/* locks -- one SELECT of GET_LOCK(name, 0) (lock) or RELEASE_LOCK(name) for the pairs with want[i]
+ * (NULL: all); got[i] = 1 for a lock taken. */
+static int locks(const char *const *agents, const char *const *pipelines, size_t n, const int *want, int lock, int *got)
+{
+    char(*names)[64] = cx_calloc(n > 0 ? n : 1, sizeof(*names));
+    cx_db_param_t *p = cx_calloc(n > 0 ? n : 1, sizeof(*p));
+    cx_db_result_t *res = NULL;
+    size_t np = 0;
+    char *sql;
+    int rc = CX_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        if (got != NULL)
+            got[i] = 0;
+        if (want != NULL && !want[i])
+            continue;
+        lock_name(agents[i], pipelines[i], names[np]);
+        p[np] = CX_DB_P_STR(names[np]);
+        np++;
+    }
+    if (np > 0) {
+        sql = cx_db_sql_rows("SELECT ", lock ? "GET_LOCK(?, 0)" : "RELEASE_LOCK(?)", ", ", np, "");
+        rc = cx_db_exec(sql, p, np, &res, NULL);
+        free(sql);
+    }
+    for (size_t i = 0, k = 0; rc == CX_OK && np > 0 && got != NULL && i < n; i++)
+        if (want == NULL || want[i]) {
+            const char *v = res->nrows > 0 && k < res->ncols ? res->rows[0][k] : NULL;
+            got[i] = v != NULL && strcmp(v, "1") == 0;
+            k++;
+        }
+    cx_db_result_free(res);
+    free(names);
+    free(p);
+    return rc;
+}
+
+int cx_db_commands_lock_many(const char *const *agents, const char *const *pipelines, size_t n, int *got)
+{
+    return locks(agents, pipelines, n, NULL, 1, got);
+}
+
+void cx_db_commands_unlock_many(const char *const *agents, const char *const *pipelines, size_t n, const int *got)
+{
+    /* a connection lost meanwhile took the locks with it: nothing to release then */
+    locks(agents, pipelines, n, got, 0, NULL);
+}
+
+int cx_db_commands_waiting(const char *const *agents, const char *const *pipelines, size_t n, int *waiting)
+{
+    cx_db_param_t *p = cx_calloc(2 * n + 1, sizeof(*p));
+    cx_db_result_t *res = NULL;
+    char *sql;
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        waiting[i] = 0;
+        p[2 * i] = CX_DB_P_STR(agents[i]);
+        p[2 * i + 1] = CX_DB_P_STR(pipelines[i]);
+    }
+    if (n == 0) {
+        free(p);
+        return CX_OK;
+    }
+    sql = cx_db_sql_rows("SELECT DISTINCT agent_id, pipeline_id FROM agent_commands WHERE (agent_id, pipeline_id) IN (", "(?, ?)",
+                         ", ", n, ") AND status = 'queued' AND expires_at > NOW(3)");
+    rc = cx_db_exec(sql, p, 2 * n, &res, NULL);
+    free(sql);
+    free(p);
+    for (size_t r = 0; rc == CX_OK && r < res->nrows; r++)
+        for (size_t i = 0; i < n; i++)
+            if (res->rows[r][0] != NULL && res->rows[r][1] != NULL && strcmp(res->rows[r][0], agents[i]) == 0 &&
+                strcmp(res->rows[r][1], pipelines[i]) == 0)
+                waiting[i] = 1;
+    cx_db_result_free(res);
+    return rc;
 }
 
 int cx_db_command_claim(const char *id, int attempts_seen)

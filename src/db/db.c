@@ -1202,6 +1202,18 @@ int cx_db_in_tx(void)
     return D.in_tx;
 }
 
+char *cx_db_sql_rows(const char *head, const char *item, const char *sep, size_t n, const char *tail)
+{
+    size_t len = strlen(head) + n * (strlen(item) + strlen(sep)) + strlen(tail) + 1, at;
+    char *sql = cx_malloc(len);
+
+    at = (size_t)snprintf(sql, len, "%s", head);
+    for (size_t i = 0; i < n; i++)
+        at += (size_t)snprintf(sql + at, len - at, "%s%s", i > 0 ? sep : "", item);
+    snprintf(sql + at, len - at, "%s", tail);
+    return sql;
+}
+
 int cx_db_deadlocked(void)
 {
     return D.deadlocked;

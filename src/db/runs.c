@@ -1,8 +1,8 @@
 /*
  * src/db/runs.c -- the pipeline_runs table (runs.h, on the conventions of db.h): the active run of a
  * pipeline, compare-and-set status transitions, counts, history slices (newest first, with a cursor),
- * where a pipeline stands (its newest run and that run's agent), and the agent choice for a start
- * (least loaded online agent). "One active run per pipeline" is the unique key uq_runs_active on a
+ * where a pipeline stands (its newest run and that run's agent), and the online agents' loads for
+ * the agent choice of a start. "One active run per pipeline" is the unique key uq_runs_active on a
  * generated column; the insert that loses a race gets CX_CONFLICT.
  */
 #include <stdio.h>
@@ -135,43 +135,107 @@ int cx_db_run_get(const char *run_id, cx_run_t *run)
     return one_run("SELECT " RUN_COLS " FROM pipeline_runs WHERE id = ?", p, 1, run);
 }
 
-int cx_db_run_insert(const char *id, const char *pipeline_id, const char *agent_id, cx_run_trigger_t trigger,
-                     const char *failover_of, const char *checkpoint_json, const char *created_by, const char *schedule_id,
-                     const char *scheduled_for)
+#define NEW_ROW "(?, ?, ?, ?, IF(? IS NULL, 'pending', 'failed'), ?, ?, ?, ?, ?, ?, IF(? IS NULL, NULL, NOW(3)), NOW(3), NOW(3))"
+#define NEW_COLS 12
+
+int cx_db_runs_insert(const cx_run_new_t *rows, size_t n)
 {
-    cx_db_param_t p[] = {
-        CX_DB_P_STR(id),
-        CX_DB_P_STR(pipeline_id),
-        CX_DB_P_STR(agent_id),
-        CX_DB_P_STR(cx_run_trigger_name(trigger)),
-        CX_DB_P_STR(failover_of),
-        CX_DB_P_STR(checkpoint_json),
-        CX_DB_P_STR(created_by),
-        CX_DB_P_STR(schedule_id),
-        CX_DB_P_STR(scheduled_for),
-    };
-    return cx_db_exec("INSERT INTO pipeline_runs (id, pipeline_id, agent_id, `trigger`, status, failover_of, checkpoint, "
-                      "created_by, schedule_id, scheduled_for, created_at, updated_at) "
-                      "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, NOW(3), NOW(3))",
-                      p, CX_ARRAY_SIZE(p), NULL, NULL);
+    cx_db_param_t *p;
+    char *sql;
+    int rc;
+
+    if (n == 0)
+        return CX_OK;
+    p = cx_calloc(n * NEW_COLS, sizeof(*p));
+    for (size_t i = 0; i < n; i++) {
+        const cx_run_new_t *r = &rows[i];
+        cx_db_param_t *q = p + i * NEW_COLS;
+        q[0] = CX_DB_P_STR(r->id);
+        q[1] = CX_DB_P_STR(r->pipeline_id);
+        q[2] = CX_DB_P_STR(r->error_message != NULL ? NULL : r->agent_id);
+        q[3] = CX_DB_P_STR(cx_run_trigger_name(r->trigger));
+        q[4] = CX_DB_P_STR(r->error_message);
+        q[5] = CX_DB_P_STR(r->failover_of);
+        q[6] = CX_DB_P_STR(r->checkpoint_json);
+        q[7] = CX_DB_P_STR(r->created_by);
+        q[8] = CX_DB_P_STR(r->schedule_id);
+        q[9] = CX_DB_P_STR(r->scheduled_for);
+        q[10] = CX_DB_P_STR(r->error_message);
+        q[11] = CX_DB_P_STR(r->error_message);
+    }
+    sql = cx_db_sql_rows("INSERT INTO pipeline_runs (id, pipeline_id, agent_id, `trigger`, status, failover_of, checkpoint, "
+                         "created_by, schedule_id, scheduled_for, error_message, ended_at, created_at, updated_at) VALUES ",
+                         NEW_ROW, ", ", n, "");
+    rc = cx_db_exec(sql, p, n * NEW_COLS, NULL, NULL);
+    free(sql);
+    free(p);
+    return rc;
 }
 
-int cx_db_run_insert_failed(const char *id, const char *pipeline_id, cx_run_trigger_t trigger, const char *created_by,
-                            const char *schedule_id, const char *scheduled_for, const char *error_message)
+/* runs_in -- the runs whose column (id or active_pipeline_id) is one of ids, with suffix. */
+static int runs_in(const char *column, const char *const *ids, size_t n, const char *suffix, cx_run_t **runs, size_t *nruns)
 {
-    cx_db_param_t p[] = {
-        CX_DB_P_STR(id),
-        CX_DB_P_STR(pipeline_id),
-        CX_DB_P_STR(cx_run_trigger_name(trigger)),
-        CX_DB_P_STR(created_by),
-        CX_DB_P_STR(schedule_id),
-        CX_DB_P_STR(scheduled_for),
-        CX_DB_P_STR(error_message),
-    };
-    return cx_db_exec("INSERT INTO pipeline_runs (id, pipeline_id, agent_id, `trigger`, status, created_by, schedule_id, "
-                      "scheduled_for, error_message, ended_at, created_at, updated_at) "
-                      "VALUES (?, ?, NULL, ?, 'failed', ?, ?, ?, ?, NOW(3), NOW(3), NOW(3))",
-                      p, CX_ARRAY_SIZE(p), NULL, NULL);
+    cx_db_param_t *p;
+    cx_db_result_t *res = NULL;
+    char head[512], *sql;
+    int rc;
+
+    *runs = NULL;
+    *nruns = 0;
+    if (n == 0)
+        return CX_OK;
+    p = cx_calloc(n, sizeof(*p));
+    for (size_t i = 0; i < n; i++)
+        p[i] = CX_DB_P_STR(ids[i]);
+    snprintf(head, sizeof(head), "SELECT " RUN_COLS " FROM pipeline_runs WHERE %s IN (", column);
+    sql = cx_db_sql_rows(head, "?", ", ", n, suffix);
+    rc = cx_db_exec(sql, p, n, &res, NULL);
+    free(sql);
+    free(p);
+    if (rc == CX_OK)
+        rc = fill_all(res, runs, nruns);
+    cx_db_result_free(res);
+    return rc;
+}
+
+int cx_db_runs_get_many(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns)
+{
+    return runs_in("id", ids, n, ")", runs, nruns);
+}
+
+int cx_db_runs_active_of(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns)
+{
+    return runs_in("active_pipeline_id", ids, n, ")", runs, nruns);
+}
+
+int cx_db_runs_pipelines(const char *const *ids, size_t n, char **yaml)
+{
+    cx_db_param_t *p;
+    cx_db_result_t *res = NULL;
+    char *sql;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        yaml[i] = NULL;
+    if (n == 0)
+        return CX_OK;
+    p = cx_calloc(n, sizeof(*p));
+    for (size_t i = 0; i < n; i++)
+        p[i] = CX_DB_P_STR(ids[i]);
+    /* share-locked inside a transaction, as cx_db_runs_pipeline */
+    sql = cx_db_sql_rows("SELECT id, config_yaml FROM pipelines WHERE id IN (", "?", ", ", n,
+                         cx_db_in_tx() ? ") LOCK IN SHARE MODE" : ")");
+    rc = cx_db_exec(sql, p, n, &res, NULL);
+    free(sql);
+    free(p);
+    for (size_t r = 0; rc == CX_OK && r < res->nrows; r++) {
+        const char *id = cx_db_value(res, r, "id"), *v = cx_db_value(res, r, "config_yaml");
+        for (size_t i = 0; i < n && id != NULL; i++)
+            if (yaml[i] == NULL && strcmp(ids[i], id) == 0)
+                yaml[i] = cx_strdup(v != NULL ? v : "");
+    }
+    cx_db_result_free(res);
+    return rc;
 }
 
 int cx_db_runs_orphaned(char ***ids, size_t *n)
@@ -320,6 +384,8 @@ int cx_db_runs_status(const char *pipeline_id, cx_pipeline_state_t *out)
 int cx_db_runs_agent_loads(cx_agent_load_t **out, size_t *n)
 {
     cx_db_result_t *res = NULL;
+    /* The active runs are counted from the status index (a derived table): a join on agent_id would read
+     * every run the agents ever had (the status is not part of a ref lookup), which grows with history. */
     int rc = cx_db_exec("SELECT a.id AS id, COALESCE(r.n, 0) AS n FROM agents a LEFT JOIN (" SQL_ACTIVE_BY_AGENT
                         ") r ON r.agent_id = a.id WHERE a.status = 'online' ORDER BY a.id",
                         NULL, 0, &res, NULL);
@@ -336,23 +402,6 @@ int cx_db_runs_agent_loads(cx_agent_load_t **out, size_t *n)
     *n = res->nrows;
     cx_db_result_free(res);
     return CX_OK;
-}
-
-int cx_db_runs_pick_agent(const char *exclude, char out[256])
-{
-    cx_db_param_t p[] = {CX_DB_P_STR(exclude != NULL ? exclude : "")};
-    cx_db_result_t *res = NULL;
-    /* The active runs are counted from the status index (a derived table): a join on agent_id would read
-     * every run the agents ever had (the status is not part of a ref lookup), which grows with history. */
-    int rc = cx_db_exec("SELECT a.id AS id FROM agents a LEFT JOIN (" SQL_ACTIVE_BY_AGENT ") r ON r.agent_id = a.id "
-                        "WHERE a.status = 'online' AND a.id <> ? ORDER BY COALESCE(r.n, 0), a.id LIMIT 1",
-                        p, 1, &res, NULL);
-    if (rc == CX_OK && res->nrows == 0)
-        rc = CX_NOTFOUND;
-    if (rc == CX_OK)
-        cx_db_copy(res, 0, "id", out, 256);
-    cx_db_result_free(res);
-    return rc;
 }
 
 int cx_db_runs_agent_online(const char *agent_id)

@@ -348,3 +348,83 @@ int cx_db_schedules_enabled(int64_t *n)
     cx_db_result_free(res);
     return rc;
 }
+
+/* ---- the claims of a batch of fires ---- */
+
+int cx_db_schedules_claim_lock(cx_schedule_claim_t *const *c, size_t n, int *ok)
+{
+    cx_db_param_t *p = cx_calloc(n > 0 ? n : 1, sizeof(*p));
+    cx_db_result_t *res = NULL;
+    size_t np = 0;
+    char *sql;
+    int rc = CX_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        ok[i] = !c[i]->cas;
+        if (c[i]->cas)
+            p[np++] = CX_DB_P_STR(c[i]->id);
+    }
+    if (np == 0) {
+        free(p);
+        return CX_OK;
+    }
+    sql = cx_db_sql_rows("SELECT id, enabled, revision, next_run_at FROM schedules WHERE id IN (", "?", ", ", np,
+                         ") FOR UPDATE SKIP LOCKED");
+    rc = cx_db_exec(sql, p, np, &res, NULL);
+    free(sql);
+    free(p);
+    if (rc != CX_OK)
+        return rc;
+    for (size_t r = 0; r < res->nrows; r++) {
+        const char *id = cx_db_value(res, r, "id");
+        int64_t rev = cx_db_int(res, r, "revision", -1), next = cx_db_time_ms(cx_db_value(res, r, "next_run_at"));
+        int enabled = cx_db_int(res, r, "enabled", 0) != 0;
+        for (size_t i = 0; i < n && id != NULL; i++)
+            if (c[i]->cas && strcmp(c[i]->id, id) == 0)
+                ok[i] = enabled && rev == c[i]->revision && next == c[i]->due_ms;
+    }
+    cx_db_result_free(res);
+    return CX_OK;
+}
+
+#define SETTLE_ROW "SELECT ? AS id, ? AS cas, ? AS rev, ? AS due, ? AS next, ? AS f, ? AS s, ? AS m, ? AS x, ? AS run"
+#define SETTLE_COLS 10
+
+int cx_db_schedules_claim_settle(cx_schedule_claim_t *const *c, size_t n)
+{
+    cx_db_param_t *p;
+    char(*times)[32];
+    uint64_t affected = 0;
+    char *sql;
+    int rc;
+
+    if (n == 0)
+        return CX_OK;
+    p = cx_calloc(n * SETTLE_COLS, sizeof(*p));
+    times = cx_calloc(n * 2, sizeof(*times));
+    for (size_t i = 0; i < n; i++) {
+        cx_db_param_t *q = p + i * SETTLE_COLS;
+        q[0] = CX_DB_P_STR(c[i]->id);
+        q[1] = CX_DB_P_INT(c[i]->cas ? 1 : 0);
+        q[2] = CX_DB_P_INT(c[i]->revision);
+        q[3] = time_param(c[i]->due_ms, times[2 * i]);
+        q[4] = time_param(c[i]->next_ms, times[2 * i + 1]);
+        q[5] = CX_DB_P_INT(c[i]->fires);
+        q[6] = CX_DB_P_INT(c[i]->skipped);
+        q[7] = CX_DB_P_INT(c[i]->missed);
+        q[8] = CX_DB_P_INT(c[i]->failures);
+        q[9] = CX_DB_P_STR(c[i]->last_run_id);
+    }
+    /* the values of every row joined to its schedule: one statement for the batch; the conditions of a
+     * cas claim are those of SQL_CLAIM_CAS (the rows are locked by cx_db_schedules_claim_lock) */
+    sql = cx_db_sql_rows("UPDATE schedules s JOIN (", SETTLE_ROW, " UNION ALL ", n,
+                         ") v ON s.id = v.id SET s.next_run_at = IF(v.cas = 1, v.next, s.next_run_at), s.fires = s.fires + v.f, "
+                         "s.skipped = s.skipped + v.s, s.missed = s.missed + v.m, s.failures = s.failures + v.x, "
+                         "s.last_run_id = COALESCE(v.run, s.last_run_id), s.last_run_at = IF(v.run IS NULL, s.last_run_at, NOW(3)) "
+                         "WHERE v.cas = 0 OR (s.enabled = 1 AND s.revision = v.rev AND s.next_run_at <=> v.due)");
+    rc = cx_db_exec(sql, p, n * SETTLE_COLS, NULL, &affected);
+    free(sql);
+    free(p);
+    free(times);
+    return rc == CX_OK && affected != n ? CX_STATE : rc;
+}
