@@ -69,7 +69,9 @@ is(scalar @{ runs_of($t->{id}) }, 1, 'no second run');
 is(sched($t->{id})->{fires}, 1, 'fires still 1');
 
 $r = $s->post("$S/$t->{id}/trigger?force=true", undef, token => $oper);
-is($r->{status}, 200, '?force=true: 200') or diag $r->{content};
+# 200 when this request published the stop and the start itself; 202 when the dispatcher was delivering to
+# the agent at that moment (under load) and delivers them: both are the contract's, what follows checks them
+ok($r->{status} == 200 || $r->{status} == 202, "?force=true: 200 or 202 ($r->{status})") or diag $r->{content};
 my $run2 = $r->{json}{data}{run};
 isnt($run2->{id}, $run1->{id}, 'a new run');
 is(run($run1->{id})->{status}, 'stopped', 'the active run was stopped');

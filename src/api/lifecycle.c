@@ -70,7 +70,9 @@ int cx_api_run_answer(cx_req_t *r, int rc, cx_runs_result_t *res)
         json_object_object_add(data, "run", cx_run_json(&res->run));
         json_object_object_add(data, "command", cx_command_json(&res->command));
         return cx_reply_ok(r, delivered ? 200 : 202, data,
-                           delivered ? NULL : "command queued: it is delivered when Redis is available");
+                           delivered ? NULL
+                                     : "command queued: the dispatcher delivers it (Redis unavailable, or a delivery to "
+                                       "this agent already in progress)");
     case CX_NOTFOUND:
         return cx_reply_error(r, 404, "NOT_FOUND", "pipeline not found", NULL);
     case CX_STATE:
