@@ -422,7 +422,9 @@ static int read_active(item_t *items, size_t n)
                                 CX_RUN_STOPPED, it->o->actor, it->o->request_id, it->stop_id, &stopped, &superseded);
                 cx_runs_result_free(&stopped);
                 if (rc == CX_STATE) {
-                    refuse_item(it, CX_STATE, "the pipeline's active run changed while it was being replaced");
+                    /* the active run ended meanwhile (its agent went offline and it was marked lost, or it
+                     * completed): nothing left to stop, the start goes on; a run started meanwhile by
+                     * someone else is refused by uq_runs_active when this one is written */
                     it->stop_id[0] = '\0';
                     rc = CX_OK;
                 }
