@@ -43,37 +43,18 @@ SVC=/tmp/conduix-bench-cmdpath MYPORT=23356 RPORT=26429 PORT=${BENCH_PORT:-18085
 DB=conduix_bench_cmdpath
 N=$(awk -v r="$RATE" -v d="$DURATION" 'BEGIN{printf "%d", r * d}')
 WORK=$(mktemp -d /tmp/cx-bench-cmdpath-XXXXXX)
-mysql_() { mysql --no-defaults -uconduix -pconduix -h127.0.0.1 -P"$MYPORT" "$@"; }
+. bench/lib.sh
 
-scripts/services start "$SVC" "$MYPORT" "$RPORT" >/dev/null
-redis-cli -p "$RPORT" FLUSHALL >/dev/null
-mysql_ -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+bench_services
 
-cat >"$WORK/config.yaml" <<YAML
-server:
-  host: 127.0.0.1
-  port: $PORT
-  workers: $WORKERS
-  pidfile: $WORK/conduix-cp.pid
-database:
-  host: 127.0.0.1
-  port: $MYPORT
-  user: conduix
-  password: conduix
-  name: $DB
-redis:
-  host: 127.0.0.1
-  port: $RPORT
-auth:
-  jwt_secret: bench-cmdpath-secret-0123456789-abcdefghijk
+{
+  bench_config cmdpath "$WORKERS"
+  cat <<YAML
 agents:
   heartbeat_timeout: 30s
   monitor_interval: 1s
-rate_limit:
-  enabled: false
-migrations:
-  dir: migrations
 YAML
+} >"$WORK/config.yaml"
 
 cleanup() {
   [ "$KEEP" = 1 ] && { echo "kept: server pid $(cat "$WORK/conduix-cp.pid" 2>/dev/null), sim pid ${SIMPID:-}, $WORK"; return; }

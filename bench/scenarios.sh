@@ -27,32 +27,11 @@ done
 [ -n "$BIN" ] || BIN=$( [ -x _build/src/conduix-cp ] && echo _build/src/conduix-cp || echo src/conduix-cp )
 SVC=/tmp/conduix-bench-scenarios MYPORT=23366 RPORT=26439 PORT=${BENCH_PORT:-18086} DB=conduix_bench_scenarios
 WORK=$(mktemp -d /tmp/cx-bench-scenarios-XXXXXX)
-mysql_() { mysql --no-defaults -uconduix -pconduix -h127.0.0.1 -P"$MYPORT" "$@"; }
+. bench/lib.sh
 scripts/services start "$SVC" "$MYPORT" "$RPORT" >/dev/null
 export BENCH_WRK_DIR="$PWD/bench/wrk" BENCH_SEED_N=1000
 
-cat >"$WORK/config.yaml" <<YAML
-server:
-  host: 127.0.0.1
-  port: $PORT
-  workers: $WORKERS
-  pidfile: $WORK/conduix-cp.pid
-database:
-  host: 127.0.0.1
-  port: $MYPORT
-  user: conduix
-  password: conduix
-  name: $DB
-redis:
-  host: 127.0.0.1
-  port: $RPORT
-auth:
-  jwt_secret: bench-scenarios-secret-0123456789-abcdefghi
-rate_limit:
-  enabled: false
-migrations:
-  dir: migrations
-YAML
+bench_config scenarios "$WORKERS" >"$WORK/config.yaml"
 
 SPID=
 stop_server() { [ -n "$SPID" ] && { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null || true; }; SPID=; }
@@ -60,8 +39,7 @@ trap 'stop_server; rm -rf "$WORK"' EXIT
 
 # start_server -- a fresh database and Redis, the server, the 1,000 pipelines of the shared harness
 start_server() {
-  redis-cli -p "$RPORT" FLUSHALL >/dev/null
-  mysql_ -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+  bench_fresh
   "$BIN" serve -c "$WORK/config.yaml" >>"$WORK/server.log" 2>&1 &
   SPID=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done

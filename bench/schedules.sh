@@ -43,38 +43,20 @@ SVC=${BENCH_SVC_DIR:-/tmp/conduix-bench-schedules} MYPORT=${BENCH_MYSQL_PORT:-23
 PORT=${BENCH_PORT:-18084}
 DB=conduix_bench_schedules
 WORK=$(mktemp -d /tmp/cx-bench-schedules-XXXXXX)
-mysql_() { mysql --no-defaults -uconduix -pconduix -h127.0.0.1 -P"$MYPORT" "$@"; }
+. bench/lib.sh
 
-scripts/services start "$SVC" "$MYPORT" "$RPORT" >/dev/null
-redis-cli -p "$RPORT" FLUSHALL >/dev/null
-mysql_ -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+bench_services
 
-cat >"$WORK/config.yaml" <<YAML
-server:
-  host: 127.0.0.1
-  port: $PORT
-  pidfile: $WORK/conduix-cp.pid
-database:
-  host: 127.0.0.1
-  port: $MYPORT
-  user: conduix
-  password: conduix
-  name: $DB
-redis:
-  host: 127.0.0.1
-  port: $RPORT
-auth:
-  jwt_secret: bench-schedules-secret-0123456789-abcdefghij
+{
+  bench_config schedules
+  cat <<YAML
 agents:
   heartbeat_timeout: 30s
   monitor_interval: 1s
-rate_limit:
-  enabled: false
 logging:
   level: warn
-migrations:
-  dir: migrations
 YAML
+} >"$WORK/config.yaml"
 
 cleanup() {
   [ "$KEEP" = 1 ] && { echo "kept: server pid $(cat "$WORK/conduix-cp.pid" 2>/dev/null), sim pid ${SIMPID:-}, $WORK"; return; }
