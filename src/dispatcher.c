@@ -3,8 +3,10 @@
  * agents.
  *
  * Every tick (250 ms) it expires commands past expires_at, then publishes the due ones in seq order:
- * queued commands (new, or left queued while Redis was down) and sent ones not acknowledged for
- * commands.redeliver_interval, as long as they still serve their run (commands.h). Each publish is
+ * queued commands (left queued while Redis was down, or by a request that could not deliver its own;
+ * one queued or given back less than a second ago is left to the process that wrote it) and sent ones
+ * not acknowledged for commands.redeliver_interval, as long as they still serve their run (commands.h),
+ * to the agents that listen on their channel (one PUBSUB NUMSUB a tick). Each publish is
  * claimed first by compare-and-set on the attempt number, under the lock of its agent and pipeline
  * (cx_runs_deliver), so with a worker delivering at once, or several replicas each with its dispatcher,
  * no attempt is published twice and no command of a pipeline overtakes an older one. The first failed
@@ -39,6 +41,7 @@
 
 #define TICK_MS 250
 #define BATCH 500
+#define SETTLE_MS 1000 /* a command queued (or given back) this recently is its writer's to deliver first */
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 8000
 #define RESUBSCRIBE 100 /* loop exit code: enter the loop again with the new subscription fd */
@@ -176,43 +179,20 @@ static int is_held(const hold_t *held, size_t n, const cx_command_t *c)
     return 0;
 }
 
-/* Agents whose last publish reached no subscriber, and when to try them again: a small table that
- * forgets its oldest entry when full (then that agent is merely tried again sooner). */
-#define UNHEARD_RETRY_MS 1000
-#define UNHEARD_MAX 1024
-static struct {
-    char agent_id[256];
-    int64_t retry_at;
-} unheard[UNHEARD_MAX];
-static size_t unheard_next;
-
-static void unheard_note(const char *agent_id)
+/* agent_index -- where agent_id is among the n distinct agents of this round, or -1. */
+static ssize_t agent_index(const char *const *agents, size_t n, const char *agent_id)
 {
-    size_t i, slot = unheard_next;
-    for (i = 0; i < UNHEARD_MAX; i++)
-        if (strcmp(unheard[i].agent_id, agent_id) == 0) {
-            slot = i;
-            break;
-        }
-    if (slot == unheard_next)
-        unheard_next = (unheard_next + 1) % UNHEARD_MAX;
-    snprintf(unheard[slot].agent_id, sizeof(unheard[slot].agent_id), "%s", agent_id);
-    unheard[slot].retry_at = cx_now_ms() + UNHEARD_RETRY_MS;
-}
-
-/* unheard_wait -- is the agent still in its retry delay after an unheard publish? */
-static int unheard_wait(const char *agent_id)
-{
-    int64_t now = cx_now_ms();
-    for (size_t i = 0; i < UNHEARD_MAX; i++)
-        if (unheard[i].retry_at > now && strcmp(unheard[i].agent_id, agent_id) == 0)
-            return 1;
-    return 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(agents[i], agent_id) == 0)
+            return (ssize_t)i;
+    return -1;
 }
 
 /* deliver -- expire, then publish what is due, in seq order, stopping at the first failed publish.
- * A command another process is publishing (or claimed first) holds back the later ones of its agent and
- * pipeline this round, so none of them overtakes it; an agent nobody listens to is held back whole. */
+ * Who listens is asked first, for the round's agents in one PUBSUB NUMSUB: an agent nobody listens to
+ * (reconnecting, or polling REST) has nothing claimed for it, so its commands stay queued as its poll
+ * reads them. A command another process is publishing (or claimed first) holds back the later ones of
+ * its agent and pipeline this round, so none of them overtakes it. */
 static void deliver(void)
 {
     cx_command_t *due = NULL;
@@ -224,35 +204,37 @@ static void deliver(void)
         cx_shm_count(CX_C_COMMANDS_EXPIRED, expired);
         cx_log_info("%llu command(s) expired unacknowledged", (unsigned long long)expired);
     }
-    if (cx_redis_available() && cx_db_commands_due(cx_cfg->commands.redeliver_interval_ms, BATCH, &due, &n) == CX_OK) {
-        /* A PING first: a publish that fails uses up its attempt number (it may have gone out before
-         * the error), so claim no numbers while Redis does not answer. */
-        size_t todo = n > 0 && cx_redis_ping() == CX_OK ? n : 0;
-        hold_t *held = cx_calloc(n + 1, sizeof(*held));
-        size_t nheld = 0;
+    if (cx_redis_available() && cx_db_commands_due(SETTLE_MS, cx_cfg->commands.redeliver_interval_ms, BATCH, &due, &n) == CX_OK &&
+        n > 0) {
+        const char **agents = cx_calloc(n, sizeof(*agents));
+        int *listening = cx_calloc(n, sizeof(*listening));
+        hold_t *held = cx_calloc(n, sizeof(*held));
+        size_t nagents = 0, nheld = 0, todo;
+
+        for (size_t i = 0; i < n; i++)
+            if (agent_index(agents, nagents, due[i].agent_id) < 0)
+                agents[nagents++] = due[i].agent_id;
+        /* The question is also the PING: a publish that fails uses up its attempt number (it may have
+         * gone out before the error), so claim no numbers while Redis does not answer. */
+        todo = cx_redis_command_listeners(agents, nagents, listening) == CX_OK ? n : 0;
         for (size_t i = 0; i < todo; i++) {
             cx_command_t *c = &due[i];
             int rc;
-            if (is_held(held, nheld, c))
+            if (is_held(held, nheld, c) || !listening[agent_index(agents, nagents, c->agent_id)])
                 continue;
-            if (unheard_wait(c->agent_id)) {
-                held[nheld++] = (hold_t){c->agent_id, c->pipeline_id, 1};
-                continue;
-            }
             if ((rc = cx_runs_deliver(c)) == CX_CONFLICT) {
                 held[nheld++] = (hold_t){c->agent_id, c->pipeline_id, 0}; /* someone else is publishing for it */
             } else if (rc == CX_NOTFOUND) {
-                /* the agent does not listen now: its later commands wait too, and it is asked again
-                 * after UNHEARD_RETRY_MS, not every tick */
-                held[nheld++] = (hold_t){c->agent_id, c->pipeline_id, 1};
-                unheard_note(c->agent_id);
+                held[nheld++] = (hold_t){c->agent_id, c->pipeline_id, 1}; /* unsubscribed since: its later ones wait */
             } else if (rc == CX_UNAVAIL || (rc != CX_OK && rc != CX_STATE)) {
                 break; /* Redis went away, or database trouble: keep the order, try again next tick */
             }
         }
         free(held);
-        cx_db_commands_free(due, n);
+        free(listening);
+        free(agents);
     }
+    cx_db_commands_free(due, n);
     if (cx_db_commands_pending(&pending) == CX_OK)
         cx_shm_gauge_set(CX_G_COMMANDS_PENDING, pending);
 }

@@ -109,9 +109,11 @@ int cx_db_command_unclaim(const char *id, int attempts_now);
  * the attempt number given back (nobody received that attempt, so it is not a delivery). */
 int cx_db_command_unheard(const char *id, int attempts_now);
 
-/* cx_db_commands_due -- commands to publish now, in seq order: queued ones, and sent ones not
- * acknowledged for redeliver_ms; deliverable (cx_db_command_deliverable). *out is an array of *n commands (cx_db_commands_free). */
-int cx_db_commands_due(int64_t redeliver_ms, int limit, cx_command_t **out, size_t *n);
+/* cx_db_commands_due -- commands to publish now, in seq order: queued ones left alone for settle_ms (the
+ * request that wrote one, or the process that gave one back, delivers it itself first), and sent ones not
+ * acknowledged for redeliver_ms; deliverable (cx_db_command_deliverable). *out is an array of *n
+ * commands (cx_db_commands_free). */
+int cx_db_commands_due(int64_t settle_ms, int64_t redeliver_ms, int limit, cx_command_t **out, size_t *n);
 void cx_db_commands_free(cx_command_t *v, size_t n);
 
 /* cx_db_commands_backlog -- the queued unexpired commands of agent_id for pipeline_id (NULL or "": those
@@ -163,6 +165,11 @@ int cx_db_command_result(const char *id, const char *agent_id, int success, cons
  * received it, CX_NOTFOUND when nobody listens on the channel (pub/sub drops it), CX_UNAVAIL when Redis
  * is unavailable or refused it. */
 int cx_redis_command_publish(const char *agent_id, const char *msg, size_t len);
+
+/* cx_redis_command_listeners -- PUBSUB NUMSUB of the n agents' command channels in one round trip:
+ * listening[i] 1 when agent_ids[i] has a subscriber now (a plain SUBSCRIBE, as agents make), else 0.
+ * CX_OK, or CX_UNAVAIL when Redis is unavailable (listening untouched). */
+int cx_redis_command_listeners(const char *const *agent_ids, size_t n, int *listening);
 
 #define CX_PIPELINE_JSON_MAX 1048576 /* a metrics or checkpoint value larger than this is ignored */
 

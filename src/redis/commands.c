@@ -36,6 +36,46 @@ int cx_redis_command_publish(const char *agent_id, const char *msg, size_t len)
     return rc;
 }
 
+int cx_redis_command_listeners(const char *const *agent_ids, size_t n, int *listening)
+{
+    const char **argv;
+    char **chans;
+    redisReply *r;
+    int rc = CX_OK;
+
+    if (n == 0)
+        return CX_OK;
+    argv = cx_calloc(n + 2, sizeof(*argv));
+    chans = cx_calloc(n, sizeof(*chans));
+    argv[0] = "PUBSUB";
+    argv[1] = "NUMSUB";
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(agent_ids[i]) + sizeof("agent:commands:");
+        chans[i] = cx_malloc(len);
+        snprintf(chans[i], len, "agent:commands:%s", agent_ids[i]);
+        argv[i + 2] = chans[i];
+    }
+    r = cx_redis_cmdargv((int)n + 2, argv, NULL);
+    if (r == NULL) {
+        rc = CX_UNAVAIL;
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 * n) {
+        cx_log_warnx("redis: PUBSUB NUMSUB: unexpected reply");
+        rc = CX_UNAVAIL;
+    } else {
+        /* pairs of channel and count, in the order asked */
+        for (size_t i = 0; i < n; i++) {
+            const redisReply *cnt = r->element[2 * i + 1];
+            listening[i] = cnt->type == REDIS_REPLY_INTEGER && cnt->integer > 0;
+        }
+    }
+    freeReplyObject(r);
+    for (size_t i = 0; i < n; i++)
+        free(chans[i]);
+    free(chans);
+    free(argv);
+    return rc;
+}
+
 int cx_redis_pipeline_json(const char *pipeline_id, const char *what, json_object **out)
 {
     char key[128];
