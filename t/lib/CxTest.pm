@@ -349,6 +349,27 @@ sub redis_cmd(@cmd) {
     }
 }
 
+# redis_monitor -- the commands the test Redis executes for $seconds (MONITOR, on a connection of its
+# own), those matching $re: a list of MONITOR lines.
+sub redis_monitor($seconds, $re) {
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $REDIS_PORT, Proto => 'tcp', Timeout => 5)
+        or croak "CxTest: redis 127.0.0.1:$REDIS_PORT: $!";
+    print {$sock} "MONITOR\r\n" or croak "CxTest: redis: write: $!";
+    my ($buf, @seen) = ('');
+    my $sel = IO::Select->new($sock);
+    my $end = Time::HiRes::time() + $seconds;
+    while ((my $left = $end - Time::HiRes::time()) > 0) {
+        next unless $sel->can_read($left);
+        last unless sysread($sock, $buf, 65536, length $buf);
+        while ($buf =~ s/^([^\n]*)\n//) {
+            my $line = $1;
+            push @seen, $line if $line =~ $re;
+        }
+    }
+    close $sock;
+    return @seen;
+}
+
 # ---------------------------------------------------------------------------------------------------
 # Instances
 
