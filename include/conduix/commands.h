@@ -168,7 +168,9 @@ int cx_redis_command_publish(const char *agent_id, const char *msg, size_t len);
 
 /* cx_redis_command_listeners -- PUBSUB NUMSUB of the n agents' command channels in one round trip:
  * listening[i] 1 when agent_ids[i] has a subscriber now (a plain SUBSCRIBE, as agents make), else 0.
- * CX_OK, or CX_UNAVAIL when Redis is unavailable (listening untouched). */
+ * When Redis answers but refuses the question (an ACL without PUBSUB), every listening[i] is 1 (the
+ * PUBLISH's count decides), logged once. CX_OK, or CX_UNAVAIL when Redis is unavailable (listening
+ * untouched). */
 int cx_redis_command_listeners(const char *const *agent_ids, size_t n, int *listening);
 
 #define CX_PIPELINE_JSON_MAX 1048576 /* a metrics or checkpoint value larger than this is ignored */

@@ -5,6 +5,7 @@
  * agent:responses:*.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conduix/commands.h"
@@ -36,6 +37,8 @@ int cx_redis_command_publish(const char *agent_id, const char *msg, size_t len)
     return rc;
 }
 
+static int numsub_refused; /* logged once until NUMSUB answers again */
+
 int cx_redis_command_listeners(const char *const *agent_ids, size_t n, int *listening)
 {
     const char **argv;
@@ -59,9 +62,17 @@ int cx_redis_command_listeners(const char *const *agent_ids, size_t n, int *list
     if (r == NULL) {
         rc = CX_UNAVAIL;
     } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 * n) {
-        cx_log_warnx("redis: PUBSUB NUMSUB: unexpected reply");
-        rc = CX_UNAVAIL;
+        /* Redis answers but will not tell (an ACL without PUBSUB, a proxy): say everyone listens, and
+         * let each PUBLISH's count of receivers decide, as it does for a worker's delivery. */
+        if (!numsub_refused)
+            cx_log_warnx("redis: PUBSUB NUMSUB refused (%.*s): commands are published without asking who listens",
+                         r->type == REDIS_REPLY_ERROR ? (int)r->len : 16,
+                         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        numsub_refused = 1;
+        for (size_t i = 0; i < n; i++)
+            listening[i] = 1;
     } else {
+        numsub_refused = 0;
         /* pairs of channel and count, in the order asked */
         for (size_t i = 0; i < n; i++) {
             const redisReply *cnt = r->element[2 * i + 1];
