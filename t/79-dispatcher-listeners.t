@@ -1,4 +1,4 @@
-# 77-dispatcher-listeners.t -- the dispatcher asks Redis who listens (PUBSUB NUMSUB) before it claims a
+# 79-dispatcher-listeners.t -- the dispatcher asks Redis who listens (PUBSUB NUMSUB) before it claims a
 # command: a subscribed agent gets its redeliveries, an agent nobody listens for has nothing claimed
 # (its command stays queued, attempt 0, for its REST poll). When Redis answers but refuses the question
 # (an ACL without PUBSUB NUMSUB), the dispatcher says so once and publishes as before, letting each
