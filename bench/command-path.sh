@@ -17,7 +17,8 @@
 #   --keep              leave the server, the simulator and the database up afterwards
 #
 # Services: scripts/services under /tmp/conduix-bench-cmdpath (MariaDB 127.0.0.1:23356, Redis 26429),
-# left running (stop them with `scripts/services stop /tmp/conduix-bench-cmdpath 23356 26429`).
+# left running (stop them with `scripts/services stop /tmp/conduix-bench-cmdpath 23356 26429`); the
+# environment's BENCH_SVC_DIR, BENCH_MYSQL_PORT, BENCH_REDIS_PORT and BENCH_PORT (18085) choose others.
 # The driver, the simulator, MariaDB and Redis share the machine with the server under test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$BIN" ] || BIN=$( [ -x _build/src/conduix-cp ] && echo _build/src/conduix-cp || echo src/conduix-cp )
 [ -n "$SIM" ] || SIM="$(dirname "$BIN")/conduix-agent-sim"
-SVC=/tmp/conduix-bench-cmdpath MYPORT=23356 RPORT=26429 PORT=${BENCH_PORT:-18085}
+SVC=${BENCH_SVC_DIR:-/tmp/conduix-bench-cmdpath} MYPORT=${BENCH_MYSQL_PORT:-23356} RPORT=${BENCH_REDIS_PORT:-26429} PORT=${BENCH_PORT:-18085}
 DB=conduix_bench_cmdpath
 N=$(awk -v r="$RATE" -v d="$DURATION" 'BEGIN{printf "%d", r * d}')
 WORK=$(mktemp -d /tmp/cx-bench-cmdpath-XXXXXX)
