@@ -130,9 +130,9 @@ typedef struct cx_runs_start_opts {
  * when this (schedule_id, scheduled_for) fire already has a run (uq_runs_fire). */
 int cx_runs_start_ex(const cx_runs_start_opts_t *o, cx_runs_result_t *res);
 
-/* cx_runs_start_many -- n starts as one transaction (the scheduler's batch of fires; every start is a
- * batch, of one for the API): the fires' claims, the pipelines, their active runs and the agents' loads
- * are read once, the runs, commands and audit rows written by multi-row inserts, the counters of the
+/* cx_runs_start_many -- n starts as one transaction (the scheduler's batch of fires, the API's starts of
+ * a worker's loop turn; every start is a batch, of one for a trigger or a failover): the fires' claims, the pipelines, their active
+ * runs and the agents' loads are read once, the runs, commands and audit rows written by multi-row inserts, the counters of the
  * fires by one update; after the commit the commands are published in one pipeline. rcs[i] and res[i]
  * are start i's (as cx_runs_start_ex; with CX_OK, res[i].outcome says what it became). A start refused
  * changes nothing and does not stop the others; a batch that cannot be written whole (a unique key:
