@@ -105,6 +105,9 @@ c1=$(cpu $SIMPID) k1=$(cpu $KIDS) m1=$(cpu $MYPID) t1=$(date +%s.%N)
 awk -v c=$((c1 - c0)) -v k=$((k1 - k0)) -v m=$((m1 - m0)) -v dt="$(awk -v a="$t1" -v b="$t0" 'BEGIN{print a - b}')" -v hz="$(getconf CLK_TCK)" \
   -v la="$(cut -d' ' -f1-3 /proc/loadavg)" \
   'BEGIN{printf "CPU meanwhile (%% of one core): simulators %.0f, conduix-cp %.0f, MariaDB %.0f; load average %s\n", 100*c/hz/dt, 100*k/hz/dt, 100*m/hz/dt, la}'
+# how the starts were grouped: the batches of the workers' loop turns (a server without these metrics: none)
+curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^conduix_api_start_batches_total /{b=$2} /^conduix_api_starts_batched_total /{n=$2}
+  END{ if (b > 0) printf "start batches: %d for %d starts (%.2f a batch)\n", b, n, n / b; else print "start batches: not counted" }'
 sleep 3 # the last commands reach the agents
 cat "$WORK"/sim.*.log >"$WORK/sim.log"
 perl bench/command-path.pl --join "$WORK/sim.log" --out "$WORK/starts.tsv"
