@@ -79,9 +79,8 @@ const char *const cx_counter_help[CX_C_MAX_] = {
     [CX_C_REDIS_BREAKER_OPENS] = "Times a process's Redis circuit breaker opened after working.",
     [CX_C_REDIS_BATCHES] = "Round trips to Redis of the commands a worker collected in one turn of its loop (REST heartbeats).",
     [CX_C_REDIS_BATCHED] = "Commands sent in those round trips.",
-    [CX_C_API_START_BATCHES] = "Batches of the run service made of the POST /pipelines/:id/start requests a worker read in one "
-                               "turn of its loop (one transaction each).",
-    [CX_C_API_STARTS_BATCHED] = "Starts in those batches (their ratio is the mean batch size; 1 when starts arrive one at a time).",
+    [CX_C_API_START_BATCHES] = "Batches of the POST /pipelines/:id/start a worker read in one loop turn (a transaction each).",
+    [CX_C_API_STARTS_BATCHED] = "Starts in those batches (their ratio is the mean batch size).",
     [CX_C_DB_BREAKER_OPENS] = "Times a process's MySQL circuit breaker opened after working.",
     [CX_C_LOG_LINES_DROPPED] = "Log lines not written because the log could not take them (disk full, I/O error).",
     [CX_C_AUTH_FAILURES] = "Requests refused for missing or bad credentials.",
