@@ -17,7 +17,8 @@
 #   --keep              leave the server, the simulator and the database up afterwards
 #
 # Services: scripts/services under /tmp/conduix-bench-cmdpath (MariaDB 127.0.0.1:23356, Redis 26429),
-# left running (stop them with `scripts/services stop /tmp/conduix-bench-cmdpath 23356 26429`).
+# left running (stop them with `scripts/services stop /tmp/conduix-bench-cmdpath 23356 26429`); the
+# environment's BENCH_SVC_DIR, BENCH_MYSQL_PORT, BENCH_REDIS_PORT and BENCH_PORT (18085) choose others.
 # The driver, the simulator, MariaDB and Redis share the machine with the server under test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$BIN" ] || BIN=$( [ -x _build/src/conduix-cp ] && echo _build/src/conduix-cp || echo src/conduix-cp )
 [ -n "$SIM" ] || SIM="$(dirname "$BIN")/conduix-agent-sim"
-SVC=/tmp/conduix-bench-cmdpath MYPORT=23356 RPORT=26429 PORT=${BENCH_PORT:-18085}
+SVC=${BENCH_SVC_DIR:-/tmp/conduix-bench-cmdpath} MYPORT=${BENCH_MYSQL_PORT:-23356} RPORT=${BENCH_REDIS_PORT:-26429} PORT=${BENCH_PORT:-18085}
 DB=conduix_bench_cmdpath
 N=$(awk -v r="$RATE" -v d="$DURATION" 'BEGIN{printf "%d", r * d}')
 WORK=$(mktemp -d /tmp/cx-bench-cmdpath-XXXXXX)
@@ -104,6 +105,9 @@ c1=$(cpu $SIMPID) k1=$(cpu $KIDS) m1=$(cpu $MYPID) t1=$(date +%s.%N)
 awk -v c=$((c1 - c0)) -v k=$((k1 - k0)) -v m=$((m1 - m0)) -v dt="$(awk -v a="$t1" -v b="$t0" 'BEGIN{print a - b}')" -v hz="$(getconf CLK_TCK)" \
   -v la="$(cut -d' ' -f1-3 /proc/loadavg)" \
   'BEGIN{printf "CPU meanwhile (%% of one core): simulators %.0f, conduix-cp %.0f, MariaDB %.0f; load average %s\n", 100*c/hz/dt, 100*k/hz/dt, 100*m/hz/dt, la}'
+# how the starts were grouped: the batches of the workers' loop turns (a server without these metrics: none)
+curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^conduix_api_start_batches_total /{b=$2} /^conduix_api_starts_batched_total /{n=$2}
+  END{ if (b > 0) printf "start batches: %d for %d starts (%.2f a batch)\n", b, n, n / b; else print "start batches: not counted" }'
 sleep 3 # the last commands reach the agents
 cat "$WORK"/sim.*.log >"$WORK/sim.log"
 perl bench/command-path.pl --join "$WORK/sim.log" --out "$WORK/starts.tsv"

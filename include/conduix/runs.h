@@ -97,9 +97,8 @@ struct cx_schedule_claim;
  * fire, unique per pair. */
 typedef struct cx_runs_start_opts {
     const char *pipeline_id;
-    const char *agent_id;     /* NULL: the least loaded online agent */
-    const char *exclude;      /* with agent_id NULL: not this agent (a failover's) */
-    cx_run_trigger_t trigger; /* 0: manual */
+    const char *agent_id; /* NULL: the least loaded online agent */
+    const char *exclude;  /* with agent_id NULL: not this agent (a failover's) */
     const char *schedule_id;
     const char *scheduled_for;
     const char *actor;
@@ -116,6 +115,7 @@ typedef struct cx_runs_start_opts {
     const char *replace_reason;
     /* record_noagent: with no agent online the start is recorded as a failed run naming why (a fire). */
     int record_noagent;
+    cx_run_trigger_t trigger; /* 0: manual */
     /* fire: the scheduler's claim of a fire, taken in the start's transaction with those of the whole
      * batch (cx_db_schedules_claim_lock, then _settle with what became of it: fires, skipped, failures,
      * last_run_id are filled in here); a fire claimed elsewhere is CX_START_LOST. */
@@ -130,15 +130,16 @@ typedef struct cx_runs_start_opts {
  * when this (schedule_id, scheduled_for) fire already has a run (uq_runs_fire). */
 int cx_runs_start_ex(const cx_runs_start_opts_t *o, cx_runs_result_t *res);
 
-/* cx_runs_start_many -- n starts as one transaction (the scheduler's batch of fires; every start is a
- * batch, of one for the API): the fires' claims, the pipelines, their active runs and the agents' loads
- * are read once, the runs, commands and audit rows written by multi-row inserts, the counters of the
- * fires by one update; after the commit the commands are published in one pipeline. rcs[i] and res[i]
- * are start i's (as cx_runs_start_ex; with CX_OK, res[i].outcome says what it became). A start refused
- * changes nothing and does not stop the others; a batch that cannot be written whole (a unique key:
- * a concurrent start of one of its pipelines; a deadlock victim too many times) is done again one start
- * at a time. A claim callback ends the whole batch when it fails (it is for batches of one). Returns
- * CX_OK, or the database's code when nothing could be done. */
+/* cx_runs_start_many -- n starts as one transaction (the scheduler's batch of fires, the API's starts of
+ * a worker's loop turn; a trigger or a failover is a batch of one): the fires' claims, the pipelines,
+ * their active runs and the agents' loads are read once, the runs, commands and audit rows written by
+ * multi-row inserts, the counters of the fires by one update; after the commit the commands are
+ * published in one pipeline. rcs[i] and res[i] are start i's (as cx_runs_start_ex; with CX_OK,
+ * res[i].outcome says what it became). A start refused changes nothing and does not stop the others; a
+ * batch that cannot be written whole (a unique key: a concurrent start of one of its pipelines; a
+ * deadlock victim too many times) is done again one start at a time. A claim callback ends the whole
+ * batch when it fails (it is for batches of one). Returns CX_OK, or the database's code when nothing
+ * could be done. */
 int cx_runs_start_many(const cx_runs_start_opts_t *o, size_t n, cx_runs_result_t *res, int *rcs);
 
 /* cx_runs_control -- type is a control command (stop, pause or resume_pipeline): a command to the

@@ -60,6 +60,8 @@ typedef enum {
     CX_C_HTTP_HEADS_REFUSED,
     CX_C_REDIS_BATCHES, /* the Redis batch of a worker's loop turn (src/redis/redis.c) */
     CX_C_REDIS_BATCHED,
+    CX_C_API_START_BATCHES, /* the POST /pipelines/:id/start of a worker's loop turn (src/api/lifecycle.c) */
+    CX_C_API_STARTS_BATCHED,
     CX_C_MAX_
 } cx_counter_t;
 

@@ -16,6 +16,8 @@
 #include "conduix/reply.h"
 #include "conduix/runs.h"
 #include "conduix/shapes.h"
+#include "conduix/shm.h"
+#include "conduix/log.h"
 
 #define HISTORY_LIMIT_DEFAULT 50
 #define HISTORY_LIMIT_MAX 500
@@ -85,19 +87,90 @@ int cx_api_run_answer(cx_req_t *r, int rc, cx_runs_result_t *res)
     }
 }
 
+/* ---- starts, grouped ---- */
+
+/* A start waiting for the end of the loop turn: what it needs copied (the request may end first), and
+ * the request to answer (NULL once it has ended: the start is made all the same, as one whose answer
+ * could not be delivered). */
+typedef struct waiting_start {
+    cx_req_t *r;
+    char pipeline_id[37];
+    char *agent_id, *actor, *request_id;
+} waiting_start_t;
+
+#define START_GROUP_MAX 64 /* starts given to the run service as one batch; more wait for the next */
+static waiting_start_t *starts[START_GROUP_MAX];
+static size_t nstarts;
+
+static void on_start_abort(void *arg)
+{
+    ((waiting_start_t *)arg)->r = NULL;
+}
+
+/* run_starts -- the starts this turn of the loop collected: one batch of the run service
+ * (cx_runs_start_many: one transaction, one pipelined publish after the commit; a pipeline twice in the
+ * batch meets its first start's run and is refused as any second start), then each answer. */
+static void run_starts(void)
+{
+    cx_runs_start_opts_t o[START_GROUP_MAX];
+    cx_runs_result_t res[START_GROUP_MAX];
+    waiting_start_t *w[START_GROUP_MAX];
+    int rcs[START_GROUP_MAX];
+    size_t n = nstarts;
+
+    if (n == 0)
+        return;
+    memcpy(w, starts, n * sizeof(*w)); // NOLINT(bugprone-sizeof-expression): an array of pointers, copied as pointers
+    nstarts = 0;
+    memset(o, 0, n * sizeof(*o));
+    for (size_t i = 0; i < n; i++) {
+        o[i].pipeline_id = w[i]->pipeline_id;
+        o[i].agent_id = w[i]->agent_id;
+        o[i].actor = w[i]->actor;
+        o[i].request_id = w[i]->request_id;
+    }
+    cx_shm_count(CX_C_API_START_BATCHES, 1);
+    cx_shm_count(CX_C_API_STARTS_BATCHED, n);
+    if (n > 1)
+        cx_log_debug("%zu starts of one loop turn as one batch", n);
+    cx_runs_start_many(o, n, res, rcs); /* a batch that could not be done at all: each rcs[i] says why */
+    for (size_t i = 0; i < n; i++) {
+        if (w[i]->r != NULL)
+            cx_api_run_answer(w[i]->r, rcs[i], &res[i]);
+        cx_runs_result_free(&res[i]);
+        free(w[i]->agent_id);
+        free(w[i]->actor);
+        free(w[i]->request_id);
+        free(w[i]);
+    }
+}
+
+/* cx_api_pipelines_start -- POST /pipelines/:id/start: checked here, then started with the other starts
+ * of this turn of the worker's loop (run_starts, at the end of the turn): starts that arrive together
+ * share one transaction and one Redis round trip, each with its own answer and audit row. A start alone
+ * is a batch of one, at once. */
 int cx_api_pipelines_start(cx_req_t *r)
 {
     static const char *const allowed[] = {"agent_id", NULL};
-    cx_runs_result_t res;
-    const char *agent_id;
-    int rc;
+    const char *id = cx_req_param(r, "id"), *agent_id;
+    waiting_start_t *w;
 
     if (check_body(r, allowed, &agent_id) != CX_OK)
         return 0;
-    rc = cx_runs_start(cx_req_param(r, "id"), agent_id, cx_req_actor(r), r->request_id, &res);
-    rc = cx_api_run_answer(r, rc, &res);
-    cx_runs_result_free(&res);
-    return rc;
+    if (!cx_pipeline_id_valid(id)) /* no such pipeline can exist */
+        return cx_reply_error(r, 404, "NOT_FOUND", "pipeline not found", NULL);
+    if (nstarts == START_GROUP_MAX)
+        run_starts(); /* a full group goes now */
+    w = cx_calloc(1, sizeof(*w));
+    w->r = r;
+    memcpy(w->pipeline_id, id, sizeof(w->pipeline_id));
+    w->agent_id = agent_id != NULL ? cx_strdup(agent_id) : NULL;
+    w->actor = cx_strdup(cx_req_actor(r));
+    w->request_id = cx_strdup(r->request_id);
+    starts[nstarts++] = w;
+    cx_req_defer(r, on_start_abort, w);
+    cx_req_soon(r, run_starts);
+    return 0;
 }
 
 static int control(cx_req_t *r, cx_command_type_t type)

@@ -847,6 +847,37 @@ sub auth_delete($s, $path, @h) { $s->request('DELETE', $path, $s->auth_opts(@h))
 sub auth_post($s, $path, $body = undef, @h) { $s->request('POST', $path, $s->auth_opts(@h), body => $body) }
 sub auth_put($s, $path, $body = undef, @h) { $s->request('PUT', $path, $s->auth_opts(@h), body => $body) }
 
+# burst -- requests sent together: each ({method, path, body (string or ref, JSON-encoded), token,
+# headers => {}}) on a connection of its own, every one written before any answer is read, so that a
+# worker reads many of them in one turn of its loop. The answers in order: {status, headers (lower-case
+# names), json, request_id}.
+sub burst($s, @reqs) {
+    my @socks = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $s->{port}, Proto => 'tcp') or croak "CxTest: connect: $!" } @reqs;
+    for my $i (0 .. $#reqs) {
+        my $q = $reqs[$i];
+        my %h = (Host => 'x', Connection => 'close', %{ $q->{headers} // {} });
+        $h{Authorization} = "Bearer $q->{token}" if defined $q->{token};
+        my $body = defined $q->{body} ? (ref $q->{body} ? $JSON->encode($q->{body}) : $q->{body}) : '';
+        if (length $body) {
+            $h{'Content-Type'} //= 'application/json';
+            $h{'Content-Length'} = length $body;
+        } elsif (($q->{method} // 'GET') ne 'GET') {
+            $h{'Content-Length'} = 0;
+        }
+        $socks[$i]->print(($q->{method} // 'GET') . " $q->{path} HTTP/1.1\r\n" . join('', map { "$_: $h{$_}\r\n" } sort keys %h) . "\r\n$body");
+    }
+    return map {
+        local $/;
+        my $sock = $_;
+        my $t = <$sock> // '';
+        close $sock;
+        my ($head, $body) = split /\r\n\r\n/, $t, 2;
+        my ($st) = ($head // '') =~ m{^HTTP/1\.1 (\d+)};
+        my %h = map { /^([^:]+):\s*(.*)$/ ? (lc $1 => $2) : () } split /\r\n/, $head // '';
+        { status => $st // 0, headers => \%h, json => eval { $JSON->decode($body // '') }, request_id => $h{'x-request-id'} }
+    } @socks;
+}
+
 # metric -- the value of one sample of GET /metrics (NAME with its labels, as written), or undef.
 sub metric($s, $name) {
     my $m = $s->get('/metrics')->{content};
