@@ -293,12 +293,14 @@ void cx_req_defer(cx_req_t *r, void (*on_abort)(void *arg), void *arg)
     r->abort_arg = arg;
 }
 
-/* What runs at the end of a turn of the loop (cx_req_soon): a few functions, each at most once a turn. */
+/* What runs at the end of a turn of the loop (cx_req_soon): a few functions, each at most once a turn.
+ * Four use it today (the creates, the reads by id, the REST heartbeats, the starts of a turn); room for
+ * twice that. */
 typedef struct soon {
     h2o_timeout_entry_t e;
     void (*fn)(void);
 } soon_t;
-static soon_t soon[4];
+static soon_t soon[8];
 
 static void on_soon(h2o_timeout_entry_t *e)
 {
