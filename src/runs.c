@@ -1306,8 +1306,10 @@ enum { WHY_NONE = 0, WHY_NEVER_STARTED, WHY_VANISHED };
 
 /* unlisted_goal -- a heartbeat does not list the run's pipeline: after a stop that was not refused
  * (stop_asked) the run is stopped; a pending run whose start_pipeline expired unacknowledged
- * (start_expired) never started: failed; a run running (or paused) since at least the heartbeat timeout
- * that the agent no longer reports has failed. Otherwise no change (a start may still be on its way).
+ * (start_expired) never started: failed; a run running (or paused) that the agent has not reported for
+ * at least the heartbeat timeout (since its last beat listing it, or since it started) has failed: one
+ * unlisted for less waits, so that its completed or stopped event still on its way through the
+ * dispatcher settles it with its own status. Otherwise no change (a start may still be on its way).
  * CX_RUN_STATUS_COUNT: no change; *why says why a failure. */
 static cx_run_status_t unlisted_goal(const cx_run_t *run, int stop_asked, int start_expired, int64_t timeout_ms, int *why)
 {
@@ -1318,7 +1320,7 @@ static cx_run_status_t unlisted_goal(const cx_run_t *run, int stop_asked, int st
         *why = WHY_NEVER_STARTED;
         return CX_RUN_FAILED;
     }
-    if ((run->status == CX_RUN_RUNNING || run->status == CX_RUN_PAUSED) && run->running_for_ms >= timeout_ms) {
+    if ((run->status == CX_RUN_RUNNING || run->status == CX_RUN_PAUSED) && run->unlisted_for_ms >= timeout_ms) {
         *why = WHY_VANISHED; /* a paused pipeline is still on its agent, and listed */
         return CX_RUN_FAILED;
     }
@@ -1343,10 +1345,16 @@ static int reconcile(const char *agent_id, const cx_run_t *run, json_object *pip
     char msg[320];
     int rc = CX_OK;
 
-    if (st != NULL) {
-        int64_t p = get_count(st, "processed_count"), e = get_count(st, "error_count");
-        if ((p >= 0 || e >= 0) &&
-            (rc = cx_db_run_counts(run->id, p >= 0 ? p : run->processed_count, e >= 0 ? e : run->error_count)) != CX_OK)
+    if (st != NULL || in_list == 1) {
+        int64_t p = st ? get_count(st, "processed_count") : -1, e = st ? get_count(st, "error_count") : -1;
+        int counts = p >= 0 || e >= 0;
+        p = counts ? (p >= 0 ? p : run->processed_count) : -1;
+        e = e >= 0 ? e : run->error_count;
+        if (in_list == 1)
+            rc = cx_db_run_listed(run->id, p, e); /* the counts and when it was last listed, one statement */
+        else if (counts)
+            rc = cx_db_run_counts(run->id, p, e);
+        if (rc != CX_OK)
             return rc;
     }
     if (in_list == 1) {

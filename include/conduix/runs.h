@@ -50,8 +50,9 @@ typedef struct cx_run {
     char failover_of[37];
     int64_t created_at;
     int64_t updated_at;
-    int64_t age_ms;         /* now - created_at, database clock */
-    int64_t running_for_ms; /* now - started_at, or -1 */
+    int64_t age_ms;          /* now - created_at, database clock */
+    int64_t running_for_ms;  /* now - started_at, or -1 */
+    int64_t unlisted_for_ms; /* now - the later of started_at and the last heartbeat listing it, or -1 */
 } cx_run_t;
 
 void cx_run_free(cx_run_t *run);
@@ -242,6 +243,9 @@ int cx_db_run_transition(const char *run_id, cx_run_status_t from, cx_run_status
 
 /* cx_db_run_counts -- processed_count and error_count of an active run. */
 int cx_db_run_counts(const char *run_id, int64_t processed, int64_t errors);
+/* cx_db_run_listed -- a heartbeat lists the active run: last_listed_at now, and with processed >= 0 its
+ * counts too (one statement). */
+int cx_db_run_listed(const char *run_id, int64_t processed, int64_t errors);
 
 /* cx_db_runs_of_agent -- the agent's active runs (FOR UPDATE inside a transaction). */
 int cx_db_runs_of_agent(const char *agent_id, cx_run_t **runs, size_t *n);

@@ -19,7 +19,9 @@
     "id, pipeline_id, agent_id, schedule_id, scheduled_for, `trigger`, status, started_at, ended_at, processed_count, "            \
     "error_count, "                                                                                                                \
     "error_message, failover_of, created_at, updated_at, TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) DIV 1000 AS age_ms, "      \
-    "IF(started_at IS NULL, -1, TIMESTAMPDIFF(MICROSECOND, started_at, NOW(3)) DIV 1000) AS running_for_ms"
+    "IF(started_at IS NULL, -1, TIMESTAMPDIFF(MICROSECOND, started_at, NOW(3)) DIV 1000) AS running_for_ms, "                      \
+    "IF(started_at IS NULL, -1, TIMESTAMPDIFF(MICROSECOND, GREATEST(started_at, COALESCE(last_listed_at, started_at)), NOW(3)) "   \
+    "DIV 1000) AS unlisted_for_ms"
 
 /* fill -- row i (RUN_COLS) into *run. CX_ERR (logged) for a status or trigger this build does not know. */
 static int fill(const cx_db_result_t *res, size_t i, cx_run_t *run)
@@ -47,6 +49,7 @@ static int fill(const cx_db_result_t *res, size_t i, cx_run_t *run)
     run->updated_at = cx_db_time_ms(cx_db_value(res, i, "updated_at"));
     run->age_ms = cx_db_int(res, i, "age_ms", 0);
     run->running_for_ms = cx_db_int(res, i, "running_for_ms", -1);
+    run->unlisted_for_ms = cx_db_int(res, i, "unlisted_for_ms", -1);
     return CX_OK;
 }
 
@@ -177,7 +180,7 @@ static int runs_in(const char *column, const char *const *ids, size_t n, const c
 {
     cx_db_param_t *p;
     cx_db_result_t *res = NULL;
-    char head[512], *sql;
+    char head[768], *sql;
     int rc;
 
     *runs = NULL;
@@ -279,6 +282,17 @@ int cx_db_run_counts(const char *run_id, int64_t processed, int64_t errors)
     cx_db_param_t p[] = {CX_DB_P_INT(processed), CX_DB_P_INT(errors), CX_DB_P_STR(run_id)};
     return cx_db_exec("UPDATE pipeline_runs SET processed_count = ?, error_count = ?, updated_at = NOW(3) "
                       "WHERE id = ? AND status IN " CX_RUN_ACTIVE_SQL,
+                      p, 3, NULL, NULL);
+}
+
+int cx_db_run_listed(const char *run_id, int64_t processed, int64_t errors)
+{
+    cx_db_param_t p[] = {CX_DB_P_INT(processed), CX_DB_P_INT(errors), CX_DB_P_STR(run_id)};
+    if (processed < 0)
+        return cx_db_exec("UPDATE pipeline_runs SET last_listed_at = NOW(3) WHERE id = ? AND status IN " CX_RUN_ACTIVE_SQL, p + 2,
+                          1, NULL, NULL);
+    return cx_db_exec("UPDATE pipeline_runs SET processed_count = ?, error_count = ?, last_listed_at = NOW(3), "
+                      "updated_at = NOW(3) WHERE id = ? AND status IN " CX_RUN_ACTIVE_SQL,
                       p, 3, NULL, NULL);
 }
 
