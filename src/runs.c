@@ -1266,6 +1266,298 @@ int cx_runs_event(const cx_event_t *ev, cx_msg_error_t *why)
     return rc;
 }
 
+/* ---- acknowledgements and run events in batches (the dispatcher's) ---- */
+
+#define APPLY_MAX 100 /* messages of one transaction */
+
+/* A run transition of a batch. */
+typedef struct move {
+    const cx_run_t *run;
+    cx_run_status_t to;
+    const char *error; /* error_message, or NULL */
+    const char *why;   /* for the log */
+    const char *agent_id;
+} move_t;
+
+/* The work of one batch: what it read, what it writes. */
+typedef struct batch {
+    cx_command_t *cmds;
+    size_t ncmds;
+    cx_run_t *runs;
+    size_t nruns;
+    cx_command_result_t *results;
+    size_t nresults;
+    const char **count_ids;
+    int64_t *processed, *errors;
+    size_t ncounts;
+    move_t *moves;
+    size_t nmoves;
+    uint64_t cancelled;
+} batch_t;
+
+static void batch_free(batch_t *b)
+{
+    cx_db_commands_free(b->cmds, b->ncmds);
+    cx_db_runs_free(b->runs, b->nruns);
+    free(b->results);
+    free(b->count_ids);
+    free(b->processed);
+    free(b->errors);
+    free(b->moves);
+    memset(b, 0, sizeof(*b));
+}
+
+static const cx_command_t *batch_cmd(const batch_t *b, const cx_agent_word_t *w)
+{
+    for (size_t i = 0; i < b->ncmds; i++)
+        if (strcmp(b->cmds[i].id, w->ack->command_id) == 0)
+            return strcmp(b->cmds[i].agent_id, w->agent_id) == 0 ? &b->cmds[i] : NULL; /* another agent's: none */
+    return NULL;
+}
+
+static const cx_run_t *batch_run(const batch_t *b, const char *id)
+{
+    for (size_t i = 0; id != NULL && i < b->nruns; i++)
+        if (strcmp(b->runs[i].id, id) == 0)
+            return &b->runs[i];
+    return NULL;
+}
+
+static int has_key(const char *const *keys, size_t n, const char *k)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(keys[i], k) == 0)
+            return 1;
+    return 0;
+}
+
+/* word_ack -- an acknowledgement of the batch, as ack_tx would apply it. */
+static void word_ack(batch_t *b, cx_agent_word_t *w)
+{
+    const cx_command_t *c = batch_cmd(b, w);
+    const cx_run_t *run;
+    cx_run_status_t to;
+
+    if (c == NULL) {
+        w->rc = CX_NOTFOUND;
+        return;
+    }
+    if (c->status != CX_CMDST_QUEUED && c->status != CX_CMDST_SENT && c->status != CX_CMDST_EXPIRED &&
+        c->status != CX_CMDST_CANCELLED)
+        return; /* a repeated ack: changes nothing */
+    b->results[b->nresults++] = (cx_command_result_t){c->id, w->ack->success, w->ack->message, w->ack->error};
+    if (!c->run_id[0] || (run = batch_run(b, c->run_id)) == NULL)
+        return;
+    if ((to = ack_goal(c->type, w->ack->success, run->status)) != CX_RUN_STATUS_COUNT) {
+        const char *err = NULL;
+        if (to == CX_RUN_FAILED)
+            err = w->ack->error && *w->ack->error       ? w->ack->error
+                  : w->ack->message && *w->ack->message ? w->ack->message
+                                                        : "the agent refused start_pipeline";
+        b->moves[b->nmoves++] = (move_t){run, to, err,
+                                         c->type == CX_CMD_START_PIPELINE  ? "start_pipeline acknowledged by agent"
+                                         : c->type == CX_CMD_STOP_PIPELINE ? "stop_pipeline acknowledged by agent"
+                                                                           : "acknowledged by agent",
+                                         c->agent_id};
+    } else if (!w->ack->success) {
+        cx_log_info("agent %s refused %s %s for run %s: %.200s", c->agent_id, cx_command_type_name(c->type), c->id, run->id,
+                    w->ack->error     ? w->ack->error
+                    : w->ack->message ? w->ack->message
+                                      : "");
+    }
+}
+
+/* word_event -- a run event (with run_id) of the batch, as cx_runs_event would apply it. */
+static void word_event(batch_t *b, cx_agent_word_t *w)
+{
+    const cx_event_t *ev = w->ev;
+    const cx_run_t *run = batch_run(b, ev->run_id);
+
+    if (run == NULL) {
+        w->rc = refuse(w->why, "run_id", "names no run");
+        return;
+    }
+    if (strcmp(ev->agent_id, run->agent_id) != 0 || (ev->pipeline_id != NULL && strcmp(ev->pipeline_id, run->pipeline_id) != 0)) {
+        int other = strcmp(ev->agent_id, run->agent_id) != 0;
+        w->rc = refuse(w->why, other ? "agent_id" : "pipeline_id",
+                       other ? "is not the agent of the run" : "is not the pipeline of the run");
+        return;
+    }
+    if (cx_run_status_active(run->status) && (ev->processed_count >= 0 || ev->error_count >= 0)) {
+        b->count_ids[b->ncounts] = run->id;
+        b->processed[b->ncounts] = ev->processed_count >= 0 ? ev->processed_count : run->processed_count;
+        b->errors[b->ncounts++] = ev->error_count >= 0 ? ev->error_count : run->error_count;
+    }
+    if (ev->has_status && cx_run_transition_legal(run->status, ev->status))
+        b->moves[b->nmoves++] = (move_t){run, ev->status, ev->status == CX_RUN_FAILED ? ev->error_message : NULL,
+                                         "run event from agent", run->agent_id};
+}
+
+static int is_event(const cx_agent_word_t *w)
+{
+    return w->ack == NULL && w->ev->type != NULL && strcmp(w->ev->type, CX_EVENT_RUN_STATUS) == 0;
+}
+
+/* batch_moves -- the batch's transitions, one UPDATE per (from, to), then the ended runs' commands
+ * cancelled in one. */
+static int batch_moves(batch_t *b)
+{
+    const char **ids = cx_calloc(b->nmoves + 1, sizeof(*ids)), **errs = cx_calloc(b->nmoves + 1, sizeof(*errs));
+    char *done = cx_calloc(b->nmoves + 1, 1);
+    size_t nended = 0;
+    int rc = CX_OK;
+
+    for (size_t i = 0; i < b->nmoves && rc == CX_OK; i++) {
+        size_t m = 0;
+        uint64_t changed = 0;
+        if (done[i])
+            continue;
+        for (size_t j = i; j < b->nmoves; j++)
+            if (!done[j] && b->moves[j].run->status == b->moves[i].run->status && b->moves[j].to == b->moves[i].to) {
+                done[j] = 1;
+                ids[m] = b->moves[j].run->id;
+                errs[m++] = b->moves[j].error;
+            }
+        rc = cx_db_runs_transition_many(ids, errs, m, b->moves[i].run->status, b->moves[i].to, &changed);
+        if (rc == CX_OK && changed != m) {
+            cx_log_errorx("%zu run(s) locked by the batch changed under it (%llu of %zu moved)", m, (unsigned long long)changed, m);
+            rc = CX_ERR;
+        }
+    }
+    for (size_t i = 0; i < b->nmoves; i++)
+        if (!cx_run_status_active(b->moves[i].to))
+            ids[nended++] = b->moves[i].run->id;
+    if (rc == CX_OK)
+        rc = cx_db_commands_cancel_runs(ids, nended, &b->cancelled);
+    free(done);
+    free(errs);
+    free(ids);
+    return rc;
+}
+
+/* apply_tx -- one transaction of the words from w[0] (at most n): *used says how many it took. */
+static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
+{
+    const char **cids = cx_calloc(n, sizeof(*cids)), **keys = cx_calloc(2 * n, sizeof(*keys)), **rids = cx_calloc(n, sizeof(*rids));
+    size_t ncids = 0, nkeys = 0, nrids = 0, k;
+    uint64_t changed = 0;
+    int rc;
+
+    memset(b, 0, sizeof(*b));
+    *used = 0;
+    for (size_t i = 0; i < n; i++)
+        if (w[i].ack != NULL)
+            cids[ncids++] = w[i].ack->command_id;
+    if ((rc = cx_db_begin()) != CX_OK)
+        goto out;
+    if ((rc = cx_db_commands_lock_rows(cids, ncids, &b->cmds, &b->ncmds)) != CX_OK)
+        goto out;
+    /* cut before a word about a run or a command already in the batch */
+    for (k = 0; k < n; k++) {
+        const char *cmd = w[k].ack ? w[k].ack->command_id : NULL, *run = NULL;
+        if (w[k].ack != NULL) {
+            const cx_command_t *c = batch_cmd(b, &w[k]);
+            run = c && c->run_id[0] ? c->run_id : NULL;
+        } else if (is_event(&w[k])) {
+            if (w[k].ev->run_id == NULL)
+                break; /* the pipeline's active run: applied alone */
+            run = w[k].ev->run_id;
+        }
+        if ((cmd && has_key(keys, nkeys, cmd)) || (run && has_key(keys, nkeys, run)))
+            break;
+        if (cmd)
+            keys[nkeys++] = cmd;
+        if (run) {
+            keys[nkeys++] = run;
+            rids[nrids++] = run;
+        }
+    }
+    *used = k;
+    if (k == 0) {
+        rc = cx_db_rollback(); /* nothing written: w[0] goes alone */
+        goto out;
+    }
+    if ((rc = cx_db_runs_lock_many(rids, nrids, &b->runs, &b->nruns)) != CX_OK)
+        goto out;
+    b->results = cx_calloc(k, sizeof(*b->results));
+    b->count_ids = cx_calloc(k, sizeof(*b->count_ids));
+    b->processed = cx_calloc(k, sizeof(*b->processed));
+    b->errors = cx_calloc(k, sizeof(*b->errors));
+    b->moves = cx_calloc(k, sizeof(*b->moves));
+    for (size_t i = 0; i < k; i++) {
+        w[i].rc = CX_OK;
+        if (w[i].ack != NULL)
+            word_ack(b, &w[i]);
+        else if (is_event(&w[i]))
+            word_event(b, &w[i]);
+    }
+    if ((rc = cx_db_commands_results(b->results, b->nresults, &changed)) != CX_OK)
+        goto out;
+    if (changed != b->nresults) {
+        cx_log_errorx("%zu acknowledged command(s) locked by the batch changed under it (%llu written)", b->nresults,
+                      (unsigned long long)changed);
+        rc = CX_ERR;
+        goto out;
+    }
+    if ((rc = cx_db_runs_counts_many(b->count_ids, b->processed, b->errors, b->ncounts)) != CX_OK)
+        goto out;
+    if ((rc = batch_moves(b)) != CX_OK)
+        goto out;
+    rc = cx_db_commit();
+out:
+    free(rids);
+    free(keys);
+    free(cids);
+    return rc == CX_OK ? CX_OK : undo(rc);
+}
+
+/* apply_one -- w as cx_runs_ack or cx_runs_event alone. */
+static void apply_one(cx_agent_word_t *w)
+{
+    if (w->ack != NULL)
+        w->rc = cx_runs_ack(w->agent_id, w->ack->command_id, w->ack->success, w->ack->message, w->ack->error, NULL);
+    else
+        w->rc = cx_runs_event(w->ev, w->why);
+}
+
+void cx_runs_apply(cx_agent_word_t *w, size_t n)
+{
+    size_t at = 0;
+
+    while (at < n) {
+        size_t lim = n - at < APPLY_MAX ? n - at : APPLY_MAX, used = 0;
+        int rc, runs = 0;
+        batch_t b;
+
+        do {
+            rc = apply_tx(w + at, lim, &used, &b);
+            if (rc != CX_OK)
+                batch_free(&b);
+        } while (again(rc, &runs, "batch of acknowledgements and run events", "from the subscription"));
+        if (rc == CX_OK && used == 0) {
+            batch_free(&b);
+            apply_one(&w[at++]); /* an event without run_id */
+            continue;
+        }
+        if (rc != CX_OK) {
+            /* not a deadlock: each message alone, as before batches (one MySQL refuses, or MySQL is down) */
+            size_t end = at + (used > 0 ? used : 1);
+            for (; at < end; at++)
+                apply_one(&w[at]);
+            continue;
+        }
+        for (size_t i = 0; i < b.nresults; i++)
+            cx_shm_count(b.results[i].success ? CX_C_COMMANDS_ACKED : CX_C_COMMANDS_FAILED, 1);
+        if (b.cancelled > 0)
+            cx_shm_count(CX_C_COMMANDS_CANCELLED, b.cancelled);
+        for (size_t i = 0; i < b.nmoves; i++)
+            cx_log_info("run %s: %s -> %s (%s %s)", b.moves[i].run->id, cx_run_status_name(b.moves[i].run->status),
+                        cx_run_status_name(b.moves[i].to), b.moves[i].why, b.moves[i].agent_id);
+        batch_free(&b);
+        at += used;
+    }
+}
+
 /* listed -- is pipeline_id in the heartbeat's pipelines array? */
 static int listed(json_object *pipelines, const char *pipeline_id)
 {

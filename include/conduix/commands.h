@@ -70,6 +70,8 @@ int cx_db_commands_insert(const cx_command_new_t *rows, size_t n, int64_t ttl_ms
 
 /* cx_db_commands_load_many -- the commands of ids (those that exist), in seq order. */
 int cx_db_commands_load_many(const char *const *ids, size_t n, cx_command_t **out, size_t *nout);
+/* cx_db_commands_lock_rows -- the same, locked FOR UPDATE (inside a transaction). */
+int cx_db_commands_lock_rows(const char *const *ids, size_t n, cx_command_t **out, size_t *nout);
 
 /* cx_db_commands_lock_many -- cx_db_command_lock for n agents and pipelines in one statement: got[i] = 1
  * when the lock of (agents[i], pipelines[i]) is now held. cx_db_commands_unlock_many releases those with
@@ -158,6 +160,20 @@ int cx_db_commands_stray(const char *agent_id, const char *pipeline_id, int64_t 
  * becomes acked (success) or failed, with the agent's message and error. CX_OK when it changed now, CX_STATE when it
  * was already acknowledged (a repeated ack), CX_NOTFOUND. */
 int cx_db_command_result(const char *id, const char *agent_id, int success, const char *message, const char *error);
+
+/* An acknowledgement of a batch (cx_db_commands_results). */
+typedef struct cx_command_result {
+    const char *id;
+    int success;
+    const char *message, *error; /* as stored, or NULL */
+} cx_command_result_t;
+
+/* cx_db_commands_results -- record n acknowledgements in one UPDATE (the caller checked each command's
+ * agent and that it is not acknowledged yet, with the rows locked); *changed the rows changed. */
+int cx_db_commands_results(const cx_command_result_t *r, size_t n, uint64_t *changed);
+
+/* cx_db_commands_cancel_runs -- cx_db_commands_cancel_run for n runs in one UPDATE. */
+int cx_db_commands_cancel_runs(const char *const *run_ids, size_t n, uint64_t *count);
 
 /* --- src/redis/commands.c ------------------------------------------------------------------------ */
 

@@ -206,6 +206,11 @@ int cx_db_runs_get_many(const char *const *ids, size_t n, cx_run_t **runs, size_
     return runs_in("id", ids, n, ")", runs, nruns);
 }
 
+int cx_db_runs_lock_many(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns)
+{
+    return runs_in("id", ids, n, ") FOR UPDATE", runs, nruns);
+}
+
 int cx_db_runs_active_of(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns)
 {
     return runs_in("active_pipeline_id", ids, n, ")", runs, nruns);
@@ -294,6 +299,94 @@ int cx_db_run_listed(const char *run_id, int64_t processed, int64_t errors)
     return cx_db_exec("UPDATE pipeline_runs SET processed_count = ?, error_count = ?, last_listed_at = NOW(3), "
                       "updated_at = NOW(3) WHERE id = ? AND status IN " CX_RUN_ACTIVE_SQL,
                       p, 3, NULL, NULL);
+}
+
+/* update_many -- "UPDATE pipeline_runs SET <set> WHERE <where> AND id IN (...)" over n ids after nhead
+ * parameters of set and where (head). */
+static int update_many(const char *set, const char *where, const cx_db_param_t *head, size_t nhead, const char *const *ids,
+                       size_t n, uint64_t *changed)
+{
+    cx_db_param_t *p = cx_calloc(nhead + n, sizeof(*p));
+    size_t len = strlen(set) + strlen(where) + 64;
+    char *h = cx_malloc(len), *sql;
+    int rc;
+
+    memcpy(p, head, nhead * sizeof(*p));
+    for (size_t i = 0; i < n; i++)
+        p[nhead + i] = CX_DB_P_STR(ids[i]);
+    snprintf(h, len, "UPDATE pipeline_runs SET %s WHERE %s AND id IN (", set, where);
+    sql = cx_db_sql_rows(h, "?", ", ", n, ")");
+    rc = cx_db_exec(sql, p, nhead + n, NULL, changed);
+    free(sql);
+    free(h);
+    free(p);
+    return rc;
+}
+
+int cx_db_runs_counts_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n)
+{
+    cx_db_param_t *p;
+    char *cp, *ce, *set;
+    size_t len;
+    uint64_t changed = 0;
+    int rc;
+
+    if (n == 0)
+        return CX_OK;
+    p = cx_calloc(4 * n, sizeof(*p));
+    for (size_t i = 0; i < n; i++) {
+        p[2 * i] = CX_DB_P_STR(ids[i]);
+        p[2 * i + 1] = CX_DB_P_INT(processed[i]);
+        p[2 * n + 2 * i] = CX_DB_P_STR(ids[i]);
+        p[2 * n + 2 * i + 1] = CX_DB_P_INT(errors[i]);
+    }
+    cp = cx_db_sql_case("id", "processed_count", n);
+    ce = cx_db_sql_case("id", "error_count", n);
+    len = strlen(cp) + strlen(ce) + 96;
+    set = cx_malloc(len);
+    snprintf(set, len, "processed_count = %s, error_count = %s, updated_at = NOW(3)", cp, ce);
+    rc = update_many(set, "status IN " CX_RUN_ACTIVE_SQL, p, 4 * n, ids, n, &changed);
+    free(set);
+    free(ce);
+    free(cp);
+    free(p);
+    return rc;
+}
+
+int cx_db_runs_transition_many(const char *const *ids, const char *const *errors, size_t n, cx_run_status_t from,
+                               cx_run_status_t to, uint64_t *changed)
+{
+    const char *t = cx_run_status_name(to);
+    cx_db_param_t *p;
+    char *ce, *set;
+    size_t k = 0, len;
+    int rc;
+
+    *changed = 0;
+    if (n == 0)
+        return CX_OK;
+    p = cx_calloc(2 * n + 4, sizeof(*p));
+    p[k++] = CX_DB_P_STR(t);
+    p[k++] = CX_DB_P_STR(t);
+    p[k++] = CX_DB_P_STR(t);
+    for (size_t i = 0; i < n; i++) {
+        p[k++] = CX_DB_P_STR(ids[i]);
+        p[k++] = CX_DB_P_STR(errors[i]);
+    }
+    p[k++] = CX_DB_P_STR(cx_run_status_name(from));
+    ce = cx_db_sql_case("id", "NULL", n);
+    len = strlen(ce) + 320;
+    set = cx_malloc(len);
+    snprintf(set, len,
+             "status = ?, started_at = IF(? = 'running' AND started_at IS NULL, NOW(3), started_at), "
+             "ended_at = IF(? IN " CX_RUN_ENDED_SQL ", NOW(3), ended_at), error_message = COALESCE(%s, error_message), "
+             "updated_at = NOW(3)",
+             ce);
+    rc = update_many(set, "status = ?", p, k, ids, n, changed);
+    free(set);
+    free(ce);
+    free(p);
+    return rc;
 }
 
 int cx_db_runs_of_agent(const char *agent_id, cx_run_t **runs, size_t *n)
