@@ -1419,10 +1419,8 @@ static int batch_moves(batch_t *b)
                 errs[m++] = b->moves[j].error;
             }
         rc = cx_db_runs_transition_many(ids, errs, m, b->moves[i].run->status, b->moves[i].to, &changed);
-        if (rc == CX_OK && changed != m) {
-            cx_log_errorx("%zu run(s) locked by the batch changed under it (%llu of %zu moved)", m, (unsigned long long)changed, m);
-            rc = CX_ERR;
-        }
+        if (rc == CX_OK && changed != m)
+            rc = CX_STATE; /* a run changed since it was read: the batch goes message by message */
     }
     for (size_t i = 0; i < b->nmoves; i++)
         if (!cx_run_status_active(b->moves[i].to))
@@ -1450,7 +1448,7 @@ static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
             cids[ncids++] = w[i].ack->command_id;
     if ((rc = cx_db_begin()) != CX_OK)
         goto out;
-    if ((rc = cx_db_commands_lock_rows(cids, ncids, &b->cmds, &b->ncmds)) != CX_OK)
+    if ((rc = cx_db_commands_load_many(cids, ncids, &b->cmds, &b->ncmds)) != CX_OK)
         goto out;
     /* cut before a word about a run or a command already in the batch */
     for (k = 0; k < n; k++) {
@@ -1477,7 +1475,7 @@ static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
         rc = cx_db_rollback(); /* nothing written: w[0] goes alone */
         goto out;
     }
-    if ((rc = cx_db_runs_lock_many(rids, nrids, &b->runs, &b->nruns)) != CX_OK)
+    if ((rc = cx_db_runs_get_many(rids, nrids, &b->runs, &b->nruns)) != CX_OK)
         goto out;
     b->results = cx_calloc(k, sizeof(*b->results));
     b->count_ids = cx_calloc(k, sizeof(*b->count_ids));
@@ -1494,9 +1492,7 @@ static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
     if ((rc = cx_db_commands_results(b->results, b->nresults, &changed)) != CX_OK)
         goto out;
     if (changed != b->nresults) {
-        cx_log_errorx("%zu acknowledged command(s) locked by the batch changed under it (%llu written)", b->nresults,
-                      (unsigned long long)changed);
-        rc = CX_ERR;
+        rc = CX_STATE; /* acknowledged meanwhile (over REST, by another dispatcher): message by message */
         goto out;
     }
     if ((rc = cx_db_runs_counts_many(b->count_ids, b->processed, b->errors, b->ncounts)) != CX_OK)
@@ -1540,7 +1536,8 @@ void cx_runs_apply(cx_agent_word_t *w, size_t n)
             continue;
         }
         if (rc != CX_OK) {
-            /* not a deadlock: each message alone, as before batches (one MySQL refuses, or MySQL is down) */
+            /* not a deadlock: a command or run changed since the batch read it (CX_STATE), or MySQL
+             * refused: each message alone, as before batches */
             size_t end = at + (used > 0 ? used : 1);
             for (; at < end; at++)
                 apply_one(&w[at]);

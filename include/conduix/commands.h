@@ -70,8 +70,6 @@ int cx_db_commands_insert(const cx_command_new_t *rows, size_t n, int64_t ttl_ms
 
 /* cx_db_commands_load_many -- the commands of ids (those that exist), in seq order. */
 int cx_db_commands_load_many(const char *const *ids, size_t n, cx_command_t **out, size_t *nout);
-/* cx_db_commands_lock_rows -- the same, locked FOR UPDATE (inside a transaction). */
-int cx_db_commands_lock_rows(const char *const *ids, size_t n, cx_command_t **out, size_t *nout);
 
 /* cx_db_commands_lock_many -- cx_db_command_lock for n agents and pipelines in one statement: got[i] = 1
  * when the lock of (agents[i], pipelines[i]) is now held. cx_db_commands_unlock_many releases those with

@@ -178,12 +178,14 @@ typedef struct cx_agent_word {
 } cx_agent_word_t;
 
 /* cx_runs_apply -- n acknowledgements and run events in their order, as cx_runs_ack and cx_runs_event
- * one by one would, in a transaction per up to 100 of them: their commands read and locked in one
- * statement, their runs in another, the acknowledgements written in one UPDATE, the events' counts in
- * one, one UPDATE per kind of run transition and one cancelling the ended runs' commands. A batch is
- * cut before a message about a run (or a command) already in it, so the effects of two messages about
- * one run keep their order; an event without run_id is applied alone. A deadlock victim is run again;
- * another database error has the batch applied message by message. w[i].rc says what became of each. */
+ * one by one would, in a transaction per up to 100 of them: their commands read in one statement,
+ * their runs in another, the acknowledgements written in one UPDATE (compare-and-set on the commands'
+ * status), the events' counts in one, one UPDATE per kind of run transition (compare-and-set on the
+ * runs' status) and one cancelling the ended runs' commands. A batch is cut before a message about a run
+ * (or a command) already in it, so the effects of two messages about one run keep their order; an event
+ * without run_id is applied alone. A deadlock victim is run again; a batch whose commands or runs
+ * changed after it read them (a compare-and-set that missed), or that MySQL refused, is rolled back and
+ * applied message by message. w[i].rc says what became of each. */
 void cx_runs_apply(cx_agent_word_t *w, size_t n);
 
 /* cx_runs_deliver -- one delivery attempt of a loaded command (c->attempts as read), under the lock of
@@ -243,8 +245,6 @@ int cx_db_runs_insert(const cx_run_new_t *rows, size_t n);
 
 /* cx_db_runs_get_many -- the runs of ids (in no particular order; those that exist). */
 int cx_db_runs_get_many(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns);
-/* cx_db_runs_lock_many -- the same, locked FOR UPDATE (inside a transaction). */
-int cx_db_runs_lock_many(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns);
 /* cx_db_runs_counts_many -- cx_db_run_counts for n runs in one UPDATE. */
 int cx_db_runs_counts_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n);
 /* cx_db_runs_transition_many -- n runs from `from` to `to` in one UPDATE (errors[i]: run i's

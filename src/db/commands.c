@@ -150,8 +150,7 @@ static cx_db_param_t *ids_params(const char *const *ids, size_t n)
 
 static int rows(int rc, cx_db_result_t *res, cx_command_t **out, size_t *n);
 
-/* load_in -- the commands of ids, in seq order; tail ends the statement. */
-static int load_in(const char *const *ids, size_t n, const char *tail, cx_command_t **out, size_t *nout)
+int cx_db_commands_load_many(const char *const *ids, size_t n, cx_command_t **out, size_t *nout)
 {
     cx_db_param_t *p;
     cx_db_result_t *res = NULL;
@@ -163,21 +162,11 @@ static int load_in(const char *const *ids, size_t n, const char *tail, cx_comman
     if (n == 0)
         return CX_OK;
     p = ids_params(ids, n);
-    sql = cx_db_sql_rows("SELECT " CMD_COLS " FROM agent_commands WHERE id IN (", "?", ", ", n, tail);
+    sql = cx_db_sql_rows("SELECT " CMD_COLS " FROM agent_commands WHERE id IN (", "?", ", ", n, ") ORDER BY seq");
     rc = cx_db_exec(sql, p, n, &res, NULL);
     free(sql);
     free(p);
     return rows(rc, res, out, nout);
-}
-
-int cx_db_commands_load_many(const char *const *ids, size_t n, cx_command_t **out, size_t *nout)
-{
-    return load_in(ids, n, ") ORDER BY seq", out, nout);
-}
-
-int cx_db_commands_lock_rows(const char *const *ids, size_t n, cx_command_t **out, size_t *nout)
-{
-    return load_in(ids, n, ") ORDER BY seq FOR UPDATE", out, nout);
 }
 
 int cx_db_command_load(const char *id, const char *agent_id, cx_command_t *c)

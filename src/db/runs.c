@@ -206,11 +206,6 @@ int cx_db_runs_get_many(const char *const *ids, size_t n, cx_run_t **runs, size_
     return runs_in("id", ids, n, ")", runs, nruns);
 }
 
-int cx_db_runs_lock_many(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns)
-{
-    return runs_in("id", ids, n, ") FOR UPDATE", runs, nruns);
-}
-
 int cx_db_runs_active_of(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns)
 {
     return runs_in("active_pipeline_id", ids, n, ")", runs, nruns);
