@@ -17,7 +17,8 @@
  * entered again without the fd, and the tick reconnects with a doubling backoff (250 ms to 8 s), or at
  * once when Redis answers the dispatcher's own connection again (so it listens before it publishes).
  * Acknowledgements and events published while it was down are lost to pub/sub; the redelivery of
- * unacknowledged commands makes agents acknowledge again.
+ * unacknowledged commands makes agents acknowledge again. What one read of the subscription brings is
+ * parsed, then applied together when the read is done (cx_runs_apply: batches of up to 100, in order).
  *
  * Every 5 s it also looks for runs still active on agents recorded offline (hbmon's call to
  * cx_runs_agent_offline failed, e.g. MySQL was down) and finishes that work.
