@@ -1270,13 +1270,14 @@ int cx_runs_event(const cx_event_t *ev, cx_msg_error_t *why)
 
 #define APPLY_MAX 100 /* messages of one transaction */
 
-/* A run transition of a batch. */
+/* A run transition of a batch, for the word w (an ack of command c, or an event). */
 typedef struct move {
     const cx_run_t *run;
     cx_run_status_t to;
     const char *error; /* error_message, or NULL */
-    const char *why;   /* for the log */
-    const char *agent_id;
+    cx_agent_word_t *w;
+    const cx_command_t *c;
+    int done; /* written by the batch's UPDATE (not by the word alone after a missed compare-and-set) */
 } move_t;
 
 /* The work of one batch: what it read, what it writes. */
@@ -1286,6 +1287,7 @@ typedef struct batch {
     cx_run_t *runs;
     size_t nruns;
     cx_command_result_t *results;
+    cx_agent_word_t **result_of; /* the word of each result */
     size_t nresults;
     const char **count_ids;
     int64_t *processed, *errors;
@@ -1300,6 +1302,7 @@ static void batch_free(batch_t *b)
     cx_db_commands_free(b->cmds, b->ncmds);
     cx_db_runs_free(b->runs, b->nruns);
     free(b->results);
+    free(b->result_of);
     free(b->count_ids);
     free(b->processed);
     free(b->errors);
@@ -1331,12 +1334,16 @@ static int has_key(const char *const *keys, size_t n, const char *k)
     return 0;
 }
 
-/* word_ack -- an acknowledgement of the batch, as ack_tx would apply it. */
-static void word_ack(batch_t *b, cx_agent_word_t *w)
+/* savepoint -- SAVEPOINT (back 0) or ROLLBACK TO SAVEPOINT (back 1) cx_batch. */
+static int savepoint(int back)
+{
+    return cx_db_exec(back ? "ROLLBACK TO SAVEPOINT cx_batch" : "SAVEPOINT cx_batch", NULL, 0, NULL, NULL);
+}
+
+/* word_result -- an acknowledgement of the batch: what it records (a repeated one, as read, nothing). */
+static void word_result(batch_t *b, cx_agent_word_t *w)
 {
     const cx_command_t *c = batch_cmd(b, w);
-    const cx_run_t *run;
-    cx_run_status_t to;
 
     if (c == NULL) {
         w->rc = CX_NOTFOUND;
@@ -1345,7 +1352,46 @@ static void word_ack(batch_t *b, cx_agent_word_t *w)
     if (c->status != CX_CMDST_QUEUED && c->status != CX_CMDST_SENT && c->status != CX_CMDST_EXPIRED &&
         c->status != CX_CMDST_CANCELLED)
         return; /* a repeated ack: changes nothing */
+    b->result_of[b->nresults] = w;
     b->results[b->nresults++] = (cx_command_result_t){c->id, w->ack->success, w->ack->message, w->ack->error};
+}
+
+/* results -- the acknowledgements in one UPDATE; when one was recorded meanwhile (over REST, by the
+ * dispatcher of another replica), that UPDATE is undone and each is recorded alone, a repeated one
+ * dropped from the batch. */
+static int results(batch_t *b)
+{
+    uint64_t changed = 0;
+    int rc;
+
+    if (b->nresults == 0)
+        return CX_OK;
+    if ((rc = savepoint(0)) != CX_OK || (rc = cx_db_commands_results(b->results, b->nresults, &changed)) != CX_OK)
+        return rc;
+    if (changed == b->nresults)
+        return CX_OK;
+    if ((rc = savepoint(1)) != CX_OK)
+        return rc;
+    for (size_t i = 0; i < b->nresults; i++) {
+        const cx_command_result_t *r = &b->results[i];
+        rc = cx_db_command_result(r->id, b->result_of[i]->agent_id, r->success, r->message, r->error);
+        if (rc == CX_STATE) {
+            b->result_of[i] = NULL; /* a repeated ack after all */
+            continue;
+        }
+        if (rc != CX_OK)
+            return rc;
+    }
+    return CX_OK;
+}
+
+/* word_ack -- what a recorded acknowledgement of the batch does to its run, as ack_effect. */
+static void word_ack(batch_t *b, cx_agent_word_t *w)
+{
+    const cx_command_t *c = batch_cmd(b, w);
+    const cx_run_t *run;
+    cx_run_status_t to;
+
     if (!c->run_id[0] || (run = batch_run(b, c->run_id)) == NULL)
         return;
     if ((to = ack_goal(c->type, w->ack->success, run->status)) != CX_RUN_STATUS_COUNT) {
@@ -1354,11 +1400,7 @@ static void word_ack(batch_t *b, cx_agent_word_t *w)
             err = w->ack->error && *w->ack->error       ? w->ack->error
                   : w->ack->message && *w->ack->message ? w->ack->message
                                                         : "the agent refused start_pipeline";
-        b->moves[b->nmoves++] = (move_t){run, to, err,
-                                         c->type == CX_CMD_START_PIPELINE  ? "start_pipeline acknowledged by agent"
-                                         : c->type == CX_CMD_STOP_PIPELINE ? "stop_pipeline acknowledged by agent"
-                                                                           : "acknowledged by agent",
-                                         c->agent_id};
+        b->moves[b->nmoves++] = (move_t){run, to, err, w, c, 0};
     } else if (!w->ack->success) {
         cx_log_info("agent %s refused %s %s for run %s: %.200s", c->agent_id, cx_command_type_name(c->type), c->id, run->id,
                     w->ack->error     ? w->ack->error
@@ -1389,8 +1431,7 @@ static void word_event(batch_t *b, cx_agent_word_t *w)
         b->errors[b->ncounts++] = ev->error_count >= 0 ? ev->error_count : run->error_count;
     }
     if (ev->has_status && cx_run_transition_legal(run->status, ev->status))
-        b->moves[b->nmoves++] = (move_t){run, ev->status, ev->status == CX_RUN_FAILED ? ev->error_message : NULL,
-                                         "run event from agent", run->agent_id};
+        b->moves[b->nmoves++] = (move_t){run, ev->status, ev->status == CX_RUN_FAILED ? ev->error_message : NULL, w, NULL, 0};
 }
 
 static int is_event(const cx_agent_word_t *w)
@@ -1398,47 +1439,83 @@ static int is_event(const cx_agent_word_t *w)
     return w->ack == NULL && w->ev->type != NULL && strcmp(w->ev->type, CX_EVENT_RUN_STATUS) == 0;
 }
 
-/* batch_moves -- the batch's transitions, one UPDATE per (from, to), then the ended runs' commands
+/* move_alone -- a move whose run changed after the batch read it: its word decides again from the
+ * run as it is now (as ack_effect and cx_runs_event do; the event's counts are written already). */
+static int move_alone(const move_t *m)
+{
+    cx_run_t run;
+    int rc;
+
+    if (m->c != NULL)
+        return ack_effect(m->c, m->w->ack->success, m->w->ack->message, m->w->ack->error);
+    if ((rc = cx_db_run_get(m->run->id, &run)) != CX_OK)
+        return rc == CX_NOTFOUND ? CX_OK : rc;
+    if (cx_run_transition_legal(run.status, m->to)) {
+        rc = transition(&run, m->to, m->error);
+        if (rc == CX_OK)
+            cx_log_info("run %s: %s -> %s (run event from agent %s)", run.id, cx_run_status_name(run.status),
+                        cx_run_status_name(m->to), run.agent_id);
+        else if (rc == CX_STATE)
+            rc = CX_OK;
+    }
+    cx_run_free(&run);
+    return rc;
+}
+
+/* batch_moves -- the batch's transitions, one UPDATE per (from, to) (a group whose runs changed after
+ * the batch read them undone, and each of its moves decided again alone), then the ended runs' commands
  * cancelled in one. */
 static int batch_moves(batch_t *b)
 {
     const char **ids = cx_calloc(b->nmoves + 1, sizeof(*ids)), **errs = cx_calloc(b->nmoves + 1, sizeof(*errs));
-    char *done = cx_calloc(b->nmoves + 1, 1);
+    size_t *in = cx_calloc(b->nmoves + 1, sizeof(*in));
+    char *seen = cx_calloc(b->nmoves + 1, 1);
     size_t nended = 0;
     int rc = CX_OK;
 
     for (size_t i = 0; i < b->nmoves && rc == CX_OK; i++) {
         size_t m = 0;
         uint64_t changed = 0;
-        if (done[i])
+        if (seen[i])
             continue;
         for (size_t j = i; j < b->nmoves; j++)
-            if (!done[j] && b->moves[j].run->status == b->moves[i].run->status && b->moves[j].to == b->moves[i].to) {
-                done[j] = 1;
+            if (!seen[j] && b->moves[j].run->status == b->moves[i].run->status && b->moves[j].to == b->moves[i].to) {
+                seen[j] = 1;
+                in[m] = j;
                 ids[m] = b->moves[j].run->id;
                 errs[m++] = b->moves[j].error;
             }
-        rc = cx_db_runs_transition_many(ids, errs, m, b->moves[i].run->status, b->moves[i].to, &changed);
-        if (rc == CX_OK && changed != m)
-            rc = CX_STATE; /* a run changed since it was read: the batch goes message by message */
+        if ((rc = savepoint(0)) != CX_OK ||
+            (rc = cx_db_runs_transition_many(ids, errs, m, b->moves[i].run->status, b->moves[i].to, &changed)) != CX_OK)
+            break;
+        if (changed == m) {
+            for (size_t k = 0; k < m; k++)
+                b->moves[in[k]].done = 1;
+            continue;
+        }
+        if ((rc = savepoint(1)) != CX_OK)
+            break;
+        for (size_t k = 0; k < m && rc == CX_OK; k++)
+            rc = move_alone(&b->moves[in[k]]);
     }
     for (size_t i = 0; i < b->nmoves; i++)
-        if (!cx_run_status_active(b->moves[i].to))
+        if (b->moves[i].done && !cx_run_status_active(b->moves[i].to))
             ids[nended++] = b->moves[i].run->id;
     if (rc == CX_OK)
         rc = cx_db_commands_cancel_runs(ids, nended, &b->cancelled);
-    free(done);
+    free(seen);
+    free(in);
     free(errs);
     free(ids);
     return rc;
 }
 
-/* apply_tx -- one transaction of the words from w[0] (at most n): *used says how many it took. */
+/* apply_tx -- one transaction of the words from w[0] (at most n): *used says how many it took. It reads
+ * committed rows (READ COMMITTED), so a word decided again alone sees the run as it is. */
 static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
 {
     const char **cids = cx_calloc(n, sizeof(*cids)), **keys = cx_calloc(2 * n, sizeof(*keys)), **rids = cx_calloc(n, sizeof(*rids));
     size_t ncids = 0, nkeys = 0, nrids = 0, k;
-    uint64_t changed = 0;
     int rc;
 
     memset(b, 0, sizeof(*b));
@@ -1446,7 +1523,8 @@ static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
     for (size_t i = 0; i < n; i++)
         if (w[i].ack != NULL)
             cids[ncids++] = w[i].ack->command_id;
-    if ((rc = cx_db_begin()) != CX_OK)
+    if ((rc = cx_db_exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", NULL, 0, NULL, NULL)) != CX_OK ||
+        (rc = cx_db_begin()) != CX_OK)
         goto out;
     if ((rc = cx_db_commands_load_many(cids, ncids, &b->cmds, &b->ncmds)) != CX_OK)
         goto out;
@@ -1478,6 +1556,7 @@ static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
     if ((rc = cx_db_runs_get_many(rids, nrids, &b->runs, &b->nruns)) != CX_OK)
         goto out;
     b->results = cx_calloc(k, sizeof(*b->results));
+    b->result_of = cx_calloc(k, sizeof(*b->result_of));
     b->count_ids = cx_calloc(k, sizeof(*b->count_ids));
     b->processed = cx_calloc(k, sizeof(*b->processed));
     b->errors = cx_calloc(k, sizeof(*b->errors));
@@ -1485,16 +1564,17 @@ static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
     for (size_t i = 0; i < k; i++) {
         w[i].rc = CX_OK;
         if (w[i].ack != NULL)
-            word_ack(b, &w[i]);
-        else if (is_event(&w[i]))
+            word_result(b, &w[i]);
+    }
+    if ((rc = results(b)) != CX_OK)
+        goto out;
+    /* each run is in the batch once: the order in which its words are looked at does not matter */
+    for (size_t r = 0; r < b->nresults; r++)
+        if (b->result_of[r] != NULL)
+            word_ack(b, b->result_of[r]);
+    for (size_t i = 0; i < k; i++)
+        if (is_event(&w[i]))
             word_event(b, &w[i]);
-    }
-    if ((rc = cx_db_commands_results(b->results, b->nresults, &changed)) != CX_OK)
-        goto out;
-    if (changed != b->nresults) {
-        rc = CX_STATE; /* acknowledged meanwhile (over REST, by another dispatcher): message by message */
-        goto out;
-    }
     if ((rc = cx_db_runs_counts_many(b->count_ids, b->processed, b->errors, b->ncounts)) != CX_OK)
         goto out;
     if ((rc = batch_moves(b)) != CX_OK)
@@ -1536,20 +1616,23 @@ void cx_runs_apply(cx_agent_word_t *w, size_t n)
             continue;
         }
         if (rc != CX_OK) {
-            /* not a deadlock: a command or run changed since the batch read it (CX_STATE), or MySQL
-             * refused: each message alone, as before batches */
+            /* not a deadlock: MySQL refused the batch (or is down): each message alone, as before batches */
             size_t end = at + (used > 0 ? used : 1);
             for (; at < end; at++)
                 apply_one(&w[at]);
             continue;
         }
         for (size_t i = 0; i < b.nresults; i++)
-            cx_shm_count(b.results[i].success ? CX_C_COMMANDS_ACKED : CX_C_COMMANDS_FAILED, 1);
+            if (b.result_of[i] != NULL)
+                cx_shm_count(b.results[i].success ? CX_C_COMMANDS_ACKED : CX_C_COMMANDS_FAILED, 1);
         if (b.cancelled > 0)
             cx_shm_count(CX_C_COMMANDS_CANCELLED, b.cancelled);
         for (size_t i = 0; i < b.nmoves; i++)
-            cx_log_info("run %s: %s -> %s (%s %s)", b.moves[i].run->id, cx_run_status_name(b.moves[i].run->status),
-                        cx_run_status_name(b.moves[i].to), b.moves[i].why, b.moves[i].agent_id);
+            if (b.moves[i].done)
+                cx_log_info("run %s: %s -> %s (%s%s %s)", b.moves[i].run->id, cx_run_status_name(b.moves[i].run->status),
+                            cx_run_status_name(b.moves[i].to),
+                            b.moves[i].c ? cx_command_type_name(b.moves[i].c->type) : "run event",
+                            b.moves[i].c ? " acknowledged by agent" : " from agent", b.moves[i].run->agent_id);
         batch_free(&b);
         at += used;
     }
