@@ -1269,6 +1269,7 @@ int cx_runs_event(const cx_event_t *ev, cx_msg_error_t *why)
 /* ---- acknowledgements and run events in batches (the dispatcher's) ---- */
 
 #define APPLY_MAX 100 /* messages of one transaction */
+#define APPLY_MIN 3   /* fewer are applied one by one: a batch's own statements cost more than they save */
 
 /* A run transition of a batch, for the word w (an ack of command c, or an event). */
 typedef struct move {
@@ -1605,6 +1606,10 @@ void cx_runs_apply(cx_agent_word_t *w, size_t n)
         int rc, runs = 0;
         batch_t b;
 
+        if (lim < APPLY_MIN) {
+            apply_one(&w[at++]);
+            continue;
+        }
         do {
             rc = apply_tx(w + at, lim, &used, &b);
             if (rc != CX_OK)

@@ -178,7 +178,7 @@ typedef struct cx_agent_word {
 } cx_agent_word_t;
 
 /* cx_runs_apply -- n acknowledgements and run events in their order, as cx_runs_ack and cx_runs_event
- * one by one would, in a transaction per up to 100 of them: their commands read in one statement,
+ * one by one would (fewer than three: one by one), in a transaction per up to 100 of them: their commands read in one statement,
  * their runs in another, the acknowledgements written in one UPDATE (compare-and-set on the commands'
  * status), the events' counts in one, one UPDATE per kind of run transition (compare-and-set on the
  * runs' status) and one cancelling the ended runs' commands. A batch is cut before a message about a run
