@@ -1231,6 +1231,21 @@ static int refuse(cx_msg_error_t *why, const char *field, const char *msg)
     return CX_INVALID;
 }
 
+/* event_transition -- a run event's status, when the transition from the run as read is legal (a run
+ * that changed meanwhile keeps the newer word). */
+static int event_transition(const cx_run_t *run, cx_run_status_t to, const char *error_message)
+{
+    int rc;
+
+    if (!cx_run_transition_legal(run->status, to))
+        return CX_OK;
+    rc = transition(run, to, error_message);
+    if (rc == CX_OK)
+        cx_log_info("run %s: %s -> %s (run event from agent %s)", run->id, cx_run_status_name(run->status), cx_run_status_name(to),
+                    run->agent_id);
+    return rc == CX_STATE ? CX_OK : rc;
+}
+
 int cx_runs_event(const cx_event_t *ev, cx_msg_error_t *why)
 {
     cx_run_t run;
@@ -1254,14 +1269,8 @@ int cx_runs_event(const cx_event_t *ev, cx_msg_error_t *why)
     if (cx_run_status_active(run.status) && (ev->processed_count >= 0 || ev->error_count >= 0))
         rc = cx_db_run_counts(run.id, ev->processed_count >= 0 ? ev->processed_count : run.processed_count,
                               ev->error_count >= 0 ? ev->error_count : run.error_count);
-    if (rc == CX_OK && ev->has_status && cx_run_transition_legal(run.status, ev->status)) {
-        rc = transition(&run, ev->status, ev->status == CX_RUN_FAILED ? ev->error_message : NULL);
-        if (rc == CX_OK)
-            cx_log_info("run %s: %s -> %s (run event from agent %s)", run.id, cx_run_status_name(run.status),
-                        cx_run_status_name(ev->status), run.agent_id);
-        else if (rc == CX_STATE)
-            rc = CX_OK;
-    }
+    if (rc == CX_OK && ev->has_status)
+        rc = event_transition(&run, ev->status, ev->status == CX_RUN_FAILED ? ev->error_message : NULL);
     cx_run_free(&run);
     return rc;
 }
@@ -1451,14 +1460,7 @@ static int move_alone(const move_t *m)
         return ack_effect(m->c, m->w->ack->success, m->w->ack->message, m->w->ack->error);
     if ((rc = cx_db_run_get(m->run->id, &run)) != CX_OK)
         return rc == CX_NOTFOUND ? CX_OK : rc;
-    if (cx_run_transition_legal(run.status, m->to)) {
-        rc = transition(&run, m->to, m->error);
-        if (rc == CX_OK)
-            cx_log_info("run %s: %s -> %s (run event from agent %s)", run.id, cx_run_status_name(run.status),
-                        cx_run_status_name(m->to), run.agent_id);
-        else if (rc == CX_STATE)
-            rc = CX_OK;
-    }
+    rc = event_transition(&run, m->to, m->error);
     cx_run_free(&run);
     return rc;
 }
