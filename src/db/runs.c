@@ -302,14 +302,16 @@ static int update_many(const char *set, const char *where, const cx_db_param_t *
                        size_t n, uint64_t *changed)
 {
     cx_db_param_t *p = cx_calloc(nhead + n, sizeof(*p));
-    size_t len = strlen(set) + strlen(where) + 64;
+    size_t len = strlen(set) + strlen(where) + 96;
     char *h = cx_malloc(len), *sql;
     int rc;
 
     memcpy(p, head, nhead * sizeof(*p));
     for (size_t i = 0; i < n; i++)
         p[nhead + i] = CX_DB_P_STR(ids[i]);
-    snprintf(h, len, "UPDATE pipeline_runs SET %s WHERE %s AND id IN (", set, where);
+    /* by the primary key: on the status index (which MariaDB picks for a status = 'pending' beside an
+     * id list) the UPDATE reads and locks every run of that status */
+    snprintf(h, len, "UPDATE pipeline_runs FORCE INDEX (PRIMARY) SET %s WHERE %s AND id IN (", set, where);
     sql = cx_db_sql_rows(h, "?", ", ", n, ")");
     rc = cx_db_exec(sql, p, nhead + n, NULL, changed);
     free(sql);
