@@ -1559,7 +1559,7 @@ static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
     if ((rc = cx_db_runs_get_many(rids, nrids, &b->runs, &b->nruns)) != CX_OK)
         goto out;
     b->results = cx_calloc(k, sizeof(*b->results));
-    b->result_of = cx_calloc(k, sizeof(*b->result_of));
+    b->result_of = cx_calloc(k, sizeof(cx_agent_word_t *));
     b->count_ids = cx_calloc(k, sizeof(*b->count_ids));
     b->processed = cx_calloc(k, sizeof(*b->processed));
     b->errors = cx_calloc(k, sizeof(*b->errors));
