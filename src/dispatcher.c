@@ -17,7 +17,8 @@
  * entered again without the fd, and the tick reconnects with a doubling backoff (250 ms to 8 s), or at
  * once when Redis answers the dispatcher's own connection again (so it listens before it publishes).
  * Acknowledgements and events published while it was down are lost to pub/sub; the redelivery of
- * unacknowledged commands makes agents acknowledge again.
+ * unacknowledged commands makes agents acknowledge again. What one read of the subscription brings is
+ * parsed, then applied together when the read is done (cx_runs_apply: batches of up to 100, in order).
  *
  * Every 5 s it also looks for runs still active on agents recorded offline (hbmon's call to
  * cx_runs_agent_offline failed, e.g. MySQL was down) and finishes that work.
@@ -63,55 +64,98 @@ static int fd_of(const state_t *st)
     return st->sub != NULL ? st->sub->fd : -1;
 }
 
+/* What one read of the subscription brought: the acknowledgements and run events, parsed, applied
+ * together (cx_runs_apply) when the read is done, or when WORDS of them wait. */
+#define WORDS 1000
+
+typedef struct word {
+    cx_ack_t ack;
+    cx_event_t ev;
+    cx_msg_error_t why;
+    char *agent; /* an ack's agent id (the channel's) */
+    size_t alen;
+} word_t;
+
+static word_t words[WORDS];
+static cx_agent_word_t applied[WORDS];
+static size_t nwords;
+
+/* flush -- apply what was read, then say what was refused or not recorded. */
+static void flush(void)
+{
+    if (nwords == 0)
+        return;
+    for (size_t i = 0; i < nwords; i++) {
+        word_t *w = &words[i];
+        applied[i] = (cx_agent_word_t){
+            .agent_id = w->agent, .ack = w->agent ? &w->ack : NULL, .ev = w->agent ? NULL : &w->ev, .why = &w->why};
+    }
+    cx_runs_apply(applied, nwords);
+    for (size_t i = 0; i < nwords; i++) {
+        word_t *w = &words[i];
+        int rc = applied[i].rc;
+        if (w->agent != NULL) {
+            if (rc == CX_NOTFOUND) {
+                cx_msg_error_t err = {"command_id", "names no command of this agent"};
+                cx_agent_msg_rejected("ack", "redis", w->agent, w->alen, &err);
+            } else if (rc != CX_OK && cx_loglimit_allow(&db_limit, "acknowledgements not recorded")) {
+                cx_log_warnx(
+                    "redis: ack of command %s by agent %s not recorded (database unavailable); the agent will be asked again",
+                    w->ack.command_id, w->agent);
+            }
+            cx_ack_free(&w->ack);
+            free(w->agent);
+        } else {
+            if (rc == CX_INVALID)
+                cx_agent_msg_rejected("event", "redis", w->ev.agent_id, w->ev.agent_id ? strlen(w->ev.agent_id) : 0, &w->why);
+            else if (rc != CX_OK && cx_loglimit_allow(&db_limit, "run events not recorded"))
+                cx_log_warnx("redis: run event of agent %s not recorded (database unavailable)", w->ev.agent_id);
+            cx_event_free(&w->ev);
+        }
+    }
+    nwords = 0;
+}
+
 /* on_ack -- an acknowledgement published on agent:responses:{agent} (alen bytes of the channel). */
 static void on_ack(const char *agent, size_t alen, const char *msg, size_t len)
 {
     cx_msg_error_t err = {"channel", "the channel does not name a valid agent id"};
-    cx_ack_t ack;
-    int rc;
+    word_t *w = &words[nwords];
 
     /* the id ends where the channel does: one with a NUL or not UTF-8 in it names no agent */
     if (!cx_agent_id_valid(agent, alen)) {
         cx_agent_msg_rejected("ack", "redis", agent, alen, &err);
         return;
     }
-    if (cx_ack_parse(msg, len, agent, &ack, &err) != CX_OK) {
+    memset(w, 0, sizeof(*w));
+    if (cx_ack_parse(msg, len, agent, &w->ack, &err) != CX_OK) {
         cx_agent_msg_rejected("ack", "redis", agent, alen, &err);
         return;
     }
-    if (ack.fixed)
+    if (w->ack.fixed)
         cx_shm_count(CX_C_AGENT_TEXTS_FIXED, 1);
-    rc = cx_runs_ack(agent, ack.command_id, ack.success, ack.message, ack.error, NULL);
-    if (rc == CX_NOTFOUND) {
-        snprintf(err.field, sizeof(err.field), "command_id");
-        snprintf(err.msg, sizeof(err.msg), "names no command of this agent");
-        cx_agent_msg_rejected("ack", "redis", agent, alen, &err);
-    } else if (rc != CX_OK && cx_loglimit_allow(&db_limit, "acknowledgements not recorded")) {
-        cx_log_warnx("redis: ack of command %s by agent %s not recorded (database unavailable); the agent will be asked again",
-                     ack.command_id, agent);
-    }
-    cx_ack_free(&ack);
+    w->agent = cx_malloc(alen + 1);
+    memcpy(w->agent, agent, alen);
+    w->agent[alen] = '\0';
+    w->alen = alen;
+    if (++nwords == WORDS)
+        flush();
 }
 
 /* on_event -- a message on pipeline:events. */
 static void on_event(const char *msg, size_t len)
 {
-    cx_msg_error_t err;
-    cx_event_t ev;
-    int rc;
+    word_t *w = &words[nwords];
 
-    if (cx_event_parse(msg, len, &ev, &err) != CX_OK) {
-        cx_agent_msg_rejected("event", "redis", NULL, 0, &err);
+    memset(w, 0, sizeof(*w));
+    if (cx_event_parse(msg, len, &w->ev, &w->why) != CX_OK) {
+        cx_agent_msg_rejected("event", "redis", NULL, 0, &w->why);
         return;
     }
-    if (ev.fixed)
+    if (w->ev.fixed)
         cx_shm_count(CX_C_AGENT_TEXTS_FIXED, 1);
-    rc = cx_runs_event(&ev, &err);
-    if (rc == CX_INVALID)
-        cx_agent_msg_rejected("event", "redis", ev.agent_id, ev.agent_id ? strlen(ev.agent_id) : 0, &err);
-    else if (rc != CX_OK && cx_loglimit_allow(&db_limit, "run events not recorded"))
-        cx_log_warnx("redis: run event of agent %s not recorded (database unavailable)", ev.agent_id);
-    cx_event_free(&ev);
+    if (++nwords == WORDS)
+        flush();
 }
 
 /* on_message -- one pub/sub message: an ack on agent:responses:{id} or a run event on pipeline:events. */
@@ -266,9 +310,11 @@ static int tick(void *arg)
     if (subscribe(st))
         return RESUBSCRIBE + 1; /* enter the loop again, now polling the subscription */
     if (st->sub != NULL && cx_redis_events_read(st->sub, 0, on_message, st) != CX_OK) {
+        flush();
         drop_sub(st);
         return RESUBSCRIBE + 1;
     }
+    flush();
     deliver();
     sweep(st);
     return 0;
@@ -278,7 +324,10 @@ static int on_fd(void *arg)
 {
     state_t *st = arg;
 
-    if (cx_redis_events_read(st->sub, 1, on_message, st) != CX_OK) {
+    int rc = cx_redis_events_read(st->sub, 1, on_message, st);
+
+    flush(); /* what the read brought, in batches */
+    if (rc != CX_OK) {
         drop_sub(st);
         return RESUBSCRIBE + 1; /* enter the loop again without the dead fd */
     }

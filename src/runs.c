@@ -1231,6 +1231,21 @@ static int refuse(cx_msg_error_t *why, const char *field, const char *msg)
     return CX_INVALID;
 }
 
+/* event_transition -- a run event's status, when the transition from the run as read is legal (a run
+ * that changed meanwhile keeps the newer word). */
+static int event_transition(const cx_run_t *run, cx_run_status_t to, const char *error_message)
+{
+    int rc;
+
+    if (!cx_run_transition_legal(run->status, to))
+        return CX_OK;
+    rc = transition(run, to, error_message);
+    if (rc == CX_OK)
+        cx_log_info("run %s: %s -> %s (run event from agent %s)", run->id, cx_run_status_name(run->status), cx_run_status_name(to),
+                    run->agent_id);
+    return rc == CX_STATE ? CX_OK : rc;
+}
+
 int cx_runs_event(const cx_event_t *ev, cx_msg_error_t *why)
 {
     cx_run_t run;
@@ -1254,16 +1269,380 @@ int cx_runs_event(const cx_event_t *ev, cx_msg_error_t *why)
     if (cx_run_status_active(run.status) && (ev->processed_count >= 0 || ev->error_count >= 0))
         rc = cx_db_run_counts(run.id, ev->processed_count >= 0 ? ev->processed_count : run.processed_count,
                               ev->error_count >= 0 ? ev->error_count : run.error_count);
-    if (rc == CX_OK && ev->has_status && cx_run_transition_legal(run.status, ev->status)) {
-        rc = transition(&run, ev->status, ev->status == CX_RUN_FAILED ? ev->error_message : NULL);
-        if (rc == CX_OK)
-            cx_log_info("run %s: %s -> %s (run event from agent %s)", run.id, cx_run_status_name(run.status),
-                        cx_run_status_name(ev->status), run.agent_id);
-        else if (rc == CX_STATE)
-            rc = CX_OK;
-    }
+    if (rc == CX_OK && ev->has_status)
+        rc = event_transition(&run, ev->status, ev->status == CX_RUN_FAILED ? ev->error_message : NULL);
     cx_run_free(&run);
     return rc;
+}
+
+/* ---- acknowledgements and run events in batches (the dispatcher's) ---- */
+
+#define APPLY_MAX 100 /* messages of one transaction */
+#define APPLY_MIN 3   /* fewer are applied one by one: a batch's own statements cost more than they save */
+
+/* A run transition of a batch, for the word w (an ack of command c, or an event). */
+typedef struct move {
+    const cx_run_t *run;
+    cx_run_status_t to;
+    const char *error; /* error_message, or NULL */
+    cx_agent_word_t *w;
+    const cx_command_t *c;
+    int done; /* written by the batch's UPDATE (not by the word alone after a missed compare-and-set) */
+} move_t;
+
+/* The work of one batch: what it read, what it writes. */
+typedef struct batch {
+    cx_command_t *cmds;
+    size_t ncmds;
+    cx_run_t *runs;
+    size_t nruns;
+    cx_command_result_t *results;
+    cx_agent_word_t **result_of; /* the word of each result */
+    size_t nresults;
+    const char **count_ids;
+    int64_t *processed, *errors;
+    size_t ncounts;
+    move_t *moves;
+    size_t nmoves;
+    uint64_t cancelled;
+} batch_t;
+
+static void batch_free(batch_t *b)
+{
+    cx_db_commands_free(b->cmds, b->ncmds);
+    cx_db_runs_free(b->runs, b->nruns);
+    free(b->results);
+    free(b->result_of);
+    free(b->count_ids);
+    free(b->processed);
+    free(b->errors);
+    free(b->moves);
+    memset(b, 0, sizeof(*b));
+}
+
+static const cx_command_t *batch_cmd(const batch_t *b, const cx_agent_word_t *w)
+{
+    for (size_t i = 0; i < b->ncmds; i++)
+        if (strcmp(b->cmds[i].id, w->ack->command_id) == 0)
+            return strcmp(b->cmds[i].agent_id, w->agent_id) == 0 ? &b->cmds[i] : NULL; /* another agent's: none */
+    return NULL;
+}
+
+static const cx_run_t *batch_run(const batch_t *b, const char *id)
+{
+    for (size_t i = 0; id != NULL && i < b->nruns; i++)
+        if (strcmp(b->runs[i].id, id) == 0)
+            return &b->runs[i];
+    return NULL;
+}
+
+static int has_key(const char *const *keys, size_t n, const char *k)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(keys[i], k) == 0)
+            return 1;
+    return 0;
+}
+
+/* savepoint -- SAVEPOINT (back 0) or ROLLBACK TO SAVEPOINT (back 1) cx_batch. */
+static int savepoint(int back)
+{
+    return cx_db_exec(back ? "ROLLBACK TO SAVEPOINT cx_batch" : "SAVEPOINT cx_batch", NULL, 0, NULL, NULL);
+}
+
+/* word_result -- an acknowledgement of the batch: what it records (a repeated one, as read, nothing). */
+static void word_result(batch_t *b, cx_agent_word_t *w)
+{
+    const cx_command_t *c = batch_cmd(b, w);
+
+    if (c == NULL) {
+        w->rc = CX_NOTFOUND;
+        return;
+    }
+    if (c->status != CX_CMDST_QUEUED && c->status != CX_CMDST_SENT && c->status != CX_CMDST_EXPIRED &&
+        c->status != CX_CMDST_CANCELLED)
+        return; /* a repeated ack: changes nothing */
+    b->result_of[b->nresults] = w;
+    b->results[b->nresults++] = (cx_command_result_t){c->id, w->ack->success, w->ack->message, w->ack->error};
+}
+
+/* results -- the acknowledgements in one UPDATE; when one was recorded meanwhile (over REST, by the
+ * dispatcher of another replica), that UPDATE is undone and each is recorded alone, a repeated one
+ * dropped from the batch. */
+static int results(batch_t *b)
+{
+    uint64_t changed = 0;
+    int rc;
+
+    if (b->nresults == 0)
+        return CX_OK;
+    if ((rc = savepoint(0)) != CX_OK || (rc = cx_db_commands_results(b->results, b->nresults, &changed)) != CX_OK)
+        return rc;
+    if (changed == b->nresults)
+        return CX_OK;
+    if ((rc = savepoint(1)) != CX_OK)
+        return rc;
+    for (size_t i = 0; i < b->nresults; i++) {
+        const cx_command_result_t *r = &b->results[i];
+        rc = cx_db_command_result(r->id, b->result_of[i]->agent_id, r->success, r->message, r->error);
+        if (rc == CX_STATE) {
+            b->result_of[i] = NULL; /* a repeated ack after all */
+            continue;
+        }
+        if (rc != CX_OK)
+            return rc;
+    }
+    return CX_OK;
+}
+
+/* word_ack -- what a recorded acknowledgement of the batch does to its run, as ack_effect. */
+static void word_ack(batch_t *b, cx_agent_word_t *w)
+{
+    const cx_command_t *c = batch_cmd(b, w);
+    const cx_run_t *run;
+    cx_run_status_t to;
+
+    if (!c->run_id[0] || (run = batch_run(b, c->run_id)) == NULL)
+        return;
+    if ((to = ack_goal(c->type, w->ack->success, run->status)) != CX_RUN_STATUS_COUNT) {
+        const char *err = NULL;
+        if (to == CX_RUN_FAILED)
+            err = w->ack->error && *w->ack->error       ? w->ack->error
+                  : w->ack->message && *w->ack->message ? w->ack->message
+                                                        : "the agent refused start_pipeline";
+        b->moves[b->nmoves++] = (move_t){run, to, err, w, c, 0};
+    } else if (!w->ack->success) {
+        cx_log_info("agent %s refused %s %s for run %s: %.200s", c->agent_id, cx_command_type_name(c->type), c->id, run->id,
+                    w->ack->error     ? w->ack->error
+                    : w->ack->message ? w->ack->message
+                                      : "");
+    }
+}
+
+/* word_event -- a run event (with run_id) of the batch, as cx_runs_event would apply it. */
+static void word_event(batch_t *b, cx_agent_word_t *w)
+{
+    const cx_event_t *ev = w->ev;
+    const cx_run_t *run = batch_run(b, ev->run_id);
+
+    if (run == NULL) {
+        w->rc = refuse(w->why, "run_id", "names no run");
+        return;
+    }
+    if (strcmp(ev->agent_id, run->agent_id) != 0 || (ev->pipeline_id != NULL && strcmp(ev->pipeline_id, run->pipeline_id) != 0)) {
+        int other = strcmp(ev->agent_id, run->agent_id) != 0;
+        w->rc = refuse(w->why, other ? "agent_id" : "pipeline_id",
+                       other ? "is not the agent of the run" : "is not the pipeline of the run");
+        return;
+    }
+    if (cx_run_status_active(run->status) && (ev->processed_count >= 0 || ev->error_count >= 0)) {
+        b->count_ids[b->ncounts] = run->id;
+        b->processed[b->ncounts] = ev->processed_count >= 0 ? ev->processed_count : run->processed_count;
+        b->errors[b->ncounts++] = ev->error_count >= 0 ? ev->error_count : run->error_count;
+    }
+    if (ev->has_status && cx_run_transition_legal(run->status, ev->status))
+        b->moves[b->nmoves++] = (move_t){run, ev->status, ev->status == CX_RUN_FAILED ? ev->error_message : NULL, w, NULL, 0};
+}
+
+static int is_event(const cx_agent_word_t *w)
+{
+    return w->ack == NULL && w->ev->type != NULL && strcmp(w->ev->type, CX_EVENT_RUN_STATUS) == 0;
+}
+
+/* move_alone -- a move whose run changed after the batch read it: its word decides again from the
+ * run as it is now (as ack_effect and cx_runs_event do; the event's counts are written already). */
+static int move_alone(const move_t *m)
+{
+    cx_run_t run;
+    int rc;
+
+    if (m->c != NULL)
+        return ack_effect(m->c, m->w->ack->success, m->w->ack->message, m->w->ack->error);
+    if ((rc = cx_db_run_get(m->run->id, &run)) != CX_OK)
+        return rc == CX_NOTFOUND ? CX_OK : rc;
+    rc = event_transition(&run, m->to, m->error);
+    cx_run_free(&run);
+    return rc;
+}
+
+/* batch_moves -- the batch's transitions, one UPDATE per (from, to) (a group whose runs changed after
+ * the batch read them undone, and each of its moves decided again alone), then the ended runs' commands
+ * cancelled in one. */
+static int batch_moves(batch_t *b)
+{
+    const char **ids = cx_calloc(b->nmoves + 1, sizeof(*ids)), **errs = cx_calloc(b->nmoves + 1, sizeof(*errs));
+    size_t *in = cx_calloc(b->nmoves + 1, sizeof(*in));
+    char *seen = cx_calloc(b->nmoves + 1, 1);
+    size_t nended = 0;
+    int rc = CX_OK;
+
+    for (size_t i = 0; i < b->nmoves && rc == CX_OK; i++) {
+        size_t m = 0;
+        uint64_t changed = 0;
+        if (seen[i])
+            continue;
+        for (size_t j = i; j < b->nmoves; j++)
+            if (!seen[j] && b->moves[j].run->status == b->moves[i].run->status && b->moves[j].to == b->moves[i].to) {
+                seen[j] = 1;
+                in[m] = j;
+                ids[m] = b->moves[j].run->id;
+                errs[m++] = b->moves[j].error;
+            }
+        if ((rc = savepoint(0)) != CX_OK ||
+            (rc = cx_db_runs_transition_many(ids, errs, m, b->moves[i].run->status, b->moves[i].to, &changed)) != CX_OK)
+            break;
+        if (changed == m) {
+            for (size_t k = 0; k < m; k++)
+                b->moves[in[k]].done = 1;
+            continue;
+        }
+        if ((rc = savepoint(1)) != CX_OK)
+            break;
+        for (size_t k = 0; k < m && rc == CX_OK; k++)
+            rc = move_alone(&b->moves[in[k]]);
+    }
+    for (size_t i = 0; i < b->nmoves; i++)
+        if (b->moves[i].done && !cx_run_status_active(b->moves[i].to))
+            ids[nended++] = b->moves[i].run->id;
+    if (rc == CX_OK)
+        rc = cx_db_commands_cancel_runs(ids, nended, &b->cancelled);
+    free(seen);
+    free(in);
+    free(errs);
+    free(ids);
+    return rc;
+}
+
+/* apply_tx -- one transaction of the words from w[0] (at most n): *used says how many it took. It reads
+ * committed rows (READ COMMITTED), so a word decided again alone sees the run as it is. */
+static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
+{
+    const char **cids = cx_calloc(n, sizeof(*cids)), **keys = cx_calloc(2 * n, sizeof(*keys)), **rids = cx_calloc(n, sizeof(*rids));
+    size_t ncids = 0, nkeys = 0, nrids = 0, k;
+    int rc;
+
+    memset(b, 0, sizeof(*b));
+    *used = 0;
+    for (size_t i = 0; i < n; i++)
+        if (w[i].ack != NULL)
+            cids[ncids++] = w[i].ack->command_id;
+    if ((rc = cx_db_exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", NULL, 0, NULL, NULL)) != CX_OK ||
+        (rc = cx_db_begin()) != CX_OK)
+        goto out;
+    if ((rc = cx_db_commands_load_many(cids, ncids, &b->cmds, &b->ncmds)) != CX_OK)
+        goto out;
+    /* cut before a word about a run or a command already in the batch */
+    for (k = 0; k < n; k++) {
+        const char *cmd = w[k].ack ? w[k].ack->command_id : NULL, *run = NULL;
+        if (w[k].ack != NULL) {
+            const cx_command_t *c = batch_cmd(b, &w[k]);
+            run = c && c->run_id[0] ? c->run_id : NULL;
+        } else if (is_event(&w[k])) {
+            if (w[k].ev->run_id == NULL)
+                break; /* the pipeline's active run: applied alone */
+            run = w[k].ev->run_id;
+        }
+        if ((cmd && has_key(keys, nkeys, cmd)) || (run && has_key(keys, nkeys, run)))
+            break;
+        if (cmd)
+            keys[nkeys++] = cmd;
+        if (run) {
+            keys[nkeys++] = run;
+            rids[nrids++] = run;
+        }
+    }
+    *used = k;
+    if (k == 0) {
+        rc = cx_db_rollback(); /* nothing written: w[0] goes alone */
+        goto out;
+    }
+    if ((rc = cx_db_runs_get_many(rids, nrids, &b->runs, &b->nruns)) != CX_OK)
+        goto out;
+    b->results = cx_calloc(k, sizeof(*b->results));
+    b->result_of = cx_calloc(k, sizeof(cx_agent_word_t *));
+    b->count_ids = cx_calloc(k, sizeof(*b->count_ids));
+    b->processed = cx_calloc(k, sizeof(*b->processed));
+    b->errors = cx_calloc(k, sizeof(*b->errors));
+    b->moves = cx_calloc(k, sizeof(*b->moves));
+    for (size_t i = 0; i < k; i++) {
+        w[i].rc = CX_OK;
+        if (w[i].ack != NULL)
+            word_result(b, &w[i]);
+    }
+    if ((rc = results(b)) != CX_OK)
+        goto out;
+    /* each run is in the batch once: the order in which its words are looked at does not matter */
+    for (size_t r = 0; r < b->nresults; r++)
+        if (b->result_of[r] != NULL)
+            word_ack(b, b->result_of[r]);
+    for (size_t i = 0; i < k; i++)
+        if (is_event(&w[i]))
+            word_event(b, &w[i]);
+    if ((rc = cx_db_runs_counts_many(b->count_ids, b->processed, b->errors, b->ncounts)) != CX_OK)
+        goto out;
+    if ((rc = batch_moves(b)) != CX_OK)
+        goto out;
+    rc = cx_db_commit();
+out:
+    free(rids);
+    free(keys);
+    free(cids);
+    return rc == CX_OK ? CX_OK : undo(rc);
+}
+
+/* apply_one -- w as cx_runs_ack or cx_runs_event alone. */
+static void apply_one(cx_agent_word_t *w)
+{
+    if (w->ack != NULL)
+        w->rc = cx_runs_ack(w->agent_id, w->ack->command_id, w->ack->success, w->ack->message, w->ack->error, NULL);
+    else
+        w->rc = cx_runs_event(w->ev, w->why);
+}
+
+void cx_runs_apply(cx_agent_word_t *w, size_t n)
+{
+    size_t at = 0;
+
+    while (at < n) {
+        size_t lim = n - at < APPLY_MAX ? n - at : APPLY_MAX, used = 0;
+        int rc, runs = 0;
+        batch_t b;
+
+        if (lim < APPLY_MIN) {
+            apply_one(&w[at++]);
+            continue;
+        }
+        do {
+            rc = apply_tx(w + at, lim, &used, &b);
+            if (rc != CX_OK)
+                batch_free(&b);
+        } while (again(rc, &runs, "batch of acknowledgements and run events", "from the subscription"));
+        if (rc == CX_OK && used == 0) {
+            batch_free(&b);
+            apply_one(&w[at++]); /* an event without run_id */
+            continue;
+        }
+        if (rc != CX_OK) {
+            /* not a deadlock: MySQL refused the batch (or is down): each message alone, as before batches */
+            size_t end = at + (used > 0 ? used : 1);
+            for (; at < end; at++)
+                apply_one(&w[at]);
+            continue;
+        }
+        for (size_t i = 0; i < b.nresults; i++)
+            if (b.result_of[i] != NULL)
+                cx_shm_count(b.results[i].success ? CX_C_COMMANDS_ACKED : CX_C_COMMANDS_FAILED, 1);
+        if (b.cancelled > 0)
+            cx_shm_count(CX_C_COMMANDS_CANCELLED, b.cancelled);
+        for (size_t i = 0; i < b.nmoves; i++)
+            if (b.moves[i].done)
+                cx_log_info("run %s: %s -> %s (%s%s %s)", b.moves[i].run->id, cx_run_status_name(b.moves[i].run->status),
+                            cx_run_status_name(b.moves[i].to),
+                            b.moves[i].c ? cx_command_type_name(b.moves[i].c->type) : "run event",
+                            b.moves[i].c ? " acknowledged by agent" : " from agent", b.moves[i].run->agent_id);
+        batch_free(&b);
+        at += used;
+    }
 }
 
 /* listed -- is pipeline_id in the heartbeat's pipelines array? */
@@ -1306,8 +1685,10 @@ enum { WHY_NONE = 0, WHY_NEVER_STARTED, WHY_VANISHED };
 
 /* unlisted_goal -- a heartbeat does not list the run's pipeline: after a stop that was not refused
  * (stop_asked) the run is stopped; a pending run whose start_pipeline expired unacknowledged
- * (start_expired) never started: failed; a run running (or paused) since at least the heartbeat timeout
- * that the agent no longer reports has failed. Otherwise no change (a start may still be on its way).
+ * (start_expired) never started: failed; a run running (or paused) that the agent has not reported for
+ * at least the heartbeat timeout (since its last beat listing it, or since it started) has failed: one
+ * unlisted for less waits, so that its completed or stopped event still on its way through the
+ * dispatcher settles it with its own status. Otherwise no change (a start may still be on its way).
  * CX_RUN_STATUS_COUNT: no change; *why says why a failure. */
 static cx_run_status_t unlisted_goal(const cx_run_t *run, int stop_asked, int start_expired, int64_t timeout_ms, int *why)
 {
@@ -1318,7 +1699,7 @@ static cx_run_status_t unlisted_goal(const cx_run_t *run, int stop_asked, int st
         *why = WHY_NEVER_STARTED;
         return CX_RUN_FAILED;
     }
-    if ((run->status == CX_RUN_RUNNING || run->status == CX_RUN_PAUSED) && run->running_for_ms >= timeout_ms) {
+    if ((run->status == CX_RUN_RUNNING || run->status == CX_RUN_PAUSED) && run->unlisted_for_ms >= timeout_ms) {
         *why = WHY_VANISHED; /* a paused pipeline is still on its agent, and listed */
         return CX_RUN_FAILED;
     }
@@ -1343,10 +1724,16 @@ static int reconcile(const char *agent_id, const cx_run_t *run, json_object *pip
     char msg[320];
     int rc = CX_OK;
 
-    if (st != NULL) {
-        int64_t p = get_count(st, "processed_count"), e = get_count(st, "error_count");
-        if ((p >= 0 || e >= 0) &&
-            (rc = cx_db_run_counts(run->id, p >= 0 ? p : run->processed_count, e >= 0 ? e : run->error_count)) != CX_OK)
+    if (st != NULL || in_list == 1) {
+        int64_t p = st ? get_count(st, "processed_count") : -1, e = st ? get_count(st, "error_count") : -1;
+        int counts = p >= 0 || e >= 0;
+        p = counts ? (p >= 0 ? p : run->processed_count) : -1;
+        e = e >= 0 ? e : run->error_count;
+        if (in_list == 1)
+            rc = cx_db_run_listed(run->id, p, e); /* the counts and when it was last listed, one statement */
+        else if (counts)
+            rc = cx_db_run_counts(run->id, p, e);
+        if (rc != CX_OK)
             return rc;
     }
     if (in_list == 1) {

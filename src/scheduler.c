@@ -45,8 +45,8 @@
 #define ACTOR "scheduler"
 #define TICK_MS 100
 #define FOLLOWER_RETRY_MS 500 /* how often a follower tries to take the lease */
-#define BATCH 500             /* due schedules read at once */
-#define CHUNK 100             /* fires started in one transaction (cx_runs_start_many) */
+#define BATCH 1000            /* due schedules read at once */
+#define CHUNK 500             /* fires started in one transaction at most (cx_runs_start_many) */
 #define TICK_BUDGET_MS 2000   /* a tick with more due work than this returns to the loop (signals) and goes on */
 #define GAUGE_MS 5000         /* how often the enabled schedules are counted, and unplanned ones planned */
 #define ERROR_LOG_MS 10000    /* at most one line a while about MySQL trouble */

@@ -159,6 +159,20 @@ int cx_db_commands_stray(const char *agent_id, const char *pipeline_id, int64_t 
  * was already acknowledged (a repeated ack), CX_NOTFOUND. */
 int cx_db_command_result(const char *id, const char *agent_id, int success, const char *message, const char *error);
 
+/* An acknowledgement of a batch (cx_db_commands_results). */
+typedef struct cx_command_result {
+    const char *id;
+    int success;
+    const char *message, *error; /* as stored, or NULL */
+} cx_command_result_t;
+
+/* cx_db_commands_results -- record n acknowledgements in one UPDATE (the caller checked each command's
+ * agent and that it is not acknowledged yet, with the rows locked); *changed the rows changed. */
+int cx_db_commands_results(const cx_command_result_t *r, size_t n, uint64_t *changed);
+
+/* cx_db_commands_cancel_runs -- cx_db_commands_cancel_run for n runs in one UPDATE. */
+int cx_db_commands_cancel_runs(const char *const *run_ids, size_t n, uint64_t *count);
+
 /* --- src/redis/commands.c ------------------------------------------------------------------------ */
 
 /* cx_redis_command_publish -- PUBLISH agent:commands:{agent_id} msg. CX_OK when at least one subscriber

@@ -143,6 +143,10 @@ int64_t cx_db_time_ms(const char *db);
  * tail (malloc'ed; free it). For "... WHERE id IN (?, ?, ...)" and multi-row "VALUES (...), (...)". */
 char *cx_db_sql_rows(const char *head, const char *item, const char *sep, size_t n, const char *tail);
 
+/* cx_db_sql_case -- "CASE key WHEN ? THEN ? ... ELSE col END" over n rows (malloc'ed; free it): a
+ * multi-row UPDATE's value of col per row, bound as key, value pairs. */
+char *cx_db_sql_case(const char *key, const char *col, size_t n);
+
 /* cx_db_time_text -- Unix milliseconds as a DATETIME(3) parameter ("2026-11-25 21:00:00.123"). */
 void cx_db_time_text(int64_t ms, char out[32]);
 

@@ -50,8 +50,9 @@ typedef struct cx_run {
     char failover_of[37];
     int64_t created_at;
     int64_t updated_at;
-    int64_t age_ms;         /* now - created_at, database clock */
-    int64_t running_for_ms; /* now - started_at, or -1 */
+    int64_t age_ms;          /* now - created_at, database clock */
+    int64_t running_for_ms;  /* now - started_at, or -1 */
+    int64_t unlisted_for_ms; /* now - the later of started_at and the last heartbeat listing it, or -1 */
 } cx_run_t;
 
 void cx_run_free(cx_run_t *run);
@@ -167,6 +168,27 @@ struct cx_event;
 struct cx_msg_error;
 int cx_runs_event(const struct cx_event *ev, struct cx_msg_error *why);
 
+/* An acknowledgement or a run event read from the Redis subscription, for cx_runs_apply. */
+struct cx_ack;
+typedef struct cx_agent_word {
+    const char *agent_id;      /* an acknowledgement's agent (its channel's, checked) */
+    const struct cx_ack *ack;  /* an acknowledgement, or NULL */
+    const struct cx_event *ev; /* else a checked run event */
+    int rc;                    /* out: what cx_runs_ack or cx_runs_event would have returned */
+    struct cx_msg_error *why;  /* out, an event's refusal (rc CX_INVALID); the caller's */
+} cx_agent_word_t;
+
+/* cx_runs_apply -- n acknowledgements and run events in their order, as cx_runs_ack and cx_runs_event
+ * one by one would (fewer than three: one by one), in a transaction per up to 100 of them: their commands read in one statement,
+ * their runs in another, the acknowledgements written in one UPDATE (compare-and-set on the commands'
+ * status), the events' counts in one, one UPDATE per kind of run transition (compare-and-set on the
+ * runs' status) and one cancelling the ended runs' commands. A batch is cut before a message about a run
+ * (or a command) already in it, so the effects of two messages about one run keep their order; an event
+ * without run_id is applied alone. A deadlock victim is run again; a batch whose commands or runs
+ * changed after it read them (a compare-and-set that missed), or that MySQL refused, is rolled back and
+ * applied message by message. w[i].rc says what became of each. */
+void cx_runs_apply(cx_agent_word_t *w, size_t n);
+
 /* cx_runs_deliver -- one delivery attempt of a loaded command (c->attempts as read), under the lock of
  * its agent and pipeline: check that it is still deliverable, claim attempt c->attempts + 1, publish it,
  * and put the command back in the queue when the publish fails. CX_OK published (c->attempts and
@@ -224,6 +246,12 @@ int cx_db_runs_insert(const cx_run_new_t *rows, size_t n);
 
 /* cx_db_runs_get_many -- the runs of ids (in no particular order; those that exist). */
 int cx_db_runs_get_many(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns);
+/* cx_db_runs_counts_many -- cx_db_run_counts for n runs in one UPDATE. */
+int cx_db_runs_counts_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n);
+/* cx_db_runs_transition_many -- n runs from `from` to `to` in one UPDATE (errors[i]: run i's
+ * error_message, or NULL to keep it); *changed the runs that were still in `from`. */
+int cx_db_runs_transition_many(const char *const *ids, const char *const *errors, size_t n, cx_run_status_t from,
+                               cx_run_status_t to, uint64_t *changed);
 
 /* cx_db_runs_active_of -- the active runs of the pipelines ids, a plain read (see launch in runs.c). */
 int cx_db_runs_active_of(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns);
@@ -243,6 +271,9 @@ int cx_db_run_transition(const char *run_id, cx_run_status_t from, cx_run_status
 
 /* cx_db_run_counts -- processed_count and error_count of an active run. */
 int cx_db_run_counts(const char *run_id, int64_t processed, int64_t errors);
+/* cx_db_run_listed -- a heartbeat lists the active run: last_listed_at now, and with processed >= 0 its
+ * counts too (one statement). */
+int cx_db_run_listed(const char *run_id, int64_t processed, int64_t errors);
 
 /* cx_db_runs_of_agent -- the agent's active runs (FOR UPDATE inside a transaction). */
 int cx_db_runs_of_agent(const char *agent_id, cx_run_t **runs, size_t *n);

@@ -367,8 +367,8 @@ int cx_db_commands_due(int64_t settle_ms, int64_t redeliver_ms, int limit, cx_co
     *out = NULL;
     *n = 0;
     rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands c WHERE ((c.status = 'queued' AND c.updated_at <= NOW(3) - INTERVAL ? "
-                    "MICROSECOND) OR (c.status = 'sent' AND c.last_sent_at <= NOW(3) - INTERVAL ? MICROSECOND)) AND "
-                    DELIVERABLE("c") " ORDER BY c.seq LIMIT ?",
+                    "MICROSECOND) OR (c.status = 'sent' AND c.last_sent_at <= NOW(3) - INTERVAL ? MICROSECOND)) AND " DELIVERABLE(
+                        "c") " ORDER BY c.seq LIMIT ?",
                     p, 3, &res, NULL);
     return rows(rc, res, out, n);
 }
@@ -397,6 +397,26 @@ int cx_db_commands_cancel_run(const char *run_id, uint64_t *n)
     return cx_db_exec("UPDATE agent_commands SET status = 'cancelled', updated_at = NOW(3) "
                       "WHERE run_id = ? AND status IN " CX_COMMAND_OUTSTANDING_SQL,
                       p, 1, NULL, n);
+}
+
+int cx_db_commands_cancel_runs(const char *const *run_ids, size_t n, uint64_t *count)
+{
+    cx_db_param_t *p;
+    char *sql;
+    int rc;
+
+    *count = 0;
+    if (n == 0)
+        return CX_OK;
+    p = ids_params(run_ids, n);
+    sql = cx_db_sql_rows(
+        "UPDATE agent_commands SET status = 'cancelled', updated_at = NOW(3) WHERE status IN " CX_COMMAND_OUTSTANDING_SQL
+        " AND run_id IN (",
+        "?", ", ", n, ")");
+    rc = cx_db_exec(sql, p, n, NULL, count);
+    free(sql);
+    free(p);
+    return rc;
 }
 
 int cx_db_commands_pending(int64_t *n)
@@ -507,4 +527,49 @@ int cx_db_command_result(const char *id, const char *agent_id, int success, cons
         return rc;
     cx_command_free(&c);
     return CX_STATE;
+}
+
+int cx_db_commands_results(const cx_command_result_t *r, size_t n, uint64_t *changed)
+{
+    cx_db_param_t *p;
+    char *st, *msg, *err, *in, *sql;
+    size_t k = 0, len;
+    int rc;
+
+    *changed = 0;
+    if (n == 0)
+        return CX_OK;
+    p = cx_calloc(7 * n, sizeof(*p));
+    for (size_t i = 0; i < n; i++) {
+        p[k++] = CX_DB_P_STR(r[i].id);
+        p[k++] = CX_DB_P_STR(cx_command_status_name(r[i].success ? CX_CMDST_ACKED : CX_CMDST_FAILED));
+    }
+    for (size_t i = 0; i < n; i++) {
+        p[k++] = CX_DB_P_STR(r[i].id);
+        p[k++] = CX_DB_P_STR(r[i].message);
+    }
+    for (size_t i = 0; i < n; i++) {
+        p[k++] = CX_DB_P_STR(r[i].id);
+        p[k++] = CX_DB_P_STR(r[i].error);
+    }
+    for (size_t i = 0; i < n; i++)
+        p[k++] = CX_DB_P_STR(r[i].id);
+    st = cx_db_sql_case("id", "status", n);
+    msg = cx_db_sql_case("id", "result_message", n);
+    err = cx_db_sql_case("id", "result_error", n);
+    in = cx_db_sql_rows("(", "?", ", ", n, ")");
+    len = strlen(st) + strlen(msg) + strlen(err) + strlen(in) + 256;
+    sql = cx_malloc(len);
+    snprintf(sql, len,
+             "UPDATE agent_commands SET status = %s, acked_at = NOW(3), result_message = %s, result_error = %s, "
+             "updated_at = NOW(3) WHERE id IN %s AND status IN ('queued', 'sent', 'expired', 'cancelled')",
+             st, msg, err, in);
+    rc = cx_db_exec(sql, p, k, NULL, changed);
+    free(sql);
+    free(in);
+    free(err);
+    free(msg);
+    free(st);
+    free(p);
+    return rc;
 }

@@ -1214,6 +1214,19 @@ char *cx_db_sql_rows(const char *head, const char *item, const char *sep, size_t
     return sql;
 }
 
+char *cx_db_sql_case(const char *key, const char *col, size_t n)
+{
+    size_t len = strlen(key) + strlen(col) + 32;
+    char *head = cx_malloc(len), *tail = cx_malloc(len), *sql;
+
+    snprintf(head, len, "CASE %s ", key);
+    snprintf(tail, len, " ELSE %s END", col);
+    sql = cx_db_sql_rows(head, "WHEN ? THEN ?", " ", n, tail);
+    free(head);
+    free(tail);
+    return sql;
+}
+
 int cx_db_deadlocked(void)
 {
     return D.deadlocked;

@@ -19,7 +19,9 @@
     "id, pipeline_id, agent_id, schedule_id, scheduled_for, `trigger`, status, started_at, ended_at, processed_count, "            \
     "error_count, "                                                                                                                \
     "error_message, failover_of, created_at, updated_at, TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) DIV 1000 AS age_ms, "      \
-    "IF(started_at IS NULL, -1, TIMESTAMPDIFF(MICROSECOND, started_at, NOW(3)) DIV 1000) AS running_for_ms"
+    "IF(started_at IS NULL, -1, TIMESTAMPDIFF(MICROSECOND, started_at, NOW(3)) DIV 1000) AS running_for_ms, "                      \
+    "IF(started_at IS NULL, -1, TIMESTAMPDIFF(MICROSECOND, GREATEST(started_at, COALESCE(last_listed_at, started_at)), NOW(3)) "   \
+    "DIV 1000) AS unlisted_for_ms"
 
 /* fill -- row i (RUN_COLS) into *run. CX_ERR (logged) for a status or trigger this build does not know. */
 static int fill(const cx_db_result_t *res, size_t i, cx_run_t *run)
@@ -47,6 +49,7 @@ static int fill(const cx_db_result_t *res, size_t i, cx_run_t *run)
     run->updated_at = cx_db_time_ms(cx_db_value(res, i, "updated_at"));
     run->age_ms = cx_db_int(res, i, "age_ms", 0);
     run->running_for_ms = cx_db_int(res, i, "running_for_ms", -1);
+    run->unlisted_for_ms = cx_db_int(res, i, "unlisted_for_ms", -1);
     return CX_OK;
 }
 
@@ -177,7 +180,7 @@ static int runs_in(const char *column, const char *const *ids, size_t n, const c
 {
     cx_db_param_t *p;
     cx_db_result_t *res = NULL;
-    char head[512], *sql;
+    char head[768], *sql;
     int rc;
 
     *runs = NULL;
@@ -280,6 +283,107 @@ int cx_db_run_counts(const char *run_id, int64_t processed, int64_t errors)
     return cx_db_exec("UPDATE pipeline_runs SET processed_count = ?, error_count = ?, updated_at = NOW(3) "
                       "WHERE id = ? AND status IN " CX_RUN_ACTIVE_SQL,
                       p, 3, NULL, NULL);
+}
+
+int cx_db_run_listed(const char *run_id, int64_t processed, int64_t errors)
+{
+    cx_db_param_t p[] = {CX_DB_P_INT(processed), CX_DB_P_INT(errors), CX_DB_P_STR(run_id)};
+    if (processed < 0)
+        return cx_db_exec("UPDATE pipeline_runs SET last_listed_at = NOW(3) WHERE id = ? AND status IN " CX_RUN_ACTIVE_SQL, p + 2,
+                          1, NULL, NULL);
+    return cx_db_exec("UPDATE pipeline_runs SET processed_count = ?, error_count = ?, last_listed_at = NOW(3), "
+                      "updated_at = NOW(3) WHERE id = ? AND status IN " CX_RUN_ACTIVE_SQL,
+                      p, 3, NULL, NULL);
+}
+
+/* update_many -- "UPDATE pipeline_runs SET <set> WHERE <where> AND id IN (...)" over n ids after nhead
+ * parameters of set and where (head). */
+static int update_many(const char *set, const char *where, const cx_db_param_t *head, size_t nhead, const char *const *ids,
+                       size_t n, uint64_t *changed)
+{
+    cx_db_param_t *p = cx_calloc(nhead + n, sizeof(*p));
+    size_t len = strlen(set) + strlen(where) + 96;
+    char *h = cx_malloc(len), *sql;
+    int rc;
+
+    memcpy(p, head, nhead * sizeof(*p));
+    for (size_t i = 0; i < n; i++)
+        p[nhead + i] = CX_DB_P_STR(ids[i]);
+    /* by the primary key: on the status index (which MariaDB picks for a status = 'pending' beside an
+     * id list) the UPDATE reads and locks every run of that status */
+    snprintf(h, len, "UPDATE pipeline_runs FORCE INDEX (PRIMARY) SET %s WHERE %s AND id IN (", set, where);
+    sql = cx_db_sql_rows(h, "?", ", ", n, ")");
+    rc = cx_db_exec(sql, p, nhead + n, NULL, changed);
+    free(sql);
+    free(h);
+    free(p);
+    return rc;
+}
+
+int cx_db_runs_counts_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n)
+{
+    cx_db_param_t *p;
+    char *cp, *ce, *set;
+    size_t len;
+    uint64_t changed = 0;
+    int rc;
+
+    if (n == 0)
+        return CX_OK;
+    p = cx_calloc(4 * n, sizeof(*p));
+    for (size_t i = 0; i < n; i++) {
+        p[2 * i] = CX_DB_P_STR(ids[i]);
+        p[2 * i + 1] = CX_DB_P_INT(processed[i]);
+        p[2 * n + 2 * i] = CX_DB_P_STR(ids[i]);
+        p[2 * n + 2 * i + 1] = CX_DB_P_INT(errors[i]);
+    }
+    cp = cx_db_sql_case("id", "processed_count", n);
+    ce = cx_db_sql_case("id", "error_count", n);
+    len = strlen(cp) + strlen(ce) + 96;
+    set = cx_malloc(len);
+    snprintf(set, len, "processed_count = %s, error_count = %s, updated_at = NOW(3)", cp, ce);
+    rc = update_many(set, "status IN " CX_RUN_ACTIVE_SQL, p, 4 * n, ids, n, &changed);
+    free(set);
+    free(ce);
+    free(cp);
+    free(p);
+    return rc;
+}
+
+int cx_db_runs_transition_many(const char *const *ids, const char *const *errors, size_t n, cx_run_status_t from,
+                               cx_run_status_t to, uint64_t *changed)
+{
+    const char *t = cx_run_status_name(to);
+    cx_db_param_t *p;
+    char *ce, *set;
+    size_t k = 0, len;
+    int rc;
+
+    *changed = 0;
+    if (n == 0)
+        return CX_OK;
+    p = cx_calloc(2 * n + 4, sizeof(*p));
+    p[k++] = CX_DB_P_STR(t);
+    p[k++] = CX_DB_P_STR(t);
+    p[k++] = CX_DB_P_STR(t);
+    for (size_t i = 0; i < n; i++) {
+        p[k++] = CX_DB_P_STR(ids[i]);
+        p[k++] = CX_DB_P_STR(errors[i]);
+    }
+    p[k++] = CX_DB_P_STR(cx_run_status_name(from));
+    ce = cx_db_sql_case("id", "NULL", n);
+    len = strlen(ce) + 320;
+    set = cx_malloc(len);
+    snprintf(set, len,
+             "status = ?, started_at = IF(? = 'running' AND started_at IS NULL, NOW(3), started_at), "
+             "ended_at = IF(? IN " CX_RUN_ENDED_SQL ", NOW(3), ended_at), error_message = COALESCE(%s, error_message), "
+             "updated_at = NOW(3)",
+             ce);
+    rc = update_many(set, "status = ?", p, k, ids, n, changed);
+    free(set);
+    free(ce);
+    free(p);
+    return rc;
 }
 
 int cx_db_runs_of_agent(const char *agent_id, cx_run_t **runs, size_t *n)

@@ -152,14 +152,19 @@ static void t_heartbeat_goals(void **state)
     /* not listed */
     run.status = CX_RUN_RUNNING;
     run.running_for_ms = 100;
+    run.unlisted_for_ms = 100;
     assert_int_equal(unlisted_goal(&run, 1, 0, 3000, &why), CX_RUN_STOPPED); /* a stop was asked: done */
     assert_int_equal(why, WHY_NONE);
     assert_int_equal(unlisted_goal(&run, 0, 0, 3000, &why), NONE); /* may not have started yet */
-    run.running_for_ms = 3000;
+    run.running_for_ms = 9000;
+    run.unlisted_for_ms = 2999; /* running long, listed until 2999 ms ago: its end may be on its way */
+    assert_int_equal(unlisted_goal(&run, 0, 0, 3000, &why), NONE);
+    run.unlisted_for_ms = 3000;
     assert_int_equal(unlisted_goal(&run, 0, 0, 3000, &why), CX_RUN_FAILED);
     assert_int_equal(why, WHY_VANISHED);
     run.status = CX_RUN_PENDING;
     run.running_for_ms = -1;
+    run.unlisted_for_ms = -1;
     assert_int_equal(unlisted_goal(&run, 0, 0, 3000, &why), NONE); /* its start is on its way */
     assert_int_equal(unlisted_goal(&run, 0, 1, 3000, &why), CX_RUN_FAILED);
     assert_int_equal(why, WHY_NEVER_STARTED);
@@ -167,6 +172,7 @@ static void t_heartbeat_goals(void **state)
     run.status = CX_RUN_PAUSED;
     assert_int_equal(unlisted_goal(&run, 0, 1, 3000, &why), NONE); /* paused before it ever ran */
     run.running_for_ms = 3000;
+    run.unlisted_for_ms = 3000;
     assert_int_equal(unlisted_goal(&run, 0, 0, 3000, &why), CX_RUN_FAILED); /* a paused pipeline stays listed */
     assert_int_equal(why, WHY_VANISHED);
 }
