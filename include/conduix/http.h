@@ -43,6 +43,7 @@ typedef struct cx_req {
     int status;        /* set by reply */
     size_t bytes;
     int deferred;                /* the handler answers later, from a loop callback (cx_req_defer) */
+    int logged;                  /* its access-log line is written (reply.c, before the answer is sent) */
     void (*on_abort)(void *arg); /* deferred: called when the request ends before its answer */
     void *abort_arg;
 } cx_req_t;

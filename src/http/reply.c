@@ -88,12 +88,12 @@ static void head(cx_req_t *r, int status, const char *content_type, size_t len)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SERVER, NULL, H2O_STRLIT("conduix-cp"));
     r->status = status;
     r->bytes = len;
-    if (r->deferred) {
-        /* answered from a loop callback: the request path has logged nothing yet, and the request may be
-         * gone as soon as it is sent */
-        r->on_abort = NULL;
-        cx_access_log(r);
-    }
+    if (r->deferred)
+        r->on_abort = NULL; /* answered from a loop callback: the request may be gone once it is sent */
+    /* Logged before it is sent: once the client has the answer, its line is in the worker's buffer,
+     * which a worker killed at that moment leaves for the master to write (t/83). */
+    cx_access_log(r);
+    r->logged = 1;
 }
 
 /* The busy refusal below goes through cx_reply_error and back here once: its envelope is smaller than

@@ -281,8 +281,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->route_index = -1;
     request_id(r);
     dispatch(r);
-    if (!r->deferred)
-        cx_access_log(r); /* a deferred answer is logged when it is sent (reply.c) */
+    if (!r->deferred && !r->logged)
+        cx_access_log(r); /* an answer of reply.c is logged there; a deferred one when it is sent */
     return 0;
 }
 
