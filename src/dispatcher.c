@@ -6,7 +6,9 @@
  * queued commands (left queued while Redis was down, or by a request that could not deliver its own;
  * one queued or given back less than a second ago is left to the process that wrote it) and sent ones
  * not acknowledged for commands.redeliver_interval, as long as they still serve their run (commands.h),
- * to the agents that listen on their channel (one PUBSUB NUMSUB a tick). Each publish is
+ * to the agents that listen on their channel (one PUBSUB NUMSUB per read of BATCH due commands; a full
+ * read is followed by the next, up to PAGES, so that the skipped commands of agents nobody listens to
+ * cannot fill the read and starve those of agents that do). Each publish is
  * claimed first by compare-and-set on the attempt number, under the lock of its agent and pipeline
  * (cx_runs_deliver), so with a worker delivering at once, or several replicas each with its dispatcher,
  * no attempt is published twice and no command of a pipeline overtakes an older one. The first failed
@@ -42,6 +44,7 @@
 
 #define TICK_MS 250
 #define BATCH 500
+#define PAGES 8        /* pages of BATCH due commands read in a tick at most */
 #define SETTLE_MS 1000 /* a command queued (or given back) this recently is its writer's to deliver first */
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 8000
@@ -232,53 +235,94 @@ static ssize_t agent_index(const char *const *agents, size_t n, const char *agen
     return -1;
 }
 
-/* deliver -- expire, then publish what is due, in seq order, stopping at the first failed publish.
- * Who listens is asked first, for the round's agents in one PUBSUB NUMSUB: an agent nobody listens to
- * (reconnecting, or polling REST) has nothing claimed for it, so its commands stay queued as its poll
- * reads them. A command another process is publishing (or claimed first) holds back the later ones of
- * its agent and pipeline this round, so none of them overtakes it. */
+/* A round of deliveries: what holds back later commands, over every page read this tick. */
+typedef struct round {
+    hold_t *held;
+    size_t nheld, cap;
+} round_t;
+
+static void hold(round_t *rd, const cx_command_t *c, int agent_wide)
+{
+    if (rd->nheld == rd->cap) {
+        rd->cap = rd->cap ? 2 * rd->cap : 64;
+        rd->held = cx_realloc(rd->held, rd->cap * sizeof(*rd->held));
+    }
+    rd->held[rd->nheld++] = (hold_t){c->agent_id, c->pipeline_id, agent_wide};
+}
+
+/* deliver_page -- publish the due commands of one page, in seq order. Who listens is asked first, for
+ * the page's agents in one PUBSUB NUMSUB: an agent nobody listens to (reconnecting, or polling REST) has
+ * nothing claimed for it, so its commands stay queued as its poll reads them. A command another process
+ * is publishing (or claimed first) holds back the later ones of its agent and pipeline this round, so
+ * none of them overtakes it. 0 when the round must end here (Redis went away, database trouble). */
+static int deliver_page(cx_command_t *due, size_t n, round_t *rd)
+{
+    const char **agents = cx_calloc(n, sizeof(*agents));
+    int *listening = cx_calloc(n, sizeof(*listening)), go = 1;
+    size_t nagents = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (agent_index(agents, nagents, due[i].agent_id) < 0)
+            agents[nagents++] = due[i].agent_id;
+    /* The question is also the PING: a publish that fails uses up its attempt number (it may have gone
+     * out before the error), so claim no numbers while Redis does not answer. */
+    if (cx_redis_command_listeners(agents, nagents, listening) != CX_OK)
+        go = 0;
+    for (size_t i = 0; go && i < n; i++) {
+        cx_command_t *c = &due[i];
+        int rc;
+        ssize_t a = agent_index(agents, nagents, c->agent_id);
+        if (is_held(rd->held, rd->nheld, c))
+            continue;
+        if (!listening[a]) {
+            /* nobody listens: neither here nor on a later page of this round, even if it subscribes
+             * meanwhile (a later command would overtake this one) */
+            hold(rd, c, 1);
+            continue;
+        }
+        if ((rc = cx_runs_deliver(c)) == CX_CONFLICT)
+            hold(rd, c, 0); /* someone else is publishing for it */
+        else if (rc == CX_NOTFOUND)
+            hold(rd, c, 1); /* unsubscribed since: its later ones wait */
+        else if (rc == CX_UNAVAIL || (rc != CX_OK && rc != CX_STATE))
+            go = 0; /* Redis went away, or database trouble: keep the order, try again next tick */
+    }
+    free(listening);
+    free(agents);
+    return go;
+}
+
+/* deliver -- expire, then publish what is due, a page of BATCH commands at a time in seq order, stopping
+ * at the first failed publish. A full page is followed by the next one (up to PAGES a tick), so that the
+ * queued commands of agents nobody listens to (skipped every tick, and older than everything behind
+ * them) cannot fill the page and starve the commands of agents that do listen. */
 static void deliver(void)
 {
-    cx_command_t *due = NULL;
-    size_t n = 0;
-    uint64_t expired = 0;
+    cx_command_t *pages[PAGES];
+    size_t sizes[PAGES], np = 0;
+    round_t rd = {0};
+    uint64_t expired = 0, after = 0;
     int64_t pending = 0;
+    int go;
 
     if (cx_db_commands_expire(&expired) == CX_OK && expired > 0) {
         cx_shm_count(CX_C_COMMANDS_EXPIRED, expired);
         cx_log_info("%llu command(s) expired unacknowledged", (unsigned long long)expired);
     }
-    if (cx_redis_available() && cx_db_commands_due(SETTLE_MS, cx_cfg->commands.redeliver_interval_ms, BATCH, &due, &n) == CX_OK &&
-        n > 0) {
-        const char **agents = cx_calloc(n, sizeof(*agents));
-        int *listening = cx_calloc(n, sizeof(*listening));
-        hold_t *held = cx_calloc(n, sizeof(*held));
-        size_t nagents = 0, nheld = 0, todo;
-
-        for (size_t i = 0; i < n; i++)
-            if (agent_index(agents, nagents, due[i].agent_id) < 0)
-                agents[nagents++] = due[i].agent_id;
-        /* The question is also the PING: a publish that fails uses up its attempt number (it may have
-         * gone out before the error), so claim no numbers while Redis does not answer. */
-        todo = cx_redis_command_listeners(agents, nagents, listening) == CX_OK ? n : 0;
-        for (size_t i = 0; i < todo; i++) {
-            cx_command_t *c = &due[i];
-            int rc;
-            if (is_held(held, nheld, c) || !listening[agent_index(agents, nagents, c->agent_id)])
-                continue;
-            if ((rc = cx_runs_deliver(c)) == CX_CONFLICT) {
-                held[nheld++] = (hold_t){c->agent_id, c->pipeline_id, 0}; /* someone else is publishing for it */
-            } else if (rc == CX_NOTFOUND) {
-                held[nheld++] = (hold_t){c->agent_id, c->pipeline_id, 1}; /* unsubscribed since: its later ones wait */
-            } else if (rc == CX_UNAVAIL || (rc != CX_OK && rc != CX_STATE)) {
-                break; /* Redis went away, or database trouble: keep the order, try again next tick */
-            }
-        }
-        free(held);
-        free(listening);
-        free(agents);
+    go = cx_redis_available();
+    while (go && np < PAGES) {
+        cx_command_t *due = NULL;
+        size_t n = 0;
+        if (cx_db_commands_due_after(SETTLE_MS, cx_cfg->commands.redeliver_interval_ms, after, BATCH, &due, &n) != CX_OK || n == 0)
+            break;
+        pages[np] = due;
+        sizes[np++] = n;
+        go = deliver_page(due, n, &rd) && n == BATCH;
+        after = due[n - 1].seq;
     }
-    cx_db_commands_free(due, n);
+    free(rd.held); /* its strings are the pages' */
+    for (size_t i = 0; i < np; i++)
+        cx_db_commands_free(pages[i], sizes[i]);
     if (cx_db_commands_pending(&pending) == CX_OK)
         cx_shm_gauge_set(CX_G_COMMANDS_PENDING, pending);
 }

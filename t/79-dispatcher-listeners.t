@@ -2,7 +2,8 @@
 # command: a subscribed agent gets its redeliveries, an agent nobody listens for has nothing claimed
 # (its command stays queued, attempt 0, for its REST poll). When Redis answers but refuses the question
 # (an ACL without PUBSUB NUMSUB), the dispatcher says so once and publishes as before, letting each
-# PUBLISH's count of receivers decide: a refused NUMSUB must not stop delivery.
+# PUBLISH's count of receivers decide: a refused NUMSUB must not stop delivery. And commands of agents
+# nobody listens to, however many, do not hold back those of agents that do.
 use v5.36;
 use Test::More;
 use CxTest;
@@ -50,6 +51,21 @@ wait_ok { my $c = cmd_row($c2); $c->{status} eq 'queued' && $c->{attempts} == 0 
     'the REST agent\'s command queued again, attempt 0 (its publishes reached nobody)';
 CxTest::redis_cmd('ACL', 'SETUSER', 'default', '+pubsub|numsub');
 $restore_acl = 0;
+
+# More due commands of agents nobody listens to than one read of the due list holds (500): they are older
+# than everything behind them and skipped every tick, so the next page is read too, and a command for an
+# agent that listens, queued behind them, still goes out.
+my $p3 = CxAgent::create_pipeline($s, 't77-three');
+$s->sql('INSERT INTO agent_commands (id, agent_id, type, pipeline_id, payload, status, created_by, expires_at, updated_at) '
+    . "SELECT UUID(), CONCAT('t79-silent-', seq % 7), 'update_config', NULL, '{}', 'queued', 't79', NOW(3) + INTERVAL 1 HOUR, "
+    . 'NOW(3) - INTERVAL 5 SECOND FROM seq_1_to_1200');
+my $late = sprintf('%08x-0000-4000-8000-%012x', int(rand(2**32)), int(rand(2**40)));
+$s->sql("INSERT INTO agent_commands (id, agent_id, type, pipeline_id, payload, status, created_by, expires_at, updated_at) "
+    . "VALUES (?, 't77-legacy', 'update_config', ?, '{\"config_yaml\":\"source: y\\n\"}', 'queued', 't79', "
+    . "NOW(3) + INTERVAL 1 HOUR, NOW(3) - INTERVAL 5 SECOND)", $late, $p3->{id});
+wait_ok { attempts_seen($leg, $late) >= 1 } 15, 'a command queued behind 1,200 for agents nobody listens to reaches its agent';
+is($s->sql("SELECT COUNT(*) AS n FROM agent_commands WHERE agent_id LIKE 't79-silent-%' AND (status <> 'queued' OR attempts > 0)")->[0]{n},
+    0, 'the 1,200 stay queued, attempt 0');
 
 $s->stop;
 is($s->exit_code, 0, 'server stops cleanly');

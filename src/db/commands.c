@@ -358,19 +358,26 @@ static int rows(int rc, cx_db_result_t *res, cx_command_t **out, size_t *n)
     return rc;
 }
 
-int cx_db_commands_due(int64_t settle_ms, int64_t redeliver_ms, int limit, cx_command_t **out, size_t *n)
+int cx_db_commands_due_after(int64_t settle_ms, int64_t redeliver_ms, uint64_t after_seq, int limit, cx_command_t **out, size_t *n)
 {
-    cx_db_param_t p[] = {CX_DB_P_INT(settle_ms * 1000), CX_DB_P_INT(redeliver_ms * 1000), CX_DB_P_INT(limit)};
+    cx_db_param_t p[] = {CX_DB_P_INT((long long)after_seq), CX_DB_P_INT(settle_ms * 1000), CX_DB_P_INT(redeliver_ms * 1000),
+                         CX_DB_P_INT(limit)};
     cx_db_result_t *res = NULL;
     int rc;
 
     *out = NULL;
     *n = 0;
-    rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands c WHERE ((c.status = 'queued' AND c.updated_at <= NOW(3) - INTERVAL ? "
-                    "MICROSECOND) OR (c.status = 'sent' AND c.last_sent_at <= NOW(3) - INTERVAL ? MICROSECOND)) AND " DELIVERABLE(
-                        "c") " ORDER BY c.seq LIMIT ?",
-                    p, 3, &res, NULL);
+    rc =
+        cx_db_exec("SELECT " CMD_COLS " FROM agent_commands c WHERE c.seq > ? AND ((c.status = 'queued' AND c.updated_at <= "
+                   "NOW(3) - INTERVAL ? MICROSECOND) OR (c.status = 'sent' AND c.last_sent_at <= NOW(3) - INTERVAL ? MICROSECOND)) "
+                   "AND " DELIVERABLE("c") " ORDER BY c.seq LIMIT ?",
+                   p, 4, &res, NULL);
     return rows(rc, res, out, n);
+}
+
+int cx_db_commands_due(int64_t settle_ms, int64_t redeliver_ms, int limit, cx_command_t **out, size_t *n)
+{
+    return cx_db_commands_due_after(settle_ms, redeliver_ms, 0, limit, out, n);
 }
 
 int cx_db_commands_backlog(const char *agent_id, const char *pipeline_id, uint64_t seq, int limit, cx_command_t **out, size_t *n)
