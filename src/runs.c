@@ -558,12 +558,49 @@ static void unlock_deliveries(item_t *items, size_t n)
     free(all);
 }
 
-/* write_runs -- the runs and start commands of the batch (two multi-row inserts). */
+/* take_written -- the runs and commands as the inserts returned them (INSERT … RETURNING) into the
+ * results of their starts, taken out of runs and cmds. */
+static int take_written(item_t *items, size_t n, cx_run_t *runs, size_t nr, cx_command_t *cmds, size_t nc)
+{
+    size_t r = 0, c = 0;
+
+    /* both come back in the order they were written (the items'): the next one is looked at first */
+    for (size_t i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        size_t k;
+        if (it->st != ST_RUN && it->st != ST_FAILED_RUN)
+            continue;
+        for (k = 0; k < nr && strcmp(runs[(r + k) % nr].id, it->run_id) != 0; k++)
+            ;
+        if (k == nr)
+            return CX_ERR; /* written in this statement and not returned */
+        r = (r + k) % nr;
+        it->res->run = runs[r];
+        memset(&runs[r], 0, sizeof(runs[0]));
+        r = (r + 1) % nr;
+        if (it->st != ST_RUN)
+            continue;
+        for (k = 0; k < nc && strcmp(cmds[(c + k) % nc].id, it->cmd_id) != 0; k++)
+            ;
+        if (k == nc)
+            return CX_ERR;
+        c = (c + k) % nc;
+        it->res->command = cmds[c];
+        memset(&cmds[c], 0, sizeof(cmds[0]));
+        c = (c + 1) % nc;
+    }
+    return CX_OK;
+}
+
+/* write_runs -- the runs and start commands of the batch (two multi-row inserts), and both as written
+ * (their RETURNING) into the results. */
 static int write_runs(item_t *items, size_t n)
 {
     cx_run_new_t *runs = cx_calloc(n, sizeof(*runs));
     cx_command_new_t *cmds = cx_calloc(n, sizeof(*cmds));
-    size_t nr = 0, nc = 0;
+    cx_run_t *got = NULL;
+    cx_command_t *gotc = NULL;
+    size_t nr = 0, nc = 0, ngot = 0, ngotc = 0;
     int rc;
 
     for (size_t i = 0; i < n; i++) {
@@ -597,7 +634,7 @@ static int write_runs(item_t *items, size_t n)
                                         .created_by = o->actor,
                                         .sent = it->sent};
     }
-    rc = cx_db_runs_insert(runs, nr);
+    rc = cx_db_runs_insert(runs, nr, &got, &ngot);
     if (rc == CX_CONFLICT && n == 1) {
         if (strcmp(cx_db_conflict_key(), "uq_runs_fire") == 0)
             refuse_item(&items[0], CX_CONFLICT, "this scheduled fire already has a run");
@@ -605,54 +642,15 @@ static int write_runs(item_t *items, size_t n)
             refuse_item(&items[0], CX_STATE, "pipeline is already running"); /* uq_runs_active: a concurrent start won */
     }
     if (rc == CX_OK)
-        rc = cx_db_commands_insert(cmds, nc, cx_cfg->commands.ttl_ms);
+        rc = cx_db_commands_insert(cmds, nc, cx_cfg->commands.ttl_ms, &gotc, &ngotc);
+    if (rc == CX_OK)
+        rc = take_written(items, n, got, ngot, gotc, ngotc);
+    cx_db_runs_free(got, ngot);
+    cx_db_commands_free(gotc, ngotc);
     for (size_t i = 0; i < nc; i++)
         free((char *)cmds[i].payload_json);
     free(runs);
     free(cmds);
-    return rc;
-}
-
-/* read_back -- the runs and commands as written (two reads) into the results. */
-static int read_back(item_t *items, size_t n)
-{
-    const char **rids = cx_calloc(n, sizeof(*rids)), **cids = cx_calloc(n, sizeof(*cids));
-    cx_run_t *runs = NULL;
-    cx_command_t *cmds = NULL;
-    size_t nr = 0, nc = 0, gr = 0, gc = 0;
-    int rc;
-
-    for (size_t i = 0; i < n; i++) {
-        if (items[i].st == ST_RUN || items[i].st == ST_FAILED_RUN)
-            rids[nr++] = items[i].run_id;
-        if (items[i].st == ST_RUN)
-            cids[nc++] = items[i].cmd_id;
-    }
-    rc = cx_db_runs_get_many(rids, nr, &runs, &gr);
-    if (rc == CX_OK)
-        rc = cx_db_commands_load_many(cids, nc, &cmds, &gc);
-    for (size_t i = 0; rc == CX_OK && i < n; i++) {
-        item_t *it = &items[i];
-        int found = it->st != ST_RUN && it->st != ST_FAILED_RUN;
-        for (size_t k = 0; k < gr && !found; k++)
-            if (strcmp(runs[k].id, it->run_id) == 0) {
-                it->res->run = runs[k];
-                memset(&runs[k], 0, sizeof(runs[k]));
-                found = 1;
-            }
-        for (size_t k = 0; k < gc && it->st == ST_RUN && found == 1; k++)
-            if (strcmp(cmds[k].id, it->cmd_id) == 0) {
-                it->res->command = cmds[k];
-                memset(&cmds[k], 0, sizeof(cmds[k]));
-                found = 2;
-            }
-        if (!found || (it->st == ST_RUN && found != 2))
-            rc = CX_ERR; /* written in this transaction and not read back */
-    }
-    cx_db_runs_free(runs, gr);
-    cx_db_commands_free(cmds, gc);
-    free(rids);
-    free(cids);
     return rc;
 }
 
@@ -732,7 +730,7 @@ static int batch_tx(item_t *items, size_t n)
         return rc;
     if ((rc = claim_fires(items, n)) == CX_OK && (rc = read_pipelines(items, n)) == CX_OK &&
         (rc = read_active(items, n)) == CX_OK && (rc = choose_agents(items, n)) == CX_OK &&
-        (rc = lock_deliveries(items, n)) == CX_OK && (rc = write_runs(items, n)) == CX_OK && (rc = read_back(items, n)) == CX_OK &&
+        (rc = lock_deliveries(items, n)) == CX_OK && (rc = write_runs(items, n)) == CX_OK &&
         (rc = write_audit(items, n)) == CX_OK && (rc = settle_fires(items, n)) == CX_OK) {
         size_t refused = 0;
         for (size_t i = 0; i < n; i++)

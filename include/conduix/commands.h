@@ -65,8 +65,9 @@ typedef struct cx_command_new {
 } cx_command_new_t;
 
 /* cx_db_commands_insert -- n commands in one multi-row INSERT (seq in their order), expiring ttl_ms from
- * now. */
-int cx_db_commands_insert(const cx_command_new_t *rows, size_t n, int64_t ttl_ms);
+ * now. With out, the commands as written, from the same statement (INSERT … RETURNING, in seq order;
+ * free with cx_db_commands_free). */
+int cx_db_commands_insert(const cx_command_new_t *rows, size_t n, int64_t ttl_ms, cx_command_t **out, size_t *nout);
 
 /* cx_db_commands_load_many -- the commands of ids (those that exist), in seq order. */
 int cx_db_commands_load_many(const char *const *ids, size_t n, cx_command_t **out, size_t *nout);

@@ -241,8 +241,9 @@ typedef struct cx_run_new {
 
 /* cx_db_runs_insert -- n runs in one multi-row INSERT; all or none: CX_CONFLICT (cx_db_conflict_key
  * names the key) when one of them has a pipeline with an active run (uq_runs_active) or a fire that has
- * a run (uq_runs_fire). */
-int cx_db_runs_insert(const cx_run_new_t *rows, size_t n);
+ * a run (uq_runs_fire). With out, the runs as written, from the same statement (INSERT … RETURNING, in
+ * the order of rows; free with cx_db_runs_free). */
+int cx_db_runs_insert(const cx_run_new_t *rows, size_t n, cx_run_t **out, size_t *nout);
 
 /* cx_db_runs_get_many -- the runs of ids (in no particular order; those that exist). */
 int cx_db_runs_get_many(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns);

@@ -106,17 +106,24 @@ int cx_db_command_insert(const char *id, const char *agent_id, cx_command_type_t
     "NOW(3) + INTERVAL ? MICROSECOND)"
 #define NEW_COLS 11
 
-int cx_db_commands_insert(const cx_command_new_t *rows, size_t n, int64_t ttl_ms)
+static int rows(int rc, cx_db_result_t *res, cx_command_t **out, size_t *n);
+
+int cx_db_commands_insert(const cx_command_new_t *rows_, size_t n, int64_t ttl_ms, cx_command_t **out, size_t *nout)
 {
     cx_db_param_t *p;
+    cx_db_result_t *res = NULL;
     char *sql;
     int rc;
 
+    if (out != NULL) {
+        *out = NULL;
+        *nout = 0;
+    }
     if (n == 0)
         return CX_OK;
     p = cx_calloc(n * NEW_COLS, sizeof(*p));
     for (size_t i = 0; i < n; i++) {
-        const cx_command_new_t *r = &rows[i];
+        const cx_command_new_t *r = &rows_[i];
         cx_db_param_t *q = p + i * NEW_COLS;
         q[0] = CX_DB_P_STR(r->id);
         q[1] = CX_DB_P_STR(r->agent_id);
@@ -132,11 +139,13 @@ int cx_db_commands_insert(const cx_command_new_t *rows, size_t n, int64_t ttl_ms
     }
     sql = cx_db_sql_rows("INSERT INTO agent_commands (id, agent_id, type, pipeline_id, run_id, payload, status, attempts, "
                          "last_sent_at, created_by, created_at, updated_at, expires_at) VALUES ",
-                         NEW_ROW, ", ", n, "");
-    rc = cx_db_exec(sql, p, n * NEW_COLS, NULL, NULL);
+                         NEW_ROW, ", ", n, out != NULL ? " RETURNING " CMD_COLS : "");
+    rc = cx_db_exec(sql, p, n * NEW_COLS, out != NULL ? &res : NULL, NULL);
     free(sql);
     free(p);
-    return rc;
+    if (out == NULL)
+        return rc;
+    return rows(rc, res, out, nout);
 }
 
 /* ids_params -- n string parameters. */
@@ -147,8 +156,6 @@ static cx_db_param_t *ids_params(const char *const *ids, size_t n)
         p[i] = CX_DB_P_STR(ids[i]);
     return p;
 }
-
-static int rows(int rc, cx_db_result_t *res, cx_command_t **out, size_t *n);
 
 int cx_db_commands_load_many(const char *const *ids, size_t n, cx_command_t **out, size_t *nout)
 {

@@ -890,9 +890,10 @@ done:
 }
 
 /* run -- bind, execute and (when asked) fetch one cached statement. 0 or a MySQL error number with
- * its message in msg; *sent tells whether the statement may have reached the server. */
+ * its message in msg; *sent tells whether the statement may have reached the server; *spoiled that it
+ * failed while its result was read (see cx_db_exec). */
 static unsigned run(entry_t *e, const cx_db_param_t *p, size_t n, cx_db_result_t **res, uint64_t *affected, char *msg,
-                    size_t msglen, int *sent)
+                    size_t msglen, int *sent, int *spoiled)
 {
     MYSQL_STMT *st = e->st;
     MYSQL_BIND *b = NULL;
@@ -900,7 +901,7 @@ static unsigned run(entry_t *e, const cx_db_param_t *p, size_t n, cx_db_result_t
     unsigned err = 0;
     unsigned long want = mysql_stmt_param_count(st);
 
-    *sent = 0;
+    *sent = *spoiled = 0;
     if (want != n) {
         snprintf(msg, msglen, "%zu parameters given, %lu expected", n, want);
         return E_LOGGED;
@@ -944,9 +945,11 @@ static unsigned run(entry_t *e, const cx_db_param_t *p, size_t n, cx_db_result_t
     if (mysql_stmt_field_count(st) > 0) {
         if (res != NULL) {
             err = fetch(st, res, msg, msglen);
+            *spoiled = err != 0;
             if (err == 0 && affected != NULL)
                 *affected = (*res)->nrows;
         } else if (nb_store(st) != 0) {
+            *spoiled = 1;
             goto stmt_fail;
         }
     }
@@ -984,7 +987,7 @@ int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_
     size_t len = strlen(sql);
     uint64_t h = cx_hash_fnv1a(sql, len);
     int ro = read_only(sql);
-    int conn_retry = 0, deadlocks = 0, reprepared = 0, checked = 0;
+    int conn_retry = 0, deadlocks = 0, reprepared = 0, checked = 0, spoiled = 0;
     char msg[512];
 
     if (res != NULL)
@@ -1010,11 +1013,19 @@ int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_
             e = prepare(sql, len, h, &err, msg, sizeof(msg));
         if (e != NULL) {
             e->used = ++D.tick;
-            err = run(e, params, nparams, res, affected, msg, sizeof(msg), &sent);
+            err = run(e, params, nparams, res, affected, msg, sizeof(msg), &sent, &spoiled);
         }
         if (err == 0) {
             D.last_used_ms = cx_now_ms();
             return CX_OK;
+        }
+        if (spoiled && e != NULL && !is_conn_err(err)) {
+            /* It failed while its result was read: an INSERT … RETURNING whose row a unique key refused
+             * (or that waited for a lock) sends its columns, then the error. Connector/C leaves such a
+             * handle unusable (its next execute waits for an answer that never comes), so it is closed
+             * here and prepared again at its next use. */
+            forget(e);
+            e = NULL;
         }
         if (is_conn_err(err)) {
             int in_tx = D.in_tx, timed_out = D.timed_out;
@@ -1051,9 +1062,10 @@ int cx_db_exec(const char *sql, const cx_db_param_t *params, size_t nparams, cx_
         /* The statement no longer matches the schema (an ALTER since it was prepared): prepare it again
          * when nothing ran, or when it only read (CR_NEW_STMT_METADATA comes after the execute). */
         if ((err == ER_NEED_REPREPARE || err == ER_UNKNOWN_STMT_HANDLER || (err == CR_NEW_STMT_METADATA && ro)) && !reprepared &&
-            e != NULL) {
+            (e != NULL || spoiled)) {
             reprepared = 1;
-            forget(e);
+            if (e != NULL)
+                forget(e);
             continue;
         }
         cx_shm_count(CX_C_DB_ERRORS, 1);

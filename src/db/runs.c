@@ -141,12 +141,17 @@ int cx_db_run_get(const char *run_id, cx_run_t *run)
 #define NEW_ROW "(?, ?, ?, ?, IF(? IS NULL, 'pending', 'failed'), ?, ?, ?, ?, ?, ?, IF(? IS NULL, NULL, NOW(3)), NOW(3), NOW(3))"
 #define NEW_COLS 12
 
-int cx_db_runs_insert(const cx_run_new_t *rows, size_t n)
+int cx_db_runs_insert(const cx_run_new_t *rows, size_t n, cx_run_t **out, size_t *nout)
 {
     cx_db_param_t *p;
+    cx_db_result_t *res = NULL;
     char *sql;
     int rc;
 
+    if (out != NULL) {
+        *out = NULL;
+        *nout = 0;
+    }
     if (n == 0)
         return CX_OK;
     p = cx_calloc(n * NEW_COLS, sizeof(*p));
@@ -168,10 +173,13 @@ int cx_db_runs_insert(const cx_run_new_t *rows, size_t n)
     }
     sql = cx_db_sql_rows("INSERT INTO pipeline_runs (id, pipeline_id, agent_id, `trigger`, status, failover_of, checkpoint, "
                          "created_by, schedule_id, scheduled_for, error_message, ended_at, created_at, updated_at) VALUES ",
-                         NEW_ROW, ", ", n, "");
-    rc = cx_db_exec(sql, p, n * NEW_COLS, NULL, NULL);
+                         NEW_ROW, ", ", n, out != NULL ? " RETURNING " RUN_COLS : "");
+    rc = cx_db_exec(sql, p, n * NEW_COLS, out != NULL ? &res : NULL, NULL);
     free(sql);
     free(p);
+    if (rc == CX_OK && out != NULL)
+        rc = fill_all(res, out, nout);
+    cx_db_result_free(res);
     return rc;
 }
 
