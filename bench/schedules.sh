@@ -20,6 +20,10 @@
 # left running (stop them with `scripts/services stop /tmp/conduix-bench-schedules 23346 26419`); the
 # environment variables BENCH_SVC_DIR, BENCH_MYSQL_PORT, BENCH_REDIS_PORT and BENCH_PORT (the server's
 # port, 18084) choose others.
+# BENCH_DIGESTS=1 also prints the statements of the measured minutes by performance_schema digest, when
+# the services' MariaDB was started with CX_SVC_MYSQLD_OPTS=--performance-schema=ON (scripts/services).
+# Besides the scheduler's CPU it prints the dispatcher's and hbmon's, and the runs failed by the
+# heartbeats' reconciliation.
 # Caveat: the simulator, MariaDB and Redis share the machine with the server under test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -104,18 +108,35 @@ echo "$N schedules ($MODE), first fires at $(date -u -d @"$first" +%H:%M:%S) UTC
 # the first minute warms up; then the measured ones
 start=$((first + 60))
 sleep $((start - $(date +%s)))
-pid=$(pgrep -f '^conduix-cp: scheduler' -P "$(cat "$WORK/conduix-cp.pid")")
+master=$(cat "$WORK/conduix-cp.pid")
+pid=$(pgrep -f '^conduix-cp: scheduler' -P "$master")
+dpid=$(pgrep -f '^conduix-cp: dispatcher' -P "$master")
+hpid=$(pgrep -f '^conduix-cp: hbmon' -P "$master")
 ticks=$(getconf CLK_TCK)
+cpu_() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# BENCH_DIGESTS=1: the statements of the measured minutes by digest, when this bench's MariaDB runs
+# with performance_schema (started by this script with CX_SVC_MYSQLD_OPTS=--performance-schema=ON)
+digests=0
+if [ "${BENCH_DIGESTS:-0}" = 1 ] && [ "$(mysql_ -N -e 'SELECT @@performance_schema')" = 1 ]; then
+  digests=1
+  mysql_ -e "TRUNCATE performance_schema.events_statements_summary_by_digest"
+elif [ "${BENCH_DIGESTS:-0}" = 1 ]; then
+  echo "BENCH_DIGESTS: MariaDB runs without performance_schema (stop the services, start again with CX_SVC_MYSQLD_OPTS)"
+fi
 # MariaDB's statement counters over the measured minutes (the whole server: this bench's database is
 # the only one in use), for statements per fire, which do not depend on the machine's load
 status_() { mysql_ -N -e "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_select', 'Com_insert',
     'Com_update', 'Com_delete', 'Com_commit', 'Com_begin', 'Com_rollback', 'Innodb_rows_inserted')"; }
-cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+cpu0=$(cpu_ "$pid") dcpu0=$(cpu_ "$dpid") hcpu0=$(cpu_ "$hpid")
 st0=$(status_)
 t0=$(date +%s.%N)
 sleep $((MINUTES * 60))
-cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+cpu1=$(cpu_ "$pid") dcpu1=$(cpu_ "$dpid") hcpu1=$(cpu_ "$hpid")
 st1=$(status_)
+if [ "$digests" = 1 ]; then
+  mysql_ -N -e "SELECT COUNT_STAR, ROUND(SUM_TIMER_WAIT / 1e9), LEFT(DIGEST_TEXT, 150) FROM
+      performance_schema.events_statements_summary_by_digest ORDER BY COUNT_STAR DESC LIMIT 40" >"$WORK/digests"
+fi
 t1=$(date +%s.%N)
 end=$((start + MINUTES * 60))
 sleep 10    # the fires of the last measured minute are written
@@ -131,10 +152,18 @@ mysql_ -N "$DB" -e "SELECT TIMESTAMPDIFF(MICROSECOND, scheduled_for, created_at)
        {v[NR] = $1} END {if (NR) printf "fire lag p50 %d ms, p90 %d ms, p99 %d ms\n", q(0.5), q(0.9), q(0.99)}'
 mysql_ -N "$DB" -e "SELECT status, COUNT(*) FROM pipeline_runs GROUP BY status; SELECT 'skipped', SUM(skipped), 'missed', SUM(missed),
     'failures', SUM(failures) FROM schedules"
-echo "$cpu0 $cpu1 $t0 $t1 $ticks" | awk '{printf "scheduler CPU: %.1f %% of a core\n", 100 * ($2 - $1) / $5 / ($4 - $3)}'
+for p in "scheduler $cpu0 $cpu1" "dispatcher $dcpu0 $dcpu1" "hbmon $hcpu0 $hcpu1"; do
+  echo "$p $t0 $t1 $ticks" | awk '{printf "%s CPU: %.1f %% of a core\n", $1, 100 * ($3 - $2) / $6 / ($5 - $4)}'
+done
+mysql_ -N "$DB" -e "SELECT 'failed by the reconciliation (no longer reported in heartbeats):', COUNT(*) FROM pipeline_runs
+    WHERE status = 'failed' AND error_message LIKE '%no longer reports the pipeline%'"
 fires=$((N * MINUTES))
 { echo "$st0" | sed 's/^/0 /'; echo "$st1" | sed 's/^/1 /'; } |
   awk -v f="$fires" '{v[$1, $2] = $3; k[$2] = 1}
        END {printf "MariaDB statements over the measured minutes, per fire (%d fires):", f;
             for (n in k) printf " %s %.1f", n, (v[1, n] - v[0, n]) / f; print ""}'
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E "^conduix_(schedule|scheduler)" || true
+if [ "$digests" = 1 ]; then
+  echo "statements by digest over the measured minutes (count, ms in all, per fire, text):"
+  awk -v f="$fires" -F'\t' '{printf "%9d %8d %6.2f  %s\n", $1, $2, $1 / f, $3}' "$WORK/digests"
+fi
