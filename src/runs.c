@@ -1706,41 +1706,115 @@ static cx_run_status_t unlisted_goal(const cx_run_t *run, int stop_asked, int st
     return CX_RUN_STATUS_COUNT;
 }
 
-/* command_in -- did the newest command of type for the run end (or stand) in status (want 1), or in
- * anything but status (want 0)? 0 when it has none or the lookup failed. */
-static int command_in(const char *run_id, cx_command_type_t type, cx_command_status_t status, int want)
+/* A heartbeat's look at one active run of its agent. */
+typedef struct seen {
+    const cx_run_t *run;
+    json_object *st; /* its pipeline_stats entry, or NULL */
+    int in_list;     /* the beat lists its pipeline (1), does not (0), has no list (-1) */
+    int64_t p, e;    /* the counts to write with last_listed_at (p < 0: none) */
+    int rc;          /* a write for it failed: no transition this beat */
+    int stop, start; /* unlisted: the status of its newest stop_pipeline, start_pipeline (-1: none) */
+} seen_t;
+
+#define BEAT_ROWS 500 /* runs of one statement of a beat's reconciliation */
+
+/* look -- what the beat says of the run's pipeline: listed or not, and its counts. A run with counts
+ * but no list (the beat has none) has them written at once, alone. */
+static void look(seen_t *s, const cx_run_t *run, json_object *pipelines, json_object *stats)
 {
-    cx_command_status_t st;
-    return cx_db_command_status_for_run(run_id, type, &st) == CX_OK && (st == status) == want;
+    memset(s, 0, sizeof(*s));
+    s->run = run;
+    s->st = stats_of(stats, run->pipeline_id);
+    s->in_list = pipelines ? listed(pipelines, run->pipeline_id) : -1;
+    s->p = -1;
+    s->stop = s->start = -1;
+    if (s->st != NULL || s->in_list == 1) {
+        int64_t p = s->st ? get_count(s->st, "processed_count") : -1, e = s->st ? get_count(s->st, "error_count") : -1;
+        int counts = p >= 0 || e >= 0;
+        s->p = counts ? (p >= 0 ? p : run->processed_count) : -1;
+        s->e = e >= 0 ? e : run->error_count;
+        if (s->in_list != 1 && counts)
+            s->rc = cx_db_run_counts(run->id, s->p, s->e);
+    }
 }
 
-/* reconcile -- one active run against one heartbeat. */
-static int reconcile(const char *agent_id, const cx_run_t *run, json_object *pipelines, json_object *stats)
+/* listed_write -- last_listed_at (and the counts) of the listed runs of the beat: a statement or two per
+ * BEAT_ROWS runs (a deadlock victim runs again); a failed one leaves its runs without a transition. */
+static void listed_write(seen_t *s, size_t n)
 {
-    json_object *st = stats_of(stats, run->pipeline_id);
+    const char **ids = cx_calloc(BEAT_ROWS, sizeof(*ids));
+    int64_t *p = cx_calloc(BEAT_ROWS, sizeof(*p)), *e = cx_calloc(BEAT_ROWS, sizeof(*e));
+    seen_t **of = cx_calloc(BEAT_ROWS, sizeof(*of));
+
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        int rc, runs = 0;
+        for (; i < n && k < BEAT_ROWS; i++)
+            if (s[i].in_list == 1) {
+                of[k] = &s[i];
+                ids[k] = s[i].run->id;
+                p[k] = s[i].p;
+                e[k++] = s[i].e;
+            }
+        if (k == 0)
+            break;
+        do
+            rc = cx_db_runs_listed_many(ids, p, e, k);
+        while (again(rc, &runs, "heartbeat: runs listed by agent", of[0]->run->agent_id));
+        for (size_t j = 0; j < k; j++)
+            of[j]->rc = rc;
+    }
+    free(of);
+    free(e);
+    free(p);
+    free(ids);
+}
+
+/* unlisted_read -- the newest stop_pipeline of every unlisted run, and the start_pipeline of the pending
+ * ones, a query each per BEAT_ROWS runs. A failed query reads as none (as no stop asked: the next beat
+ * asks again). */
+static void unlisted_read(seen_t *s, size_t n, cx_command_type_t type)
+{
+    const char **ids = cx_calloc(BEAT_ROWS, sizeof(*ids));
+    int *st = cx_calloc(BEAT_ROWS, sizeof(*st));
+    seen_t **of = cx_calloc(BEAT_ROWS, sizeof(*of));
+
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        for (; i < n && k < BEAT_ROWS; i++)
+            if (s[i].in_list == 0 && s[i].rc == CX_OK && (type == CX_CMD_STOP_PIPELINE || s[i].run->status == CX_RUN_PENDING)) {
+                of[k] = &s[i];
+                ids[k++] = s[i].run->id;
+            }
+        if (k == 0)
+            break;
+        if (cx_db_commands_status_for_runs(ids, k, type, st) != CX_OK)
+            continue;
+        for (size_t j = 0; j < k; j++)
+            *(type == CX_CMD_STOP_PIPELINE ? &of[j]->stop : &of[j]->start) = st[j];
+    }
+    free(of);
+    free(st);
+    free(ids);
+}
+
+/* reconcile -- one active run against one heartbeat, its writes and reads done (seen). */
+static int reconcile(const char *agent_id, const seen_t *s)
+{
+    const cx_run_t *run = s->run;
     const char *why = NULL;
-    int in_list = pipelines ? listed(pipelines, run->pipeline_id) : -1, kind;
+    int kind;
     cx_run_status_t to = CX_RUN_STATUS_COUNT;
     char msg[320];
     int rc = CX_OK;
 
-    if (st != NULL || in_list == 1) {
-        int64_t p = st ? get_count(st, "processed_count") : -1, e = st ? get_count(st, "error_count") : -1;
-        int counts = p >= 0 || e >= 0;
-        p = counts ? (p >= 0 ? p : run->processed_count) : -1;
-        e = e >= 0 ? e : run->error_count;
-        if (in_list == 1)
-            rc = cx_db_run_listed(run->id, p, e); /* the counts and when it was last listed, one statement */
-        else if (counts)
-            rc = cx_db_run_counts(run->id, p, e);
-        if (rc != CX_OK)
-            return rc;
-    }
-    if (in_list == 1) {
-        to = listed_goal(run->status, st ? get_str(st, "status") : NULL);
-    } else if (in_list == 0) {
-        int stop = command_in(run->id, CX_CMD_STOP_PIPELINE, CX_CMDST_FAILED, 0);
-        int expired = !stop && run->status == CX_RUN_PENDING && command_in(run->id, CX_CMD_START_PIPELINE, CX_CMDST_EXPIRED, 1);
+    if (s->rc != CX_OK)
+        return s->rc;
+    if (s->in_list == 1) {
+        to = listed_goal(run->status, s->st ? get_str(s->st, "status") : NULL);
+    } else if (s->in_list == 0) {
+        int stop = s->stop >= 0 && s->stop != (int)CX_CMDST_FAILED;
+        int expired = !stop && run->status == CX_RUN_PENDING && s->start == (int)CX_CMDST_EXPIRED;
         to = unlisted_goal(run, stop, expired, cx_cfg->agents.heartbeat_timeout_ms, &kind);
         if (kind == WHY_NEVER_STARTED)
             snprintf(msg, sizeof(msg), "agent %.200s never acknowledged start_pipeline nor reported the pipeline running",
@@ -1868,6 +1942,7 @@ int cx_runs_heartbeat(const char *agent_id, json_object *beat, int look_for_stra
 {
     json_object *pipelines = NULL, *stats = NULL;
     cx_run_t *runs;
+    seen_t *seen;
     size_t n;
     int rc, first = CX_OK;
 
@@ -1879,9 +1954,18 @@ int cx_runs_heartbeat(const char *agent_id, json_object *beat, int look_for_stra
         stats = NULL;
     if ((rc = cx_db_runs_of_agent(agent_id, &runs, &n)) != CX_OK)
         return rc;
+    /* the writes and reads of all the runs first, a statement per kind (not one per run), then each
+     * run's transition, if any */
+    seen = cx_calloc(n + 1, sizeof(*seen));
     for (size_t i = 0; i < n; i++)
-        if ((rc = reconcile(agent_id, &runs[i], pipelines, stats)) != CX_OK && first == CX_OK)
+        look(&seen[i], &runs[i], pipelines, stats);
+    listed_write(seen, n);
+    unlisted_read(seen, n, CX_CMD_STOP_PIPELINE);
+    unlisted_read(seen, n, CX_CMD_START_PIPELINE);
+    for (size_t i = 0; i < n; i++)
+        if ((rc = reconcile(agent_id, &seen[i])) != CX_OK && first == CX_OK)
             first = rc;
+    free(seen);
     if (look_for_strays && (rc = strays(agent_id, pipelines, runs, n)) != CX_OK && first == CX_OK)
         first = rc;
     cx_db_runs_free(runs, n);

@@ -274,6 +274,9 @@ int cx_db_run_counts(const char *run_id, int64_t processed, int64_t errors);
 /* cx_db_run_listed -- a heartbeat lists the active run: last_listed_at now, and with processed >= 0 its
  * counts too (one statement). */
 int cx_db_run_listed(const char *run_id, int64_t processed, int64_t errors);
+/* cx_db_runs_listed_many -- cx_db_run_listed for the n active runs a heartbeat lists: one UPDATE for
+ * those without counts (processed < 0), one for those with them. */
+int cx_db_runs_listed_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n);
 
 /* cx_db_runs_of_agent -- the agent's active runs (FOR UPDATE inside a transaction). */
 int cx_db_runs_of_agent(const char *agent_id, cx_run_t **runs, size_t *n);

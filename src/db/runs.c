@@ -306,7 +306,8 @@ static int update_many(const char *set, const char *where, const cx_db_param_t *
     char *h = cx_malloc(len), *sql;
     int rc;
 
-    memcpy(p, head, nhead * sizeof(*p));
+    if (nhead > 0)
+        memcpy(p, head, nhead * sizeof(*p));
     for (size_t i = 0; i < n; i++)
         p[nhead + i] = CX_DB_P_STR(ids[i]);
     /* by the primary key: on the status index (which MariaDB picks for a status = 'pending' beside an
@@ -347,6 +348,51 @@ int cx_db_runs_counts_many(const char *const *ids, const int64_t *processed, con
     free(ce);
     free(cp);
     free(p);
+    return rc;
+}
+
+int cx_db_runs_listed_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n)
+{
+    const char **plain = cx_calloc(n + 1, sizeof(*plain)), **counted = cx_calloc(n + 1, sizeof(*counted));
+    int64_t *p = cx_calloc(n + 1, sizeof(*p)), *e = cx_calloc(n + 1, sizeof(*e));
+    size_t np = 0, nc = 0;
+    uint64_t changed = 0;
+    int rc = CX_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        if (processed[i] < 0) {
+            plain[np++] = ids[i];
+            continue;
+        }
+        counted[nc] = ids[i];
+        p[nc] = processed[i];
+        e[nc++] = errors[i];
+    }
+    if (np > 0)
+        rc = update_many("last_listed_at = NOW(3)", "status IN " CX_RUN_ACTIVE_SQL, NULL, 0, plain, np, &changed);
+    if (rc == CX_OK && nc > 0) {
+        cx_db_param_t *pp = cx_calloc(4 * nc, sizeof(*pp));
+        char *cp = cx_db_sql_case("id", "processed_count", nc), *ce = cx_db_sql_case("id", "error_count", nc), *set;
+        size_t len = strlen(cp) + strlen(ce) + 128;
+
+        for (size_t i = 0; i < nc; i++) {
+            pp[2 * i] = CX_DB_P_STR(counted[i]);
+            pp[2 * i + 1] = CX_DB_P_INT(p[i]);
+            pp[2 * nc + 2 * i] = CX_DB_P_STR(counted[i]);
+            pp[2 * nc + 2 * i + 1] = CX_DB_P_INT(e[i]);
+        }
+        set = cx_malloc(len);
+        snprintf(set, len, "processed_count = %s, error_count = %s, last_listed_at = NOW(3), updated_at = NOW(3)", cp, ce);
+        rc = update_many(set, "status IN " CX_RUN_ACTIVE_SQL, pp, 4 * nc, counted, nc, &changed);
+        free(set);
+        free(ce);
+        free(cp);
+        free(pp);
+    }
+    free(e);
+    free(p);
+    free(counted);
+    free(plain);
     return rc;
 }
 
