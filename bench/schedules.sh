@@ -20,8 +20,8 @@
 # left running (stop them with `scripts/services stop /tmp/conduix-bench-schedules 23346 26419`); the
 # environment variables BENCH_SVC_DIR, BENCH_MYSQL_PORT, BENCH_REDIS_PORT and BENCH_PORT (the server's
 # port, 18084) choose others.
-# BENCH_DIGESTS=1 also prints the statements of the measured minutes by performance_schema digest, when
-# the services' MariaDB was started with CX_SVC_MYSQLD_OPTS=--performance-schema=ON (scripts/services).
+# BENCH_GENLOG=1 also writes MariaDB's general log over the first measured minute and prints its
+# statements by kind, per fire.
 # Besides the scheduler's CPU it prints the dispatcher's and hbmon's, and the runs failed by the
 # heartbeats' reconciliation.
 # Caveat: the simulator, MariaDB and Redis share the machine with the server under test.
@@ -114,29 +114,20 @@ dpid=$(pgrep -f '^conduix-cp: dispatcher' -P "$master")
 hpid=$(pgrep -f '^conduix-cp: hbmon' -P "$master")
 ticks=$(getconf CLK_TCK)
 cpu_() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# BENCH_DIGESTS=1: the statements of the measured minutes by digest, when this bench's MariaDB runs
-# with performance_schema (started by this script with CX_SVC_MYSQLD_OPTS=--performance-schema=ON)
-digests=0
-if [ "${BENCH_DIGESTS:-0}" = 1 ] && [ "$(mysql_ -N -e 'SELECT @@performance_schema')" = 1 ]; then
-  digests=1
-  mysql_ -e "TRUNCATE performance_schema.events_statements_summary_by_digest"
-elif [ "${BENCH_DIGESTS:-0}" = 1 ]; then
-  echo "BENCH_DIGESTS: MariaDB runs without performance_schema (stop the services, start again with CX_SVC_MYSQLD_OPTS)"
-fi
-# MariaDB's statement counters over the measured minutes (the whole server: this bench's database is
-# the only one in use), for statements per fire, which do not depend on the machine's load
-status_() { mysql_ -N -e "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_select', 'Com_insert',
-    'Com_update', 'Com_delete', 'Com_commit', 'Com_begin', 'Com_rollback', 'Innodb_rows_inserted')"; }
+# BENCH_GENLOG=1: MariaDB's general log over the first measured minute, for the statements by kind
+[ "${BENCH_GENLOG:-0}" = 1 ] && mysql_ -e "SET GLOBAL general_log_file = '$WORK/general.log'; SET GLOBAL general_log = 1"
 cpu0=$(cpu_ "$pid") dcpu0=$(cpu_ "$dpid") hcpu0=$(cpu_ "$hpid")
 st0=$(status_)
 t0=$(date +%s.%N)
-sleep $((MINUTES * 60))
+if [ "${BENCH_GENLOG:-0}" = 1 ]; then
+  sleep 60
+  mysql_ -e "SET GLOBAL general_log = 0"
+  sleep $((MINUTES * 60 - 60))
+else
+  sleep $((MINUTES * 60))
+fi
 cpu1=$(cpu_ "$pid") dcpu1=$(cpu_ "$dpid") hcpu1=$(cpu_ "$hpid")
 st1=$(status_)
-if [ "$digests" = 1 ]; then
-  mysql_ -N -e "SELECT COUNT_STAR, ROUND(SUM_TIMER_WAIT / 1e9), LEFT(DIGEST_TEXT, 150) FROM
-      performance_schema.events_statements_summary_by_digest ORDER BY COUNT_STAR DESC LIMIT 40" >"$WORK/digests"
-fi
 t1=$(date +%s.%N)
 end=$((start + MINUTES * 60))
 sleep 10    # the fires of the last measured minute are written
@@ -163,7 +154,12 @@ fires=$((N * MINUTES))
        END {printf "MariaDB statements over the measured minutes, per fire (%d fires):", f;
             for (n in k) printf " %s %.1f", n, (v[1, n] - v[0, n]) / f; print ""}'
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E "^conduix_(schedule|scheduler)" || true
-if [ "$digests" = 1 ]; then
-  echo "statements by digest over the measured minutes (count, ms in all, per fire, text):"
-  awk -v f="$fires" -F'\t' '{printf "%9d %8d %6.2f  %s\n", $1, $2, $1 / f, $3}' "$WORK/digests"
+if [ "${BENCH_GENLOG:-0}" = 1 ]; then
+  # the statements of that minute by kind: literals, id lists and CASE lists folded
+  echo "statements of the first measured minute by kind (per fire of that minute, $N fires):"
+  awk -F'\t' -v f="$N" 'NF >= 2 && $(NF - 1) ~ / (Query|Execute)$/ {
+      t = $NF; gsub(/\x27[^\x27]*\x27/, "?", t); gsub(/-?[0-9]+(\.[0-9]+)?/, "?", t); gsub(/WHEN \? THEN \?( WHEN \? THEN \?)*/, "WHEN..", t)
+      gsub(/\([^()]*\)(, \([^()]*\))+/, "(..)..", t); gsub(/\?(, \?)+/, "?..", t); c[substr(t, 1, 110)]++; n++ }
+      END { for (k in c) printf "%8d %6.2f  %s\n", c[k], c[k] / f, k; printf "%8d %6.2f  (all)\n", n, n / f }' \
+    "$WORK/general.log" | sort -rn | head -45
 fi
