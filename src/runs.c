@@ -1744,7 +1744,7 @@ static void listed_write(seen_t *s, size_t n)
 {
     const char **ids = cx_calloc(BEAT_ROWS, sizeof(*ids));
     int64_t *p = cx_calloc(BEAT_ROWS, sizeof(*p)), *e = cx_calloc(BEAT_ROWS, sizeof(*e));
-    seen_t **of = cx_calloc(BEAT_ROWS, sizeof(*of));
+    seen_t **of = cx_calloc(BEAT_ROWS, sizeof(seen_t *));
 
     for (size_t i = 0; i < n;) {
         size_t k = 0;
@@ -1777,7 +1777,7 @@ static void unlisted_read(seen_t *s, size_t n, cx_command_type_t type)
 {
     const char **ids = cx_calloc(BEAT_ROWS, sizeof(*ids));
     int *st = cx_calloc(BEAT_ROWS, sizeof(*st));
-    seen_t **of = cx_calloc(BEAT_ROWS, sizeof(*of));
+    seen_t **of = cx_calloc(BEAT_ROWS, sizeof(seen_t *));
 
     for (size_t i = 0; i < n;) {
         size_t k = 0;
