@@ -114,6 +114,10 @@ dpid=$(pgrep -f '^conduix-cp: dispatcher' -P "$master")
 hpid=$(pgrep -f '^conduix-cp: hbmon' -P "$master")
 ticks=$(getconf CLK_TCK)
 cpu_() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# MariaDB's statement counters over the measured minutes (the whole server: this bench's database is
+# the only one in use), for statements per fire, which do not depend on the machine's load
+status_() { mysql_ -N -e "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_select', 'Com_insert',
+    'Com_update', 'Com_delete', 'Com_commit', 'Com_begin', 'Com_rollback', 'Innodb_rows_inserted')"; }
 # BENCH_GENLOG=1: MariaDB's general log over the first measured minute, for the statements by kind
 [ "${BENCH_GENLOG:-0}" = 1 ] && mysql_ -e "SET GLOBAL general_log_file = '$WORK/general.log'; SET GLOBAL general_log = 1"
 cpu0=$(cpu_ "$pid") dcpu0=$(cpu_ "$dpid") hcpu0=$(cpu_ "$hpid")
