@@ -1513,48 +1513,80 @@ static int batch_moves(batch_t *b)
     return rc;
 }
 
-/* apply_tx -- one transaction of the words from w[0] (at most n): *used says how many it took. It reads
- * committed rows (READ COMMITTED), so a word decided again alone sees the run as it is. */
-static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
+/* pick -- the words of one batch among the candidates c[0..n) (in their order): a word about a run or a
+ * command already in the batch, or about one a word passed over before it is about, is passed over
+ * (left for a later batch, after the earlier words of its run), so the words of one run take effect in
+ * their order while those of other runs go on filling the batch (an agent's ack of a start and its
+ * `running` event come one after the other). An event without run_id ends the pick: the pipeline's
+ * active run is known only once read (applied alone when it is first). The picked indices into sel. */
+static size_t pick(cx_agent_word_t **c, size_t n, const batch_t *b, size_t *sel)
 {
-    const char **cids = cx_calloc(n, sizeof(*cids)), **keys = cx_calloc(2 * n, sizeof(*keys)), **rids = cx_calloc(n, sizeof(*rids));
-    size_t ncids = 0, nkeys = 0, nrids = 0, k;
+    const char **keys = cx_calloc(2 * n + 1, sizeof(*keys)), **held = cx_calloc(2 * n + 1, sizeof(*held));
+    size_t nkeys = 0, nheld = 0, k = 0;
+
+    for (size_t i = 0; i < n && k < APPLY_MAX; i++) {
+        const char *cmd = c[i]->ack ? c[i]->ack->command_id : NULL, *run = NULL;
+        if (c[i]->ack != NULL) {
+            const cx_command_t *cm = batch_cmd(b, c[i]);
+            run = cm && cm->run_id[0] ? cm->run_id : NULL;
+        } else if (is_event(c[i])) {
+            if (c[i]->ev->run_id == NULL)
+                break;
+            run = c[i]->ev->run_id;
+        }
+        if ((cmd && (has_key(keys, nkeys, cmd) || has_key(held, nheld, cmd))) ||
+            (run && (has_key(keys, nkeys, run) || has_key(held, nheld, run)))) {
+            if (cmd)
+                held[nheld++] = cmd;
+            if (run)
+                held[nheld++] = run;
+            continue;
+        }
+        if (cmd)
+            keys[nkeys++] = cmd;
+        if (run)
+            keys[nkeys++] = run;
+        sel[k++] = i;
+    }
+    free(held);
+    free(keys);
+    return k;
+}
+
+/* apply_tx -- one transaction of words picked among the candidates c[0..n) (pick): *used says how many,
+ * sel which. It reads committed rows (READ COMMITTED), so a word decided again alone sees the run as it
+ * is. */
+static int apply_tx(cx_agent_word_t **c, size_t n, size_t *sel, size_t *used, batch_t *b)
+{
+    const char **cids = cx_calloc(n + 1, sizeof(*cids)), **rids = cx_calloc(n + 1, sizeof(*rids));
+    cx_agent_word_t **w = cx_calloc(n + 1, sizeof(cx_agent_word_t *));
+    size_t ncids = 0, nrids = 0, k;
     int rc;
 
     memset(b, 0, sizeof(*b));
     *used = 0;
     for (size_t i = 0; i < n; i++)
-        if (w[i].ack != NULL)
-            cids[ncids++] = w[i].ack->command_id;
+        if (c[i]->ack != NULL)
+            cids[ncids++] = c[i]->ack->command_id;
     if ((rc = cx_db_exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", NULL, 0, NULL, NULL)) != CX_OK ||
         (rc = cx_db_begin()) != CX_OK)
         goto out;
     if ((rc = cx_db_commands_load_many(cids, ncids, &b->cmds, &b->ncmds)) != CX_OK)
         goto out;
-    /* cut before a word about a run or a command already in the batch */
-    for (k = 0; k < n; k++) {
-        const char *cmd = w[k].ack ? w[k].ack->command_id : NULL, *run = NULL;
-        if (w[k].ack != NULL) {
-            const cx_command_t *c = batch_cmd(b, &w[k]);
-            run = c && c->run_id[0] ? c->run_id : NULL;
-        } else if (is_event(&w[k])) {
-            if (w[k].ev->run_id == NULL)
-                break; /* the pipeline's active run: applied alone */
-            run = w[k].ev->run_id;
-        }
-        if ((cmd && has_key(keys, nkeys, cmd)) || (run && has_key(keys, nkeys, run)))
-            break;
-        if (cmd)
-            keys[nkeys++] = cmd;
-        if (run) {
-            keys[nkeys++] = run;
-            rids[nrids++] = run;
-        }
-    }
-    *used = k;
+    *used = k = pick(c, n, b, sel);
     if (k == 0) {
-        rc = cx_db_rollback(); /* nothing written: w[0] goes alone */
+        rc = cx_db_rollback(); /* nothing written: c[0] goes alone */
         goto out;
+    }
+    for (size_t i = 0; i < k; i++) {
+        w[i] = c[sel[i]];
+        if (w[i]->ack != NULL) {
+            const cx_command_t *cm = batch_cmd(b, w[i]);
+            if (cm && cm->run_id[0])
+                rids[nrids++] = cm->run_id;
+        } else if (is_event(w[i])) {
+            rids[nrids++] = w[i]->ev->run_id;
+        }
     }
     if ((rc = cx_db_runs_get_many(rids, nrids, &b->runs, &b->nruns)) != CX_OK)
         goto out;
@@ -1565,9 +1597,9 @@ static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
     b->errors = cx_calloc(k, sizeof(*b->errors));
     b->moves = cx_calloc(k, sizeof(*b->moves));
     for (size_t i = 0; i < k; i++) {
-        w[i].rc = CX_OK;
-        if (w[i].ack != NULL)
-            word_result(b, &w[i]);
+        w[i]->rc = CX_OK;
+        if (w[i]->ack != NULL)
+            word_result(b, w[i]);
     }
     if ((rc = results(b)) != CX_OK)
         goto out;
@@ -1576,16 +1608,16 @@ static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
         if (b->result_of[r] != NULL)
             word_ack(b, b->result_of[r]);
     for (size_t i = 0; i < k; i++)
-        if (is_event(&w[i]))
-            word_event(b, &w[i]);
+        if (is_event(w[i]))
+            word_event(b, w[i]);
     if ((rc = cx_db_runs_counts_many(b->count_ids, b->processed, b->errors, b->ncounts)) != CX_OK)
         goto out;
     if ((rc = batch_moves(b)) != CX_OK)
         goto out;
     rc = cx_db_commit();
 out:
+    free(w);
     free(rids);
-    free(keys);
     free(cids);
     return rc == CX_OK ? CX_OK : undo(rc);
 }
@@ -1599,36 +1631,62 @@ static void apply_one(cx_agent_word_t *w)
         w->rc = cx_runs_event(w->ev, w->why);
 }
 
+#define APPLY_LOOK ((size_t)4 * APPLY_MAX) /* candidates a batch is picked from */
+
 void cx_runs_apply(cx_agent_word_t *w, size_t n)
 {
+    char *done = cx_calloc(n + 1, 1);
+    cx_agent_word_t **cand = cx_calloc(APPLY_LOOK, sizeof(cx_agent_word_t *));
+    size_t *idx = cx_calloc(APPLY_LOOK, sizeof(*idx)), *sel = cx_calloc(APPLY_LOOK, sizeof(*sel));
     size_t at = 0;
 
     while (at < n) {
-        size_t lim = n - at < APPLY_MAX ? n - at : APPLY_MAX, used = 0;
+        size_t ncand = 0, used = 0;
         int rc, runs = 0;
         batch_t b;
 
-        if (lim < APPLY_MIN) {
-            apply_one(&w[at++]);
+        if (done[at]) {
+            at++;
+            continue;
+        }
+        /* the words not applied yet, in their order, from the first of them */
+        for (size_t i = at; i < n && ncand < APPLY_LOOK; i++)
+            if (!done[i]) {
+                idx[ncand] = i;
+                cand[ncand++] = &w[i];
+            }
+        if (ncand < APPLY_MIN) {
+            for (size_t i = 0; i < ncand; i++) {
+                apply_one(cand[i]);
+                done[idx[i]] = 1;
+            }
             continue;
         }
         do {
-            rc = apply_tx(w + at, lim, &used, &b);
+            rc = apply_tx(cand, ncand, sel, &used, &b);
             if (rc != CX_OK)
                 batch_free(&b);
         } while (again(rc, &runs, "batch of acknowledgements and run events", "from the subscription"));
         if (rc == CX_OK && used == 0) {
             batch_free(&b);
-            apply_one(&w[at++]); /* an event without run_id */
+            apply_one(cand[0]); /* an event without run_id */
+            done[idx[0]] = 1;
             continue;
         }
         if (rc != CX_OK) {
             /* not a deadlock: MySQL refused the batch (or is down): each message alone, as before batches */
-            size_t end = at + (used > 0 ? used : 1);
-            for (; at < end; at++)
-                apply_one(&w[at]);
+            if (used == 0) {
+                sel[0] = 0;
+                used = 1;
+            }
+            for (size_t i = 0; i < used; i++) {
+                apply_one(cand[sel[i]]);
+                done[idx[sel[i]]] = 1;
+            }
             continue;
         }
+        for (size_t i = 0; i < used; i++)
+            done[idx[sel[i]]] = 1;
         for (size_t i = 0; i < b.nresults; i++)
             if (b.result_of[i] != NULL)
                 cx_shm_count(b.results[i].success ? CX_C_COMMANDS_ACKED : CX_C_COMMANDS_FAILED, 1);
@@ -1641,8 +1699,11 @@ void cx_runs_apply(cx_agent_word_t *w, size_t n)
                             b.moves[i].c ? cx_command_type_name(b.moves[i].c->type) : "run event",
                             b.moves[i].c ? " acknowledged by agent" : " from agent", b.moves[i].run->agent_id);
         batch_free(&b);
-        at += used;
     }
+    free(sel);
+    free(idx);
+    free(cand);
+    free(done);
 }
 
 /* listed -- is pipeline_id in the heartbeat's pipelines array? */
