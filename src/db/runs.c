@@ -321,7 +321,8 @@ static int update_many(const char *set, const char *where, const cx_db_param_t *
     return rc;
 }
 
-int cx_db_runs_counts_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n)
+/* counts_many -- the counts of n active runs in one UPDATE, with extra ("col = ..., " or "") set too. */
+static int counts_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n, const char *extra)
 {
     cx_db_param_t *p;
     char *cp, *ce, *set;
@@ -340,15 +341,20 @@ int cx_db_runs_counts_many(const char *const *ids, const int64_t *processed, con
     }
     cp = cx_db_sql_case("id", "processed_count", n);
     ce = cx_db_sql_case("id", "error_count", n);
-    len = strlen(cp) + strlen(ce) + 96;
+    len = strlen(cp) + strlen(ce) + strlen(extra) + 96;
     set = cx_malloc(len);
-    snprintf(set, len, "processed_count = %s, error_count = %s, updated_at = NOW(3)", cp, ce);
+    snprintf(set, len, "processed_count = %s, error_count = %s, %supdated_at = NOW(3)", cp, ce, extra);
     rc = update_many(set, "status IN " CX_RUN_ACTIVE_SQL, p, 4 * n, ids, n, &changed);
     free(set);
     free(ce);
     free(cp);
     free(p);
     return rc;
+}
+
+int cx_db_runs_counts_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n)
+{
+    return counts_many(ids, processed, errors, n, "");
 }
 
 int cx_db_runs_listed_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n)
@@ -370,25 +376,8 @@ int cx_db_runs_listed_many(const char *const *ids, const int64_t *processed, con
     }
     if (np > 0)
         rc = update_many("last_listed_at = NOW(3)", "status IN " CX_RUN_ACTIVE_SQL, NULL, 0, plain, np, &changed);
-    if (rc == CX_OK && nc > 0) {
-        cx_db_param_t *pp = cx_calloc(4 * nc, sizeof(*pp));
-        char *cp = cx_db_sql_case("id", "processed_count", nc), *ce = cx_db_sql_case("id", "error_count", nc), *set;
-        size_t len = strlen(cp) + strlen(ce) + 128;
-
-        for (size_t i = 0; i < nc; i++) {
-            pp[2 * i] = CX_DB_P_STR(counted[i]);
-            pp[2 * i + 1] = CX_DB_P_INT(p[i]);
-            pp[2 * nc + 2 * i] = CX_DB_P_STR(counted[i]);
-            pp[2 * nc + 2 * i + 1] = CX_DB_P_INT(e[i]);
-        }
-        set = cx_malloc(len);
-        snprintf(set, len, "processed_count = %s, error_count = %s, last_listed_at = NOW(3), updated_at = NOW(3)", cp, ce);
-        rc = update_many(set, "status IN " CX_RUN_ACTIVE_SQL, pp, 4 * nc, counted, nc, &changed);
-        free(set);
-        free(ce);
-        free(cp);
-        free(pp);
-    }
+    if (rc == CX_OK)
+        rc = counts_many(counted, p, e, nc, "last_listed_at = NOW(3), ");
     free(e);
     free(p);
     free(counted);
