@@ -20,6 +20,10 @@
 # left running (stop them with `scripts/services stop /tmp/conduix-bench-schedules 23346 26419`); the
 # environment variables BENCH_SVC_DIR, BENCH_MYSQL_PORT, BENCH_REDIS_PORT and BENCH_PORT (the server's
 # port, 18084) choose others.
+# BENCH_GENLOG=1 also writes MariaDB's general log over the first measured minute and prints its
+# statements by kind, per fire.
+# Besides the scheduler's CPU it prints the dispatcher's and hbmon's, and the runs failed by the
+# heartbeats' reconciliation.
 # Caveat: the simulator, MariaDB and Redis share the machine with the server under test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -104,17 +108,29 @@ echo "$N schedules ($MODE), first fires at $(date -u -d @"$first" +%H:%M:%S) UTC
 # the first minute warms up; then the measured ones
 start=$((first + 60))
 sleep $((start - $(date +%s)))
-pid=$(pgrep -f '^conduix-cp: scheduler' -P "$(cat "$WORK/conduix-cp.pid")")
+master=$(cat "$WORK/conduix-cp.pid")
+pid=$(pgrep -f '^conduix-cp: scheduler' -P "$master")
+dpid=$(pgrep -f '^conduix-cp: dispatcher' -P "$master")
+hpid=$(pgrep -f '^conduix-cp: hbmon' -P "$master")
 ticks=$(getconf CLK_TCK)
+cpu_() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # MariaDB's statement counters over the measured minutes (the whole server: this bench's database is
 # the only one in use), for statements per fire, which do not depend on the machine's load
 status_() { mysql_ -N -e "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_select', 'Com_insert',
     'Com_update', 'Com_delete', 'Com_commit', 'Com_begin', 'Com_rollback', 'Innodb_rows_inserted')"; }
-cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+# BENCH_GENLOG=1: MariaDB's general log over the first measured minute, for the statements by kind
+[ "${BENCH_GENLOG:-0}" = 1 ] && mysql_ -e "SET GLOBAL general_log_file = '$WORK/general.log'; SET GLOBAL general_log = 1"
+cpu0=$(cpu_ "$pid") dcpu0=$(cpu_ "$dpid") hcpu0=$(cpu_ "$hpid")
 st0=$(status_)
 t0=$(date +%s.%N)
-sleep $((MINUTES * 60))
-cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+if [ "${BENCH_GENLOG:-0}" = 1 ]; then
+  sleep 60
+  mysql_ -e "SET GLOBAL general_log = 0"
+  sleep $((MINUTES * 60 - 60))
+else
+  sleep $((MINUTES * 60))
+fi
+cpu1=$(cpu_ "$pid") dcpu1=$(cpu_ "$dpid") hcpu1=$(cpu_ "$hpid")
 st1=$(status_)
 t1=$(date +%s.%N)
 end=$((start + MINUTES * 60))
@@ -131,10 +147,23 @@ mysql_ -N "$DB" -e "SELECT TIMESTAMPDIFF(MICROSECOND, scheduled_for, created_at)
        {v[NR] = $1} END {if (NR) printf "fire lag p50 %d ms, p90 %d ms, p99 %d ms\n", q(0.5), q(0.9), q(0.99)}'
 mysql_ -N "$DB" -e "SELECT status, COUNT(*) FROM pipeline_runs GROUP BY status; SELECT 'skipped', SUM(skipped), 'missed', SUM(missed),
     'failures', SUM(failures) FROM schedules"
-echo "$cpu0 $cpu1 $t0 $t1 $ticks" | awk '{printf "scheduler CPU: %.1f %% of a core\n", 100 * ($2 - $1) / $5 / ($4 - $3)}'
+for p in "scheduler $cpu0 $cpu1" "dispatcher $dcpu0 $dcpu1" "hbmon $hcpu0 $hcpu1"; do
+  echo "$p $t0 $t1 $ticks" | awk '{printf "%s CPU: %.1f %% of a core\n", $1, 100 * ($3 - $2) / $6 / ($5 - $4)}'
+done
+mysql_ -N "$DB" -e "SELECT 'failed by the reconciliation (no longer reported in heartbeats):', COUNT(*) FROM pipeline_runs
+    WHERE status = 'failed' AND error_message LIKE '%no longer reports the pipeline%'"
 fires=$((N * MINUTES))
 { echo "$st0" | sed 's/^/0 /'; echo "$st1" | sed 's/^/1 /'; } |
   awk -v f="$fires" '{v[$1, $2] = $3; k[$2] = 1}
        END {printf "MariaDB statements over the measured minutes, per fire (%d fires):", f;
             for (n in k) printf " %s %.1f", n, (v[1, n] - v[0, n]) / f; print ""}'
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E "^conduix_(schedule|scheduler)" || true
+if [ "${BENCH_GENLOG:-0}" = 1 ]; then
+  # the statements of that minute by kind: literals, id lists and CASE lists folded
+  echo "statements of the first measured minute by kind (per fire of that minute, $N fires):"
+  awk -F'\t' -v f="$N" 'NF >= 2 && $(NF - 1) ~ / (Query|Execute)$/ {
+      t = $NF; gsub(/\x27[^\x27]*\x27/, "?", t); gsub(/-?[0-9]+(\.[0-9]+)?/, "?", t); gsub(/WHEN \? THEN \?( WHEN \? THEN \?)*/, "WHEN..", t)
+      gsub(/\([^()]*\)(, \([^()]*\))+/, "(..)..", t); gsub(/\?(, \?)+/, "?..", t); c[substr(t, 1, 110)]++; n++ }
+      END { for (k in c) printf "%8d %6.2f  %s\n", c[k], c[k] / f, k; printf "%8d %6.2f  (all)\n", n, n / f }' \
+    "$WORK/general.log" | sort -rn | head -45
+fi

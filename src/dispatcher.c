@@ -20,11 +20,15 @@
  * once when Redis answers the dispatcher's own connection again (so it listens before it publishes).
  * Acknowledgements and events published while it was down are lost to pub/sub; the redelivery of
  * unacknowledged commands makes agents acknowledge again. What one read of the subscription brings is
- * parsed, then applied together when the read is done (cx_runs_apply: batches of up to 100, in order).
+ * parsed, then applied together when the read is done (cx_runs_apply: batches of up to 100, in order);
+ * a read that brought fewer than 100 waits up to 10 ms for more first (gather), so that messages arriving
+ * one at a time are applied in batches too.
  *
  * Every 5 s it also looks for runs still active on agents recorded offline (hbmon's call to
  * cx_runs_agent_offline failed, e.g. MySQL was down) and finishes that work.
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +74,8 @@ static int fd_of(const state_t *st)
 /* What one read of the subscription brought: the acknowledgements and run events, parsed, applied
  * together (cx_runs_apply) when the read is done, or when WORDS of them wait. */
 #define WORDS 1000
+#define GATHER_MS 10   /* a read of fewer than GATHER_MAX messages waits this long for more */
+#define GATHER_MAX 100 /* a batch of cx_runs_apply */
 
 typedef struct word {
     cx_ack_t ack;
@@ -364,13 +370,39 @@ static int tick(void *arg)
     return 0;
 }
 
+/* gather -- after a read that brought fewer than GATHER_MAX messages, what follows within GATHER_MS of
+ * it: when the dispatcher keeps up, a read brings one or two, each a transaction of its own (about six
+ * statements); a few ms later they are a batch (cx_runs_apply). An acknowledgement waits GATHER_MS more
+ * at most. */
+static int gather(state_t *st)
+{
+    int64_t until = cx_now_ms() + GATHER_MS;
+    int rc = CX_OK;
+
+    while (rc == CX_OK && nwords > 0 && nwords < GATHER_MAX && !cx_child_stop) {
+        struct pollfd pfd = {.fd = st->sub->fd, .events = POLLIN};
+        int64_t left = until - cx_now_ms();
+        int pr;
+        if (left <= 0)
+            break;
+        if ((pr = poll(&pfd, 1, (int)left)) < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            break;
+        rc = cx_redis_events_read(st->sub, 1, on_message, st);
+    }
+    return rc;
+}
+
 static int on_fd(void *arg)
 {
     state_t *st = arg;
 
     int rc = cx_redis_events_read(st->sub, 1, on_message, st);
 
-    flush(); /* what the read brought, in batches */
+    if (rc == CX_OK)
+        rc = gather(st);
+    flush(); /* what the reads brought, in batches */
     if (rc != CX_OK) {
         drop_sub(st);
         return RESUBSCRIBE + 1; /* enter the loop again without the dead fd */

@@ -1511,48 +1511,80 @@ static int batch_moves(batch_t *b)
     return rc;
 }
 
-/* apply_tx -- one transaction of the words from w[0] (at most n): *used says how many it took. It reads
- * committed rows (READ COMMITTED), so a word decided again alone sees the run as it is. */
-static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
+/* pick -- the words of one batch among the candidates c[0..n) (in their order): a word about a run or a
+ * command already in the batch, or about one a word passed over before it is about, is passed over
+ * (left for a later batch, after the earlier words of its run), so the words of one run take effect in
+ * their order while those of other runs go on filling the batch (an agent's ack of a start and its
+ * `running` event come one after the other). An event without run_id ends the pick: the pipeline's
+ * active run is known only once read (applied alone when it is first). The picked indices into sel. */
+static size_t pick(cx_agent_word_t **c, size_t n, const batch_t *b, size_t *sel)
 {
-    const char **cids = cx_calloc(n, sizeof(*cids)), **keys = cx_calloc(2 * n, sizeof(*keys)), **rids = cx_calloc(n, sizeof(*rids));
-    size_t ncids = 0, nkeys = 0, nrids = 0, k;
+    const char **keys = cx_calloc(2 * n + 1, sizeof(*keys)), **held = cx_calloc(2 * n + 1, sizeof(*held));
+    size_t nkeys = 0, nheld = 0, k = 0;
+
+    for (size_t i = 0; i < n && k < APPLY_MAX; i++) {
+        const char *cmd = c[i]->ack ? c[i]->ack->command_id : NULL, *run = NULL;
+        if (c[i]->ack != NULL) {
+            const cx_command_t *cm = batch_cmd(b, c[i]);
+            run = cm && cm->run_id[0] ? cm->run_id : NULL;
+        } else if (is_event(c[i])) {
+            if (c[i]->ev->run_id == NULL)
+                break;
+            run = c[i]->ev->run_id;
+        }
+        if ((cmd && (has_key(keys, nkeys, cmd) || has_key(held, nheld, cmd))) ||
+            (run && (has_key(keys, nkeys, run) || has_key(held, nheld, run)))) {
+            if (cmd)
+                held[nheld++] = cmd;
+            if (run)
+                held[nheld++] = run;
+            continue;
+        }
+        if (cmd)
+            keys[nkeys++] = cmd;
+        if (run)
+            keys[nkeys++] = run;
+        sel[k++] = i;
+    }
+    free(held);
+    free(keys);
+    return k;
+}
+
+/* apply_tx -- one transaction of words picked among the candidates c[0..n) (pick): *used says how many,
+ * sel which. It reads committed rows (READ COMMITTED), so a word decided again alone sees the run as it
+ * is. */
+static int apply_tx(cx_agent_word_t **c, size_t n, size_t *sel, size_t *used, batch_t *b)
+{
+    const char **cids = cx_calloc(n + 1, sizeof(*cids)), **rids = cx_calloc(n + 1, sizeof(*rids));
+    cx_agent_word_t **w = cx_calloc(n + 1, sizeof(cx_agent_word_t *));
+    size_t ncids = 0, nrids = 0, k;
     int rc;
 
     memset(b, 0, sizeof(*b));
     *used = 0;
     for (size_t i = 0; i < n; i++)
-        if (w[i].ack != NULL)
-            cids[ncids++] = w[i].ack->command_id;
+        if (c[i]->ack != NULL)
+            cids[ncids++] = c[i]->ack->command_id;
     if ((rc = cx_db_exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", NULL, 0, NULL, NULL)) != CX_OK ||
         (rc = cx_db_begin()) != CX_OK)
         goto out;
     if ((rc = cx_db_commands_load_many(cids, ncids, &b->cmds, &b->ncmds)) != CX_OK)
         goto out;
-    /* cut before a word about a run or a command already in the batch */
-    for (k = 0; k < n; k++) {
-        const char *cmd = w[k].ack ? w[k].ack->command_id : NULL, *run = NULL;
-        if (w[k].ack != NULL) {
-            const cx_command_t *c = batch_cmd(b, &w[k]);
-            run = c && c->run_id[0] ? c->run_id : NULL;
-        } else if (is_event(&w[k])) {
-            if (w[k].ev->run_id == NULL)
-                break; /* the pipeline's active run: applied alone */
-            run = w[k].ev->run_id;
-        }
-        if ((cmd && has_key(keys, nkeys, cmd)) || (run && has_key(keys, nkeys, run)))
-            break;
-        if (cmd)
-            keys[nkeys++] = cmd;
-        if (run) {
-            keys[nkeys++] = run;
-            rids[nrids++] = run;
-        }
-    }
-    *used = k;
+    *used = k = pick(c, n, b, sel);
     if (k == 0) {
-        rc = cx_db_rollback(); /* nothing written: w[0] goes alone */
+        rc = cx_db_rollback(); /* nothing written: c[0] goes alone */
         goto out;
+    }
+    for (size_t i = 0; i < k; i++) {
+        w[i] = c[sel[i]];
+        if (w[i]->ack != NULL) {
+            const cx_command_t *cm = batch_cmd(b, w[i]);
+            if (cm && cm->run_id[0])
+                rids[nrids++] = cm->run_id;
+        } else if (is_event(w[i])) {
+            rids[nrids++] = w[i]->ev->run_id;
+        }
     }
     if ((rc = cx_db_runs_get_many(rids, nrids, &b->runs, &b->nruns)) != CX_OK)
         goto out;
@@ -1563,9 +1595,9 @@ static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
     b->errors = cx_calloc(k, sizeof(*b->errors));
     b->moves = cx_calloc(k, sizeof(*b->moves));
     for (size_t i = 0; i < k; i++) {
-        w[i].rc = CX_OK;
-        if (w[i].ack != NULL)
-            word_result(b, &w[i]);
+        w[i]->rc = CX_OK;
+        if (w[i]->ack != NULL)
+            word_result(b, w[i]);
     }
     if ((rc = results(b)) != CX_OK)
         goto out;
@@ -1574,16 +1606,16 @@ static int apply_tx(cx_agent_word_t *w, size_t n, size_t *used, batch_t *b)
         if (b->result_of[r] != NULL)
             word_ack(b, b->result_of[r]);
     for (size_t i = 0; i < k; i++)
-        if (is_event(&w[i]))
-            word_event(b, &w[i]);
+        if (is_event(w[i]))
+            word_event(b, w[i]);
     if ((rc = cx_db_runs_counts_many(b->count_ids, b->processed, b->errors, b->ncounts)) != CX_OK)
         goto out;
     if ((rc = batch_moves(b)) != CX_OK)
         goto out;
     rc = cx_db_commit();
 out:
+    free(w);
     free(rids);
-    free(keys);
     free(cids);
     return rc == CX_OK ? CX_OK : undo(rc);
 }
@@ -1597,36 +1629,62 @@ static void apply_one(cx_agent_word_t *w)
         w->rc = cx_runs_event(w->ev, w->why);
 }
 
+#define APPLY_LOOK ((size_t)4 * APPLY_MAX) /* candidates a batch is picked from */
+
 void cx_runs_apply(cx_agent_word_t *w, size_t n)
 {
+    char *done = cx_calloc(n + 1, 1);
+    cx_agent_word_t **cand = cx_calloc(APPLY_LOOK, sizeof(cx_agent_word_t *));
+    size_t *idx = cx_calloc(APPLY_LOOK, sizeof(*idx)), *sel = cx_calloc(APPLY_LOOK, sizeof(*sel));
     size_t at = 0;
 
     while (at < n) {
-        size_t lim = n - at < APPLY_MAX ? n - at : APPLY_MAX, used = 0;
+        size_t ncand = 0, used = 0;
         int rc, runs = 0;
         batch_t b;
 
-        if (lim < APPLY_MIN) {
-            apply_one(&w[at++]);
+        if (done[at]) {
+            at++;
+            continue;
+        }
+        /* the words not applied yet, in their order, from the first of them */
+        for (size_t i = at; i < n && ncand < APPLY_LOOK; i++)
+            if (!done[i]) {
+                idx[ncand] = i;
+                cand[ncand++] = &w[i];
+            }
+        if (ncand < APPLY_MIN) {
+            for (size_t i = 0; i < ncand; i++) {
+                apply_one(cand[i]);
+                done[idx[i]] = 1;
+            }
             continue;
         }
         do {
-            rc = apply_tx(w + at, lim, &used, &b);
+            rc = apply_tx(cand, ncand, sel, &used, &b);
             if (rc != CX_OK)
                 batch_free(&b);
         } while (again(rc, &runs, "batch of acknowledgements and run events", "from the subscription"));
         if (rc == CX_OK && used == 0) {
             batch_free(&b);
-            apply_one(&w[at++]); /* an event without run_id */
+            apply_one(cand[0]); /* an event without run_id */
+            done[idx[0]] = 1;
             continue;
         }
         if (rc != CX_OK) {
             /* not a deadlock: MySQL refused the batch (or is down): each message alone, as before batches */
-            size_t end = at + (used > 0 ? used : 1);
-            for (; at < end; at++)
-                apply_one(&w[at]);
+            if (used == 0) {
+                sel[0] = 0;
+                used = 1;
+            }
+            for (size_t i = 0; i < used; i++) {
+                apply_one(cand[sel[i]]);
+                done[idx[sel[i]]] = 1;
+            }
             continue;
         }
+        for (size_t i = 0; i < used; i++)
+            done[idx[sel[i]]] = 1;
         for (size_t i = 0; i < b.nresults; i++)
             if (b.result_of[i] != NULL)
                 cx_shm_count(b.results[i].success ? CX_C_COMMANDS_ACKED : CX_C_COMMANDS_FAILED, 1);
@@ -1639,8 +1697,11 @@ void cx_runs_apply(cx_agent_word_t *w, size_t n)
                             b.moves[i].c ? cx_command_type_name(b.moves[i].c->type) : "run event",
                             b.moves[i].c ? " acknowledged by agent" : " from agent", b.moves[i].run->agent_id);
         batch_free(&b);
-        at += used;
     }
+    free(sel);
+    free(idx);
+    free(cand);
+    free(done);
 }
 
 /* listed -- is pipeline_id in the heartbeat's pipelines array? */
@@ -1704,41 +1765,115 @@ static cx_run_status_t unlisted_goal(const cx_run_t *run, int stop_asked, int st
     return CX_RUN_STATUS_COUNT;
 }
 
-/* command_in -- did the newest command of type for the run end (or stand) in status (want 1), or in
- * anything but status (want 0)? 0 when it has none or the lookup failed. */
-static int command_in(const char *run_id, cx_command_type_t type, cx_command_status_t status, int want)
+/* A heartbeat's look at one active run of its agent. */
+typedef struct seen {
+    const cx_run_t *run;
+    json_object *st; /* its pipeline_stats entry, or NULL */
+    int in_list;     /* the beat lists its pipeline (1), does not (0), has no list (-1) */
+    int64_t p, e;    /* the counts to write with last_listed_at (p < 0: none) */
+    int rc;          /* a write for it failed: no transition this beat */
+    int stop, start; /* unlisted: the status of its newest stop_pipeline, start_pipeline (-1: none) */
+} seen_t;
+
+#define BEAT_ROWS 500 /* runs of one statement of a beat's reconciliation */
+
+/* look -- what the beat says of the run's pipeline: listed or not, and its counts. A run with counts
+ * but no list (the beat has none) has them written at once, alone. */
+static void look(seen_t *s, const cx_run_t *run, json_object *pipelines, json_object *stats)
 {
-    cx_command_status_t st;
-    return cx_db_command_status_for_run(run_id, type, &st) == CX_OK && (st == status) == want;
+    memset(s, 0, sizeof(*s));
+    s->run = run;
+    s->st = stats_of(stats, run->pipeline_id);
+    s->in_list = pipelines ? listed(pipelines, run->pipeline_id) : -1;
+    s->p = -1;
+    s->stop = s->start = -1;
+    if (s->st != NULL || s->in_list == 1) {
+        int64_t p = s->st ? get_count(s->st, "processed_count") : -1, e = s->st ? get_count(s->st, "error_count") : -1;
+        int counts = p >= 0 || e >= 0;
+        s->p = counts ? (p >= 0 ? p : run->processed_count) : -1;
+        s->e = e >= 0 ? e : run->error_count;
+        if (s->in_list != 1 && counts)
+            s->rc = cx_db_run_counts(run->id, s->p, s->e);
+    }
 }
 
-/* reconcile -- one active run against one heartbeat. */
-static int reconcile(const char *agent_id, const cx_run_t *run, json_object *pipelines, json_object *stats)
+/* listed_write -- last_listed_at (and the counts) of the listed runs of the beat: a statement or two per
+ * BEAT_ROWS runs (a deadlock victim runs again); a failed one leaves its runs without a transition. */
+static void listed_write(seen_t *s, size_t n)
 {
-    json_object *st = stats_of(stats, run->pipeline_id);
+    const char **ids = cx_calloc(BEAT_ROWS, sizeof(*ids));
+    int64_t *p = cx_calloc(BEAT_ROWS, sizeof(*p)), *e = cx_calloc(BEAT_ROWS, sizeof(*e));
+    seen_t **of = cx_calloc(BEAT_ROWS, sizeof(seen_t *));
+
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        int rc, runs = 0;
+        for (; i < n && k < BEAT_ROWS; i++)
+            if (s[i].in_list == 1) {
+                of[k] = &s[i];
+                ids[k] = s[i].run->id;
+                p[k] = s[i].p;
+                e[k++] = s[i].e;
+            }
+        if (k == 0)
+            break;
+        do
+            rc = cx_db_runs_listed_many(ids, p, e, k);
+        while (again(rc, &runs, "heartbeat: runs listed by agent", of[0]->run->agent_id));
+        for (size_t j = 0; j < k; j++)
+            of[j]->rc = rc;
+    }
+    free(of);
+    free(e);
+    free(p);
+    free(ids);
+}
+
+/* unlisted_read -- the newest stop_pipeline of every unlisted run, and the start_pipeline of the pending
+ * ones, a query each per BEAT_ROWS runs. A failed query reads as none (as no stop asked: the next beat
+ * asks again). */
+static void unlisted_read(seen_t *s, size_t n, cx_command_type_t type)
+{
+    const char **ids = cx_calloc(BEAT_ROWS, sizeof(*ids));
+    int *st = cx_calloc(BEAT_ROWS, sizeof(*st));
+    seen_t **of = cx_calloc(BEAT_ROWS, sizeof(seen_t *));
+
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        for (; i < n && k < BEAT_ROWS; i++)
+            if (s[i].in_list == 0 && s[i].rc == CX_OK && (type == CX_CMD_STOP_PIPELINE || s[i].run->status == CX_RUN_PENDING)) {
+                of[k] = &s[i];
+                ids[k++] = s[i].run->id;
+            }
+        if (k == 0)
+            break;
+        if (cx_db_commands_status_for_runs(ids, k, type, st) != CX_OK)
+            continue;
+        for (size_t j = 0; j < k; j++)
+            *(type == CX_CMD_STOP_PIPELINE ? &of[j]->stop : &of[j]->start) = st[j];
+    }
+    free(of);
+    free(st);
+    free(ids);
+}
+
+/* reconcile -- one active run against one heartbeat, its writes and reads done (seen). */
+static int reconcile(const char *agent_id, const seen_t *s)
+{
+    const cx_run_t *run = s->run;
     const char *why = NULL;
-    int in_list = pipelines ? listed(pipelines, run->pipeline_id) : -1, kind;
+    int kind;
     cx_run_status_t to = CX_RUN_STATUS_COUNT;
     char msg[320];
     int rc = CX_OK;
 
-    if (st != NULL || in_list == 1) {
-        int64_t p = st ? get_count(st, "processed_count") : -1, e = st ? get_count(st, "error_count") : -1;
-        int counts = p >= 0 || e >= 0;
-        p = counts ? (p >= 0 ? p : run->processed_count) : -1;
-        e = e >= 0 ? e : run->error_count;
-        if (in_list == 1)
-            rc = cx_db_run_listed(run->id, p, e); /* the counts and when it was last listed, one statement */
-        else if (counts)
-            rc = cx_db_run_counts(run->id, p, e);
-        if (rc != CX_OK)
-            return rc;
-    }
-    if (in_list == 1) {
-        to = listed_goal(run->status, st ? get_str(st, "status") : NULL);
-    } else if (in_list == 0) {
-        int stop = command_in(run->id, CX_CMD_STOP_PIPELINE, CX_CMDST_FAILED, 0);
-        int expired = !stop && run->status == CX_RUN_PENDING && command_in(run->id, CX_CMD_START_PIPELINE, CX_CMDST_EXPIRED, 1);
+    if (s->rc != CX_OK)
+        return s->rc;
+    if (s->in_list == 1) {
+        to = listed_goal(run->status, s->st ? get_str(s->st, "status") : NULL);
+    } else if (s->in_list == 0) {
+        int stop = s->stop >= 0 && s->stop != (int)CX_CMDST_FAILED;
+        int expired = !stop && run->status == CX_RUN_PENDING && s->start == (int)CX_CMDST_EXPIRED;
         to = unlisted_goal(run, stop, expired, cx_cfg->agents.heartbeat_timeout_ms, &kind);
         if (kind == WHY_NEVER_STARTED)
             snprintf(msg, sizeof(msg), "agent %.200s never acknowledged start_pipeline nor reported the pipeline running",
@@ -1866,6 +2001,7 @@ int cx_runs_heartbeat(const char *agent_id, json_object *beat, int look_for_stra
 {
     json_object *pipelines = NULL, *stats = NULL;
     cx_run_t *runs;
+    seen_t *seen;
     size_t n;
     int rc, first = CX_OK;
 
@@ -1877,9 +2013,18 @@ int cx_runs_heartbeat(const char *agent_id, json_object *beat, int look_for_stra
         stats = NULL;
     if ((rc = cx_db_runs_of_agent(agent_id, &runs, &n)) != CX_OK)
         return rc;
+    /* the writes and reads of all the runs first, a statement per kind (not one per run), then each
+     * run's transition, if any */
+    seen = cx_calloc(n + 1, sizeof(*seen));
     for (size_t i = 0; i < n; i++)
-        if ((rc = reconcile(agent_id, &runs[i], pipelines, stats)) != CX_OK && first == CX_OK)
+        look(&seen[i], &runs[i], pipelines, stats);
+    listed_write(seen, n);
+    unlisted_read(seen, n, CX_CMD_STOP_PIPELINE);
+    unlisted_read(seen, n, CX_CMD_START_PIPELINE);
+    for (size_t i = 0; i < n; i++)
+        if ((rc = reconcile(agent_id, &seen[i])) != CX_OK && first == CX_OK)
             first = rc;
+    free(seen);
     if (look_for_strays && (rc = strays(agent_id, pipelines, runs, n)) != CX_OK && first == CX_OK)
         first = rc;
     cx_db_runs_free(runs, n);

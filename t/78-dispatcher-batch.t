@@ -107,5 +107,33 @@ wait_ok { cmd_status($starts[$N + 1]) eq 'acked' } 30, 'the late ack of its star
 is(run_row($runs[$N + 1])->{status}, 'failed', 'and changes nothing of the ended run');
 cmp_ok(metric('conduix_commands_cancelled_total') - $cancelled0, '>=', 1, 'the cancellation is counted');
 
+# ---- the words of several runs interleaved, as agents send them: each run's in their order ----------
+# ack, running, paused (and running again for the even ones), round-robin over eight runs in one write: a
+# batch passes over a word about a run already in it and takes the next run's, never a later word of the
+# same run before an earlier one (paused before running would be refused from pending, running after
+# paused would end the odd ones running)
+my $K = 8;
+my (@ip, @ir, @is);
+for my $i (0 .. $K - 1) {
+    my $p = CxAgent::create_pipeline($s, "t78-i$i")->{id};
+    my $r = $s->post("$P/$p/start", { agent_id => $ID }, token => $oper);
+    die "start i$i: $r->{status}" unless $r->{status} == 200 || $r->{status} == 202;
+    push @ip, $p;
+    push @ir, $r->{json}{data}{run}{id};
+    push @is, $r->{json}{data}{command}{id};
+}
+my @steps = (sub ($i) { ["agent:responses:$ID", { command_id => $is[$i], success => JSON::PP::true }] },
+    map { my $st = $_; sub ($i) { ['pipeline:events', { type => 'run_status', agent_id => $ID, run_id => $ir[$i], status => $st,
+        processed_count => 10 + $i }] } } qw(running paused running));
+my @il;
+for my $k (0 .. $#steps) {
+    push @il, $steps[$k]->($_) for grep { $k < 3 || $_ % 2 == 0 } 0 .. $K - 1;
+}
+burst(@il);
+wait_ok { (grep { cmd_status($_) eq 'acked' } @is) == $K } 30, "the $K interleaved starts acknowledged";
+wait_ok { (grep { run_row($ir[$_])->{status} eq ($_ % 2 ? 'paused' : 'running') } 0 .. $K - 1) == $K } 30,
+    'each interleaved run ends as its last word says (even: running again, odd: paused)';
+is(scalar(grep { run_row($ir[$_])->{processed_count} == 10 + $_ } 0 .. $K - 1), $K, 'with its own counts');
+
 is($s->stop, 0, 'server stops cleanly');
 done_testing;

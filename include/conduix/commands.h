@@ -145,6 +145,9 @@ int cx_db_command_outstanding_for_run(const char *run_id, int stop_only, cx_comm
 /* cx_db_command_status_for_run -- the status of the newest command of type for run_id. CX_NOTFOUND
  * when the run has none. */
 int cx_db_command_status_for_run(const char *run_id, cx_command_type_t type, cx_command_status_t *status);
+/* cx_db_commands_status_for_runs -- cx_db_command_status_for_run for n runs in one query: status[i]
+ * the status of run_ids[i]'s newest command of type (a cx_command_status_t), or -1 when it has none. */
+int cx_db_commands_status_for_runs(const char *const *run_ids, size_t n, cx_command_type_t type, int *status);
 
 /* What is known of a pipeline an agent reports running without an active run of ours there. */
 typedef struct cx_stray {

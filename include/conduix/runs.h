@@ -182,9 +182,10 @@ typedef struct cx_agent_word {
  * one by one would (fewer than three: one by one), in a transaction per up to 100 of them: their commands read in one statement,
  * their runs in another, the acknowledgements written in one UPDATE (compare-and-set on the commands'
  * status), the events' counts in one, one UPDATE per kind of run transition (compare-and-set on the
- * runs' status) and one cancelling the ended runs' commands. A batch is cut before a message about a run
- * (or a command) already in it, so the effects of two messages about one run keep their order; an event
- * without run_id is applied alone. A deadlock victim is run again; a batch whose commands or runs
+ * runs' status) and one cancelling the ended runs' commands. A message about a run (or a command)
+ * already in the batch, or about one a message passed over before it is about, is left for a later batch,
+ * so the effects of two messages about one run keep their order while other runs fill the batch; an
+ * event without run_id ends a batch and is applied alone. A deadlock victim is run again; a batch whose commands or runs
  * changed after it read them (a compare-and-set that missed), or that MySQL refused, is rolled back and
  * applied message by message. w[i].rc says what became of each. */
 void cx_runs_apply(cx_agent_word_t *w, size_t n);
@@ -275,6 +276,9 @@ int cx_db_run_counts(const char *run_id, int64_t processed, int64_t errors);
 /* cx_db_run_listed -- a heartbeat lists the active run: last_listed_at now, and with processed >= 0 its
  * counts too (one statement). */
 int cx_db_run_listed(const char *run_id, int64_t processed, int64_t errors);
+/* cx_db_runs_listed_many -- cx_db_run_listed for the n active runs a heartbeat lists: one UPDATE for
+ * those without counts (processed < 0), one for those with them. */
+int cx_db_runs_listed_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n);
 
 /* cx_db_runs_of_agent -- the agent's active runs (FOR UPDATE inside a transaction). */
 int cx_db_runs_of_agent(const char *agent_id, cx_run_t **runs, size_t *n);

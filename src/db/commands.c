@@ -483,6 +483,45 @@ int cx_db_command_status_for_run(const char *run_id, cx_command_type_t type, cx_
     return rc;
 }
 
+int cx_db_commands_status_for_runs(const char *const *run_ids, size_t n, cx_command_type_t type, int *status)
+{
+    cx_db_param_t *p;
+    cx_db_result_t *res = NULL;
+    char *sql;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        status[i] = -1;
+    if (n == 0)
+        return CX_OK;
+    p = cx_calloc(n + 1, sizeof(*p));
+    p[0] = CX_DB_P_STR(cx_command_type_name(type));
+    for (size_t i = 0; i < n; i++)
+        p[i + 1] = CX_DB_P_STR(run_ids[i]);
+    /* newest first: the first row of a run is its newest command of the type */
+    sql = cx_db_sql_rows("SELECT run_id, status FROM agent_commands WHERE type = ? AND run_id IN (", "?", ", ", n,
+                         ") ORDER BY seq DESC");
+    rc = cx_db_exec(sql, p, n + 1, &res, NULL);
+    free(sql);
+    free(p);
+    for (size_t r = 0; rc == CX_OK && r < res->nrows; r++) {
+        const char *run = cx_db_value(res, r, "run_id");
+        cx_command_status_t st;
+        for (size_t i = 0; run != NULL && i < n; i++) {
+            if (status[i] >= 0 || strcmp(run_ids[i], run) != 0)
+                continue;
+            if (cx_command_status_parse(cx_db_value(res, r, "status"), &st) != CX_OK) {
+                cx_log_errorx("a command of run %s has an unknown status in agent_commands", run);
+                rc = CX_ERR;
+                break;
+            }
+            status[i] = (int)st;
+        }
+    }
+    cx_db_result_free(res);
+    return rc;
+}
+
 int cx_db_commands_stray(const char *agent_id, const char *pipeline_id, int64_t window_ms, cx_stray_t *out)
 {
     cx_db_param_t pp[] = {CX_DB_P_STR(pipeline_id)};

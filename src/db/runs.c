@@ -314,7 +314,8 @@ static int update_many(const char *set, const char *where, const cx_db_param_t *
     char *h = cx_malloc(len), *sql;
     int rc;
 
-    memcpy(p, head, nhead * sizeof(*p));
+    if (nhead > 0)
+        memcpy(p, head, nhead * sizeof(*p));
     for (size_t i = 0; i < n; i++)
         p[nhead + i] = CX_DB_P_STR(ids[i]);
     /* by the primary key: on the status index (which MariaDB picks for a status = 'pending' beside an
@@ -328,7 +329,8 @@ static int update_many(const char *set, const char *where, const cx_db_param_t *
     return rc;
 }
 
-int cx_db_runs_counts_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n)
+/* counts_many -- the counts of n active runs in one UPDATE, with extra ("col = ..., " or "") set too. */
+static int counts_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n, const char *extra)
 {
     cx_db_param_t *p;
     char *cp, *ce, *set;
@@ -347,14 +349,47 @@ int cx_db_runs_counts_many(const char *const *ids, const int64_t *processed, con
     }
     cp = cx_db_sql_case("id", "processed_count", n);
     ce = cx_db_sql_case("id", "error_count", n);
-    len = strlen(cp) + strlen(ce) + 96;
+    len = strlen(cp) + strlen(ce) + strlen(extra) + 96;
     set = cx_malloc(len);
-    snprintf(set, len, "processed_count = %s, error_count = %s, updated_at = NOW(3)", cp, ce);
+    snprintf(set, len, "processed_count = %s, error_count = %s, %supdated_at = NOW(3)", cp, ce, extra);
     rc = update_many(set, "status IN " CX_RUN_ACTIVE_SQL, p, 4 * n, ids, n, &changed);
     free(set);
     free(ce);
     free(cp);
     free(p);
+    return rc;
+}
+
+int cx_db_runs_counts_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n)
+{
+    return counts_many(ids, processed, errors, n, "");
+}
+
+int cx_db_runs_listed_many(const char *const *ids, const int64_t *processed, const int64_t *errors, size_t n)
+{
+    const char **plain = cx_calloc(n + 1, sizeof(*plain)), **counted = cx_calloc(n + 1, sizeof(*counted));
+    int64_t *p = cx_calloc(n + 1, sizeof(*p)), *e = cx_calloc(n + 1, sizeof(*e));
+    size_t np = 0, nc = 0;
+    uint64_t changed = 0;
+    int rc = CX_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        if (processed[i] < 0) {
+            plain[np++] = ids[i];
+            continue;
+        }
+        counted[nc] = ids[i];
+        p[nc] = processed[i];
+        e[nc++] = errors[i];
+    }
+    if (np > 0)
+        rc = update_many("last_listed_at = NOW(3)", "status IN " CX_RUN_ACTIVE_SQL, NULL, 0, plain, np, &changed);
+    if (rc == CX_OK)
+        rc = counts_many(counted, p, e, nc, "last_listed_at = NOW(3), ");
+    free(e);
+    free(p);
+    free(counted);
+    free(plain);
     return rc;
 }
 
