@@ -319,7 +319,7 @@ static void deliver(void)
     while (go && np < PAGES) {
         cx_command_t *due = NULL;
         size_t n = 0;
-        if (cx_db_commands_due_after(SETTLE_MS, cx_cfg->commands.redeliver_interval_ms, after, BATCH, &due, &n) != CX_OK || n == 0)
+        if (cx_db_commands_due(SETTLE_MS, cx_cfg->commands.redeliver_interval_ms, after, BATCH, &due, &n) != CX_OK || n == 0)
             break;
         pages[np] = due;
         sizes[np++] = n;

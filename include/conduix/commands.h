@@ -110,13 +110,12 @@ int cx_db_command_unclaim(const char *id, int attempts_now);
  * the attempt number given back (nobody received that attempt, so it is not a delivery). */
 int cx_db_command_unheard(const char *id, int attempts_now);
 
-/* cx_db_commands_due -- commands to publish now, in seq order: queued ones left alone for settle_ms (the
+/* cx_db_commands_due -- commands to publish now, in seq order from the first after seq after_seq (0: from
+ * the start; the last seq of a full page: the next page): queued ones left alone for settle_ms (the
  * request that wrote one, or the process that gave one back, delivers it itself first), and sent ones not
  * acknowledged for redeliver_ms; deliverable (cx_db_command_deliverable). *out is an array of *n
  * commands (cx_db_commands_free). */
-int cx_db_commands_due(int64_t settle_ms, int64_t redeliver_ms, int limit, cx_command_t **out, size_t *n);
-/* cx_db_commands_due_after -- the same, from the first command after seq after_seq (the next page). */
-int cx_db_commands_due_after(int64_t settle_ms, int64_t redeliver_ms, uint64_t after_seq, int limit, cx_command_t **out, size_t *n);
+int cx_db_commands_due(int64_t settle_ms, int64_t redeliver_ms, uint64_t after_seq, int limit, cx_command_t **out, size_t *n);
 void cx_db_commands_free(cx_command_t *v, size_t n);
 
 /* cx_db_commands_backlog -- the queued unexpired commands of agent_id for pipeline_id (NULL or "": those

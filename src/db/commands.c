@@ -365,7 +365,7 @@ static int rows(int rc, cx_db_result_t *res, cx_command_t **out, size_t *n)
     return rc;
 }
 
-int cx_db_commands_due_after(int64_t settle_ms, int64_t redeliver_ms, uint64_t after_seq, int limit, cx_command_t **out, size_t *n)
+int cx_db_commands_due(int64_t settle_ms, int64_t redeliver_ms, uint64_t after_seq, int limit, cx_command_t **out, size_t *n)
 {
     cx_db_param_t p[] = {CX_DB_P_INT((long long)after_seq), CX_DB_P_INT(settle_ms * 1000), CX_DB_P_INT(redeliver_ms * 1000),
                          CX_DB_P_INT(limit)};
@@ -380,11 +380,6 @@ int cx_db_commands_due_after(int64_t settle_ms, int64_t redeliver_ms, uint64_t a
                    "AND " DELIVERABLE("c") " ORDER BY c.seq LIMIT ?",
                    p, 4, &res, NULL);
     return rows(rc, res, out, n);
-}
-
-int cx_db_commands_due(int64_t settle_ms, int64_t redeliver_ms, int limit, cx_command_t **out, size_t *n)
-{
-    return cx_db_commands_due_after(settle_ms, redeliver_ms, 0, limit, out, n);
 }
 
 int cx_db_commands_backlog(const char *agent_id, const char *pipeline_id, uint64_t seq, int limit, cx_command_t **out, size_t *n)
