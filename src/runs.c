@@ -251,7 +251,7 @@ static int command_tx(const cx_run_t *run, cx_command_type_t type, const char *f
                     cx_command_type_name(type));
     if (rc != CX_OK)
         return rc;
-    cx_uuid(cmd_id);
+    cx_uuid_v7(cmd_id);
     payload = json_object_new_object();
     json_object_object_add(payload, "run_id", json_object_new_string(run->id));
     rc = cx_db_command_insert(cmd_id, run->agent_id, type, run->pipeline_id, run->id, json_text(payload), cx_cfg->commands.ttl_ms,
@@ -620,7 +620,7 @@ static int write_runs(item_t *items, size_t n)
                                     .error_message = it->st == ST_FAILED_RUN ? it->why : NULL};
         if (it->st != ST_RUN)
             continue;
-        cx_uuid(it->cmd_id);
+        cx_uuid_v7(it->cmd_id);
         it->payload = json_object_new_object();
         json_object_object_add(it->payload, "run_id", json_object_new_string(it->run_id));
         json_object_object_add(it->payload, "config_yaml", json_object_new_string(it->yaml));
@@ -724,7 +724,7 @@ static int batch_tx(item_t *items, size_t n)
         if (items[i].o->run_id != NULL)
             snprintf(items[i].run_id, sizeof(items[i].run_id), "%s", items[i].o->run_id);
         else
-            cx_uuid(items[i].run_id);
+            cx_uuid_v7(items[i].run_id);
     }
     if ((rc = cx_db_begin()) != CX_OK)
         return rc;
@@ -1943,7 +1943,7 @@ static int stray_stop(const char *agent_id, const char *pipeline_id)
     if (st.run_recent || st.stop_recent || !stray_token())
         return CX_OK;
     snprintf(why, sizeof(why), "agent %.200s runs pipeline %s without an active run of it", agent_id, pipeline_id);
-    cx_uuid(cmd_id);
+    cx_uuid_v7(cmd_id);
     payload = json_object_new_object();
     json_object_object_add(payload, "run_id", st.last_run[0] ? json_object_new_string(st.last_run) : NULL);
     if ((rc = cx_db_begin()) != CX_OK)

@@ -177,7 +177,7 @@ int cx_schedules_create(const cx_schedule_input_t *in, const cx_pipeline_actor_t
     int rc;
 
     memset(out, 0, sizeof(*out));
-    cx_uuid(s.id);
+    cx_uuid_v7(s.id);
     snprintf(s.pipeline_id, sizeof(s.pipeline_id), "%s", in->pipeline_id);
     snprintf(s.cron_expression, sizeof(s.cron_expression), "%s", in->cron_expression);
     snprintf(s.timezone, sizeof(s.timezone), "%s", in->timezone != NULL ? in->timezone : default_zone());
@@ -303,7 +303,7 @@ int cx_schedules_trigger(const char *id, int force, const cx_pipeline_actor_t *w
     memset(res, 0, sizeof(*res));
     if ((rc = cx_db_schedule_get(id, &s)) != CX_OK)
         return rc;
-    cx_uuid(run_id);
+    cx_uuid_v7(run_id);
     cx_db_time_text(cx_wall_ms(), at);
     snprintf(reason, sizeof(reason), "replaced by a run of schedule %s triggered by %.100s", id, who->actor);
     trigger_claim_t tc = {.c = {.id = id, .cas = 0, .fires = 1, .last_run_id = run_id}, .who = who, .at = at, .force = force};

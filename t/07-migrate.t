@@ -33,6 +33,11 @@ my $unique = eval {
                 AND column_name IN ('schedule_id', 'scheduled_for')}, $s->db_name)->[0]{n};
 };
 cmp_ok($unique // 0, '>=', 2, 'pipeline_runs has a unique key over (schedule_id, scheduled_for)');
+my %keys = map { $_->{index_name} => 1 } @{ $s->sql(q{SELECT DISTINCT index_name FROM information_schema.statistics
+    WHERE table_schema = ? AND table_name = 'agent_commands'}, $s->db_name) };
+ok(!$keys{ix_commands_agent_status}, 'agent_commands: the redundant (agent_id, status) key is dropped (0008)');
+ok($keys{ix_commands_status_agent_seq} && $keys{ix_commands_agent_pipeline_seq},
+    'agent_commands: the keys that serve its reads by agent are there');
 
 $r = $s->cli('migrate');
 is($r->{exit}, 0, 'migrate again exits 0') or diag "$r->{out}$r->{err}";

@@ -10,7 +10,6 @@ use Test::More;
 use CxTest;
 use CxAgent;
 use JSON::PP;
-use POSIX qw(strftime);
 use Time::HiRes qw(time sleep);
 
 my $TIMEOUT = 6;    # agents.heartbeat_timeout: the grace under test, long beside hbmon's pace
@@ -20,31 +19,21 @@ my $oper = $s->token(role => 'operator', sub => 't77-oper');
 my $ID = 't77-a';
 my $tok = $s->token(role => 'agent', sub => $ID);
 my @list;
-my ($cpu, $last_beat) = (1.5, 0);
+my $cpu = 1.5;
 
-# beat -- one REST heartbeat listing @list (with counts for each), at most every 300 ms.
-sub beat {
-    return if time - $last_beat < 0.3;
-    $last_beat = time;
-    my @t = gmtime;
-    my $ts = strftime('%Y-%m-%dT%H:%M:%S', @t) . sprintf('.%03dZ', (time * 1000) % 1000);
-    my $r = $s->post("/api/v1/agents/$ID/heartbeat",
-        { agent_id => $ID, timestamp => $ts, cpu_usage => $cpu, memory_usage => 0, disk_usage => 0, pipelines => [@list],
-            pipeline_stats => [map { { pipeline_id => $_, status => 'running', processed_count => 7, error_count => 0 } } @list] },
-        token => $tok);
-    die "heartbeat refused: $r->{status}" unless $r->{status} == 200;
-}
+# Each beat lists @list, with counts for each.
+my $rest = CxAgent::Rest->new($s, $ID, $tok, sub {
+    (cpu_usage => $cpu, pipelines => [@list],
+        pipeline_stats => [map { { pipeline_id => $_, status => 'running', processed_count => 7, error_count => 0 } } @list]);
+});
+sub beat { $rest->beat }
 # beating -- wait_until with beats meanwhile.
 sub beating : prototype(&$$) {
     my ($code, $timeout, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
-    return ok(wait_until(sub { beat(); $code->() }, $timeout, $name), $name);
+    return $rest->await($code, $timeout, $name);
 }
-# beat_for -- beat for SECONDS.
-sub beat_for($seconds) {
-    my $end = time + $seconds;
-    while (time < $end) { beat(); sleep 0.05 }
-}
+sub beat_for($seconds) { $rest->beat_for($seconds) }
 sub run_row($id) { $s->sql('SELECT status, error_message, last_listed_at FROM pipeline_runs WHERE id = ?', $id)->[0] }
 sub stored_cpu { $s->sql('SELECT cpu_usage FROM agents WHERE id = ?', $ID)->[0]{cpu_usage} // -1 }
 

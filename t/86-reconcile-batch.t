@@ -8,7 +8,6 @@ use v5.36;
 use Test::More;
 use CxTest;
 use CxAgent;
-use POSIX qw(strftime);
 use Time::HiRes qw(time sleep);
 
 my $TTL = 4;    # commands.ttl: the pending run's start expires after this
@@ -18,26 +17,15 @@ my $oper = $s->token(role => 'operator', sub => 't86-oper');
 my $ID = 't86-a';
 my $tok = $s->token(role => 'agent', sub => $ID);
 my (@list, %counts);
-my $last_beat = 0;
-
-# beat -- one REST heartbeat listing @list, with pipeline_stats for the pipelines of %counts, at most
-# every 300 ms.
-sub beat {
-    return if time - $last_beat < 0.3;
-    $last_beat = time;
-    my $ts = strftime('%Y-%m-%dT%H:%M:%S', gmtime) . sprintf('.%03dZ', (time * 1000) % 1000);
-    my @stats = map { { pipeline_id => $_, status => 'running', processed_count => $counts{$_}, error_count => 1 } }
-        grep { exists $counts{$_} } @list;
-    my $r = $s->post("/api/v1/agents/$ID/heartbeat",
-        { agent_id => $ID, timestamp => $ts, cpu_usage => 1, memory_usage => 0, disk_usage => 0, pipelines => [@list],
-            pipeline_stats => \@stats },
-        token => $tok);
-    die "heartbeat refused: $r->{status}" unless $r->{status} == 200;
-}
+# Each beat lists @list, with pipeline_stats for the pipelines of %counts.
+my $rest = CxAgent::Rest->new($s, $ID, $tok, sub {
+    (pipelines => [@list], pipeline_stats => [map { { pipeline_id => $_, status => 'running', processed_count => $counts{$_},
+        error_count => 1 } } grep { exists $counts{$_} } @list]);
+});
 sub beating : prototype(&$$) {
     my ($code, $timeout, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
-    return ok(wait_until(sub { beat(); $code->() }, $timeout, $name), $name);
+    return $rest->await($code, $timeout, $name);
 }
 sub run_row($id) {
     $s->sql('SELECT status, error_message, processed_count, error_count, last_listed_at FROM pipeline_runs WHERE id = ?', $id)

@@ -36,6 +36,9 @@ int64_t cx_wall_ms(void);
 
 /* cx_uuid -- a new random UUID (version 4), 36 characters and a NUL, into out[37]. */
 void cx_uuid(char out[37]);
+/* cx_uuid_v7 -- a new time-ordered UUID (version 7: Unix milliseconds, then 74 random bits), for the
+ * primary keys of stored rows: their text sorts by creation time. */
+void cx_uuid_v7(char out[37]);
 
 /* cx_random -- n bytes from the kernel's CSPRNG (getrandom(2), read 4 KiB at a time); a child process
  * never gets its parent's bytes. Aborts when the kernel gives none. */

@@ -439,7 +439,7 @@ static int new_row(const cx_pipeline_input_t *in, const cx_pipeline_actor_t *who
     int rc;
 
     memset(pl, 0, sizeof(*pl));
-    cx_uuid(pl->id);
+    cx_uuid_v7(pl->id);
     pl->name = cx_strdup(in->name);
     pl->description = cx_strdup(in->description != NULL ? in->description : "");
     pl->config_yaml = cx_strdup(in->config_yaml);

@@ -60,7 +60,7 @@ int cx_db_user_login(const char *provider, const char *subject, const char *emai
     cx_db_result_t *res = NULL;
     int rc;
 
-    cx_uuid(id);
+    cx_uuid_v7(id);
     cx_db_param_t p[] = {CX_DB_P_STR(id),     CX_DB_P_STR(provider), CX_DB_P_STR(subject),
                          CX_DB_P_TEXT(email), CX_DB_P_TEXT(name),    CX_DB_P_STR(cx_role_name(new_role))};
     rc = cx_db_exec("INSERT INTO users (id, provider, provider_subject, email, name, role, last_login_at) "

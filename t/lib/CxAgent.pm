@@ -331,4 +331,44 @@ sub run($ag) {
     }
 }
 
+# ---- an agent that beats over REST only (POST /api/v1/agents/:id/heartbeat), in the test's own process ----
+#
+#   my $rest = CxAgent::Rest->new($s, 'agent-1', $token, sub { (pipelines => [@list]) });
+#   $rest->beat;                                  # one beat, at most every 300 ms (a call sooner does nothing)
+#   $rest->await(sub { ... }, 20, 'name');        # ok(wait_until(...)) with beats meanwhile
+#   $rest->beat_for(3);                           # beats for 3 seconds
+#
+# The code ref gives the fields of each beat besides agent_id and timestamp (pipelines, pipeline_stats,
+# cpu_usage, ...: cpu_usage 1 and memory_usage and disk_usage 0 unless it says otherwise). A beat the
+# server refuses dies: the tests that use it are about what a valid beat does.
+package CxAgent::Rest;
+
+use v5.36;
+use POSIX qw(strftime);
+use Time::HiRes qw(time sleep);
+
+sub new($class, $s, $id, $token, $fields = sub { () }) {
+    return bless { s => $s, id => $id, token => $token, fields => $fields, last => 0 }, $class;
+}
+
+sub beat($b) {
+    return if time - $b->{last} < 0.3;
+    $b->{last} = time;
+    my $ts = strftime('%Y-%m-%dT%H:%M:%S', gmtime) . sprintf('.%03dZ', (time * 1000) % 1000);
+    my $r = $b->{s}->post("/api/v1/agents/$b->{id}/heartbeat",
+        { agent_id => $b->{id}, timestamp => $ts, cpu_usage => 1, memory_usage => 0, disk_usage => 0, $b->{fields}->() },
+        token => $b->{token});
+    die "heartbeat refused: $r->{status}" unless $r->{status} == 200;
+}
+
+sub await($b, $code, $timeout, $name) {
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    return Test::More::ok(CxTest::wait_until(sub { $b->beat; $code->() }, $timeout, $name), $name);
+}
+
+sub beat_for($b, $seconds) {
+    my $end = time + $seconds;
+    while (time < $end) { $b->beat; sleep 0.05 }
+}
+
 1;

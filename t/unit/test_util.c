@@ -198,6 +198,43 @@ static void t_uuid(void **state)
     }
 }
 
+/* t_uuid_v7 -- version 7: the first 48 bits are the Unix milliseconds of its making, the version and
+ * variant are set, libuuid parses it, and the text of a later one sorts after an earlier one's. */
+static void t_uuid_v7(void **state)
+{
+    (void)state;
+    char a[37], b[37], again[37];
+    uuid_t u;
+
+    int64_t before = cx_wall_ms();
+    cx_uuid_v7(a);
+    int64_t after = cx_wall_ms();
+    assert_int_equal(strlen(a), 36);
+    assert_int_equal(a[8], '-');
+    assert_int_equal(a[13], '-');
+    assert_int_equal(a[14], '7');           /* version 7 */
+    assert_non_null(strchr("89ab", a[19])); /* RFC 9562 variant */
+    char hex[13];
+    memcpy(hex, a, 8);
+    memcpy(hex + 8, a + 9, 4);
+    hex[12] = '\0';
+    long long ms = strtoll(hex, NULL, 16);
+    assert_true(ms >= before && ms <= after);
+    assert_int_equal(uuid_parse(a, u), 0);
+    uuid_unparse_lower(u, again);
+    assert_string_equal(again, a);
+    struct timespec pause = {0, 2 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    cx_uuid_v7(b);
+    assert_true(strcmp(a, b) < 0); /* a later millisecond sorts after */
+    for (int i = 0; i < 1000; i++) { /* within one millisecond the rest is random: never the same */
+        char c[37];
+        cx_uuid_v7(c);
+        assert_string_not_equal(b, c);
+        memcpy(b, c, sizeof(b));
+    }
+}
+
 /* t_uuid_fork -- a child never hands out the parent's next UUIDs nor reports its pid (the random buffer
  * and the cached pid are the parent's memory, copied by fork). */
 static void t_uuid_fork(void **state)
@@ -393,7 +430,8 @@ int main(void)
         cmocka_unit_test(t_size_bad),       cmocka_unit_test(t_time_parse),   cmocka_unit_test(t_time_parse_bad),
         cmocka_unit_test(t_time_format),    cmocka_unit_test(t_uuid),         cmocka_unit_test(t_clocks),
         cmocka_unit_test(t_alloc),          cmocka_unit_test(t_utf8),         cmocka_unit_test(t_json_escape),
-        cmocka_unit_test(t_time_format_ms), cmocka_unit_test(t_uuid_fork),
+        cmocka_unit_test(t_time_format_ms), cmocka_unit_test(t_uuid_v7),
+        cmocka_unit_test(t_uuid_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
