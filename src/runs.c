@@ -453,16 +453,23 @@ static int read_active(item_t *items, size_t n)
  * each choice counted before the next (the least loaded; ties: by id). */
 static int choose_agents(item_t *items, size_t n)
 {
+    cx_runs_loads_t *shared = n > 0 ? items[0].o->loads : NULL; /* the batch's starts share it, or none does */
     cx_agent_load_t *loads = NULL;
     size_t nloads = 0, k = 0;
-    int rc;
+    int rc = CX_OK;
 
     for (size_t i = 0; i < n; i++)
         k += live(&items[i]);
     if (k == 0)
         return CX_OK;
-    if ((rc = cx_db_runs_agent_loads(&loads, &nloads)) != CX_OK)
+    if (shared != NULL && shared->read) {
+        loads = shared->a;
+        nloads = shared->n;
+    } else if ((rc = cx_db_runs_agent_loads(&loads, &nloads)) != CX_OK) {
         return rc;
+    } else if (shared != NULL) {
+        *shared = (cx_runs_loads_t){.a = loads, .n = nloads, .read = 1};
+    }
     for (size_t i = 0; i < n; i++) {
         item_t *it = &items[i];
         cx_agent_load_t *best = NULL;
@@ -491,8 +498,15 @@ static int choose_agents(item_t *items, size_t n)
             refuse_item(it, CX_NOAGENT, "no agent is online%s", it->o->exclude ? " (other than the one that went offline)" : "");
         }
     }
-    free(loads);
+    if (shared == NULL)
+        free(loads);
     return rc;
+}
+
+void cx_runs_loads_reset(cx_runs_loads_t *l)
+{
+    free(l->a);
+    *l = (cx_runs_loads_t){0};
 }
 
 /* locks_of -- the agents and pipelines of the starts with want (locked: those holding their lock; else

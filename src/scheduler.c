@@ -178,7 +178,7 @@ typedef struct fire {
 
 /* plan -- what becomes of one due schedule now: 1 when it fires (f and o filled, the start to make in
  * the batch); 0 when it is dealt with here (broken, not due, only misses). */
-static int plan(sched_t *st, const cx_schedule_t *s, fire_t *f, cx_runs_start_opts_t *o)
+static int plan(sched_t *st, const cx_schedule_t *s, fire_t *f, cx_runs_start_opts_t *o, cx_runs_loads_t *loads)
 {
     cx_schedule_cron_t c;
     cx_fire_plan_t p;
@@ -229,6 +229,7 @@ static int plan(sched_t *st, const cx_schedule_t *s, fire_t *f, cx_runs_start_op
         .replace_reason = f->reason,
         .record_noagent = 1,
         .fire = &f->c,
+        .loads = loads,
     };
     return 1;
 }
@@ -269,7 +270,7 @@ static void fired(sched_t *st, const fire_t *f, int rc, const cx_runs_result_t *
 
 /* fire_batch -- the due schedules items[0..n) fired together: one batch of starts in the run service
  * (cx_runs_start_many, the code path of POST /pipelines/:id/start) per CHUNK fires. */
-static void fire_batch(sched_t *st, const cx_schedule_t *items, size_t n)
+static void fire_batch(sched_t *st, const cx_schedule_t *items, size_t n, cx_runs_loads_t *loads)
 {
     fire_t *f = cx_calloc(CHUNK, sizeof(*f));
     cx_runs_start_opts_t *o = cx_calloc(CHUNK, sizeof(*o));
@@ -281,7 +282,7 @@ static void fire_batch(sched_t *st, const cx_schedule_t *items, size_t n)
         size_t k = 0;
         int rc;
         for (; i < n && k < CHUNK; i++)
-            k += (size_t)plan(st, &items[i], &f[k], &o[k]);
+            k += (size_t)plan(st, &items[i], &f[k], &o[k], loads);
         if (k == 0)
             continue;
         rc = cx_runs_start_many(o, k, res, rcs);
@@ -329,6 +330,7 @@ static void plan_unplanned(sched_t *st)
 static void fire_due(sched_t *st)
 {
     int64_t start = cx_now_ms();
+    cx_runs_loads_t loads = {0}; /* the agents' loads, read once for the tick's fires */
 
     while (!cx_child_stop && cx_now_ms() - start < TICK_BUDGET_MS) {
         cx_schedule_t *items = NULL;
@@ -336,11 +338,12 @@ static void fire_due(sched_t *st)
         int rc = cx_db_schedules_due(cx_wall_ms(), 0, BATCH, &items, &n);
 
         db_result(st, rc);
-        fire_batch(st, items, n);
+        fire_batch(st, items, n, &loads);
         cx_db_schedules_free(items, n);
         if (rc != CX_OK || n < BATCH || cx_child_stop || !may_fire(st))
             break;
     }
+    cx_runs_loads_reset(&loads);
 }
 
 static int tick(void *arg)

@@ -125,6 +125,10 @@ typedef struct cx_runs_start_opts {
      * but CX_OK ends the start, rolled back, with that code. */
     int (*claim)(void *arg);
     void *claim_arg;
+    /* loads, when set (the same for every start of the batch): the agents' loads shared with the batches
+     * before and after it (cx_runs_loads_t), read by the first that places a run; NULL: read by this
+     * batch for itself. */
+    struct cx_runs_loads *loads;
 } cx_runs_start_opts_t;
 
 /* cx_runs_start_ex -- cx_runs_start with options: cx_runs_start_many with one start. Also CX_CONFLICT
@@ -133,8 +137,9 @@ int cx_runs_start_ex(const cx_runs_start_opts_t *o, cx_runs_result_t *res);
 
 /* cx_runs_start_many -- n starts as one transaction (the scheduler's batch of fires, the API's starts of
  * a worker's loop turn; a trigger or a failover is a batch of one): the fires' claims, the pipelines,
- * their active runs and the agents' loads are read once, the runs, commands and audit rows written by
- * multi-row inserts, the counters of the fires by one update; after the commit the commands are
+ * their active runs and the agents' loads are read once (or the loads taken from o->loads, shared with
+ * other batches), the runs, commands and audit rows written by multi-row inserts, the counters of the
+ * fires by one update; after the commit the commands are
  * published in one pipeline. rcs[i] and res[i] are start i's (as cx_runs_start_ex; with CX_OK,
  * res[i].outcome says what it became). A start refused changes nothing and does not stop the others; a
  * batch that cannot be written whole (a unique key: a concurrent start of one of its pipelines; a
@@ -320,6 +325,20 @@ typedef struct cx_agent_load {
 
 /* cx_db_runs_agent_loads -- every online agent with its active runs, by id; *out is a malloc'ed array. */
 int cx_db_runs_agent_loads(cx_agent_load_t **out, size_t *n);
+
+/* cx_runs_loads_t -- the agents' loads shared by consecutive batches of starts (the scheduler's chunks of
+ * one tick, cx_runs_start_opts_t.loads): the first batch that places a run reads them, each run placed
+ * adds one to its agent, and the batches after it place by these counts without reading them again. A
+ * run that ends meanwhile is not taken off, nor an agent that goes offline: the spread is the one of the
+ * first read, for the second or two a burst of fires lasts. Zeroed to begin; cx_runs_loads_reset after. */
+typedef struct cx_runs_loads {
+    cx_agent_load_t *a;
+    size_t n;
+    int read;
+} cx_runs_loads_t;
+
+/* cx_runs_loads_reset -- forget what l holds (the next batch reads the loads again). */
+void cx_runs_loads_reset(cx_runs_loads_t *l);
 
 /* cx_db_runs_agent_online -- CX_OK when agent_id is registered and online, CX_NOTFOUND unknown,
  * CX_STATE otherwise. */

@@ -226,7 +226,7 @@ static void t_uuid_v7(void **state)
     struct timespec pause = {0, 2 * 1000 * 1000};
     nanosleep(&pause, NULL);
     cx_uuid_v7(b);
-    assert_true(strcmp(a, b) < 0); /* a later millisecond sorts after */
+    assert_true(strcmp(a, b) < 0);   /* a later millisecond sorts after */
     for (int i = 0; i < 1000; i++) { /* within one millisecond the rest is random: never the same */
         char c[37];
         cx_uuid_v7(c);
@@ -430,8 +430,7 @@ int main(void)
         cmocka_unit_test(t_size_bad),       cmocka_unit_test(t_time_parse),   cmocka_unit_test(t_time_parse_bad),
         cmocka_unit_test(t_time_format),    cmocka_unit_test(t_uuid),         cmocka_unit_test(t_clocks),
         cmocka_unit_test(t_alloc),          cmocka_unit_test(t_utf8),         cmocka_unit_test(t_json_escape),
-        cmocka_unit_test(t_time_format_ms), cmocka_unit_test(t_uuid_v7),
-        cmocka_unit_test(t_uuid_fork),
+        cmocka_unit_test(t_time_format_ms), cmocka_unit_test(t_uuid_v7),      cmocka_unit_test(t_uuid_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
