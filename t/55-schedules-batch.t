@@ -16,7 +16,10 @@ use CxAgent;
 use Time::HiRes qw(time sleep);
 use List::Util qw(min);
 
-my %cfg = (%CxAgent::FAST, 'scheduler.leader_lease' => '3s');
+# The agents' heartbeat timeout is not what this test is about: long enough (10 s, scaled) that a loaded
+# machine's late beat does not take an agent offline in part 1 (its runs would fail over, and the skip
+# policy's active run with them); part 2 waits for the agents to go offline.
+my %cfg = (%CxAgent::FAST, 'scheduler.leader_lease' => '3s', 'agents.heartbeat_timeout' => (10 * $CxTest::SCALE) . 's');
 my $a = CxTest->new(config => \%cfg);
 $a->start;
 my $b = $a->replica(config => \%cfg);
