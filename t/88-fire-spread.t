@@ -1,4 +1,4 @@
-# 87-fire-spread.t -- a burst of fires larger than one transaction of the scheduler (500 fires) is spread
+# 88-fire-spread.t -- a burst of fires larger than one transaction of the scheduler (500 fires) is spread
 # over the agents by their loads as each run is placed: the loads are read once for the tick's fires
 # (cx_runs_loads_t) and every run placed, in whichever chunk, counts on its agent.
 #
@@ -14,10 +14,10 @@ use CxAgent;
 my $N = 1100;
 my $BUSY = 300;
 my $s = CxAgent::server('agents.heartbeat_timeout' => '60s', 'scheduler.leader_lease' => '3s');
-my $sim = CxAgent::sim($s, 'spread', '-n', 3, '--prefix', 't87-agent-', '--run-for', '600s');
-ok(wait_until(sub { $s->sql("SELECT COUNT(*) AS n FROM agents WHERE status = 'online' AND id LIKE 't87-agent-%'")->[0]{n} == 3 },
+my $sim = CxAgent::sim($s, 'spread', '-n', 3, '--prefix', 't88-agent-', '--run-for', '600s');
+ok(wait_until(sub { $s->sql("SELECT COUNT(*) AS n FROM agents WHERE status = 'online' AND id LIKE 't88-agent-%'")->[0]{n} == 3 },
     20, 'agents'), 'three agents online');
-my @agents = map { $_->{id} } @{ $s->sql("SELECT id FROM agents WHERE id LIKE 't87-agent-%' ORDER BY id") };
+my @agents = map { $_->{id} } @{ $s->sql("SELECT id FROM agents WHERE id LIKE 't88-agent-%' ORDER BY id") };
 
 # the first agent's active runs (of pipelines of their own), written as a start would leave them
 {
@@ -38,7 +38,7 @@ my @sids;
         my $pid = sprintf('00000000-0000-4000-8000-f%011d', $i);
         my $sid = sprintf('00000000-0000-4000-9000-f%011d', $i);
         push @pv, "(?, ?, '', 'source:\n  type: kafka\n', 'test', NOW(3), NOW(3))";
-        push @pb, $pid, "t87-$i";
+        push @pb, $pid, "t88-$i";
         push @sv, "(?, ?, '\@every 1h', 'UTC', 1, 'skip', FROM_UNIXTIME(?), 'test')";
         push @sb, $sid, $pid, $T;
         push @sids, $sid;
