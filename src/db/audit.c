@@ -72,8 +72,9 @@ void cx_audit_rows_stmt(const cx_audit_row_t *rows, size_t n, cx_db_stmt_t *st)
     for (size_t i = 0; i < n; i++)
         memcpy(p + i * np, rows[i].p, sizeof(rows[i].p));
     *st = (cx_db_stmt_t){
-        .sql = cx_db_sql_rows("INSERT INTO audit_log (actor, action, target_type, target_id, request_id, before_json, after_json) VALUES ",
-                              "(?, ?, ?, ?, ?, ?, ?)", ", ", n, ""),
+        .sql = cx_db_sql_rows(
+            "INSERT INTO audit_log (actor, action, target_type, target_id, request_id, before_json, after_json) VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?)", ", ", n, ""),
         .params = p,
         .nparams = n * np};
 }

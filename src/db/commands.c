@@ -127,9 +127,10 @@ void cx_db_commands_insert_stmt(const cx_command_new_t *rows_, size_t n, int64_t
         q[9] = CX_DB_P_STR(r->created_by);
         q[10] = CX_DB_P_INT(ttl_ms * 1000);
     }
-    *st = (cx_db_stmt_t){.sql = cx_db_sql_rows("INSERT INTO agent_commands (id, agent_id, type, pipeline_id, run_id, payload, status, "
-                                               "attempts, last_sent_at, created_by, created_at, updated_at, expires_at) VALUES ",
-                                               NEW_ROW, ", ", n, returning ? " RETURNING " CMD_COLS : ""),
+    *st = (cx_db_stmt_t){.sql =
+                             cx_db_sql_rows("INSERT INTO agent_commands (id, agent_id, type, pipeline_id, run_id, payload, status, "
+                                            "attempts, last_sent_at, created_by, created_at, updated_at, expires_at) VALUES ",
+                                            NEW_ROW, ", ", n, returning ? " RETURNING " CMD_COLS : ""),
                          .params = p,
                          .nparams = n * NEW_COLS};
 }

@@ -1626,7 +1626,8 @@ int cx_db_exec_many(const cx_db_stmt_t *stmts, size_t n, int flags, cx_db_result
         if ((rc = ensure()) != CX_OK)
             return rc;
         if (many_text(&text, stmts, n, begin, commit) != 0 || text.len > BATCH_MAX_BYTES) {
-            cx_log_errorx("mysql: %zu statements in one call: %s", n, text.len > BATCH_MAX_BYTES ? "too long" : "parameters do not match");
+            cx_log_errorx("mysql: %zu statements in one call: %s", n,
+                          text.len > BATCH_MAX_BYTES ? "too long" : "parameters do not match");
             free(text.p);
             return CX_ERR;
         }

@@ -161,10 +161,11 @@ void cx_db_runs_insert_stmt(const cx_run_new_t *rows, size_t n, int returning, c
         q[10] = CX_DB_P_STR(r->error_message);
         q[11] = CX_DB_P_STR(r->error_message);
     }
-    *st = (cx_db_stmt_t){.sql = cx_db_sql_rows("INSERT INTO pipeline_runs (id, pipeline_id, agent_id, `trigger`, status, failover_of, "
-                                               "checkpoint, created_by, schedule_id, scheduled_for, error_message, ended_at, "
-                                               "created_at, updated_at) VALUES ",
-                                               NEW_ROW, ", ", n, returning ? " RETURNING " RUN_COLS : ""),
+    *st = (cx_db_stmt_t){.sql =
+                             cx_db_sql_rows("INSERT INTO pipeline_runs (id, pipeline_id, agent_id, `trigger`, status, failover_of, "
+                                            "checkpoint, created_by, schedule_id, scheduled_for, error_message, ended_at, "
+                                            "created_at, updated_at) VALUES ",
+                                            NEW_ROW, ", ", n, returning ? " RETURNING " RUN_COLS : ""),
                          .params = p,
                          .nparams = n * NEW_COLS};
 }
@@ -556,14 +557,18 @@ int cx_db_runs_status(const char *pipeline_id, cx_pipeline_state_t *out)
     return CX_OK;
 }
 
-#define SQL_ACTIVE_BY_AGENT                                                                                                        \
-    "SELECT agent_id, COUNT(*) AS n FROM pipeline_runs WHERE status IN " CX_RUN_ACTIVE_SQL " GROUP BY agent_id"
-
-/* The active runs are counted from the status index (a derived table): a join on agent_id would read
- * every run the agents ever had (the status is not part of a ref lookup), which grows with history. */
+/* The active runs of each online agent, counted per status on ix_runs_agent_status (agent_id, status):
+ * three lookups on the whole key read the agent's active runs and nothing else (one on agent_id with
+ * status IN (…) reads every run the agent ever had; the derived table counted the active runs of all
+ * agents through a temporary table and a join buffer: 3.0 ms at 2,000 active runs and 6,000 ended
+ * ones, against 1.6 ms this way; forced: for a status few runs have, the optimizer would take
+ * ix_runs_status, all agents' runs of it for each agent). The statuses are CX_RUN_ACTIVE_SQL's. */
+#define ACTIVE_OF(st)                                                                                                              \
+    "(SELECT COUNT(*) FROM pipeline_runs r FORCE INDEX (ix_runs_agent_status) WHERE r.agent_id = a.id AND r.status = '" st "')"
 #define SQL_LOADS                                                                                                                  \
-    "SELECT a.id AS id, COALESCE(r.n, 0) AS n FROM agents a LEFT JOIN (" SQL_ACTIVE_BY_AGENT                                       \
-    ") r ON r.agent_id = a.id WHERE a.status = 'online' ORDER BY a.id"
+    "SELECT a.id AS id, " ACTIVE_OF("pending") " + " ACTIVE_OF("running") " + " ACTIVE_OF(                                         \
+        "paused") " AS n FROM agents a "                                                                                           \
+                  "WHERE a.status = 'online' ORDER BY a.id"
 
 static void loads_read(const cx_db_result_t *res, cx_agent_load_t **out, size_t *n)
 {
