@@ -102,12 +102,15 @@ $lock->do("USE `" . $s->db_name . "`");
 $lock->do('BEGIN');
 $lock->do("INSERT INTO pipeline_runs (id, pipeline_id, agent_id, status, created_at, updated_at) VALUES (UUID(), ?, 't87-agent', 'pending', NOW(3), NOW(3))",
     undef, $q->{id});
-my $h = CxTest::run_cmd({ background => 1 }, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'POST', '-H', "Authorization: Bearer $oper",
+my $h = CxTest::run_cmd({ background => 1 }, 'curl', '-s', '-w', '\n%{http_code}', '-X', 'POST', '-H', "Authorization: Bearer $oper",
     $s->base_url . "$P/$q->{id}/start");
-sleep 0.5;    # the start waits on the unique key of the uncommitted run
+sleep 1;    # the start reads no active run (the other is not committed) and waits on the unique key in its INSERT
 $lock->do('COMMIT');
 my $res = CxTest::finish_cmd($h, 20);
-is($res->{out}, '409', 'the start that lost the race: 409');
+my ($body, $code) = $res->{out} =~ /\A(.*)\n(\d+)\z/s;
+is($code, '409', 'the start that lost the race: 409') or diag $res->{out};
+like($body // '', qr/"error":"pipeline is already running"/,
+    'refused by the unique key inside the multi-statement text (not by the read, which names the run)');
 is($s->sql('SELECT COUNT(*) AS n FROM pipeline_runs WHERE pipeline_id = ?', $q->{id})->[0]{n}, 1, 'one run: the winner\'s');
 is($s->sql("SELECT COUNT(*) AS n FROM agent_commands WHERE pipeline_id = ?", $q->{id})->[0]{n}, 0, 'no command of the loser');
 my $c = CxAgent::create_pipeline($s, 't87-c');
