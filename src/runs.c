@@ -362,49 +362,14 @@ static int claim_fires(item_t *items, size_t n)
     return rc;
 }
 
-/* read_pipelines -- the configs of the batch's pipelines (one read, share-locked). */
-static int read_pipelines(item_t *items, size_t n)
+/* apply_active -- the active runs of the batch's pipelines (read_start: a plain read, as a locking one
+ * would take a gap lock that deadlocks two concurrent starts, whose inserts the unique key
+ * uq_runs_active must arbitrate instead), and each start's overlap rule; a replace stops the active run
+ * here. */
+static int apply_active(item_t *items, size_t n, cx_run_t *runs, size_t nruns)
 {
-    const char **ids = cx_calloc(n, sizeof(*ids));
-    char **yaml = cx_calloc(n, sizeof(*yaml));
-    size_t *at = cx_calloc(n, sizeof(*at)), k = 0;
-    int rc;
+    int rc = CX_OK;
 
-    for (size_t i = 0; i < n; i++)
-        if (live(&items[i])) {
-            at[k] = i;
-            ids[k++] = items[i].o->pipeline_id;
-        }
-    rc = cx_db_runs_pipelines(ids, k, yaml);
-    for (size_t j = 0; j < k; j++) {
-        item_t *it = &items[at[j]];
-        if (rc == CX_OK && yaml[j] == NULL && it->o->fire != NULL)
-            it->st = ST_NO_PIPELINE;
-        else if (rc == CX_OK && yaml[j] == NULL)
-            refuse_item(it, CX_NOTFOUND, NULL);
-        it->yaml = yaml[j];
-    }
-    free(ids);
-    free(yaml);
-    free(at);
-    return rc;
-}
-
-/* read_active -- the active runs of the batch's pipelines (one plain read: a locking one would take a
- * gap lock that deadlocks two concurrent starts, whose inserts the unique key uq_runs_active must
- * arbitrate instead), and each start's overlap rule; a replace stops the active run here. */
-static int read_active(item_t *items, size_t n)
-{
-    const char **ids = cx_calloc(n, sizeof(*ids));
-    size_t k = 0, nruns = 0;
-    cx_run_t *runs = NULL;
-    int rc;
-
-    for (size_t i = 0; i < n; i++)
-        if (live(&items[i]))
-            ids[k++] = items[i].o->pipeline_id;
-    rc = cx_db_runs_active_of(ids, k, &runs, &nruns);
-    free(ids);
     for (size_t r = 0; rc == CX_OK && r < nruns; r++) {
         cx_run_t *cur = &runs[r];
         for (size_t i = 0; rc == CX_OK && i < n; i++) {
@@ -445,31 +410,15 @@ static int read_active(item_t *items, size_t n)
             }
         }
     }
-    cx_db_runs_free(runs, nruns);
     return rc;
 }
 
-/* choose_agents -- an agent for every start from one read of the online agents and their active runs,
- * each choice counted before the next (the least loaded; ties: by id). */
-static int choose_agents(item_t *items, size_t n)
+/* choose_agents -- an agent for every start from one read of the online agents and their active runs
+ * (read_start), each choice counted before the next (the least loaded; ties: by id). */
+static int choose_agents(item_t *items, size_t n, cx_agent_load_t *loads, size_t nloads)
 {
-    cx_runs_loads_t *shared = n > 0 ? items[0].o->loads : NULL; /* the batch's starts share it, or none does */
-    cx_agent_load_t *loads = NULL;
-    size_t nloads = 0, k = 0;
     int rc = CX_OK;
 
-    for (size_t i = 0; i < n; i++)
-        k += live(&items[i]);
-    if (k == 0)
-        return CX_OK;
-    if (shared != NULL && shared->read) {
-        loads = shared->a;
-        nloads = shared->n;
-    } else if ((rc = cx_db_runs_agent_loads(&loads, &nloads)) != CX_OK) {
-        return rc;
-    } else if (shared != NULL) {
-        *shared = (cx_runs_loads_t){.a = loads, .n = nloads, .read = 1};
-    }
     for (size_t i = 0; i < n; i++) {
         item_t *it = &items[i];
         cx_agent_load_t *best = NULL;
@@ -498,8 +447,50 @@ static int choose_agents(item_t *items, size_t n)
             refuse_item(it, CX_NOAGENT, "no agent is online%s", it->o->exclude ? " (other than the one that went offline)" : "");
         }
     }
-    if (shared == NULL)
-        free(loads);
+    return rc;
+}
+
+/* read_start -- what the batch's starts read, in one round trip (begun there with begin): the configs
+ * of their pipelines (share-locked; a start of a pipeline that does not exist is refused, a fire's
+ * recorded), their active runs (apply_active) and the online agents' loads (choose_agents), unless the
+ * batch shares loads an earlier batch read (cx_runs_start_opts_t.loads). */
+static int read_start(item_t *items, size_t n, int begin)
+{
+    const char **ids = cx_calloc(n, sizeof(*ids));
+    char **yaml = cx_calloc(n, sizeof(*yaml));
+    size_t *at = cx_calloc(n, sizeof(*at)), k = 0, nruns = 0, nloads = 0;
+    cx_runs_loads_t *shared = n > 0 ? items[0].o->loads : NULL; /* the batch's starts share it, or none does */
+    cx_agent_load_t *loads = NULL;
+    cx_run_t *runs = NULL;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        if (live(&items[i])) {
+            at[k] = i;
+            ids[k++] = items[i].o->pipeline_id;
+        }
+    rc = cx_db_runs_start_reads(begin, ids, k, yaml, &runs, &nruns, shared != NULL && shared->read ? NULL : &loads, &nloads);
+    for (size_t j = 0; j < k; j++) {
+        item_t *it = &items[at[j]];
+        if (rc == CX_OK && yaml[j] == NULL && it->o->fire != NULL)
+            it->st = ST_NO_PIPELINE;
+        else if (rc == CX_OK && yaml[j] == NULL)
+            refuse_item(it, CX_NOTFOUND, NULL);
+        it->yaml = yaml[j];
+    }
+    if (rc == CX_OK)
+        rc = apply_active(items, n, runs, nruns);
+    if (rc == CX_OK && k > 0 && shared != NULL && !shared->read) {
+        *shared = (cx_runs_loads_t){.a = loads, .n = nloads, .read = 1}; /* for this batch and the next ones */
+        loads = NULL;
+    }
+    if (rc == CX_OK && k > 0)
+        rc = shared != NULL ? choose_agents(items, n, shared->a, shared->n) : choose_agents(items, n, loads, nloads);
+    cx_db_runs_free(runs, nruns);
+    free(loads);
+    free(ids);
+    free(yaml);
+    free(at);
     return rc;
 }
 
@@ -537,13 +528,11 @@ static int lock_deliveries(item_t *items, size_t n)
     int *got = cx_calloc(n, sizeof(*got)), *waiting = cx_calloc(n, sizeof(*waiting)), rc = CX_OK;
     size_t k = cx_redis_available() ? pairs_of(items, n, 0, agents, pipelines, of) : 0;
 
-    if (k > 0 && (rc = cx_db_commands_lock_many(agents, pipelines, k, got)) == CX_OK) {
-        for (size_t i = 0; i < k; i++)
+    if (k > 0 && (rc = cx_db_commands_lock_waiting(agents, pipelines, k, got, waiting)) == CX_OK)
+        for (size_t i = 0; i < k; i++) {
             of[i]->locked = got[i];
-        rc = cx_db_commands_waiting(agents, pipelines, k, waiting);
-        for (size_t i = 0; rc == CX_OK && i < k; i++)
             of[i]->sent = got[i] && !waiting[i];
-    }
+        }
     free(agents);
     free(pipelines);
     free(of);
@@ -606,6 +595,40 @@ static int take_written(item_t *items, size_t n, cx_run_t *runs, size_t nr, cx_c
     return CX_OK;
 }
 
+/* insert_rows -- the runs and the commands in one round trip (two multi-row INSERT … RETURNING; the
+ * commands' only after the runs' succeeded), both as written. */
+static int insert_rows(const cx_run_new_t *runs, size_t nr, const cx_command_new_t *cmds, size_t nc, cx_run_t **got, size_t *ngot,
+                       cx_command_t **gotc, size_t *ngotc)
+{
+    cx_db_stmt_t st[2];
+    cx_db_result_t *res[2] = {NULL, NULL};
+    size_t ns = 0;
+    int rc;
+
+    *got = NULL;
+    *gotc = NULL;
+    *ngot = *ngotc = 0;
+    if (nr == 0)
+        return CX_OK;
+    cx_db_runs_insert_stmt(runs, nr, 1, &st[ns++]);
+    if (nc > 0)
+        cx_db_commands_insert_stmt(cmds, nc, cx_cfg->commands.ttl_ms, 1, &st[ns++]);
+    rc = cx_db_exec_many(st, ns, 0, res);
+    if (rc == CX_OK && (res[0] == NULL || (nc > 0 && res[1] == NULL))) {
+        cx_log_errorx("mysql: the inserts of a start came back without their rows");
+        rc = CX_ERR;
+    }
+    if (rc == CX_OK)
+        rc = cx_db_runs_of_result(res[0], got, ngot);
+    if (rc == CX_OK && nc > 0)
+        rc = cx_db_commands_of_result(res[1], gotc, ngotc);
+    for (size_t i = 0; i < ns; i++) {
+        cx_db_stmt_free(&st[i]);
+        cx_db_result_free(res[i]);
+    }
+    return rc;
+}
+
 /* write_runs -- the runs and start commands of the batch (two multi-row inserts), and both as written
  * (their RETURNING) into the results. */
 static int write_runs(item_t *items, size_t n)
@@ -648,15 +671,13 @@ static int write_runs(item_t *items, size_t n)
                                         .created_by = o->actor,
                                         .sent = it->sent};
     }
-    rc = cx_db_runs_insert(runs, nr, &got, &ngot);
+    rc = insert_rows(runs, nr, cmds, nc, &got, &ngot, &gotc, &ngotc);
     if (rc == CX_CONFLICT && n == 1) {
         if (strcmp(cx_db_conflict_key(), "uq_runs_fire") == 0)
             refuse_item(&items[0], CX_CONFLICT, "this scheduled fire already has a run");
         else
             refuse_item(&items[0], CX_STATE, "pipeline is already running"); /* uq_runs_active: a concurrent start won */
     }
-    if (rc == CX_OK)
-        rc = cx_db_commands_insert(cmds, nc, cx_cfg->commands.ttl_ms, &gotc, &ngotc);
     if (rc == CX_OK)
         rc = take_written(items, n, got, ngot, gotc, ngotc);
     cx_db_runs_free(got, ngot);
@@ -669,8 +690,9 @@ static int write_runs(item_t *items, size_t n)
 }
 
 /* write_audit -- the audit rows of the runs written (one multi-row insert): after {"run","command"} for a
- * start, {"run"} for a run recorded failed. */
-static int write_audit(item_t *items, size_t n)
+ * start, {"run"} for a run recorded failed; with commit, the transaction committed in the same round
+ * trip. */
+static int write_audit(item_t *items, size_t n, int commit)
 {
     cx_audit_row_t *rows = cx_calloc(n, sizeof(*rows));
     size_t k = 0;
@@ -695,8 +717,14 @@ static int write_audit(item_t *items, size_t n)
         json_object_put(after);
         k += rc == CX_OK;
     }
-    if (rc == CX_OK)
-        rc = cx_audit_write_rows(rows, k);
+    if (rc == CX_OK && k > 0) {
+        cx_db_stmt_t st;
+        cx_audit_rows_stmt(rows, k, &st);
+        rc = cx_db_exec_many(&st, 1, commit ? CX_DB_COMMIT : 0, NULL);
+        cx_db_stmt_free(&st);
+    } else if (rc == CX_OK && commit) {
+        rc = cx_db_commit();
+    }
     for (size_t i = 0; i < k; i++)
         cx_audit_row_free(&rows[i]);
     free(rows);
@@ -731,6 +759,7 @@ static int settle_fires(item_t *items, size_t n)
  * one: a unique key refused one of its runs). */
 static int batch_tx(item_t *items, size_t n)
 {
+    size_t claims = 0;
     int rc;
 
     for (size_t i = 0; i < n; i++) {
@@ -740,17 +769,20 @@ static int batch_tx(item_t *items, size_t n)
         else
             cx_uuid_v7(items[i].run_id);
     }
-    if ((rc = cx_db_begin()) != CX_OK)
+    for (size_t i = 0; i < n; i++)
+        claims += items[i].o->fire != NULL || items[i].o->claim != NULL;
+    /* without claims the transaction is begun in the round trip of the reads */
+    if (claims > 0 && (rc = cx_db_begin()) != CX_OK)
         return rc;
-    if ((rc = claim_fires(items, n)) == CX_OK && (rc = read_pipelines(items, n)) == CX_OK &&
-        (rc = read_active(items, n)) == CX_OK && (rc = choose_agents(items, n)) == CX_OK &&
-        (rc = lock_deliveries(items, n)) == CX_OK && (rc = write_runs(items, n)) == CX_OK &&
-        (rc = write_audit(items, n)) == CX_OK && (rc = settle_fires(items, n)) == CX_OK) {
+    if ((claims == 0 || (rc = claim_fires(items, n)) == CX_OK) && (rc = read_start(items, n, claims == 0)) == CX_OK &&
+        (rc = lock_deliveries(items, n)) == CX_OK && (rc = write_runs(items, n)) == CX_OK) {
         size_t refused = 0;
         for (size_t i = 0; i < n; i++)
             refused += items[i].st == ST_REFUSED;
-        /* every start refused (a start alone: its claim callback's writes too): nothing is kept */
-        if (refused < n && (rc = cx_db_commit()) == CX_OK)
+        /* every start refused (a start alone: its claim callback's writes too): nothing is kept; else the
+         * audit rows, the fires settled and the commit */
+        if (refused < n && (rc = write_audit(items, n, claims == 0)) == CX_OK &&
+            (claims == 0 || ((rc = settle_fires(items, n)) == CX_OK && (rc = cx_db_commit()) == CX_OK)))
             return CX_OK; /* the locks are given back by deliver_batch */
     }
     if (rc == CX_CONFLICT && n == 1 && items[0].st == ST_REFUSED)

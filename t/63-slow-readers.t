@@ -10,7 +10,9 @@ use CxTest;
 
 # The write timeout is scaled like the waits: on a slow build (the sanitizers) the 20 slow answers must all
 # be held before the first is given up, or the count of cut-off answers below measures time, not memory.
-my $write_ms = int(3000 * $CxTest::SCALE);
+# 6 s, not 3: on a loaded 2-core machine building the 20 pages of 12 MB took more than 3 s, the first
+# answers were cut off before the last were built, and more than 64 MiB of answers went out over time.
+my $write_ms = int(6000 * $CxTest::SCALE);
 my $s = CxTest->new(workers => 2, config => { 'server.write_timeout' => "${write_ms}ms", 'server.max_body_size' => '2MiB' });
 $s->start;
 my $admin = $s->admin_token;
@@ -95,7 +97,7 @@ wait_ok {
     my ($n) = $s->get('/metrics')->{content} =~ /^conduix_http_write_timeouts_total (\d+)/m;
     ($n // 0) >= 1
 } 30, 'stalled answers are aborted after server.write_timeout';
-sleep 4 * $CxTest::SCALE;    # every stalled write has had its write timeout
+sleep $write_ms / 1000 + 1;    # every stalled write has had its write timeout
 my (%outcome, @odd);
 for my $fh (@slow) {
     my $d = drain($fh);

@@ -36,4 +36,8 @@ void cx_audit_row_free(cx_audit_row_t *row);
  * connection (inside the caller's transaction). */
 int cx_audit_write_rows(const cx_audit_row_t *rows, size_t n);
 
+/* cx_audit_rows_stmt -- that INSERT as a statement for cx_db_exec_many (n > 0; cx_db_stmt_free it; its
+ * parameters point into rows). */
+void cx_audit_rows_stmt(const cx_audit_row_t *rows, size_t n, cx_db_stmt_t *st);
+
 #endif

@@ -24,6 +24,7 @@
 #include <hiredis.h>
 
 #include "conduix/config.h"
+#include "conduix/db.h"
 #include "conduix/states.h"
 
 typedef struct cx_command {
@@ -69,6 +70,12 @@ typedef struct cx_command_new {
  * free with cx_db_commands_free). */
 int cx_db_commands_insert(const cx_command_new_t *rows, size_t n, int64_t ttl_ms, cx_command_t **out, size_t *nout);
 
+/* cx_db_commands_insert_stmt -- that INSERT as a statement for cx_db_exec_many (n > 0; cx_db_stmt_free
+ * it; its parameters point into rows), RETURNING the commands with returning; cx_db_commands_of_result
+ * reads them from its result (taking the texts out of it). */
+void cx_db_commands_insert_stmt(const cx_command_new_t *rows, size_t n, int64_t ttl_ms, int returning, cx_db_stmt_t *st);
+int cx_db_commands_of_result(cx_db_result_t *res, cx_command_t **out, size_t *nout);
+
 /* cx_db_commands_load_many -- the commands of ids (those that exist), in seq order. */
 int cx_db_commands_load_many(const char *const *ids, size_t n, cx_command_t **out, size_t *nout);
 
@@ -81,6 +88,11 @@ void cx_db_commands_unlock_many(const char *const *agents, const char *const *pi
 /* cx_db_commands_waiting -- in one read, waiting[i] = 1 when agents[i] has an unexpired queued command
  * for pipelines[i] (a new command of the pair goes out after it: cx_runs_deliver). */
 int cx_db_commands_waiting(const char *const *agents, const char *const *pipelines, size_t n, int *waiting);
+
+/* cx_db_commands_lock_waiting -- cx_db_commands_lock_many, then cx_db_commands_waiting, in one round
+ * trip (cx_db_exec_many, in the open transaction): got[i] the lock of agents[i] and pipelines[i] taken,
+ * waiting[i] older commands of theirs queued. On a failure no lock is kept. */
+int cx_db_commands_lock_waiting(const char *const *agents, const char *const *pipelines, size_t n, int *got, int *waiting);
 
 /* cx_db_command_load -- one command by id (and agent_id when not NULL). CX_NOTFOUND. */
 int cx_db_command_load(const char *id, const char *agent_id, cx_command_t *c);

@@ -195,6 +195,25 @@ typedef struct cx_db_stmt {
  * deadlock victim). Not inside cx_db_begin. */
 int cx_db_batch(const cx_db_stmt_t *stmts, size_t n);
 
+/* cx_db_exec_many -- stmts[0..n) of a transaction in one round trip, in order, sent as one
+ * multi-statement text with the parameters as literals escaped for the connection (the statements hold
+ * no ? but their placeholders). With CX_DB_BEGIN the transaction is begun first (START TRANSACTION in the
+ * same text; not inside one), without it the statements join the open one; with CX_DB_COMMIT it is
+ * committed after them (COMMIT in the same text). res (may be NULL) gets one result per statement, NULL
+ * for a statement without rows, each freed with cx_db_result_free; an affected pointer gets the rows a
+ * write changed, or the rows a read returned. The server runs none after a statement that failed: then
+ * every result is NULL and the codes are cx_db_exec's inside a transaction, which stays open (roll it
+ * back) but after a deadlock (rolled back, cx_db_deadlocked) or a lost connection (CX_UNAVAIL), or a
+ * failed COMMIT (rolled back, CX_ERR). A lost connection under a CX_DB_BEGIN call without CX_DB_COMMIT is
+ * tried once more on a new one (nothing of it was committed). */
+#define CX_DB_BEGIN 1
+#define CX_DB_COMMIT 2
+int cx_db_exec_many(const cx_db_stmt_t *stmts, size_t n, int flags, cx_db_result_t **res);
+
+/* cx_db_stmt_free -- the text and parameters of a statement a builder below malloc'ed (not what they
+ * point to). */
+void cx_db_stmt_free(cx_db_stmt_t *st);
+
 /* cx_db_ping -- CX_OK when MySQL answers now, else CX_UNAVAIL (at once while the breaker is open). */
 int cx_db_ping(void);
 

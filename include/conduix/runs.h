@@ -17,6 +17,7 @@
 
 #include "conduix/agents.h"
 #include "conduix/commands.h"
+#include "conduix/db.h"
 #include "conduix/states.h"
 
 /* No online agent (or the agent asked for is not online): 409 NO_AGENT_AVAILABLE. */
@@ -251,6 +252,12 @@ typedef struct cx_run_new {
  * the order of rows; free with cx_db_runs_free). */
 int cx_db_runs_insert(const cx_run_new_t *rows, size_t n, cx_run_t **out, size_t *nout);
 
+/* cx_db_runs_insert_stmt -- that INSERT as a statement for cx_db_exec_many (n > 0; cx_db_stmt_free it;
+ * its parameters point into rows), RETURNING the runs with returning; cx_db_runs_of_result reads them
+ * from its result. */
+void cx_db_runs_insert_stmt(const cx_run_new_t *rows, size_t n, int returning, cx_db_stmt_t *st);
+int cx_db_runs_of_result(const cx_db_result_t *res, cx_run_t **out, size_t *nout);
+
 /* cx_db_runs_get_many -- the runs of ids (in no particular order; those that exist). */
 int cx_db_runs_get_many(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns);
 /* cx_db_runs_counts_many -- cx_db_run_counts for n runs in one UPDATE. */
@@ -339,6 +346,14 @@ typedef struct cx_runs_loads {
 
 /* cx_runs_loads_reset -- forget what l holds (the next batch reads the loads again). */
 void cx_runs_loads_reset(cx_runs_loads_t *l);
+
+/* cx_db_runs_start_reads -- what a batch of starts reads, in one round trip (cx_db_exec_many): yaml[i]
+ * as cx_db_runs_pipelines gives it (share-locked), the active runs of the pipelines ids as
+ * cx_db_runs_active_of, and the online agents' loads as cx_db_runs_agent_loads (not read with loads
+ * NULL: a batch that shares the loads an earlier one read); the transaction begun first (in the same
+ * round trip) with begin, else joined. */
+int cx_db_runs_start_reads(int begin, const char *const *ids, size_t n, char **yaml, cx_run_t **active, size_t *nactive,
+                           cx_agent_load_t **loads, size_t *nloads);
 
 /* cx_db_runs_agent_online -- CX_OK when agent_id is registered and online, CX_NOTFOUND unknown,
  * CX_STATE otherwise. */

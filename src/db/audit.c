@@ -64,23 +64,30 @@ int cx_audit_write(const char *actor, const char *action, const char *target_typ
     return rc;
 }
 
-int cx_audit_write_rows(const cx_audit_row_t *rows, size_t n)
+void cx_audit_rows_stmt(const cx_audit_row_t *rows, size_t n, cx_db_stmt_t *st)
 {
     size_t np = CX_ARRAY_SIZE(rows[0].p);
-    cx_db_param_t *p;
-    char *sql;
+    cx_db_param_t *p = cx_calloc(n > 0 ? n * np : 1, sizeof(*p));
+
+    for (size_t i = 0; i < n; i++)
+        memcpy(p + i * np, rows[i].p, sizeof(rows[i].p));
+    *st = (cx_db_stmt_t){
+        .sql = cx_db_sql_rows(
+            "INSERT INTO audit_log (actor, action, target_type, target_id, request_id, before_json, after_json) VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?)", ", ", n, ""),
+        .params = p,
+        .nparams = n * np};
+}
+
+int cx_audit_write_rows(const cx_audit_row_t *rows, size_t n)
+{
+    cx_db_stmt_t st;
     int rc;
 
     if (n == 0)
         return CX_OK;
-    p = cx_calloc(n * np, sizeof(*p));
-    for (size_t i = 0; i < n; i++)
-        memcpy(p + i * np, rows[i].p, sizeof(rows[i].p));
-    sql =
-        cx_db_sql_rows("INSERT INTO audit_log (actor, action, target_type, target_id, request_id, before_json, after_json) VALUES ",
-                       "(?, ?, ?, ?, ?, ?, ?)", ", ", n, "");
-    rc = cx_db_exec(sql, p, n * np, NULL, NULL);
-    free(sql);
-    free(p);
+    cx_audit_rows_stmt(rows, n, &st);
+    rc = cx_db_exec(st.sql, st.params, st.nparams, NULL, NULL);
+    cx_db_stmt_free(&st);
     return rc;
 }

@@ -108,20 +108,10 @@ int cx_db_command_insert(const char *id, const char *agent_id, cx_command_type_t
 
 static int rows(int rc, cx_db_result_t *res, cx_command_t **out, size_t *n);
 
-int cx_db_commands_insert(const cx_command_new_t *rows_, size_t n, int64_t ttl_ms, cx_command_t **out, size_t *nout)
+void cx_db_commands_insert_stmt(const cx_command_new_t *rows_, size_t n, int64_t ttl_ms, int returning, cx_db_stmt_t *st)
 {
-    cx_db_param_t *p;
-    cx_db_result_t *res = NULL;
-    char *sql;
-    int rc;
+    cx_db_param_t *p = cx_calloc(n > 0 ? n * NEW_COLS : 1, sizeof(*p));
 
-    if (out != NULL) {
-        *out = NULL;
-        *nout = 0;
-    }
-    if (n == 0)
-        return CX_OK;
-    p = cx_calloc(n * NEW_COLS, sizeof(*p));
     for (size_t i = 0; i < n; i++) {
         const cx_command_new_t *r = &rows_[i];
         cx_db_param_t *q = p + i * NEW_COLS;
@@ -137,12 +127,48 @@ int cx_db_commands_insert(const cx_command_new_t *rows_, size_t n, int64_t ttl_m
         q[9] = CX_DB_P_STR(r->created_by);
         q[10] = CX_DB_P_INT(ttl_ms * 1000);
     }
-    sql = cx_db_sql_rows("INSERT INTO agent_commands (id, agent_id, type, pipeline_id, run_id, payload, status, attempts, "
-                         "last_sent_at, created_by, created_at, updated_at, expires_at) VALUES ",
-                         NEW_ROW, ", ", n, out != NULL ? " RETURNING " CMD_COLS : "");
-    rc = cx_db_exec(sql, p, n * NEW_COLS, out != NULL ? &res : NULL, NULL);
-    free(sql);
-    free(p);
+    *st = (cx_db_stmt_t){.sql =
+                             cx_db_sql_rows("INSERT INTO agent_commands (id, agent_id, type, pipeline_id, run_id, payload, status, "
+                                            "attempts, last_sent_at, created_by, created_at, updated_at, expires_at) VALUES ",
+                                            NEW_ROW, ", ", n, returning ? " RETURNING " CMD_COLS : ""),
+                         .params = p,
+                         .nparams = n * NEW_COLS};
+}
+
+int cx_db_commands_of_result(cx_db_result_t *res, cx_command_t **out, size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    if (res == NULL)
+        return CX_ERR;
+    if (res->nrows == 0)
+        return CX_OK;
+    *out = cx_calloc(res->nrows, sizeof(cx_command_t));
+    for (size_t i = 0; i < res->nrows; i++)
+        if (fill(res, i, &(*out)[i]) != CX_OK) {
+            cx_db_commands_free(*out, i + 1);
+            *out = NULL;
+            return CX_ERR;
+        }
+    *nout = res->nrows;
+    return CX_OK;
+}
+
+int cx_db_commands_insert(const cx_command_new_t *rows_, size_t n, int64_t ttl_ms, cx_command_t **out, size_t *nout)
+{
+    cx_db_result_t *res = NULL;
+    cx_db_stmt_t st;
+    int rc;
+
+    if (out != NULL) {
+        *out = NULL;
+        *nout = 0;
+    }
+    if (n == 0)
+        return CX_OK;
+    cx_db_commands_insert_stmt(rows_, n, ttl_ms, out != NULL, &st);
+    rc = cx_db_exec(st.sql, st.params, st.nparams, out != NULL ? &res : NULL, NULL);
+    cx_db_stmt_free(&st);
     if (out == NULL)
         return rc;
     return rows(rc, res, out, nout);
@@ -286,33 +312,93 @@ void cx_db_commands_unlock_many(const char *const *agents, const char *const *pi
     locks(agents, pipelines, n, got, 0, NULL);
 }
 
-int cx_db_commands_waiting(const char *const *agents, const char *const *pipelines, size_t n, int *waiting)
+/* waiting_stmt -- the read of cx_db_commands_waiting (n > 0). */
+static void waiting_stmt(const char *const *agents, const char *const *pipelines, size_t n, cx_db_stmt_t *st)
 {
-    cx_db_param_t *p = cx_calloc(2 * n + 1, sizeof(*p));
-    cx_db_result_t *res = NULL;
-    char *sql;
-    int rc;
+    cx_db_param_t *p = cx_calloc(2 * n, sizeof(*p));
 
     for (size_t i = 0; i < n; i++) {
-        waiting[i] = 0;
         p[2 * i] = CX_DB_P_STR(agents[i]);
         p[2 * i + 1] = CX_DB_P_STR(pipelines[i]);
     }
-    if (n == 0) {
-        free(p);
-        return CX_OK;
-    }
-    sql = cx_db_sql_rows("SELECT DISTINCT agent_id, pipeline_id FROM agent_commands WHERE (agent_id, pipeline_id) IN (", "(?, ?)",
-                         ", ", n, ") AND status = 'queued' AND expires_at > NOW(3)");
-    rc = cx_db_exec(sql, p, 2 * n, &res, NULL);
-    free(sql);
-    free(p);
-    for (size_t r = 0; rc == CX_OK && r < res->nrows; r++)
+    *st = (cx_db_stmt_t){.sql = cx_db_sql_rows("SELECT DISTINCT agent_id, pipeline_id FROM agent_commands WHERE (agent_id, "
+                                               "pipeline_id) IN (",
+                                               "(?, ?)", ", ", n, ") AND status = 'queued' AND expires_at > NOW(3)"),
+                         .params = p,
+                         .nparams = 2 * n};
+}
+
+static void waiting_read(const cx_db_result_t *res, const char *const *agents, const char *const *pipelines, size_t n, int *waiting)
+{
+    for (size_t r = 0; r < res->nrows; r++)
         for (size_t i = 0; i < n; i++)
             if (res->rows[r][0] != NULL && res->rows[r][1] != NULL && strcmp(res->rows[r][0], agents[i]) == 0 &&
                 strcmp(res->rows[r][1], pipelines[i]) == 0)
                 waiting[i] = 1;
+}
+
+int cx_db_commands_waiting(const char *const *agents, const char *const *pipelines, size_t n, int *waiting)
+{
+    cx_db_result_t *res = NULL;
+    cx_db_stmt_t st;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        waiting[i] = 0;
+    if (n == 0)
+        return CX_OK;
+    waiting_stmt(agents, pipelines, n, &st);
+    rc = cx_db_exec(st.sql, st.params, st.nparams, &res, NULL);
+    cx_db_stmt_free(&st);
+    if (rc == CX_OK)
+        waiting_read(res, agents, pipelines, n, waiting);
     cx_db_result_free(res);
+    return rc;
+}
+
+int cx_db_commands_lock_waiting(const char *const *agents, const char *const *pipelines, size_t n, int *got, int *waiting)
+{
+    char(*names)[64] = cx_calloc(n > 0 ? n : 1, sizeof(*names));
+    cx_db_param_t *p = cx_calloc(n > 0 ? n : 1, sizeof(*p));
+    cx_db_result_t *res[2] = {NULL, NULL};
+    cx_db_stmt_t st[2];
+    int rc;
+
+    for (size_t i = 0; i < n; i++) {
+        got[i] = waiting[i] = 0;
+        lock_name(agents[i], pipelines[i], names[i]);
+        p[i] = CX_DB_P_STR(names[i]);
+    }
+    if (n == 0) {
+        free(names);
+        free(p);
+        return CX_OK;
+    }
+    /* the locks first: the read runs after them, in the same round trip */
+    st[0] = (cx_db_stmt_t){.sql = cx_db_sql_rows("SELECT ", "GET_LOCK(?, 0)", ", ", n, ""), .params = p, .nparams = n};
+    waiting_stmt(agents, pipelines, n, &st[1]);
+    rc = cx_db_exec_many(st, 2, 0, res);
+    if (rc == CX_OK && (res[0] == NULL || res[1] == NULL || res[0]->nrows != 1 || res[0]->ncols != n)) {
+        cx_log_errorx("mysql: the delivery locks of a start came back without their rows");
+        rc = CX_ERR;
+    }
+    for (size_t i = 0; rc == CX_OK && i < n; i++)
+        got[i] = res[0]->rows[0][i] != NULL && strcmp(res[0]->rows[0][i], "1") == 0;
+    if (rc == CX_OK)
+        waiting_read(res[1], agents, pipelines, n, waiting);
+    if (rc != CX_OK && rc != CX_UNAVAIL) {
+        /* the locks may have been taken before the read failed: none is kept (a lost connection took them) */
+        int *all = cx_calloc(n, sizeof(*all));
+        for (size_t i = 0; i < n; i++)
+            all[i] = 1;
+        locks(agents, pipelines, n, all, 0, NULL);
+        free(all);
+    }
+    cx_db_stmt_free(&st[0]); /* p too */
+    cx_db_stmt_free(&st[1]);
+    cx_db_result_free(res[0]);
+    cx_db_result_free(res[1]);
+    free(names);
     return rc;
 }
 

@@ -1485,3 +1485,213 @@ int cx_db_batch(const cx_db_stmt_t *stmts, size_t n)
         return CX_ERR;
     }
 }
+
+/* ---- several statements of a transaction in one round trip ---- */
+
+static int nb_store_result(MYSQL_RES **out)
+{
+    MYSQL_RES *ret = NULL;
+    NB_CALL(mysql_store_result_start(&ret, D.m), mysql_store_result_cont(&ret, D.m, ev_));
+    *out = ret;
+    return ret == NULL && mysql_errno(D.m) != 0 ? 1 : 0;
+}
+
+/* text_result -- a text-protocol result as fetch makes one from a prepared statement's: every column a
+ * NUL-terminated string, NULL for SQL NULL (the server writes a DATETIME(3) as time_text does). */
+static cx_db_result_t *text_result(MYSQL_RES *m)
+{
+    cx_db_result_t *r = cx_calloc(1, sizeof(*r));
+    unsigned nc = mysql_num_fields(m);
+    MYSQL_FIELD *f = mysql_fetch_fields(m);
+    size_t nr = (size_t)mysql_num_rows(m);
+    MYSQL_ROW row;
+
+    r->ncols = nc;
+    r->colnames = cx_calloc(nc ? nc : 1, sizeof(char *));
+    for (unsigned c = 0; c < nc; c++)
+        r->colnames[c] = cx_strdup(f[c].name);
+    r->rows = cx_calloc(nr ? nr : 1, sizeof(char **));
+    r->lens = cx_calloc(nr ? nr : 1, sizeof(unsigned long *));
+    while (r->nrows < nr && (row = mysql_fetch_row(m)) != NULL) {
+        unsigned long *len = mysql_fetch_lengths(m);
+        char **out = cx_calloc(nc ? nc : 1, sizeof(char *));
+        unsigned long *ol = cx_calloc(nc ? nc : 1, sizeof(unsigned long));
+        for (unsigned c = 0; c < nc; c++) {
+            if (row[c] == NULL)
+                continue;
+            out[c] = cx_malloc((size_t)len[c] + 1);
+            memcpy(out[c], row[c], len[c]);
+            out[c][len[c]] = '\0';
+            ol[c] = len[c];
+        }
+        r->rows[r->nrows] = out;
+        r->lens[r->nrows++] = ol;
+    }
+    return r;
+}
+
+/* many_text -- the statements as one multi-statement text, "START TRANSACTION;" before them with begin
+ * and ";COMMIT" after them with commit; -1 when the parameters do not match. */
+static int many_text(text_t *buf, const cx_db_stmt_t *stmts, size_t n, int begin, int commit)
+{
+    if (begin)
+        text_add(buf, "START TRANSACTION;", 18);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        if (i > 0)
+            text_add(buf, ";", 1);
+        for (const char *c = stmts[i].sql; *c != '\0'; c++) {
+            if (*c != '?') {
+                text_add(buf, c, 1);
+                continue;
+            }
+            if (k == stmts[i].nparams)
+                return -1;
+            literal(buf, &stmts[i].params[k++]);
+        }
+        if (k != stmts[i].nparams)
+            return -1;
+    }
+    if (commit)
+        text_add(buf, ";COMMIT", 7);
+    return 0;
+}
+
+/* many_run -- send the text and read the outcome of each of its statements (total of them, the first
+ * one START TRANSACTION when first is 1): the results of stmts into res. 0, or the MySQL error number of
+ * the statement that failed (the server ran none after it; *failed its index among all) with its
+ * message. */
+static unsigned many_run(const text_t *text, const cx_db_stmt_t *stmts, size_t n, int first, size_t total, cx_db_result_t **res,
+                         char *msg, size_t msglen, int *sent, size_t *failed)
+{
+    int st;
+
+    *sent = 1;
+    st = nb_query(text->p, text->len);
+    for (size_t k = 0;; k++) {
+        MYSQL_RES *m = NULL;
+        size_t i = k - (size_t)first; /* the index in stmts, when first <= k < first + n */
+        int mine = k >= (size_t)first && i < n;
+        *failed = k;
+        if (st == 0 && mysql_field_count(D.m) > 0 && nb_store_result(&m) != 0)
+            st = 1; /* an INSERT … RETURNING refused by a key sends its columns, then the error */
+        if (st != 0) {
+            unsigned err = mysql_errno(D.m) ? mysql_errno(D.m) : CR_UNKNOWN_ERROR;
+            if (k == 0 && err == CR_SERVER_GONE_ERROR)
+                *sent = 0;
+            snprintf(msg, msglen, "%s", mysql_error(D.m));
+            return err;
+        }
+        if (mine && stmts[i].affected != NULL)
+            *stmts[i].affected = m != NULL ? (uint64_t)mysql_num_rows(m) : (uint64_t)mysql_affected_rows(D.m);
+        if (m != NULL) {
+            if (mine && res != NULL)
+                res[i] = text_result(m);
+            mysql_free_result(m);
+        }
+        if (k + 1 == total)
+            return 0;
+        if ((st = nb_next_result()) < 0) {
+            snprintf(msg, msglen, "the server answered %zu of %zu statements", k + 1, total);
+            *failed = k + 1;
+            return E_LOGGED;
+        }
+    }
+}
+
+int cx_db_exec_many(const cx_db_stmt_t *stmts, size_t n, int flags, cx_db_result_t **res)
+{
+    int begin = (flags & CX_DB_BEGIN) != 0, commit = (flags & CX_DB_COMMIT) != 0, conn_retry = 0;
+    size_t total = n + (size_t)begin + (size_t)commit;
+    char msg[512];
+
+    for (size_t i = 0; res != NULL && i < n; i++)
+        res[i] = NULL;
+    if (begin == D.in_tx) {
+        cx_log_errorx("mysql: cx_db_exec_many %s a transaction", begin ? "beginning inside" : "outside");
+        return CX_ERR;
+    }
+    if (begin) {
+        D.tx_aborted = 0;
+        D.deadlocked = 0;
+    }
+    if (total == 0)
+        return CX_OK;
+    for (;;) {
+        text_t text = {0};
+        unsigned err;
+        size_t failed = 0;
+        int sent = 0, rc;
+
+        if ((rc = ensure()) != CX_OK)
+            return rc;
+        if (many_text(&text, stmts, n, begin, commit) != 0 || text.len > BATCH_MAX_BYTES) {
+            cx_log_errorx("mysql: %zu statements in one call: %s", n,
+                          text.len > BATCH_MAX_BYTES ? "too long" : "parameters do not match");
+            free(text.p);
+            return CX_ERR;
+        }
+        if (begin)
+            D.in_tx = 1;
+        err = many_run(&text, stmts, n, begin, total, res, msg, sizeof(msg), &sent, &failed);
+        free(text.p);
+        if (err == 0) {
+            D.last_used_ms = cx_now_ms();
+            if (commit)
+                D.in_tx = 0;
+            return CX_OK;
+        }
+        for (size_t i = 0; res != NULL && i < n; i++) {
+            cx_db_result_free(res[i]);
+            res[i] = NULL;
+        }
+        if (is_conn_err(err)) {
+            int timed_out = D.timed_out;
+            lost(err, msg); /* ends the transaction: the server rolls back one whose connection is gone */
+            if (begin && !commit && !timed_out && !conn_retry) {
+                conn_retry = 1; /* nothing of a transaction begun here can have been committed */
+                continue;
+            }
+            return CX_UNAVAIL;
+        }
+        D.last_used_ms = cx_now_ms();
+        const char *sql = failed >= (size_t)begin && failed - (size_t)begin < n ? stmts[failed - (size_t)begin].sql : "COMMIT";
+        if (err == ER_DUP_ENTRY || err == 1586 /* ER_DUP_ENTRY_WITH_KEY_NAME */) {
+            conflict_key(msg);
+            cx_log_debug("mysql: duplicate key %s: %.*s", D.conflict_key, SQL_LOG_MAX, sql);
+            return CX_CONFLICT; /* the transaction stays open, as after cx_db_exec */
+        }
+        if (err == ER_LOCK_DEADLOCK) {
+            /* InnoDB rolled the whole transaction back (cx_db_exec, cx_db_deadlocked) */
+            D.in_tx = 0;
+            D.tx_aborted = CX_ERR;
+            D.deadlocked = 1;
+            cx_shm_count(CX_C_DB_DEADLOCKS, 1);
+            cx_log_info("mysql: deadlock victim, the transaction was rolled back: %.*s", SQL_LOG_MAX, sql);
+            return CX_ERR;
+        }
+        cx_shm_count(CX_C_DB_ERRORS, 1);
+        if (err == E_LOGGED)
+            cx_log_errorx("mysql: %s: %.*s", msg, SQL_LOG_MAX, sql);
+        else
+            cx_log_errorx("mysql: error %u: %s; in: %.*s", err, msg, SQL_LOG_MAX, sql);
+        if (commit && failed + 1 == total) {
+            /* the COMMIT itself failed: as cx_db_commit, the transaction is rolled back and over */
+            D.in_tx = 0;
+            if (query("ROLLBACK") != 0)
+                drop(1);
+        } else if (begin && failed == 0) {
+            D.in_tx = 0; /* START TRANSACTION failed: none is open */
+        }
+        return CX_ERR;
+    }
+}
+
+void cx_db_stmt_free(cx_db_stmt_t *st)
+{
+    free((char *)st->sql);
+    free((cx_db_param_t *)st->params);
+    st->sql = NULL;
+    st->params = NULL;
+    st->nparams = 0;
+}
