@@ -32,25 +32,7 @@ my $sim = CxAgent::sim($a, 'b', '-n', 3, '--prefix', 't55-agent-', '--run-for', 
 ok(wait_until(sub { $a->sql("SELECT COUNT(*) AS n FROM agents WHERE status = 'online'")->[0]{n} == 3 }, 20, 'agents'),
     'three agents online');
 
-# seed -- $n pipelines (names $tag-NNN) with one schedule each ('@every 1h', policy skip), due at the
-# database second $at; the schedule ids.
-sub seed($tag, $n, $at) {
-    my (@pv, @sv, @pb, @sb, @ids);
-    for my $i (1 .. $n) {
-        my $pid = sprintf('00000000-0000-4000-8000-%s%08d', $tag, $i);
-        my $sid = sprintf('00000000-0000-4000-9000-%s%08d', $tag, $i);
-        push @pv, "(?, ?, '', 'source:\n  type: kafka\n', 'test', NOW(3), NOW(3))";
-        push @pb, $pid, "t55-$tag-$i";
-        push @sv, "(?, ?, '\@every 1h', 'UTC', 1, 'skip', FROM_UNIXTIME(?), 'test')";
-        push @sb, $sid, $pid, $at;
-        push @ids, $sid;
-    }
-    $a->sql('INSERT INTO pipelines (id, name, description, config_yaml, created_by, created_at, updated_at) VALUES ' . join(', ', @pv),
-        @pb);
-    $a->sql('INSERT INTO schedules (id, pipeline_id, cron_expression, timezone, enabled, overlap_policy, next_run_at, created_by) '
-          . 'VALUES ' . join(', ', @sv), @sb);
-    return @ids;
-}
+sub seed($tag, $n, $at) { CxAgent::seed_schedules($a, $tag, $n, $at) }
 sub in_list($n) { '(' . join(', ', ('?') x $n) . ')' }
 sub sched($sid) { $a->auth_get("$S/$sid")->{json}{data} }
 sub runs_of($sid) {

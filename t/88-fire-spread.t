@@ -31,23 +31,7 @@ my @agents = map { $_->{id} } @{ $s->sql("SELECT id FROM agents WHERE id LIKE 't
 
 # $N pipelines with a schedule each, all due at the database second $T
 my $T = $s->sql('SELECT UNIX_TIMESTAMP(NOW()) AS t')->[0]{t} + 4;
-my @sids;
-{
-    my (@pv, @pb, @sv, @sb);
-    for my $i (1 .. $N) {
-        my $pid = sprintf('00000000-0000-4000-8000-f%011d', $i);
-        my $sid = sprintf('00000000-0000-4000-9000-f%011d', $i);
-        push @pv, "(?, ?, '', 'source:\n  type: kafka\n', 'test', NOW(3), NOW(3))";
-        push @pb, $pid, "t88-$i";
-        push @sv, "(?, ?, '\@every 1h', 'UTC', 1, 'skip', FROM_UNIXTIME(?), 'test')";
-        push @sb, $sid, $pid, $T;
-        push @sids, $sid;
-    }
-    $s->sql('INSERT INTO pipelines (id, name, description, config_yaml, created_by, created_at, updated_at) VALUES ' . join(', ', @pv),
-        @pb);
-    $s->sql('INSERT INTO schedules (id, pipeline_id, cron_expression, timezone, enabled, overlap_policy, next_run_at, created_by) '
-          . 'VALUES ' . join(', ', @sv), @sb);
-}
+CxAgent::seed_schedules($s, 'f', $N, $T);
 
 ok(wait_until(sub { $s->sql("SELECT COUNT(*) AS n FROM pipeline_runs WHERE schedule_id LIKE '00000000-0000-4000-9000-f%'")->[0]{n} == $N },
     90, 'fired'), "the $N fires have their runs");

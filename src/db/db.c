@@ -1366,13 +1366,17 @@ static void literal(text_t *buf, const cx_db_param_t *p)
     }
 }
 
-/* batch_text -- "START TRANSACTION;stmt;...;COMMIT" with every ? of the statements replaced by its
- * parameter; -1 when the counts do not match. (Our statements hold no ? inside quotes.) */
-static int batch_text(text_t *buf, const cx_db_stmt_t *stmts, size_t n)
+/* many_text -- the statements as one multi-statement text, every ? replaced by its parameter,
+ * "START TRANSACTION;" before them with begin and ";COMMIT" after them with commit; -1 when the
+ * parameters do not match. (Our statements hold no ? inside quotes.) */
+static int many_text(text_t *buf, const cx_db_stmt_t *stmts, size_t n, int begin, int commit)
 {
-    text_add(buf, "START TRANSACTION;", 18);
+    if (begin)
+        text_add(buf, "START TRANSACTION;", 18);
     for (size_t i = 0; i < n; i++) {
         size_t k = 0;
+        if (i > 0)
+            text_add(buf, ";", 1);
         for (const char *c = stmts[i].sql; *c != '\0'; c++) {
             if (*c != '?') {
                 text_add(buf, c, 1);
@@ -1384,9 +1388,9 @@ static int batch_text(text_t *buf, const cx_db_stmt_t *stmts, size_t n)
         }
         if (k != stmts[i].nparams)
             return -1;
-        text_add(buf, ";", 1);
     }
-    text_add(buf, "COMMIT", 6);
+    if (commit)
+        text_add(buf, ";COMMIT", 7);
     return 0;
 }
 
@@ -1444,7 +1448,7 @@ int cx_db_batch(const cx_db_stmt_t *stmts, size_t n)
             if (gone > 0)
                 continue;
         }
-        if (batch_text(&text, stmts, n) != 0 || text.len > BATCH_MAX_BYTES) {
+        if (many_text(&text, stmts, n, 1, 1) != 0 || text.len > BATCH_MAX_BYTES) {
             cx_log_errorx("mysql: batch of %zu statements: %s", n,
                           text.len > BATCH_MAX_BYTES ? "too long" : "parameters do not match");
             free(text.p);
@@ -1528,33 +1532,6 @@ static cx_db_result_t *text_result(MYSQL_RES *m)
         r->lens[r->nrows++] = ol;
     }
     return r;
-}
-
-/* many_text -- the statements as one multi-statement text, "START TRANSACTION;" before them with begin
- * and ";COMMIT" after them with commit; -1 when the parameters do not match. */
-static int many_text(text_t *buf, const cx_db_stmt_t *stmts, size_t n, int begin, int commit)
-{
-    if (begin)
-        text_add(buf, "START TRANSACTION;", 18);
-    for (size_t i = 0; i < n; i++) {
-        size_t k = 0;
-        if (i > 0)
-            text_add(buf, ";", 1);
-        for (const char *c = stmts[i].sql; *c != '\0'; c++) {
-            if (*c != '?') {
-                text_add(buf, c, 1);
-                continue;
-            }
-            if (k == stmts[i].nparams)
-                return -1;
-            literal(buf, &stmts[i].params[k++]);
-        }
-        if (k != stmts[i].nparams)
-            return -1;
-    }
-    if (commit)
-        text_add(buf, ";COMMIT", 7);
-    return 0;
 }
 
 /* many_run -- send the text and read the outcome of each of its statements (total of them, the first

@@ -331,6 +331,28 @@ sub run($ag) {
     }
 }
 
+# seed_schedules -- $n pipelines (names t-$tag-N) with one schedule each ('@every 1h', policy skip), due at
+# the database second $at, written straight into the tables (a burst larger than the API would make
+# quickly); the schedule ids, 00000000-0000-4000-9000-$tag followed by the number (the pipelines' are
+# ...-8000-...), so that a test can select them with LIKE. $tag is one character.
+sub seed_schedules($s, $tag, $n, $at) {
+    my (@pv, @pb, @sv, @sb, @ids);
+    for my $i (1 .. $n) {
+        my $pid = sprintf('00000000-0000-4000-8000-%s%011d', $tag, $i);
+        my $sid = sprintf('00000000-0000-4000-9000-%s%011d', $tag, $i);
+        push @pv, "(?, ?, '', 'source:\n  type: kafka\n', 'test', NOW(3), NOW(3))";
+        push @pb, $pid, "t-$tag-$i";
+        push @sv, "(?, ?, '\@every 1h', 'UTC', 1, 'skip', FROM_UNIXTIME(?), 'test')";
+        push @sb, $sid, $pid, $at;
+        push @ids, $sid;
+    }
+    $s->sql('INSERT INTO pipelines (id, name, description, config_yaml, created_by, created_at, updated_at) VALUES ' . join(', ', @pv),
+        @pb);
+    $s->sql('INSERT INTO schedules (id, pipeline_id, cron_expression, timezone, enabled, overlap_policy, next_run_at, created_by) '
+          . 'VALUES ' . join(', ', @sv), @sb);
+    return @ids;
+}
+
 # ---- an agent that beats over REST only (POST /api/v1/agents/:id/heartbeat), in the test's own process ----
 #
 #   my $rest = CxAgent::Rest->new($s, 'agent-1', $token, sub { (pipelines => [@list]) });
