@@ -98,6 +98,8 @@ typedef struct cx_shm_slot {
     volatile int conns;          /* a worker's client connections (conn.c), for the balance of accepts */
     volatile int accepting;      /* a worker takes new connections (worker.c) */
     volatile int64_t loop_ms;    /* cx_now_ms when a worker's loop last turned */
+    volatile int64_t unsent;     /* a worker's bytes of answers not yet written to their sockets (conn.c) */
+    volatile int64_t unsent_max; /* the most it has held at once since it started */
     uint64_t requests[CX_SHM_ROUTES][CX_SHM_NSTATUS];
     uint64_t latency_buckets[CX_SHM_ROUTES][CX_SHM_NBUCKETS];
     uint64_t latency_count[CX_SHM_ROUTES];

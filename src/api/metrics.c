@@ -162,6 +162,20 @@ static void fire_lag(buf_t *b)
     put(b, "conduix_schedule_fire_lag_seconds_count %llu\n", (unsigned long long)count);
 }
 
+/* unsent -- a line for each live worker: its unsent bytes, or (max) the most it held at once. */
+static void unsent(buf_t *b, int max)
+{
+    int s, nused = slots_used();
+    for (s = 0; s < nused; s++) {
+        cx_shm_slot_t *p = &cx_shm->slots[s];
+        pid_t pid = __atomic_load_n(&p->pid, __ATOMIC_ACQUIRE);
+        if (pid <= 0 || !p->up || p->kind != CX_KIND_WORKER)
+            continue;
+        put(b, "conduix_http_unsent_bytes%s{index=\"%d\",pid=\"%d\"} %lld\n", max ? "_max" : "", p->index, (int)pid,
+            (long long)(max ? p->unsent_max : p->unsent));
+    }
+}
+
 static void processes(buf_t *b)
 {
     int s, nused = slots_used();
@@ -173,6 +187,13 @@ static void processes(buf_t *b)
             continue;
         put(b, "conduix_process_up{kind=\"%s\",index=\"%d\",pid=\"%d\"} 1\n", cx_kind_name((cx_kind_t)p->kind), p->index, (int)pid);
     }
+    put(b, "# HELP conduix_http_unsent_bytes A worker's bytes of answers not yet written to their connections.\n"
+           "# TYPE conduix_http_unsent_bytes gauge\n");
+    unsent(b, 0);
+    put(b, "# HELP conduix_http_unsent_bytes_max The most bytes of unsent answers a worker has held at once since it "
+           "started (at most 64 MiB and one small answer; beyond it answers are refused with 503).\n"
+           "# TYPE conduix_http_unsent_bytes_max gauge\n");
+    unsent(b, 1);
     put(b, "# HELP conduix_start_time_seconds When the master started, Unix time.\n# TYPE conduix_start_time_seconds gauge\n");
     put(b, "conduix_start_time_seconds %lld\n", (long long)(cx_shm->started_ms / 1000));
     put(b, "# HELP conduix_worker_generation Reload generation of the serving workers.\n# TYPE conduix_worker_generation gauge\n");

@@ -368,12 +368,23 @@ static void send_next(sender_t *sd)
     h2o_send(sd->req, &iov, 1, sd->left > 0 ? H2O_SEND_STATE_IN_PROGRESS : H2O_SEND_STATE_FINAL);
 }
 
+/* publish_held -- this worker's unsent bytes, and the most it has held at once, for /metrics. */
+static void publish_held(void)
+{
+    if (cx_shm_self == NULL)
+        return;
+    cx_shm_self->unsent = (int64_t)held;
+    if ((int64_t)held > cx_shm_self->unsent_max)
+        cx_shm_self->unsent_max = (int64_t)held;
+}
+
 static void release(sender_t *sd, size_t n)
 {
     if (n > sd->held)
         n = sd->held;
     sd->held -= n;
     held -= n;
+    publish_held();
 }
 
 static void on_proceed(h2o_generator_t *g, h2o_req_t *req)
@@ -445,6 +456,7 @@ void cx_conn_send(h2o_req_t *req, const char *request_id, const char *body, size
     sd->held = len;
     sd->stall.cb = on_stall;
     held += len;
+    publish_held();
     h2o_start_response(req, &sd->super);
     send_next(sd);
 }
@@ -453,4 +465,6 @@ void cx_conn_init(h2o_context_t *c)
 {
     ctx = c;
     h2o_timeout_init(ctx->loop, &stall_timeout, (uint64_t)cx_cfg->server.write_timeout_ms);
+    if (cx_shm_self != NULL) /* the slot may be a dead worker's: these are this process's own */
+        cx_shm_self->unsent = cx_shm_self->unsent_max = 0;
 }
