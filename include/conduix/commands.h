@@ -55,7 +55,7 @@ void cx_command_free(cx_command_t *c);
 int cx_db_command_insert(const char *id, const char *agent_id, cx_command_type_t type, const char *pipeline_id, const char *run_id,
                          const char *payload_json, int64_t ttl_ms, const char *created_by);
 
-/* A command to insert (cx_db_commands_insert). With sent, it is written as its first attempt claimed
+/* A command to insert (cx_db_commands_insert_stmt). With sent, it is written as its first attempt claimed
  * (status sent, attempts 1, last_sent_at now): the caller holds the lock of its agent and pipeline and
  * publishes it right after the commit (or gives the attempt back: cx_db_command_unheard/_unclaim). */
 typedef struct cx_command_new {
@@ -65,34 +65,24 @@ typedef struct cx_command_new {
     int sent;
 } cx_command_new_t;
 
-/* cx_db_commands_insert -- n commands in one multi-row INSERT (seq in their order), expiring ttl_ms from
- * now. With out, the commands as written, from the same statement (INSERT … RETURNING, in seq order;
- * free with cx_db_commands_free). */
-int cx_db_commands_insert(const cx_command_new_t *rows, size_t n, int64_t ttl_ms, cx_command_t **out, size_t *nout);
-
-/* cx_db_commands_insert_stmt -- that INSERT as a statement for cx_db_exec_many (n > 0; cx_db_stmt_free
- * it; its parameters point into rows), RETURNING the commands with returning; cx_db_commands_of_result
- * reads them from its result (taking the texts out of it). */
+/* cx_db_commands_insert_stmt -- n commands in one multi-row INSERT (seq in their order), expiring ttl_ms
+ * from now, as a statement for cx_db_exec_many (n > 0; cx_db_stmt_free it; its parameters point into
+ * rows). With returning, the commands as written come back from the same statement (INSERT … RETURNING,
+ * in seq order): cx_db_commands_of_result reads them from its result (taking the texts out of it; free
+ * with cx_db_commands_free). */
 void cx_db_commands_insert_stmt(const cx_command_new_t *rows, size_t n, int64_t ttl_ms, int returning, cx_db_stmt_t *st);
 int cx_db_commands_of_result(cx_db_result_t *res, cx_command_t **out, size_t *nout);
 
 /* cx_db_commands_load_many -- the commands of ids (those that exist), in seq order. */
 int cx_db_commands_load_many(const char *const *ids, size_t n, cx_command_t **out, size_t *nout);
 
-/* cx_db_commands_lock_many -- cx_db_command_lock for n agents and pipelines in one statement: got[i] = 1
- * when the lock of (agents[i], pipelines[i]) is now held. cx_db_commands_unlock_many releases those with
- * got[i]. */
-int cx_db_commands_lock_many(const char *const *agents, const char *const *pipelines, size_t n, int *got);
-void cx_db_commands_unlock_many(const char *const *agents, const char *const *pipelines, size_t n, const int *got);
-
-/* cx_db_commands_waiting -- in one read, waiting[i] = 1 when agents[i] has an unexpired queued command
- * for pipelines[i] (a new command of the pair goes out after it: cx_runs_deliver). */
-int cx_db_commands_waiting(const char *const *agents, const char *const *pipelines, size_t n, int *waiting);
-
-/* cx_db_commands_lock_waiting -- cx_db_commands_lock_many, then cx_db_commands_waiting, in one round
- * trip (cx_db_exec_many, in the open transaction): got[i] the lock of agents[i] and pipelines[i] taken,
- * waiting[i] older commands of theirs queued. On a failure no lock is kept. */
+/* cx_db_commands_lock_waiting -- in one round trip (cx_db_exec_many, in the open transaction), the
+ * advisory locks of cx_db_command_lock for n agents and pipelines, then the older commands they wait
+ * behind: got[i] = 1 when the lock of (agents[i], pipelines[i]) is now held, waiting[i] = 1 when agents[i]
+ * has an unexpired queued command for pipelines[i] (a new command of the pair goes out after it:
+ * cx_runs_deliver). On a failure no lock is kept. cx_db_commands_unlock_many releases those with got[i]. */
 int cx_db_commands_lock_waiting(const char *const *agents, const char *const *pipelines, size_t n, int *got, int *waiting);
+void cx_db_commands_unlock_many(const char *const *agents, const char *const *pipelines, size_t n, const int *got);
 
 /* cx_db_command_load -- one command by id (and agent_id when not NULL). CX_NOTFOUND. */
 int cx_db_command_load(const char *id, const char *agent_id, cx_command_t *c);

@@ -237,7 +237,7 @@ int cx_db_run_latest(const char *pipeline_id, cx_run_t *run);
 
 int cx_db_run_get(const char *run_id, cx_run_t *run);
 
-/* A run to insert (cx_db_runs_insert): pending on agent_id, or, with error_message, failed at once without
+/* A run to insert (cx_db_runs_insert_stmt): pending on agent_id, or, with error_message, failed at once without
  * an agent (a start that could not happen, recorded). */
 typedef struct cx_run_new {
     const char *id, *pipeline_id, *agent_id;
@@ -246,15 +246,12 @@ typedef struct cx_run_new {
     const char *error_message;
 } cx_run_new_t;
 
-/* cx_db_runs_insert -- n runs in one multi-row INSERT; all or none: CX_CONFLICT (cx_db_conflict_key
+/* cx_db_runs_insert_stmt -- n runs in one multi-row INSERT, as a statement for cx_db_exec_many (n > 0;
+ * cx_db_stmt_free it; its parameters point into rows); all or none: CX_CONFLICT (cx_db_conflict_key
  * names the key) when one of them has a pipeline with an active run (uq_runs_active) or a fire that has
- * a run (uq_runs_fire). With out, the runs as written, from the same statement (INSERT … RETURNING, in
- * the order of rows; free with cx_db_runs_free). */
-int cx_db_runs_insert(const cx_run_new_t *rows, size_t n, cx_run_t **out, size_t *nout);
-
-/* cx_db_runs_insert_stmt -- that INSERT as a statement for cx_db_exec_many (n > 0; cx_db_stmt_free it;
- * its parameters point into rows), RETURNING the runs with returning; cx_db_runs_of_result reads them
- * from its result. */
+ * a run (uq_runs_fire). With returning, the runs as written come back from the same statement (INSERT …
+ * RETURNING, in the order of rows): cx_db_runs_of_result reads them from its result (free with
+ * cx_db_runs_free). */
 void cx_db_runs_insert_stmt(const cx_run_new_t *rows, size_t n, int returning, cx_db_stmt_t *st);
 int cx_db_runs_of_result(const cx_db_result_t *res, cx_run_t **out, size_t *nout);
 
@@ -266,13 +263,6 @@ int cx_db_runs_counts_many(const char *const *ids, const int64_t *processed, con
  * error_message, or NULL to keep it); *changed the runs that were still in `from`. */
 int cx_db_runs_transition_many(const char *const *ids, const char *const *errors, size_t n, cx_run_status_t from,
                                cx_run_status_t to, uint64_t *changed);
-
-/* cx_db_runs_active_of -- the active runs of the pipelines ids, a plain read (see launch in runs.c). */
-int cx_db_runs_active_of(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns);
-
-/* cx_db_runs_pipelines -- cx_db_runs_pipeline for n pipelines in one read: yaml[i] the config of ids[i]
- * (malloc'ed), or NULL when there is no such pipeline. */
-int cx_db_runs_pipelines(const char *const *ids, size_t n, char **yaml);
 
 /* cx_db_runs_orphaned -- the ids of agents recorded offline for more than 10 s that still have active
  * runs (a missed cx_runs_agent_offline: MySQL was down when hbmon called it). *ids is a malloc'ed array of n strings. */
@@ -330,9 +320,6 @@ typedef struct cx_agent_load {
     int64_t active;
 } cx_agent_load_t;
 
-/* cx_db_runs_agent_loads -- every online agent with its active runs, by id; *out is a malloc'ed array. */
-int cx_db_runs_agent_loads(cx_agent_load_t **out, size_t *n);
-
 /* cx_runs_loads_t -- the agents' loads shared by consecutive batches of starts (the scheduler's chunks of
  * one tick, cx_runs_start_opts_t.loads): the first batch that places a run reads them, each run placed
  * adds one to its agent, and the batches after it place by these counts without reading them again. A
@@ -348,10 +335,11 @@ typedef struct cx_runs_loads {
 void cx_runs_loads_reset(cx_runs_loads_t *l);
 
 /* cx_db_runs_start_reads -- what a batch of starts reads, in one round trip (cx_db_exec_many): yaml[i]
- * as cx_db_runs_pipelines gives it (share-locked), the active runs of the pipelines ids as
- * cx_db_runs_active_of, and the online agents' loads as cx_db_runs_agent_loads (not read with loads
- * NULL: a batch that shares the loads an earlier one read); the transaction begun first (in the same
- * round trip) with begin, else joined. */
+ * the config of ids[i] (malloc'ed, share-locked as cx_db_runs_pipeline reads one), or NULL when there is
+ * no such pipeline; the active runs of the pipelines ids (*active, free with cx_db_runs_free); and every
+ * online agent with its active runs, by id (*loads, a malloc'ed array; not read with loads NULL: a batch
+ * that shares the loads an earlier one read). The transaction is begun first (in the same round trip)
+ * with begin, else joined. */
 int cx_db_runs_start_reads(int begin, const char *const *ids, size_t n, char **yaml, cx_run_t **active, size_t *nactive,
                            cx_agent_load_t **loads, size_t *nloads);
 

@@ -154,26 +154,6 @@ int cx_db_commands_of_result(cx_db_result_t *res, cx_command_t **out, size_t *no
     return CX_OK;
 }
 
-int cx_db_commands_insert(const cx_command_new_t *rows_, size_t n, int64_t ttl_ms, cx_command_t **out, size_t *nout)
-{
-    cx_db_result_t *res = NULL;
-    cx_db_stmt_t st;
-    int rc;
-
-    if (out != NULL) {
-        *out = NULL;
-        *nout = 0;
-    }
-    if (n == 0)
-        return CX_OK;
-    cx_db_commands_insert_stmt(rows_, n, ttl_ms, out != NULL, &st);
-    rc = cx_db_exec(st.sql, st.params, st.nparams, out != NULL ? &res : NULL, NULL);
-    cx_db_stmt_free(&st);
-    if (out == NULL)
-        return rc;
-    return rows(rc, res, out, nout);
-}
-
 /* ids_params -- n string parameters. */
 static cx_db_param_t *ids_params(const char *const *ids, size_t n)
 {
@@ -264,55 +244,40 @@ void cx_db_command_unlock(const char *agent_id, const char *pipeline_id)
         cx_db_result_free(res);
 }
 
-/* locks -- one SELECT of GET_LOCK(name, 0) (lock) or RELEASE_LOCK(name) for the pairs with want[i]
- * (NULL: all); got[i] = 1 for a lock taken. */
-static int locks(const char *const *agents, const char *const *pipelines, size_t n, const int *want, int lock, int *got)
+/* release_locks -- one SELECT of RELEASE_LOCK(name) for the pairs with want[i]. */
+static void release_locks(const char *const *agents, const char *const *pipelines, size_t n, const int *want)
 {
     char(*names)[64] = cx_calloc(n > 0 ? n : 1, sizeof(*names));
     cx_db_param_t *p = cx_calloc(n > 0 ? n : 1, sizeof(*p));
     cx_db_result_t *res = NULL;
     size_t np = 0;
     char *sql;
-    int rc = CX_OK;
 
     for (size_t i = 0; i < n; i++) {
-        if (got != NULL)
-            got[i] = 0;
-        if (want != NULL && !want[i])
+        if (!want[i])
             continue;
         lock_name(agents[i], pipelines[i], names[np]);
         p[np] = CX_DB_P_STR(names[np]);
         np++;
     }
     if (np > 0) {
-        sql = cx_db_sql_rows("SELECT ", lock ? "GET_LOCK(?, 0)" : "RELEASE_LOCK(?)", ", ", np, "");
-        rc = cx_db_exec(sql, p, np, &res, NULL);
+        sql = cx_db_sql_rows("SELECT ", "RELEASE_LOCK(?)", ", ", np, "");
+        if (cx_db_exec(sql, p, np, &res, NULL) == CX_OK)
+            cx_db_result_free(res);
         free(sql);
     }
-    for (size_t i = 0, k = 0; rc == CX_OK && np > 0 && got != NULL && i < n; i++)
-        if (want == NULL || want[i]) {
-            const char *v = res->nrows > 0 && k < res->ncols ? res->rows[0][k] : NULL;
-            got[i] = v != NULL && strcmp(v, "1") == 0;
-            k++;
-        }
-    cx_db_result_free(res);
     free(names);
     free(p);
-    return rc;
-}
-
-int cx_db_commands_lock_many(const char *const *agents, const char *const *pipelines, size_t n, int *got)
-{
-    return locks(agents, pipelines, n, NULL, 1, got);
 }
 
 void cx_db_commands_unlock_many(const char *const *agents, const char *const *pipelines, size_t n, const int *got)
 {
     /* a connection lost meanwhile took the locks with it: nothing to release then */
-    locks(agents, pipelines, n, got, 0, NULL);
+    release_locks(agents, pipelines, n, got);
 }
 
-/* waiting_stmt -- the read of cx_db_commands_waiting (n > 0). */
+/* waiting_stmt -- the agents and pipelines of the pairs (agents[i], pipelines[i]) that have an unexpired
+ * queued command (n > 0). */
 static void waiting_stmt(const char *const *agents, const char *const *pipelines, size_t n, cx_db_stmt_t *st)
 {
     cx_db_param_t *p = cx_calloc(2 * n, sizeof(*p));
@@ -335,25 +300,6 @@ static void waiting_read(const cx_db_result_t *res, const char *const *agents, c
             if (res->rows[r][0] != NULL && res->rows[r][1] != NULL && strcmp(res->rows[r][0], agents[i]) == 0 &&
                 strcmp(res->rows[r][1], pipelines[i]) == 0)
                 waiting[i] = 1;
-}
-
-int cx_db_commands_waiting(const char *const *agents, const char *const *pipelines, size_t n, int *waiting)
-{
-    cx_db_result_t *res = NULL;
-    cx_db_stmt_t st;
-    int rc;
-
-    for (size_t i = 0; i < n; i++)
-        waiting[i] = 0;
-    if (n == 0)
-        return CX_OK;
-    waiting_stmt(agents, pipelines, n, &st);
-    rc = cx_db_exec(st.sql, st.params, st.nparams, &res, NULL);
-    cx_db_stmt_free(&st);
-    if (rc == CX_OK)
-        waiting_read(res, agents, pipelines, n, waiting);
-    cx_db_result_free(res);
-    return rc;
 }
 
 int cx_db_commands_lock_waiting(const char *const *agents, const char *const *pipelines, size_t n, int *got, int *waiting)
@@ -391,7 +337,7 @@ int cx_db_commands_lock_waiting(const char *const *agents, const char *const *pi
         int *all = cx_calloc(n, sizeof(*all));
         for (size_t i = 0; i < n; i++)
             all[i] = 1;
-        locks(agents, pipelines, n, all, 0, NULL);
+        release_locks(agents, pipelines, n, all);
         free(all);
     }
     cx_db_stmt_free(&st[0]); /* p too */

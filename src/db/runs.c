@@ -175,27 +175,6 @@ int cx_db_runs_of_result(const cx_db_result_t *res, cx_run_t **out, size_t *nout
     return fill_all(res, out, nout);
 }
 
-int cx_db_runs_insert(const cx_run_new_t *rows, size_t n, cx_run_t **out, size_t *nout)
-{
-    cx_db_result_t *res = NULL;
-    cx_db_stmt_t st;
-    int rc;
-
-    if (out != NULL) {
-        *out = NULL;
-        *nout = 0;
-    }
-    if (n == 0)
-        return CX_OK;
-    cx_db_runs_insert_stmt(rows, n, out != NULL, &st);
-    rc = cx_db_exec(st.sql, st.params, st.nparams, out != NULL ? &res : NULL, NULL);
-    cx_db_stmt_free(&st);
-    if (rc == CX_OK && out != NULL)
-        rc = fill_all(res, out, nout);
-    cx_db_result_free(res);
-    return rc;
-}
-
 /* runs_in_stmt -- the read of the runs whose column (id or active_pipeline_id) is one of ids (n > 0). */
 static void runs_in_stmt(const char *column, const char *const *ids, size_t n, const char *suffix, cx_db_stmt_t *st)
 {
@@ -233,23 +212,18 @@ int cx_db_runs_get_many(const char *const *ids, size_t n, cx_run_t **runs, size_
     return runs_in("id", ids, n, ")", runs, nruns);
 }
 
-int cx_db_runs_active_of(const char *const *ids, size_t n, cx_run_t **runs, size_t *nruns)
-{
-    return runs_in("active_pipeline_id", ids, n, ")", runs, nruns);
-}
-
-/* pipelines_stmt -- the read of cx_db_runs_pipelines (n > 0), share-locked inside a transaction. */
-static void pipelines_stmt(const char *const *ids, size_t n, int locked, cx_db_stmt_t *st)
+/* pipelines_stmt -- the configs of the pipelines ids (n > 0), share-locked (a start's transaction), as
+ * cx_db_runs_pipeline reads one. */
+static void pipelines_stmt(const char *const *ids, size_t n, cx_db_stmt_t *st)
 {
     cx_db_param_t *p = cx_calloc(n, sizeof(*p));
 
     for (size_t i = 0; i < n; i++)
         p[i] = CX_DB_P_STR(ids[i]);
-    /* share-locked inside a transaction, as cx_db_runs_pipeline */
-    *st = (cx_db_stmt_t){.sql = cx_db_sql_rows("SELECT id, config_yaml FROM pipelines WHERE id IN (", "?", ", ", n,
-                                               locked ? ") LOCK IN SHARE MODE" : ")"),
-                         .params = p,
-                         .nparams = n};
+    *st = (cx_db_stmt_t){
+        .sql = cx_db_sql_rows("SELECT id, config_yaml FROM pipelines WHERE id IN (", "?", ", ", n, ") LOCK IN SHARE MODE"),
+        .params = p,
+        .nparams = n};
 }
 
 static void pipelines_read(const cx_db_result_t *res, const char *const *ids, size_t n, char **yaml)
@@ -260,25 +234,6 @@ static void pipelines_read(const cx_db_result_t *res, const char *const *ids, si
             if (yaml[i] == NULL && strcmp(ids[i], id) == 0)
                 yaml[i] = cx_strdup(v != NULL ? v : "");
     }
-}
-
-int cx_db_runs_pipelines(const char *const *ids, size_t n, char **yaml)
-{
-    cx_db_result_t *res = NULL;
-    cx_db_stmt_t st;
-    int rc;
-
-    for (size_t i = 0; i < n; i++)
-        yaml[i] = NULL;
-    if (n == 0)
-        return CX_OK;
-    pipelines_stmt(ids, n, cx_db_in_tx(), &st);
-    rc = cx_db_exec(st.sql, st.params, st.nparams, &res, NULL);
-    cx_db_stmt_free(&st);
-    if (rc == CX_OK)
-        pipelines_read(res, ids, n, yaml);
-    cx_db_result_free(res);
-    return rc;
 }
 
 int cx_db_runs_orphaned(char ***ids, size_t *n)
@@ -581,20 +536,6 @@ static void loads_read(const cx_db_result_t *res, cx_agent_load_t **out, size_t 
     *n = res->nrows;
 }
 
-int cx_db_runs_agent_loads(cx_agent_load_t **out, size_t *n)
-{
-    cx_db_result_t *res = NULL;
-    int rc = cx_db_exec(SQL_LOADS, NULL, 0, &res, NULL);
-
-    *out = NULL;
-    *n = 0;
-    if (rc != CX_OK)
-        return rc;
-    loads_read(res, out, n);
-    cx_db_result_free(res);
-    return CX_OK;
-}
-
 int cx_db_runs_start_reads(int begin, const char *const *ids, size_t n, char **yaml, cx_run_t **active, size_t *nactive,
                            cx_agent_load_t **loads, size_t *nloads)
 {
@@ -610,7 +551,7 @@ int cx_db_runs_start_reads(int begin, const char *const *ids, size_t n, char **y
         *loads = NULL;
     if (n == 0)
         return begin ? cx_db_begin() : CX_OK;
-    pipelines_stmt(ids, n, 1, &st[0]);
+    pipelines_stmt(ids, n, &st[0]);
     runs_in_stmt("active_pipeline_id", ids, n, ")", &st[1]);
     st[2] = (cx_db_stmt_t){.sql = SQL_LOADS};
     rc = cx_db_exec_many(st, (size_t)ns, begin ? CX_DB_BEGIN : 0, res);
