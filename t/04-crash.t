@@ -13,7 +13,8 @@ ok($s->wait_children, 'all children up');
 sub crash($name, $kind) {
     my $old = $s->child_pid($name);
     ok($old, "found conduix-cp: $name (pid " . ($old // '?') . ')') or return;
-    my $before = () = $s->children;
+    my @before = $s->children;
+    my $before = @before;
     kill 'KILL', $old;
     # Requests on fresh connections while the child is gone and respawned: none may fail.
     my ($sent, $failed, $new) = (0, 0, undef);
@@ -29,7 +30,8 @@ sub crash($name, $kind) {
     ok($new && $new != $old, "conduix-cp: $name respawned (new pid " . ($new // 'none') . ')');
     ok(!CxTest::proc_alive($old), "the old $name $old is gone");
     is($failed, 0, "all $sent requests answered 200 while $name was down and respawned");
-    wait_ok { scalar(() = $s->children) == $before } 30, "back to $before children";
+    wait_ok { scalar(() = $s->children) == $before } 30, "back to $before children"
+        or diag explain { before => [map { "$_->{pid} $_->{title}" } @before], now => [map { "$_->{pid} $_->{title}" } $s->children] };
     wait_ok {
         grep { /\b$old\b/ && /\Q$kind\E/ && /(signal\W{0,3}(9|SIGKILL|KILL)\b|SIGKILL|killed)/i } split /\n/, $s->log;
     } 10, "the log names the $kind, its pid $old and signal 9" or diag $s->log_tail;
