@@ -96,7 +96,10 @@ sleep 2;    # the clients' connections close
 my $m = $s->get('/metrics')->{content};
 my ($applied) = $m =~ /^conduix_reloads_total (\d+)$/m;
 my ($refused) = $m =~ /^conduix_reload_failures_total (\d+)$/m;
-CxChaos::figure('SIGHUPs', sprintf('20 in %.1f s', $storm), '20 in 10 s', $storm <= 10 && !$late);
+# The storm is paced at 2 a second, each SIGHUP sent once the master has read the last file: on a loaded
+# machine it takes longer than 10 s, which is no fault of the server's. What must hold is that the master
+# took each one in turn (none waited 10 s unheard).
+CxChaos::figure('SIGHUPs', sprintf('20 in %.1f s', $storm), '20, each heard before the next', !$late);
 CxChaos::figure('requests sent', scalar @r, '', @r > 1000);
 CxChaos::figure('requests failed', scalar(@failed) . (@failed ? ' (' . CxLoad::by_status(@failed) . ')' : '') . $stalled, '0', !@failed);
 CxChaos::figure('reloads refused (broken) / applied', ($refused // 0) . ' / ' . ($applied // 0), '10 / 1..10',
