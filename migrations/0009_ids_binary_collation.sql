@@ -4,7 +4,7 @@
 -- The ids of stored rows are UUIDs that the server writes (lower-case hex, cx_uuid_v7), and every
 -- compare of one went through utf8mb4_unicode_ci: each step of a B-tree search on a primary key, a
 -- pipeline_id or a run_id, each join, each CASE id WHEN and IN list of the batches. In a scheduler's
--- burst of 10,000 fires that was about 14 % of MariaDB's CPU (the UCA code in perf; bench/README.md,
+-- burst of 10,000 fires that was about 14 % of mariadbd's CPU samples (the UCA code in perf; bench/README.md,
 -- "Ids in a binary collation"). utf8mb4_bin compares the bytes: the same order and the same matches for
 -- the server's ids.
 --
