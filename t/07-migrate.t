@@ -39,6 +39,18 @@ ok(!$keys{ix_commands_agent_status}, 'agent_commands: the redundant (agent_id, s
 ok($keys{ix_commands_status_agent_seq} && $keys{ix_commands_agent_pipeline_seq},
     'agent_commands: the keys that serve its reads by agent are there');
 
+my %rkeys = map { $_->{index_name} => 1 } @{ $s->sql(q{SELECT DISTINCT index_name FROM information_schema.statistics
+    WHERE table_schema = ? AND table_name = 'pipeline_runs'}, $s->db_name) };
+ok(!$rkeys{ix_runs_status}, 'pipeline_runs: the status key is dropped (0010)');
+ok($rkeys{uq_runs_active} && $rkeys{ix_runs_agent_status}, 'pipeline_runs: the keys that find active runs are there');
+my %coll = map { ("$_->{t}.$_->{c}" => $_->{coll}) } @{ $s->sql(q{SELECT table_name AS t, column_name AS c,
+    collation_name AS coll FROM information_schema.columns WHERE table_schema = ? AND collation_name IS NOT NULL}, $s->db_name) };
+my @ids = qw(pipelines.id pipeline_versions.pipeline_id pipeline_runs.id pipeline_runs.pipeline_id pipeline_runs.schedule_id
+    pipeline_runs.failover_of pipeline_runs.active_pipeline_id schedules.id schedules.pipeline_id schedules.last_run_id
+    agent_commands.id agent_commands.pipeline_id agent_commands.run_id audit_log.target_id);
+is_deeply([grep { ($coll{$_} // '') ne 'utf8mb4_bin' } @ids], [], 'the id columns are utf8mb4_bin, both sides of every join (0009)');
+is($coll{'pipelines.name'}, 'utf8mb4_unicode_ci', 'free text keeps the tables\' collation');
+
 $r = $s->cli('migrate');
 is($r->{exit}, 0, 'migrate again exits 0') or diag "$r->{out}$r->{err}";
 is(count_applied($s), $n, 'the second migrate applies nothing');

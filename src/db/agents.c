@@ -54,7 +54,10 @@
     "INSERT INTO agent_rest_heartbeats (agent_id, beat, received_at) VALUES (?, ?, NOW(3)) "                                       \
     "ON DUPLICATE KEY UPDATE beat = VALUES(beat), received_at = GREATEST(received_at, VALUES(received_at))"
 #define SQL_LOAD "SELECT id, status, " MS("last_heartbeat") " AS hb FROM agents"
-#define SQL_WITH_RUNS "SELECT DISTINCT agent_id FROM pipeline_runs WHERE status IN " CX_RUN_ACTIVE_SQL " AND agent_id IS NOT NULL"
+/* The active runs through uq_runs_active: active_pipeline_id is set exactly while the status is one of
+ * CX_RUN_ACTIVE_SQL (0001), so the range reads the same rows the status index did, and that index
+ * (written by every run and every change of its status) is gone (0010). */
+#define SQL_WITH_RUNS "SELECT DISTINCT agent_id FROM pipeline_runs WHERE active_pipeline_id IS NOT NULL AND agent_id IS NOT NULL"
 #define SQL_REST_POLL                                                                                                              \
     "SELECT agent_id, beat, " MS("received_at") " AS ms, TIMESTAMPDIFF(MICROSECOND, received_at, NOW(3)) DIV 1000 AS age "         \
                                                 "FROM agent_rest_heartbeats WHERE received_at > ? AND received_at > NOW(3) - "     \

@@ -516,8 +516,8 @@ int cx_db_runs_status(const char *pipeline_id, cx_pipeline_state_t *out)
  * three lookups on the whole key read the agent's active runs and nothing else (one on agent_id with
  * status IN (…) reads every run the agent ever had; the derived table counted the active runs of all
  * agents through a temporary table and a join buffer: 3.0 ms at 2,000 active runs and 6,000 ended
- * ones, against 1.6 ms this way; forced: for a status few runs have, the optimizer would take
- * ix_runs_status, all agents' runs of it for each agent). The statuses are CX_RUN_ACTIVE_SQL's. */
+ * ones, against 1.6 ms this way; forced: for a status few runs have, the optimizer took the status
+ * index (dropped by 0010), all agents' runs of it for each agent). The statuses are CX_RUN_ACTIVE_SQL's. */
 #define ACTIVE_OF(st)                                                                                                              \
     "(SELECT COUNT(*) FROM pipeline_runs r FORCE INDEX (ix_runs_agent_status) WHERE r.agent_id = a.id AND r.status = '" st "')"
 #define SQL_LOADS                                                                                                                  \
