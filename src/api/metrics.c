@@ -191,7 +191,7 @@ static void processes(buf_t *b)
            "# TYPE conduix_http_unsent_bytes gauge\n");
     unsent(b, 0);
     put(b, "# HELP conduix_http_unsent_bytes_max The most bytes of unsent answers a worker has held at once since it "
-           "started (at most 64 MiB and one small answer; beyond it answers are refused with 503).\n"
+           "started (at most 64 MiB, and answers of 16 KiB or less; a larger answer beyond it is refused with 503).\n"
            "# TYPE conduix_http_unsent_bytes_max gauge\n");
     unsent(b, 1);
     put(b, "# HELP conduix_start_time_seconds When the master started, Unix time.\n# TYPE conduix_start_time_seconds gauge\n");

@@ -244,8 +244,9 @@ void cx_db_command_unlock(const char *agent_id, const char *pipeline_id)
         cx_db_result_free(res);
 }
 
-/* release_locks -- one SELECT of RELEASE_LOCK(name) for the pairs with want[i]. */
-static void release_locks(const char *const *agents, const char *const *pipelines, size_t n, const int *want)
+/* One SELECT of RELEASE_LOCK(name) for the pairs with want[i]; a connection lost meanwhile took the locks
+ * with it: nothing to release then. */
+void cx_db_commands_unlock_many(const char *const *agents, const char *const *pipelines, size_t n, const int *want)
 {
     char(*names)[64] = cx_calloc(n > 0 ? n : 1, sizeof(*names));
     cx_db_param_t *p = cx_calloc(n > 0 ? n : 1, sizeof(*p));
@@ -268,12 +269,6 @@ static void release_locks(const char *const *agents, const char *const *pipeline
     }
     free(names);
     free(p);
-}
-
-void cx_db_commands_unlock_many(const char *const *agents, const char *const *pipelines, size_t n, const int *got)
-{
-    /* a connection lost meanwhile took the locks with it: nothing to release then */
-    release_locks(agents, pipelines, n, got);
 }
 
 /* waiting_stmt -- the agents and pipelines of the pairs (agents[i], pipelines[i]) that have an unexpired
@@ -337,7 +332,7 @@ int cx_db_commands_lock_waiting(const char *const *agents, const char *const *pi
         int *all = cx_calloc(n, sizeof(*all));
         for (size_t i = 0; i < n; i++)
             all[i] = 1;
-        release_locks(agents, pipelines, n, all);
+        cx_db_commands_unlock_many(agents, pipelines, n, all);
         free(all);
     }
     cx_db_stmt_free(&st[0]); /* p too */
