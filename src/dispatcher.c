@@ -194,9 +194,8 @@ static void drop_sub(state_t *st)
 
 /* subscribe -- (re)connect the subscription when it is due: by its backoff, or at once (once a drop)
  * when Redis answers this process's own connection again (a PING, made only when the breaker lets a call
- * through). Publishing resumes as soon as Redis answers; an acknowledgement published before the
- * dispatcher listens again is lost, and its command sent again, which an agent that has forgotten the
- * id runs twice. 1 when a new connection is up. */
+ * through). The dispatcher delivers only while subscribed (tick), so no acknowledgement of its publishes
+ * goes to nobody. 1 when a new connection is up. */
 static int subscribe(state_t *st)
 {
     if (st->sub != NULL)
@@ -365,7 +364,11 @@ static int tick(void *arg)
         return RESUBSCRIBE + 1;
     }
     flush();
-    deliver();
+    /* Not while it does not listen: the acknowledgement of a command published now would go to nobody,
+     * and the command out again at its redelivery (heard twice). Redis answering again subscribes at
+     * once (subscribe), and the queued commands go out on the next tick. */
+    if (st->sub != NULL)
+        deliver();
     sweep(st);
     return 0;
 }
