@@ -175,7 +175,7 @@ int cx_runs_deliver(struct cx_command *c)
  * agent and pipeline (seq order), unless Redis is known to be down or the backlog is long; stop at the
  * first command that could not go out (another process publishing for the pipeline, nobody listening,
  * Redis failing), so nothing of the pipeline is published out of order. Then describe it in res
- * (status sent: 200; still queued: 202). */
+ * (sent, or acknowledged since: 200; still queued, or cancelled or expired meanwhile: 202). */
 static void deliver_now(const char *id, cx_runs_result_t *res)
 {
     cx_command_t c, *backlog = NULL;
@@ -198,7 +198,8 @@ static void deliver_now(const char *id, cx_runs_result_t *res)
         return;
     cx_command_free(&res->command);
     res->command = c;
-    res->delivered = c.status != CX_CMDST_QUEUED;
+    /* a command a concurrent call cancelled (or that expired) meanwhile was not delivered either */
+    res->delivered = c.status == CX_CMDST_SENT || c.status == CX_CMDST_ACKED || c.status == CX_CMDST_FAILED;
 }
 
 /* load -- after the writes of a transaction: the run and the command as they are now into res. */
