@@ -130,6 +130,7 @@ static const key_t_ keys[] = {
     STR ("scheduler.timezone",                        scheduler.timezone,             "UTC",        RELOAD,  1),
     DUR ("scheduler.starting_deadline",               scheduler.starting_deadline_ms, "5m",         RELOAD,  0),
     DUR ("scheduler.leader_lease",                    scheduler.leader_lease_ms,      "10s",        RELOAD,  1000),
+    DUR ("scheduler.prepare_ahead",                   scheduler.prepare_ahead_ms,     "3s",         RELOAD,  0),
 
     DUR ("agents.heartbeat_timeout",                  agents.heartbeat_timeout_ms,    "30s",        RELOAD,  1),
     DUR ("agents.monitor_interval",                   agents.monitor_interval_ms,     "1s",         RELOAD,  1),

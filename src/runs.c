@@ -335,6 +335,21 @@ static int live(const item_t *it)
     return it->st == ST_RUN;
 }
 
+/* held -- a fire written ahead of its time (cx_runs_start_opts_t.hold_until_ms). */
+static int held(const item_t *it)
+{
+    return it->o->hold_until_ms > 0;
+}
+
+/* defer_item -- a fire written ahead of its time that cannot start as a plain start of a pipeline at
+ * rest would (its pipeline active, gone, no agent online, older commands waiting): nothing written, its
+ * claim not taken; it fires at its time, where the overlap policy and the rest decide. */
+static void defer_item(item_t *it, const char *why)
+{
+    refuse_item(it, CX_OK, "%s", why);
+    it->res->outcome = CX_START_DEFERRED;
+}
+
 /* claim_fires -- the claims of the batch's fires (one locking read); a fire claimed elsewhere is lost.
  * Then the callbacks. */
 static int claim_fires(item_t *items, size_t n)
@@ -373,12 +388,29 @@ static int apply_active(item_t *items, size_t n, cx_run_t *runs, size_t nruns)
 
     for (size_t r = 0; rc == CX_OK && r < nruns; r++) {
         cx_run_t *cur = &runs[r];
+        const item_t *by_hand = NULL;
+        for (size_t i = 0; i < n && by_hand == NULL; i++)
+            if (live(&items[i]) && items[i].o->fire == NULL && strcmp(items[i].o->pipeline_id, cur->pipeline_id) == 0)
+                by_hand = &items[i];
+        if (by_hand != NULL && cur->status == CX_RUN_PENDING && cur->scheduled_for > 0) {
+            /* a fire written ahead of its time has not started: a start before its time goes first, and
+             * the fire meets it at its time, as it would have */
+            size_t undone = 0;
+            rc = cx_db_held_unhold(CX_HELD_PIPELINE, cur->pipeline_id, 1, by_hand->o->actor, by_hand->o->request_id,
+                                   "its pipeline was started before the fire's time", &undone);
+            if (rc != CX_OK || undone > 0)
+                continue;
+        }
         for (size_t i = 0; rc == CX_OK && i < n; i++) {
             item_t *it = &items[i];
             char msg[320];
             if (!live(it) || strcmp(it->o->pipeline_id, cur->pipeline_id) != 0)
                 continue;
             snprintf(msg, sizeof(msg), "pipeline is already running (run %s is %s)", cur->id, cx_run_status_name(cur->status));
+            if (held(it)) {
+                defer_item(it, msg);
+                continue;
+            }
             switch (on_active(it->o)) {
             case CX_ACTIVE_REPLACE: {
                 cx_runs_result_t stopped;
@@ -435,6 +467,8 @@ static int choose_agents(item_t *items, size_t n, cx_agent_load_t *loads, size_t
         if (best != NULL) {
             best->active++;
             snprintf(it->agent, sizeof(it->agent), "%s", best->id);
+        } else if (held(it)) {
+            defer_item(it, "no agent is online");
         } else if (it->o->agent_id != NULL) {
             int st = cx_db_runs_agent_online(it->o->agent_id);
             if (st != CX_OK && st != CX_NOTFOUND && st != CX_STATE) {
@@ -473,7 +507,9 @@ static int read_start(item_t *items, size_t n, int begin)
     rc = cx_db_runs_start_reads(begin, ids, k, yaml, &runs, &nruns, shared != NULL && shared->read ? NULL : &loads, &nloads);
     for (size_t j = 0; j < k; j++) {
         item_t *it = &items[at[j]];
-        if (rc == CX_OK && yaml[j] == NULL && it->o->fire != NULL)
+        if (rc == CX_OK && yaml[j] == NULL && held(it))
+            defer_item(it, "pipeline does not exist");
+        else if (rc == CX_OK && yaml[j] == NULL && it->o->fire != NULL)
             it->st = ST_NO_PIPELINE;
         else if (rc == CX_OK && yaml[j] == NULL)
             refuse_item(it, CX_NOTFOUND, NULL);
@@ -534,6 +570,11 @@ static int lock_deliveries(item_t *items, size_t n)
             of[i]->locked = got[i];
             of[i]->sent = got[i] && !waiting[i];
         }
+    /* a held start is written claimed, as one published now would be; one that could not be fires at
+     * its time */
+    for (size_t i = 0; rc == CX_OK && i < n; i++)
+        if (held(&items[i]) && live(&items[i]) && !items[i].sent)
+            defer_item(&items[i], "its start could not be claimed ahead of its time");
     free(agents);
     free(pipelines);
     free(of);
@@ -670,7 +711,8 @@ static int write_runs(item_t *items, size_t n)
                                         .run_id = it->run_id,
                                         .payload_json = cx_strdup(json_text(it->payload)),
                                         .created_by = o->actor,
-                                        .sent = it->sent};
+                                        .sent = it->sent,
+                                        .hold_ms = o->hold_until_ms};
     }
     rc = insert_rows(runs, nr, cmds, nc, &got, &ngot, &gotc, &ngotc);
     if (rc == CX_CONFLICT && n == 1) {
@@ -793,49 +835,43 @@ static int batch_tx(item_t *items, size_t n)
     return rc;
 }
 
-/* deliver_batch -- after the commit: the start commands written as their first attempt (lock_deliveries)
- * published in one Redis pipeline, then their locks given back in one statement. An attempt that
- * reached nobody, or that Redis did not take, is given back to the queue as cx_runs_deliver does. A
- * command with older ones of its agent and pipeline waiting goes out after them through deliver_now;
- * the others (Redis down, the lock held by another process) are the dispatcher's. */
-static void deliver_batch(item_t *items, size_t n)
+/* publish_many -- the claimed attempt 1 of cmds[0..n) published in one Redis pipeline. An attempt that
+ * reached nobody, or that Redis did not take, is given back to the queue as cx_runs_deliver does (in the
+ * caller's transaction, when one is open); delivered[i] = 1 for those a subscriber took. */
+static void publish_many(cx_command_t *const *cmds, size_t n, int *delivered)
 {
-    item_t **of = cx_calloc(n > 0 ? n : 1, sizeof(item_t *));
-    int *argcs = cx_calloc(n > 0 ? n : 1, sizeof(*argcs));
-    const char ***argvs = cx_calloc(n > 0 ? n : 1, sizeof(*argvs)), **argv = cx_calloc(3 * n + 1, sizeof(*argv));
-    const size_t **lens = cx_calloc(n > 0 ? n : 1, sizeof(*lens));
-    size_t *len = cx_calloc(3 * n + 1, sizeof(*len));
-    redisReply **replies = cx_calloc(n > 0 ? n : 1, sizeof(redisReply *));
-    char(*chan)[300] = cx_calloc(n > 0 ? n : 1, sizeof(*chan));
-    json_object **wires = cx_calloc(n > 0 ? n : 1, sizeof(json_object *));
-    size_t np = 0;
+    size_t m = n > 0 ? n : 1;
+    int *argcs = cx_calloc(m, sizeof(*argcs));
+    const char ***argvs = cx_calloc(m, sizeof(*argvs)), **argv = cx_calloc(3 * m, sizeof(*argv));
+    const size_t **lens = cx_calloc(m, sizeof(*lens));
+    size_t *len = cx_calloc(3 * m, sizeof(*len));
+    redisReply **replies = cx_calloc(m, sizeof(redisReply *));
+    char(*chan)[300] = cx_calloc(m, sizeof(*chan));
+    json_object **wires = cx_calloc(m, sizeof(json_object *));
 
-    for (size_t i = 0; i < n; i++) {
-        item_t *it = &items[i];
+    for (size_t p = 0; p < n; p++) {
         const char *text;
-        if (!it->sent || it->st != ST_RUN)
-            continue;
-        wires[np] = cx_command_wire_json(&it->res->command, 1, cx_wall_ms());
-        text = json_text(wires[np]);
-        snprintf(chan[np], sizeof(chan[np]), "agent:commands:%s", it->agent);
-        argv[3 * np] = "PUBLISH";
-        argv[3 * np + 1] = chan[np];
-        argv[3 * np + 2] = text;
-        len[3 * np] = 7;
-        len[3 * np + 1] = strlen(chan[np]);
-        len[3 * np + 2] = strlen(text);
-        argcs[np] = 3;
-        argvs[np] = &argv[3 * np];
-        lens[np] = &len[3 * np];
-        of[np++] = it;
+        wires[p] = cx_command_wire_json(cmds[p], 1, cx_wall_ms());
+        text = json_text(wires[p]);
+        snprintf(chan[p], sizeof(chan[p]), "agent:commands:%s", cmds[p]->agent_id);
+        argv[3 * p] = "PUBLISH";
+        argv[3 * p + 1] = chan[p];
+        argv[3 * p + 2] = text;
+        len[3 * p] = 7;
+        len[3 * p + 1] = strlen(chan[p]);
+        len[3 * p + 2] = strlen(text);
+        argcs[p] = 3;
+        argvs[p] = &argv[3 * p];
+        lens[p] = &len[3 * p];
     }
-    if (np > 0 && cx_redis_pipeline((int)np, argcs, argvs, lens, replies) != CX_OK)
-        memset(replies, 0, np * sizeof(redisReply *));
-    for (size_t p = 0; p < np; p++) {
-        cx_command_t *cmd = &of[p]->res->command;
+    if (n > 0 && cx_redis_pipeline((int)n, argcs, argvs, lens, replies) != CX_OK)
+        memset(replies, 0, n * sizeof(redisReply *));
+    for (size_t p = 0; p < n; p++) {
+        cx_command_t *cmd = cmds[p];
         redisReply *r = replies[p];
+        delivered[p] = 0;
         if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
-            of[p]->res->delivered = 1;
+            delivered[p] = 1;
             cx_shm_count(CX_C_COMMANDS_DELIVERED, 1);
         } else if (r != NULL && r->type == REDIS_REPLY_INTEGER) {
             /* nobody subscribed (the agent is reconnecting, or polls REST): not a delivery */
@@ -854,13 +890,6 @@ static void deliver_batch(item_t *items, size_t n)
             freeReplyObject(r);
         json_object_put(wires[p]);
     }
-    unlock_deliveries(items, n);
-    /* behind older commands of its agent and pipeline: those first, in seq order */
-    for (size_t i = 0; i < n && cx_redis_available(); i++)
-        if (items[i].rc == CX_OK && items[i].st == ST_RUN && !items[i].sent && !items[i].stop_id[0] &&
-            items[i].res->command.status == CX_CMDST_QUEUED)
-            deliver_now(items[i].cmd_id, items[i].res);
-    free(of);
     free(argcs);
     free(argvs);
     free(argv);
@@ -869,6 +898,83 @@ static void deliver_batch(item_t *items, size_t n)
     free(replies);
     free(chan);
     free(wires);
+}
+
+/* deliver_batch -- after the commit: the start commands written as their first attempt (lock_deliveries)
+ * published in one Redis pipeline (publish_many), then their locks given back in one statement. A
+ * command with older ones of its agent and pipeline waiting goes out after them through deliver_now;
+ * the others (Redis down, the lock held by another process) are the dispatcher's, and a held one
+ * cx_runs_release's at its time. */
+static void deliver_batch(item_t *items, size_t n)
+{
+    item_t **of = cx_calloc(n > 0 ? n : 1, sizeof(item_t *));
+    cx_command_t **cmds = cx_calloc(n > 0 ? n : 1, sizeof(cx_command_t *));
+    int *delivered = cx_calloc(n > 0 ? n : 1, sizeof(*delivered));
+    size_t np = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        if (!it->sent || it->st != ST_RUN || held(it))
+            continue;
+        cmds[np] = &it->res->command;
+        of[np++] = it;
+    }
+    publish_many(cmds, np, delivered);
+    for (size_t p = 0; p < np; p++)
+        of[p]->res->delivered = delivered[p];
+    unlock_deliveries(items, n);
+    /* behind older commands of its agent and pipeline: those first, in seq order */
+    for (size_t i = 0; i < n && cx_redis_available(); i++)
+        if (items[i].rc == CX_OK && items[i].st == ST_RUN && !items[i].sent && !items[i].stop_id[0] &&
+            items[i].res->command.status == CX_CMDST_QUEUED)
+            deliver_now(items[i].cmd_id, items[i].res);
+    free(of);
+    free(cmds);
+    free(delivered);
+}
+
+#define RELEASE_MAX 1000 /* held commands released in one transaction */
+
+int cx_runs_release(size_t *released)
+{
+    cx_command_t *c = NULL, **cmds = NULL;
+    const char **ids = NULL;
+    int *delivered = NULL;
+    size_t n = 0;
+    int rc;
+
+    *released = 0;
+    if (!cx_redis_available())
+        return CX_OK; /* they wait for Redis, or for their redelivery */
+    if ((rc = cx_db_begin()) != CX_OK)
+        return rc;
+    if ((rc = cx_db_commands_held_due(RELEASE_MAX, &c, &n)) == CX_OK && n > 0) {
+        ids = cx_calloc(n, sizeof(*ids));
+        cmds = cx_calloc(n, sizeof(*cmds));
+        delivered = cx_calloc(n, sizeof(*delivered));
+        for (size_t i = 0; i < n; i++) {
+            ids[i] = c[i].id;
+            cmds[i] = &c[i];
+        }
+        rc = cx_db_commands_unhold(ids, n);
+    }
+    if (rc == CX_OK && n > 0) {
+        /* published before the commit: whoever would undo or cancel one of them (unhold) waits for its
+         * row, and then finds it released; a publish whose commit fails is published again (an agent
+         * ignores a command id it has heard) */
+        int64_t now = cx_wall_ms();
+        publish_many(cmds, n, delivered);
+        for (size_t i = 0; i < n; i++)
+            cx_shm_observe_fire_lag(now - c[i].last_sent_at);
+    }
+    rc = rc == CX_OK ? cx_db_commit() : undo(rc);
+    if (rc == CX_OK)
+        *released = n;
+    cx_db_commands_free(c, n);
+    free(ids);
+    free(cmds);
+    free(delivered);
+    return rc;
 }
 
 /* committed -- after the commit of a batch: each start's counters, log line and result; the
@@ -1106,6 +1212,27 @@ static int control_tx(const char *pipeline_id, cx_command_type_t type, int force
     }
     if (rc != CX_OK)
         goto out;
+    if (type == CX_CMD_STOP_PIPELINE && run.status == CX_RUN_PENDING && run.scheduled_for > 0) {
+        /* a fire written ahead of its time whose start is still held: stopped before it started */
+        cx_held_t *h = NULL;
+        size_t nh = 0;
+        if ((rc = cx_db_held_lock(CX_HELD_PIPELINE, pipeline_id, &h, &nh)) == CX_OK && nh == 1 &&
+            strcmp(h[0].run_id, run.id) == 0) {
+            if ((rc = transition(&run, CX_RUN_STOPPED, force ? "the pipeline was deleted before the fire's time"
+                                                              : "stopped before the fire's time: its start was not sent")) == CX_OK &&
+                (rc = load(run.id, h[0].cmd_id, res)) == CX_OK &&
+                (rc = audit(actor, cx_command_action(type), pipeline_id, request_id, &run, res)) == CX_OK &&
+                (rc = cx_db_commit()) == CX_OK) {
+                res->delivered = 1; /* nothing left to deliver: the agent never heard of the run */
+                cx_log_info("run %s of pipeline %s stopped before its fire's time: its start was never sent", run.id, pipeline_id);
+            }
+            free(h);
+            goto out;
+        }
+        free(h);
+        if (rc != CX_OK)
+            goto out;
+    }
     if (!force && (rc = control_refused(&run, type, res)) != 0)
         goto out;
     if ((rc = command_tx(&run, type, force ? "the pipeline was deleted" : NULL, force_status, actor, request_id, cmd_id, res,
@@ -2095,11 +2222,14 @@ int cx_runs_agent_offline(const char *agent_id)
     char why[320];
     int rc;
 
+    snprintf(why, sizeof(why), "agent %.200s went offline", agent_id);
     if ((rc = cx_db_begin()) != CX_OK)
         return rc;
-    if ((rc = cx_db_runs_of_agent(agent_id, &runs, &n)) != CX_OK)
+    /* a fire written ahead of its time for this agent has not started: undone, it fires at its time
+     * on an agent that is online */
+    if ((rc = cx_db_held_unhold(CX_HELD_AGENT, agent_id, 1, SYSTEM_ACTOR, NULL, why, NULL)) != CX_OK ||
+        (rc = cx_db_runs_of_agent(agent_id, &runs, &n)) != CX_OK)
         return undo(rc);
-    snprintf(why, sizeof(why), "agent %.200s went offline", agent_id);
     for (size_t i = 0; i < n; i++) {
         json_object *before, *after;
         if ((rc = transition(&runs[i], CX_RUN_LOST, why)) != CX_OK)

@@ -50,6 +50,7 @@
 #define TICK_BUDGET_MS 2000   /* a tick with more due work than this returns to the loop (signals) and goes on */
 #define GAUGE_MS 5000         /* how often the enabled schedules are counted, and unplanned ones planned */
 #define ERROR_LOG_MS 10000    /* at most one line a while about MySQL trouble */
+#define AHEAD_MARGIN_MS 200   /* a fire closer to its time than this is not written ahead: it fires at its time */
 
 typedef struct sched {
     char token[192];
@@ -61,6 +62,10 @@ typedef struct sched {
     int64_t db_failing;   /* monotonic ms since MySQL calls fail, 0 when they work */
     int64_t next_gauge;   /* monotonic ms */
     int64_t last_err_log; /* monotonic ms */
+    /* the scan ahead (scheduler.prepare_ahead): the schedules due up to (ahead_ms, ahead_id) were looked
+     * at; ahead_ms 0: none yet (the scan starts again from now) */
+    int64_t ahead_ms;
+    char ahead_id[37];
 } sched_t;
 
 /* ---- the lease ---- */
@@ -73,6 +78,8 @@ static void lead(sched_t *st, int leading, const char *why)
     } else if (!leading && st->leading) {
         cx_log_info("scheduler: no longer the leader: %s", why);
     }
+    if (leading != st->leading)
+        st->ahead_ms = 0; /* a new leader scans ahead from now */
     st->leading = leading;
 }
 
@@ -173,12 +180,14 @@ typedef struct fire {
     const cx_schedule_t *s;
     cx_schedule_claim_t c;
     int64_t fire_at; /* Unix seconds */
+    int ahead;       /* written ahead of its time, its start held */
     char at[32], reason[160];
 } fire_t;
 
 /* plan -- what becomes of one due schedule now: 1 when it fires (f and o filled, the start to make in
- * the batch); 0 when it is dealt with here (broken, not due, only misses). */
-static int plan(sched_t *st, const cx_schedule_t *s, fire_t *f, cx_runs_start_opts_t *o, cx_runs_loads_t *loads)
+ * the batch); 0 when it is dealt with here (broken, not due, only misses). With ahead, s is due later
+ * (the scan ahead): its fire is written now, held until its time. */
+static int plan(sched_t *st, const cx_schedule_t *s, fire_t *f, cx_runs_start_opts_t *o, cx_runs_loads_t *loads, int ahead)
 {
     cx_schedule_cron_t c;
     cx_fire_plan_t p;
@@ -191,7 +200,11 @@ static int plan(sched_t *st, const cx_schedule_t *s, fire_t *f, cx_runs_start_op
         broken(s, err);
         return 0;
     }
-    cx_schedule_plan(&c, s->next_run_at / 1000, now_ms / 1000, cx_cfg->scheduler.starting_deadline_ms / 1000, &p);
+    if (ahead) {
+        p = (cx_fire_plan_t){.fire_at = s->next_run_at / 1000, .next = cx_schedule_next(&c, s->next_run_at / 1000)};
+    } else {
+        cx_schedule_plan(&c, s->next_run_at / 1000, now_ms / 1000, cx_cfg->scheduler.starting_deadline_ms / 1000, &p);
+    }
     if (p.fire_at == CX_CRON_NONE && p.missed == 0)
         return 0; /* not due after all (this clock is behind the one that read it) */
     memset(f, 0, sizeof(*f));
@@ -230,7 +243,9 @@ static int plan(sched_t *st, const cx_schedule_t *s, fire_t *f, cx_runs_start_op
         .record_noagent = 1,
         .fire = &f->c,
         .loads = loads,
+        .hold_until_ms = ahead ? s->next_run_at : 0,
     };
+    f->ahead = ahead;
     return 1;
 }
 
@@ -248,8 +263,16 @@ static void fired(sched_t *st, const fire_t *f, int rc, const cx_runs_result_t *
     case CX_START_LOST:
         cx_log_debug("schedule %s: the fire for %s was claimed elsewhere", s->id, f->at);
         return;
+    case CX_START_DEFERRED:
+        cx_log_debug("schedule %s: the fire for %s is not written ahead (%s): it fires at its time", s->id, f->at, res->message);
+        return;
     case CX_START_RUN:
         cx_shm_count(CX_C_SCHEDULE_FIRES, 1);
+        if (f->ahead) {
+            cx_shm_count(CX_C_SCHEDULE_AHEAD, 1);
+            db_result(st, CX_OK);
+            return; /* its lag is its start's, observed when it is released */
+        }
         break;
     case CX_START_SKIPPED:
         cx_shm_count(CX_C_SCHEDULE_SKIPS, 1);
@@ -270,7 +293,7 @@ static void fired(sched_t *st, const fire_t *f, int rc, const cx_runs_result_t *
 
 /* fire_batch -- the due schedules items[0..n) fired together: one batch of starts in the run service
  * (cx_runs_start_many, the code path of POST /pipelines/:id/start) per CHUNK fires. */
-static void fire_batch(sched_t *st, const cx_schedule_t *items, size_t n, cx_runs_loads_t *loads)
+static void fire_batch(sched_t *st, const cx_schedule_t *items, size_t n, cx_runs_loads_t *loads, int ahead)
 {
     fire_t *f = cx_calloc(CHUNK, sizeof(*f));
     cx_runs_start_opts_t *o = cx_calloc(CHUNK, sizeof(*o));
@@ -282,7 +305,7 @@ static void fire_batch(sched_t *st, const cx_schedule_t *items, size_t n, cx_run
         size_t k = 0;
         int rc;
         for (; i < n && k < CHUNK; i++)
-            k += (size_t)plan(st, &items[i], &f[k], &o[k], loads);
+            k += (size_t)plan(st, &items[i], &f[k], &o[k], loads, ahead);
         if (k == 0)
             continue;
         rc = cx_runs_start_many(o, k, res, rcs);
@@ -338,12 +361,64 @@ static void fire_due(sched_t *st)
         int rc = cx_db_schedules_due(cx_wall_ms(), 0, BATCH, &items, &n);
 
         db_result(st, rc);
-        fire_batch(st, items, n, &loads);
+        fire_batch(st, items, n, &loads, 0);
         cx_db_schedules_free(items, n);
         if (rc != CX_OK || n < BATCH || cx_child_stop || !may_fire(st))
             break;
     }
     cx_runs_loads_reset(&loads);
+}
+
+/* release -- the held starts whose time has come, a thousand to a transaction (cx_runs_release): the
+ * fires this instance or another wrote ahead of their time. */
+static void release_due(sched_t *st)
+{
+    int64_t start = cx_now_ms();
+    size_t n;
+    int rc;
+
+    do
+        db_result(st, rc = cx_runs_release(&n));
+    while (rc == CX_OK && n > 0 && !cx_child_stop && cx_now_ms() - start < TICK_BUDGET_MS);
+}
+
+/* prepare -- the fires of the next scheduler.prepare_ahead written ahead of their time (a burst of them
+ * takes seconds to write; a held start goes out at its time), each scheduled time looked at once: the
+ * scan goes on from where the last one ended. A fire that cannot be written as a plain start (its
+ * pipeline active, no agent online, …) or closer than AHEAD_MARGIN_MS to its time is left to fire_due.
+ * Only with Redis: without it a start waits for the dispatcher anyway. */
+static void prepare(sched_t *st, cx_runs_loads_t *loads)
+{
+    int64_t start = cx_now_ms(), now = cx_wall_ms(), until = now + cx_cfg->scheduler.prepare_ahead_ms;
+
+    if (cx_cfg->scheduler.prepare_ahead_ms <= AHEAD_MARGIN_MS || st->redis_down || !cx_redis_available()) {
+        st->ahead_ms = 0;
+        return;
+    }
+    if (st->ahead_ms < now + AHEAD_MARGIN_MS) {
+        st->ahead_ms = now + AHEAD_MARGIN_MS;
+        st->ahead_id[0] = '\0';
+    }
+    while (!cx_child_stop && cx_now_ms() - start < TICK_BUDGET_MS && st->ahead_ms < until) {
+        cx_schedule_t *items = NULL;
+        size_t n = 0;
+        int rc = cx_db_schedules_ahead(st->ahead_ms, st->ahead_id, until, BATCH, &items, &n);
+
+        db_result(st, rc);
+        if (rc != CX_OK)
+            break;
+        fire_batch(st, items, n, loads, 1);
+        if (n == BATCH) {
+            st->ahead_ms = items[n - 1].next_run_at;
+            snprintf(st->ahead_id, sizeof(st->ahead_id), "%s", items[n - 1].id);
+        } else {
+            st->ahead_ms = until;
+            st->ahead_id[0] = '\0';
+        }
+        cx_db_schedules_free(items, n);
+        if (n < BATCH || !may_fire(st))
+            break;
+    }
 }
 
 static int tick(void *arg)
@@ -365,7 +440,13 @@ static int tick(void *arg)
         return 0;
     if (gauge)
         plan_unplanned(st);
+    release_due(st);
     fire_due(st);
+    if (may_fire(st)) {
+        cx_runs_loads_t loads = {0};
+        prepare(st, &loads);
+        cx_runs_loads_reset(&loads);
+    }
     return 0;
 }
 

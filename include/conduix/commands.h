@@ -63,6 +63,7 @@ typedef struct cx_command_new {
     cx_command_type_t type;
     const char *pipeline_id, *run_id, *payload_json, *created_by;
     int sent;
+    int64_t hold_ms; /* with sent: held until then (a fire written ahead of its time, ms), claimed as of then */
 } cx_command_new_t;
 
 /* cx_db_commands_insert_stmt -- n commands in one multi-row INSERT (seq in their order), expiring ttl_ms
@@ -111,6 +112,37 @@ int cx_db_command_unclaim(const char *id, int attempts_now);
 /* cx_db_command_unheard -- the publish of a claimed attempt reached no subscriber: back to queued and
  * the attempt number given back (nobody received that attempt, so it is not a delivery). */
 int cx_db_command_unheard(const char *id, int attempts_now);
+
+/* cx_db_commands_held_due -- inside a transaction: up to limit held commands whose time has come
+ * (hold_until <= NOW(3), the earliest first), locked (FOR UPDATE SKIP LOCKED: a held command another
+ * connection is releasing or undoing is left to it). cx_db_commands_unhold clears their hold, their
+ * attempt 1 claimed as of now. */
+int cx_db_commands_held_due(size_t limit, cx_command_t **out, size_t *n);
+int cx_db_commands_unhold(const char *const *ids, size_t n);
+
+/* A held start (a fire written ahead of its time whose start has not gone out), as cx_db_held_lock
+ * finds it. */
+typedef struct cx_held {
+    char cmd_id[37], run_id[37], schedule_id[37], pipeline_id[37];
+    int64_t scheduled_for; /* ms */
+} cx_held_t;
+
+typedef enum { CX_HELD_PIPELINE, CX_HELD_SCHEDULE, CX_HELD_AGENT } cx_held_by_t;
+
+/* cx_db_held_lock -- inside a transaction: the held starts of a pipeline (its active run), a schedule or
+ * an agent, locked (a scheduler writing or releasing one is waited for). *out is an array of *n (free). */
+int cx_db_held_lock(cx_held_by_t by, const char *key, cx_held_t **out, size_t *n);
+
+/* cx_db_held_undo -- inside a transaction: the fire of h as if it had not been written: its command and
+ * run deleted, its schedule's fires count and last run as before it; with rewind the schedule is due at
+ * the fire's time again (it fires then as any due schedule). */
+int cx_db_held_undo(const cx_held_t *h, int rewind);
+
+/* cx_db_held_unhold -- inside a transaction, before a change that would alter what a held fire does
+ * (by/key: cx_db_held_lock): each one undone (cx_db_held_undo, rewind as there), with an audit row
+ * schedule_fire_undone saying why, and counted. *undone (may be NULL) says how many. */
+int cx_db_held_unhold(cx_held_by_t by, const char *key, int rewind, const char *actor, const char *request_id, const char *why,
+                      size_t *undone);
 
 /* cx_db_commands_due -- commands to publish now, in seq order from the first after seq after_seq (0: from
  * the start; the last seq of a full page: the next page): queued ones left alone for settle_ms (the

@@ -185,6 +185,7 @@ typedef struct cx_db_stmt {
     const cx_db_param_t *params;
     size_t nparams;
     uint64_t *affected;
+    void *owned; /* what the parameters point into, freed with the statement (or NULL) */
 } cx_db_stmt_t;
 
 /* cx_db_batch -- stmts[0..n) as one transaction in one round trip: START TRANSACTION, each statement,

@@ -65,6 +65,8 @@ typedef enum cx_start_outcome {
                        * or none (its pipeline does not exist) */
     CX_START_SKIPPED, /* a fire skipped: its pipeline was running (overlap policy skip) */
     CX_START_LOST,    /* a fire claimed by another scheduler, or its schedule changed: nothing was written */
+    CX_START_DEFERRED, /* a fire written ahead of its time that cannot be (hold_until_ms): nothing was written,
+                        * it fires at its time */
 } cx_start_outcome_t;
 
 /* The outcome of a lifecycle call: the run and the command as written (filled on CX_OK; freed by
@@ -122,6 +124,10 @@ typedef struct cx_runs_start_opts {
      * batch (cx_db_schedules_claim_lock, then _settle with what became of it: fires, skipped, failures,
      * last_run_id are filled in here); a fire claimed elsewhere is CX_START_LOST. */
     struct cx_schedule_claim *fire;
+    /* hold_until_ms, with fire: the fire written ahead of its time (scheduler.prepare_ahead): its run
+     * pending and its start claimed as of then, published then by cx_runs_release; a fire that could not
+     * start as a plain start of a pipeline at rest is CX_START_DEFERRED instead (nothing written). */
+    int64_t hold_until_ms;
     /* claim, when set, runs first inside the start's transaction (a schedule's manual trigger): anything
      * but CX_OK ends the start, rolled back, with that code. */
     int (*claim)(void *arg);
@@ -207,6 +213,12 @@ void cx_runs_apply(cx_agent_word_t *w, size_t n);
  * in seq order. */
 struct cx_command;
 int cx_runs_deliver(struct cx_command *c);
+
+/* cx_runs_release -- the held start commands whose time has come (a fire written ahead of its time,
+ * cx_runs_start_opts_t.hold_until_ms), up to a thousand, published in one transaction that clears their
+ * hold; each one's lag after its time observed as a fire's. *released says how many; CX_OK with 0 when
+ * Redis is unavailable (they wait for it, or for their redelivery). */
+int cx_runs_release(size_t *released);
 
 /* What is known of a pipeline's progress: the agent's metrics object from Redis when there is one,
  * else its newest run's counts. */

@@ -53,6 +53,8 @@ typedef enum {
     CX_C_SCHEDULE_FIRES, /* the scheduler (issue 8) */
     CX_C_SCHEDULE_SKIPS,
     CX_C_SCHEDULE_MISSES,
+    CX_C_SCHEDULE_AHEAD,
+    CX_C_SCHEDULE_UNDONE,
     CX_C_SCHEDULE_FAILURES,
     CX_C_SCHEDULER_LEADER_TAKEN,
     CX_C_HTTP_WRITE_TIMEOUTS, /* the HTTP connections (src/http/conn.c) */

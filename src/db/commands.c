@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conduix/audit.h"
 #include "conduix/commands.h"
 #include "conduix/cx.h"
 #include "conduix/db.h"
 #include "conduix/hash.h"
 #include "conduix/log.h"
+#include "conduix/shm.h"
 
 #define CMD_COLS                                                                                                                   \
     "id, seq, agent_id, type, pipeline_id, run_id, payload, status, attempts, created_at, expires_at, last_sent_at, acked_at, "    \
@@ -101,20 +103,28 @@ int cx_db_command_insert(const char *id, const char *agent_id, cx_command_type_t
                       p, CX_ARRAY_SIZE(p), NULL, NULL);
 }
 
+/* A held command (hold_until set: a fire written ahead of its time) is claimed as attempt 1 at that time
+ * and expires ttl after it. */
 #define NEW_ROW                                                                                                                    \
-    "(?, ?, ?, ?, ?, ?, IF(? = 1, 'sent', 'queued'), IF(? = 1, 1, 0), IF(? = 1, NOW(3), NULL), ?, NOW(3), NOW(3), "                \
-    "NOW(3) + INTERVAL ? MICROSECOND)"
-#define NEW_COLS 11
+    "(?, ?, ?, ?, ?, ?, IF(? = 1, 'sent', 'queued'), IF(? = 1, 1, 0), IF(? = 1, COALESCE(?, NOW(3)), NULL), ?, ?, NOW(3), "        \
+    "NOW(3), COALESCE(?, NOW(3)) + INTERVAL ? MICROSECOND)"
+#define NEW_COLS 14
 
 static int rows(int rc, cx_db_result_t *res, cx_command_t **out, size_t *n);
 
 void cx_db_commands_insert_stmt(const cx_command_new_t *rows_, size_t n, int64_t ttl_ms, int returning, cx_db_stmt_t *st)
 {
     cx_db_param_t *p = cx_calloc(n > 0 ? n * NEW_COLS : 1, sizeof(*p));
+    char(*hold)[32] = cx_calloc(n > 0 ? n : 1, sizeof(*hold));
 
     for (size_t i = 0; i < n; i++) {
         const cx_command_new_t *r = &rows_[i];
         cx_db_param_t *q = p + i * NEW_COLS;
+        const char *h = NULL;
+        if (r->hold_ms > 0) {
+            cx_db_time_text(r->hold_ms, hold[i]);
+            h = hold[i];
+        }
         q[0] = CX_DB_P_STR(r->id);
         q[1] = CX_DB_P_STR(r->agent_id);
         q[2] = CX_DB_P_STR(cx_command_type_name(r->type));
@@ -124,15 +134,19 @@ void cx_db_commands_insert_stmt(const cx_command_new_t *rows_, size_t n, int64_t
         q[6] = CX_DB_P_INT(r->sent ? 1 : 0);
         q[7] = CX_DB_P_INT(r->sent ? 1 : 0);
         q[8] = CX_DB_P_INT(r->sent ? 1 : 0);
-        q[9] = CX_DB_P_STR(r->created_by);
-        q[10] = CX_DB_P_INT(ttl_ms * 1000);
+        q[9] = CX_DB_P_STR(h);
+        q[10] = CX_DB_P_STR(h);
+        q[11] = CX_DB_P_STR(r->created_by);
+        q[12] = CX_DB_P_STR(h);
+        q[13] = CX_DB_P_INT(ttl_ms * 1000);
     }
-    *st = (cx_db_stmt_t){.sql =
-                             cx_db_sql_rows("INSERT INTO agent_commands (id, agent_id, type, pipeline_id, run_id, payload, status, "
-                                            "attempts, last_sent_at, created_by, created_at, updated_at, expires_at) VALUES ",
-                                            NEW_ROW, ", ", n, returning ? " RETURNING " CMD_COLS : ""),
+    *st = (cx_db_stmt_t){.sql = cx_db_sql_rows("INSERT INTO agent_commands (id, agent_id, type, pipeline_id, run_id, payload, "
+                                               "status, attempts, last_sent_at, hold_until, created_by, created_at, updated_at, "
+                                               "expires_at) VALUES ",
+                                               NEW_ROW, ", ", n, returning ? " RETURNING " CMD_COLS : ""),
                          .params = p,
-                         .nparams = n * NEW_COLS};
+                         .nparams = n * NEW_COLS,
+                         .owned = hold};
 }
 
 int cx_db_commands_of_result(cx_db_result_t *res, cx_command_t **out, size_t *nout)
@@ -180,6 +194,33 @@ int cx_db_commands_load_many(const char *const *ids, size_t n, cx_command_t **ou
     free(sql);
     free(p);
     return rows(rc, res, out, nout);
+}
+
+int cx_db_commands_held_due(size_t limit, cx_command_t **out, size_t *n)
+{
+    cx_db_param_t p[] = {CX_DB_P_INT((long long)limit)};
+    cx_db_result_t *res = NULL;
+    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands WHERE hold_until <= NOW(3) AND status = 'sent' ORDER BY hold_until "
+                        "LIMIT ? FOR UPDATE SKIP LOCKED",
+                        p, 1, &res, NULL);
+    return rows(rc, res, out, n);
+}
+
+int cx_db_commands_unhold(const char *const *ids, size_t n)
+{
+    cx_db_param_t *p;
+    char *sql;
+    int rc;
+
+    if (n == 0)
+        return CX_OK;
+    p = ids_params(ids, n);
+    sql = cx_db_sql_rows("UPDATE agent_commands SET hold_until = NULL, last_sent_at = NOW(3), updated_at = NOW(3) WHERE id IN (",
+                         "?", ", ", n, ")");
+    rc = cx_db_exec(sql, p, n, NULL, NULL);
+    free(sql);
+    free(p);
+    return rc;
 }
 
 int cx_db_command_load(const char *id, const char *agent_id, cx_command_t *c)
@@ -348,7 +389,7 @@ int cx_db_command_claim(const char *id, int attempts_seen)
     cx_db_param_t p[] = {CX_DB_P_STR(id), CX_DB_P_INT(attempts_seen)};
     uint64_t n = 0;
     int rc = cx_db_exec("UPDATE agent_commands SET status = 'sent', attempts = attempts + 1, last_sent_at = NOW(3), "
-                        "updated_at = NOW(3) WHERE id = ? AND attempts = ? AND status IN ('queued', 'sent') "
+                        "hold_until = NULL, updated_at = NOW(3) WHERE id = ? AND attempts = ? AND status IN ('queued', 'sent') "
                         "AND expires_at > NOW(3)",
                         p, 2, NULL, &n);
     if (rc != CX_OK)
@@ -359,15 +400,15 @@ int cx_db_command_claim(const char *id, int attempts_seen)
 int cx_db_command_unheard(const char *id, int attempts_now)
 {
     cx_db_param_t p[] = {CX_DB_P_STR(id), CX_DB_P_INT(attempts_now)};
-    return cx_db_exec("UPDATE agent_commands SET status = 'queued', attempts = attempts - 1, updated_at = NOW(3) "
-                      "WHERE id = ? AND attempts = ? AND status = 'sent'",
+    return cx_db_exec("UPDATE agent_commands SET status = 'queued', attempts = attempts - 1, hold_until = NULL, "
+                      "updated_at = NOW(3) WHERE id = ? AND attempts = ? AND status = 'sent'",
                       p, 2, NULL, NULL);
 }
 
 int cx_db_command_unclaim(const char *id, int attempts_now)
 {
     cx_db_param_t p[] = {CX_DB_P_STR(id), CX_DB_P_INT(attempts_now)};
-    return cx_db_exec("UPDATE agent_commands SET status = 'queued', updated_at = NOW(3) "
+    return cx_db_exec("UPDATE agent_commands SET status = 'queued', hold_until = NULL, updated_at = NOW(3) "
                       "WHERE id = ? AND attempts = ? AND status = 'sent'",
                       p, 2, NULL, NULL);
 }
@@ -422,7 +463,7 @@ int cx_db_commands_backlog(const char *agent_id, const char *pipeline_id, uint64
 
 int cx_db_commands_expire(uint64_t *n)
 {
-    return cx_db_exec("UPDATE agent_commands SET status = 'expired', updated_at = NOW(3) "
+    return cx_db_exec("UPDATE agent_commands SET status = 'expired', hold_until = NULL, updated_at = NOW(3) "
                       "WHERE status IN " CX_COMMAND_OUTSTANDING_SQL " AND expires_at <= NOW(3)",
                       NULL, 0, NULL, n);
 }
@@ -430,7 +471,7 @@ int cx_db_commands_expire(uint64_t *n)
 int cx_db_commands_cancel_run(const char *run_id, uint64_t *n)
 {
     cx_db_param_t p[] = {CX_DB_P_STR(run_id)};
-    return cx_db_exec("UPDATE agent_commands SET status = 'cancelled', updated_at = NOW(3) "
+    return cx_db_exec("UPDATE agent_commands SET status = 'cancelled', hold_until = NULL, updated_at = NOW(3) "
                       "WHERE run_id = ? AND status IN " CX_COMMAND_OUTSTANDING_SQL,
                       p, 1, NULL, n);
 }
@@ -446,7 +487,8 @@ int cx_db_commands_cancel_runs(const char *const *run_ids, size_t n, uint64_t *c
         return CX_OK;
     p = ids_params(run_ids, n);
     sql = cx_db_sql_rows(
-        "UPDATE agent_commands SET status = 'cancelled', updated_at = NOW(3) WHERE status IN " CX_COMMAND_OUTSTANDING_SQL
+        "UPDATE agent_commands SET status = 'cancelled', hold_until = NULL, updated_at = NOW(3) WHERE status IN "
+        CX_COMMAND_OUTSTANDING_SQL
         " AND run_id IN (",
         "?", ", ", n, ")");
     rc = cx_db_exec(sql, p, n, NULL, count);
@@ -646,5 +688,101 @@ int cx_db_commands_results(const cx_command_result_t *r, size_t n, uint64_t *cha
     free(msg);
     free(st);
     free(p);
+    return rc;
+}
+
+/* ---- held starts: fires written ahead of their time ---- */
+
+#define HELD_SQL                                                                                                                   \
+    "SELECT c.id AS cmd_id, r.id AS run_id, r.schedule_id, r.pipeline_id, r.scheduled_for FROM agent_commands c JOIN "             \
+    "pipeline_runs r ON r.id = c.run_id "
+#define HELD_HOLDING " AND c.hold_until IS NOT NULL AND c.status = 'sent' FOR UPDATE"
+
+int cx_db_held_lock(cx_held_by_t by, const char *key, cx_held_t **out, size_t *n)
+{
+    /* each found on its own key: the active run of the pipeline (the schedule's), or the agent's sent
+     * commands; the locking read waits for a scheduler writing one (or releasing one) to commit */
+    static const char *const sql[] = {
+        [CX_HELD_PIPELINE] = HELD_SQL "WHERE r.active_pipeline_id = ?" HELD_HOLDING,
+        [CX_HELD_SCHEDULE] = HELD_SQL "JOIN schedules s ON s.id = r.schedule_id WHERE s.id = ? AND r.active_pipeline_id = "
+                                      "s.pipeline_id" HELD_HOLDING,
+        [CX_HELD_AGENT] = HELD_SQL "WHERE c.status = 'sent' AND c.agent_id = ?" HELD_HOLDING,
+    };
+    cx_db_param_t p[] = {CX_DB_P_STR(key)};
+    cx_db_result_t *res = NULL;
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    if ((rc = cx_db_exec(sql[by], p, 1, &res, NULL)) != CX_OK)
+        return rc;
+    if (res->nrows > 0) {
+        *out = cx_calloc(res->nrows, sizeof(cx_held_t));
+        for (size_t i = 0; i < res->nrows; i++) {
+            cx_held_t *h = &(*out)[i];
+            cx_db_copy(res, i, "cmd_id", h->cmd_id, sizeof(h->cmd_id));
+            cx_db_copy(res, i, "run_id", h->run_id, sizeof(h->run_id));
+            cx_db_copy(res, i, "schedule_id", h->schedule_id, sizeof(h->schedule_id));
+            cx_db_copy(res, i, "pipeline_id", h->pipeline_id, sizeof(h->pipeline_id));
+            h->scheduled_for = cx_db_time_ms(cx_db_value(res, i, "scheduled_for"));
+        }
+        *n = res->nrows;
+    }
+    cx_db_result_free(res);
+    return CX_OK;
+}
+
+int cx_db_held_undo(const cx_held_t *h, int rewind)
+{
+    char at[32];
+    cx_db_param_t pc[] = {CX_DB_P_STR(h->cmd_id)}, pr[] = {CX_DB_P_STR(h->run_id)};
+    int rc;
+
+    cx_db_time_text(h->scheduled_for, at);
+    cx_db_param_t ps[] = {CX_DB_P_INT(rewind ? 1 : 0), CX_DB_P_STR(at), CX_DB_P_STR(at), CX_DB_P_STR(h->schedule_id)};
+    if ((rc = cx_db_exec("DELETE FROM agent_commands WHERE id = ?", pc, 1, NULL, NULL)) != CX_OK ||
+        (rc = cx_db_exec("DELETE FROM pipeline_runs WHERE id = ?", pr, 1, NULL, NULL)) != CX_OK)
+        return rc;
+    /* the fire no longer counts; its schedule names its run before it again, and with rewind is due at
+     * the fire's time again */
+    return cx_db_exec("UPDATE schedules s SET s.fires = GREATEST(s.fires - 1, 0), s.next_run_at = IF(? = 1 AND "
+                      "(s.next_run_at IS NULL OR s.next_run_at > ?), ?, s.next_run_at), s.last_run_id = (SELECT r.id FROM "
+                      "pipeline_runs r WHERE r.pipeline_id = s.pipeline_id AND r.schedule_id = s.id ORDER BY r.created_at DESC "
+                      "LIMIT 1) WHERE s.id = ?",
+                      ps, CX_ARRAY_SIZE(ps), NULL, NULL);
+}
+
+int cx_db_held_unhold(cx_held_by_t by, const char *key, int rewind, const char *actor, const char *request_id, const char *why,
+                      size_t *undone)
+{
+    cx_held_t *h = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (undone != NULL)
+        *undone = 0;
+    if ((rc = cx_db_held_lock(by, key, &h, &n)) != CX_OK)
+        return rc;
+    for (size_t i = 0; rc == CX_OK && i < n; i++) {
+        char at[32];
+        json_object *before = json_object_new_object();
+        cx_db_time_text(h[i].scheduled_for, at);
+        json_object_object_add(before, "run_id", json_object_new_string(h[i].run_id));
+        json_object_object_add(before, "command_id", json_object_new_string(h[i].cmd_id));
+        json_object_object_add(before, "schedule_id", json_object_new_string(h[i].schedule_id));
+        json_object_object_add(before, "scheduled_for", json_object_new_string(at));
+        json_object_object_add(before, "reason", json_object_new_string(why));
+        if ((rc = cx_db_held_undo(&h[i], rewind)) == CX_OK)
+            rc = cx_audit_write(actor, "schedule_fire_undone", "pipeline", h[i].pipeline_id, request_id, before, NULL);
+        json_object_put(before);
+        if (rc == CX_OK)
+            cx_log_info("schedule %s: the fire for %s UTC written ahead of its time is undone (run %s): %s%s", h[i].schedule_id,
+                        at, h[i].run_id, why, rewind ? "; it fires at its time" : "");
+    }
+    if (rc == CX_OK && n > 0)
+        cx_shm_count(CX_C_SCHEDULE_UNDONE, n);
+    if (rc == CX_OK && undone != NULL)
+        *undone = n;
+    free(h);
     return rc;
 }

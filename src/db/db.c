@@ -1668,7 +1668,9 @@ void cx_db_stmt_free(cx_db_stmt_t *st)
 {
     free((char *)st->sql);
     free((cx_db_param_t *)st->params);
+    free(st->owned);
     st->sql = NULL;
     st->params = NULL;
+    st->owned = NULL;
     st->nparams = 0;
 }

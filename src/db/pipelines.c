@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "conduix/audit.h"
+#include "conduix/commands.h"
 #include "conduix/cx.h"
 #include "conduix/db.h"
 #include "conduix/log.h"
@@ -589,6 +590,9 @@ int cx_db_pipeline_update(const char *id, const cx_pipeline_input_t *in, const c
         rc = fetch(id, 0, &after);
         goto done;
     }
+    /* a fire written ahead of its time carries the config it read: undone, it fires at its time with this one */
+    if ((rc = cx_db_held_unhold(CX_HELD_PIPELINE, id, 1, who->actor, who->request_id, "its pipeline was changed", NULL)) != CX_OK)
+        goto done;
     /* A pipeline inserted without its version row gets it now, so the history keeps every config. */
     {
         cx_db_param_t hp[] = {CX_DB_P_STR(id), CX_DB_P_INT(before.version)};
@@ -642,6 +646,9 @@ int cx_db_pipeline_delete(const char *id, int refuse_active, const cx_pipeline_a
     if ((rc = cx_db_begin()) != CX_OK)
         return rc;
     if ((rc = fetch(id, 1, &before)) != CX_OK)
+        goto done;
+    /* a fire written ahead of its time has not started: it goes with its schedule */
+    if ((rc = cx_db_held_unhold(CX_HELD_PIPELINE, id, 0, who->actor, who->request_id, "its pipeline was deleted", NULL)) != CX_OK)
         goto done;
     if (refuse_active) {
         /* Locks the key in the unique index of active runs (a gap lock when there is none), so a start

@@ -15,6 +15,7 @@
 #include <json.h>
 
 #include "conduix/audit.h"
+#include "conduix/commands.h"
 #include "conduix/config.h"
 #include "conduix/cx.h"
 #include "conduix/db.h"
@@ -37,6 +38,7 @@
     "UPDATE schedules SET pipeline_id = ?, cron_expression = ?, timezone = ?, enabled = ?, overlap_policy = ?, revision = ?, "     \
     "next_run_at = ?, updated_by = ?, updated_at = ? WHERE id = ? AND revision = ?"
 #define SQL_DELETE "DELETE FROM schedules WHERE id = ?"
+#define SQL_LOCK "SELECT id FROM schedules WHERE id = ? FOR UPDATE"
 /* A row another transaction holds is another scheduler's claim in progress (or a frozen one's): skipped,
  * not waited for; it is due again at the next tick if that one rolls back. */
 #define SQL_CLAIM_LOCK "SELECT id FROM schedules WHERE id = ? FOR UPDATE SKIP LOCKED"
@@ -48,6 +50,9 @@
     "UPDATE schedules SET fires = fires + ?, skipped = skipped + ?, missed = missed + ?, failures = failures + ?, "                \
     "last_run_id = COALESCE(?, last_run_id), last_run_at = IF(? IS NULL, last_run_at, NOW(3)) WHERE id = ?"
 #define SQL_DUE "SELECT " COLS FROM " WHERE s.enabled = 1 AND s.next_run_at <= ? ORDER BY s.next_run_at, s.id LIMIT ?"
+#define SQL_AHEAD                                                                                                                  \
+    "SELECT " COLS FROM " WHERE s.enabled = 1 AND s.next_run_at <= ? AND (s.next_run_at > ? OR (s.next_run_at = ? AND s.id > ?)) " \
+    "ORDER BY s.next_run_at, s.id LIMIT ?"
 #define SQL_UNPLANNED "SELECT " COLS FROM " WHERE s.enabled = 1 AND s.next_run_at IS NULL ORDER BY s.id LIMIT ?"
 #define SQL_ENABLED "SELECT COUNT(*) AS n FROM schedules WHERE enabled = 1"
 
@@ -231,6 +236,23 @@ int cx_db_schedule_insert(const cx_schedule_t *s, const cx_pipeline_actor_t *who
     return finish(rc);
 }
 
+/* unhold -- inside a change of schedule id: its row locked (a scheduler writing its fire ahead of time
+ * is waited for), and a fire written ahead of its time undone: the change decides what fires next (the
+ * write sets next_run_at). */
+static int unhold(const char *id, const cx_pipeline_actor_t *who, const char *action)
+{
+    cx_db_param_t p[] = {CX_DB_P_STR(id)};
+    cx_db_result_t *res = NULL;
+    char why[96];
+    int rc;
+
+    if ((rc = cx_db_exec(SQL_LOCK, p, 1, &res, NULL)) != CX_OK)
+        return rc;
+    cx_db_result_free(res);
+    snprintf(why, sizeof(why), "its schedule was changed (%s)", action);
+    return cx_db_held_unhold(CX_HELD_SCHEDULE, id, 0, who->actor, who->request_id, why, NULL);
+}
+
 int cx_db_schedule_write(const cx_schedule_t *before, const cx_schedule_t *after, const char *action,
                          const cx_pipeline_actor_t *who)
 {
@@ -240,6 +262,8 @@ int cx_db_schedule_write(const cx_schedule_t *before, const cx_schedule_t *after
 
     if ((rc = cx_db_begin()) != CX_OK)
         return rc;
+    if ((rc = unhold(before->id, who, action)) != CX_OK)
+        return finish(rc);
     if (strcmp(before->pipeline_id, after->pipeline_id) != 0)
         rc = pipeline_exists(after->pipeline_id);
     if (rc == CX_OK) {
@@ -279,7 +303,8 @@ int cx_db_schedule_delete(const char *id, const cx_pipeline_actor_t *who)
 
     if ((rc = cx_db_begin()) != CX_OK)
         return rc;
-    if ((rc = cx_db_schedule_get(id, &before)) == CX_OK && (rc = cx_db_exec(SQL_DELETE, p, 1, NULL, NULL)) == CX_OK)
+    if ((rc = unhold(id, who, "schedule_delete")) == CX_OK && (rc = cx_db_schedule_get(id, &before)) == CX_OK &&
+        (rc = cx_db_exec(SQL_DELETE, p, 1, NULL, NULL)) == CX_OK)
         rc = audit("schedule_delete", id, who, &before, NULL);
     cx_schedule_free(&before);
     return finish(rc);
@@ -303,6 +328,27 @@ int cx_db_schedules_due(int64_t now_ms, int unplanned, size_t limit, cx_schedule
     }
     p[np++] = CX_DB_P_INT((long long)limit);
     if ((rc = cx_db_exec(unplanned ? SQL_UNPLANNED : SQL_DUE, p, np, &res, NULL)) != CX_OK)
+        return rc;
+    rows(res, items, n);
+    cx_db_result_free(res);
+    return CX_OK;
+}
+
+int cx_db_schedules_ahead(int64_t after_ms, const char *after_id, int64_t until_ms, size_t limit, cx_schedule_t **items,
+                          size_t *n)
+{
+    char after[32], until[32];
+    cx_db_result_t *res = NULL;
+    int rc;
+
+    *items = NULL;
+    *n = 0;
+    cx_db_time_text(after_ms, after);
+    cx_db_time_text(until_ms, until);
+    /* no id: every schedule due after after_ms; else those at after_ms after that id too */
+    cx_db_param_t p[] = {CX_DB_P_STR(until), CX_DB_P_STR(after), CX_DB_P_STR(after),
+                         CX_DB_P_STR(after_id != NULL && after_id[0] ? after_id : NULL), CX_DB_P_INT((long long)limit)};
+    if ((rc = cx_db_exec(SQL_AHEAD, p, CX_ARRAY_SIZE(p), &res, NULL)) != CX_OK)
         return rc;
     rows(res, items, n);
     cx_db_result_free(res);
