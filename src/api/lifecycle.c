@@ -292,6 +292,12 @@ int cx_lifecycle_stop_for_delete(cx_req_t *r, const char *id, int force)
         return CX_OK;
     if (rc != CX_OK)
         return rc;
+    if (!force && run.status == CX_RUN_PENDING && run.scheduled_for > cx_wall_ms()) {
+        /* a fire written ahead of its time, not started: the delete undoes it (and refuses if it was
+         * released meanwhile) */
+        cx_run_free(&run);
+        return CX_OK;
+    }
     cx_run_free(&run);
     if (!force)
         return CX_STATE;

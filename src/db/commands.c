@@ -513,8 +513,10 @@ int cx_db_commands_outstanding(const char *agent_id, cx_command_t **out, size_t 
 {
     cx_db_param_t p[] = {CX_DB_P_STR(agent_id)};
     cx_db_result_t *res = NULL;
-    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands c WHERE c.agent_id = ? AND " DELIVERABLE("c") " ORDER BY c.seq", p,
-                        1, &res, NULL);
+    /* a held start (a fire written ahead of its time) is not the agent's before its time */
+    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands c WHERE c.agent_id = ? AND " DELIVERABLE("c")
+                        " AND (c.hold_until IS NULL OR c.hold_until <= NOW(3)) ORDER BY c.seq",
+                        p, 1, &res, NULL);
     return rows(rc, res, out, n);
 }
 
