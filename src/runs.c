@@ -1218,8 +1218,9 @@ static int control_tx(const char *pipeline_id, cx_command_type_t type, int force
         size_t nh = 0;
         if ((rc = cx_db_held_lock(CX_HELD_PIPELINE, pipeline_id, &h, &nh)) == CX_OK && nh == 1 &&
             strcmp(h[0].run_id, run.id) == 0) {
-            if ((rc = transition(&run, CX_RUN_STOPPED, force ? "the pipeline was deleted before the fire's time"
-                                                              : "stopped before the fire's time: its start was not sent")) == CX_OK &&
+            if ((rc = transition(&run, CX_RUN_STOPPED,
+                                 force ? "the pipeline was deleted before the fire's time"
+                                       : "stopped before the fire's time: its start was not sent")) == CX_OK &&
                 (rc = load(run.id, h[0].cmd_id, res)) == CX_OK &&
                 (rc = audit(actor, cx_command_action(type), pipeline_id, request_id, &run, res)) == CX_OK &&
                 (rc = cx_db_commit()) == CX_OK) {

@@ -92,7 +92,7 @@ typedef struct cx_config {
         int enabled;
         char *timezone;
         int64_t starting_deadline_ms;
-        int64_t leader_lease_ms; /* the leader lease in Redis; another replica takes over within it */
+        int64_t leader_lease_ms;  /* the leader lease in Redis; another replica takes over within it */
         int64_t prepare_ahead_ms; /* fires written this long before their time, their starts held; 0: none */
     } scheduler;
 

@@ -60,11 +60,11 @@ void cx_run_free(cx_run_t *run);
 
 /* What a start became (cx_runs_result_t.outcome, with CX_OK). */
 typedef enum cx_start_outcome {
-    CX_START_RUN = 0, /* a run on an agent, its start_pipeline queued (and published when it could be) */
-    CX_START_FAILED,  /* a fire recorded failed: a run without an agent (no agent online; overlap policy allow),
-                       * or none (its pipeline does not exist) */
-    CX_START_SKIPPED, /* a fire skipped: its pipeline was running (overlap policy skip) */
-    CX_START_LOST,    /* a fire claimed by another scheduler, or its schedule changed: nothing was written */
+    CX_START_RUN = 0,  /* a run on an agent, its start_pipeline queued (and published when it could be) */
+    CX_START_FAILED,   /* a fire recorded failed: a run without an agent (no agent online; overlap policy allow),
+                        * or none (its pipeline does not exist) */
+    CX_START_SKIPPED,  /* a fire skipped: its pipeline was running (overlap policy skip) */
+    CX_START_LOST,     /* a fire claimed by another scheduler, or its schedule changed: nothing was written */
     CX_START_DEFERRED, /* a fire written ahead of its time that cannot be (hold_until_ms): nothing was written,
                         * it fires at its time */
 } cx_start_outcome_t;

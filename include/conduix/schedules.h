@@ -168,8 +168,7 @@ int cx_db_schedules_due(int64_t now_ms, int unplanned, size_t limit, cx_schedule
 /* cx_db_schedules_ahead -- up to limit enabled schedules due after (after_ms, after_id) and at or before
  * until_ms, in (next_run_at, id) order: the next page of a scan ahead of time (after_id NULL or "": those
  * due after after_ms; else also those due at after_ms whose id is greater). */
-int cx_db_schedules_ahead(int64_t after_ms, const char *after_id, int64_t until_ms, size_t limit, cx_schedule_t **items,
-                          size_t *n);
+int cx_db_schedules_ahead(int64_t after_ms, const char *after_id, int64_t until_ms, size_t limit, cx_schedule_t **items, size_t *n);
 
 /* A claim of a schedule's fire, and what became of it. */
 typedef struct cx_schedule_claim {

@@ -200,9 +200,10 @@ int cx_db_commands_held_due(size_t limit, cx_command_t **out, size_t *n)
 {
     cx_db_param_t p[] = {CX_DB_P_INT((long long)limit)};
     cx_db_result_t *res = NULL;
-    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands WHERE hold_until <= NOW(3) AND status = 'sent' ORDER BY hold_until "
-                        "LIMIT ? FOR UPDATE SKIP LOCKED",
-                        p, 1, &res, NULL);
+    int rc =
+        cx_db_exec("SELECT " CMD_COLS " FROM agent_commands WHERE hold_until <= NOW(3) AND status = 'sent' ORDER BY hold_until "
+                   "LIMIT ? FOR UPDATE SKIP LOCKED",
+                   p, 1, &res, NULL);
     return rows(rc, res, out, n);
 }
 
@@ -486,11 +487,9 @@ int cx_db_commands_cancel_runs(const char *const *run_ids, size_t n, uint64_t *c
     if (n == 0)
         return CX_OK;
     p = ids_params(run_ids, n);
-    sql = cx_db_sql_rows(
-        "UPDATE agent_commands SET status = 'cancelled', hold_until = NULL, updated_at = NOW(3) WHERE status IN "
-        CX_COMMAND_OUTSTANDING_SQL
-        " AND run_id IN (",
-        "?", ", ", n, ")");
+    sql = cx_db_sql_rows("UPDATE agent_commands SET status = 'cancelled', hold_until = NULL, updated_at = NOW(3) WHERE status "
+                         "IN " CX_COMMAND_OUTSTANDING_SQL " AND run_id IN (",
+                         "?", ", ", n, ")");
     rc = cx_db_exec(sql, p, n, NULL, count);
     free(sql);
     free(p);
@@ -514,8 +513,8 @@ int cx_db_commands_outstanding(const char *agent_id, cx_command_t **out, size_t 
     cx_db_param_t p[] = {CX_DB_P_STR(agent_id)};
     cx_db_result_t *res = NULL;
     /* a held start (a fire written ahead of its time) is not the agent's before its time */
-    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands c WHERE c.agent_id = ? AND " DELIVERABLE("c")
-                        " AND (c.hold_until IS NULL OR c.hold_until <= NOW(3)) ORDER BY c.seq",
+    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands c WHERE c.agent_id = ? AND " DELIVERABLE(
+                            "c") " AND (c.hold_until IS NULL OR c.hold_until <= NOW(3)) ORDER BY c.seq",
                         p, 1, &res, NULL);
     return rows(rc, res, out, n);
 }
@@ -778,8 +777,8 @@ int cx_db_held_unhold(cx_held_by_t by, const char *key, int rewind, const char *
             rc = cx_audit_write(actor, "schedule_fire_undone", "pipeline", h[i].pipeline_id, request_id, before, NULL);
         json_object_put(before);
         if (rc == CX_OK)
-            cx_log_info("schedule %s: the fire for %s UTC written ahead of its time is undone (run %s): %s%s", h[i].schedule_id,
-                        at, h[i].run_id, why, rewind ? "; it fires at its time" : "");
+            cx_log_info("schedule %s: the fire for %s UTC written ahead of its time is undone (run %s): %s%s", h[i].schedule_id, at,
+                        h[i].run_id, why, rewind ? "; it fires at its time" : "");
     }
     if (rc == CX_OK && n > 0)
         cx_shm_count(CX_C_SCHEDULE_UNDONE, n);

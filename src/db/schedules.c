@@ -334,8 +334,7 @@ int cx_db_schedules_due(int64_t now_ms, int unplanned, size_t limit, cx_schedule
     return CX_OK;
 }
 
-int cx_db_schedules_ahead(int64_t after_ms, const char *after_id, int64_t until_ms, size_t limit, cx_schedule_t **items,
-                          size_t *n)
+int cx_db_schedules_ahead(int64_t after_ms, const char *after_id, int64_t until_ms, size_t limit, cx_schedule_t **items, size_t *n)
 {
     char after[32], until[32];
     cx_db_result_t *res = NULL;
