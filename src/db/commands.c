@@ -207,21 +207,25 @@ int cx_db_commands_held_due(size_t limit, cx_command_t **out, size_t *n)
     return rows(rc, res, out, n);
 }
 
-int cx_db_commands_unhold(const char *const *ids, size_t n)
+/* update_in -- the update head (ending "… IN (") over the ids, n > 0; *affected (may be NULL) says how
+ * many rows it changed. */
+static int update_in(const char *head, const char *const *ids, size_t n, uint64_t *affected)
 {
-    cx_db_param_t *p;
-    char *sql;
-    int rc;
+    cx_db_param_t *p = ids_params(ids, n);
+    char *sql = cx_db_sql_rows(head, "?", ", ", n, ")");
+    int rc = cx_db_exec(sql, p, n, NULL, affected);
 
-    if (n == 0)
-        return CX_OK;
-    p = ids_params(ids, n);
-    sql = cx_db_sql_rows("UPDATE agent_commands SET hold_until = NULL, last_sent_at = NOW(3), updated_at = NOW(3) WHERE id IN (",
-                         "?", ", ", n, ")");
-    rc = cx_db_exec(sql, p, n, NULL, NULL);
     free(sql);
     free(p);
     return rc;
+}
+
+int cx_db_commands_unhold(const char *const *ids, size_t n)
+{
+    if (n == 0)
+        return CX_OK;
+    return update_in("UPDATE agent_commands SET hold_until = NULL, last_sent_at = NOW(3), updated_at = NOW(3) WHERE id IN (", ids,
+                     n, NULL);
 }
 
 int cx_db_command_load(const char *id, const char *agent_id, cx_command_t *c)
@@ -479,21 +483,12 @@ int cx_db_commands_cancel_run(const char *run_id, uint64_t *n)
 
 int cx_db_commands_cancel_runs(const char *const *run_ids, size_t n, uint64_t *count)
 {
-    cx_db_param_t *p;
-    char *sql;
-    int rc;
-
     *count = 0;
     if (n == 0)
         return CX_OK;
-    p = ids_params(run_ids, n);
-    sql = cx_db_sql_rows("UPDATE agent_commands SET status = 'cancelled', hold_until = NULL, updated_at = NOW(3) WHERE status "
-                         "IN " CX_COMMAND_OUTSTANDING_SQL " AND run_id IN (",
-                         "?", ", ", n, ")");
-    rc = cx_db_exec(sql, p, n, NULL, count);
-    free(sql);
-    free(p);
-    return rc;
+    return update_in("UPDATE agent_commands SET status = 'cancelled', hold_until = NULL, updated_at = NOW(3) WHERE status "
+                     "IN " CX_COMMAND_OUTSTANDING_SQL " AND run_id IN (",
+                     run_ids, n, count);
 }
 
 int cx_db_commands_pending(int64_t *n)
