@@ -200,10 +200,10 @@ int cx_db_commands_held_due(size_t limit, cx_command_t **out, size_t *n)
 {
     cx_db_param_t p[] = {CX_DB_P_INT((long long)limit)};
     cx_db_result_t *res = NULL;
-    int rc =
-        cx_db_exec("SELECT " CMD_COLS " FROM agent_commands WHERE hold_until <= NOW(3) AND status = 'sent' ORDER BY hold_until "
-                   "LIMIT ? FOR UPDATE SKIP LOCKED",
-                   p, 1, &res, NULL);
+    int rc = cx_db_exec("SELECT " CMD_COLS " FROM agent_commands FORCE INDEX (ix_commands_hold) WHERE hold_until <= NOW(3) AND "
+                        "status = 'sent' ORDER BY hold_until "
+                        "LIMIT ? FOR UPDATE SKIP LOCKED",
+                        p, 1, &res, NULL);
     return rows(rc, res, out, n);
 }
 
@@ -689,9 +689,10 @@ int cx_db_commands_results(const cx_command_result_t *r, size_t n, uint64_t *cha
 
 /* ---- held starts: fires written ahead of their time ---- */
 
-#define HELD_SQL                                                                                                                   \
-    "SELECT c.id AS cmd_id, r.id AS run_id, r.schedule_id, r.pipeline_id, r.scheduled_for FROM agent_commands c JOIN "             \
-    "pipeline_runs r ON r.id = c.run_id "
+/* the held starts, from agent_commands c joined to their runs r (INDEX: a forced index, or nothing) */
+#define HELD_SQL(INDEX)                                                                                                            \
+    "SELECT c.id AS cmd_id, r.id AS run_id, r.schedule_id, r.pipeline_id, r.scheduled_for FROM agent_commands c " INDEX            \
+    " JOIN pipeline_runs r ON r.id = c.run_id "
 #define HELD_HOLDING " AND c.hold_until IS NOT NULL AND c.status = 'sent' FOR UPDATE"
 
 int cx_db_held_lock(cx_held_by_t by, const char *key, cx_held_t **out, size_t *n)
@@ -699,10 +700,11 @@ int cx_db_held_lock(cx_held_by_t by, const char *key, cx_held_t **out, size_t *n
     /* each found on its own key: the active run of the pipeline (the schedule's), or the agent's sent
      * commands; the locking read waits for a scheduler writing one (or releasing one) to commit */
     static const char *const sql[] = {
-        [CX_HELD_PIPELINE] = HELD_SQL "WHERE r.active_pipeline_id = ?" HELD_HOLDING,
-        [CX_HELD_SCHEDULE] = HELD_SQL "JOIN schedules s ON s.id = r.schedule_id WHERE s.id = ? AND r.active_pipeline_id = "
-                                      "s.pipeline_id" HELD_HOLDING,
-        [CX_HELD_AGENT] = HELD_SQL "WHERE c.status = 'sent' AND c.agent_id = ?" HELD_HOLDING,
+        [CX_HELD_PIPELINE] = HELD_SQL("") "WHERE r.active_pipeline_id = ?" HELD_HOLDING,
+        [CX_HELD_SCHEDULE] = HELD_SQL("") "JOIN schedules s ON s.id = r.schedule_id WHERE s.id = ? AND r.active_pipeline_id = "
+                                          "s.pipeline_id" HELD_HOLDING,
+        [CX_HELD_AGENT] =
+            HELD_SQL("FORCE INDEX (ix_commands_status_agent_seq)") "WHERE c.status = 'sent' AND c.agent_id = ?" HELD_HOLDING,
     };
     cx_db_param_t p[] = {CX_DB_P_STR(key)};
     cx_db_result_t *res = NULL;
