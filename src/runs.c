@@ -950,7 +950,7 @@ int cx_runs_release(size_t *released)
         return rc;
     if ((rc = cx_db_commands_held_due(RELEASE_MAX, &c, &n)) == CX_OK && n > 0) {
         ids = cx_calloc(n, sizeof(*ids));
-        cmds = cx_calloc(n, sizeof(*cmds));
+        cmds = cx_calloc(n, sizeof(cx_command_t *));
         delivered = cx_calloc(n, sizeof(*delivered));
         for (size_t i = 0; i < n; i++) {
             ids[i] = c[i].id;

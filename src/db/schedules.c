@@ -298,7 +298,7 @@ int cx_db_schedule_write(const cx_schedule_t *before, const cx_schedule_t *after
 int cx_db_schedule_delete(const char *id, const cx_pipeline_actor_t *who)
 {
     cx_db_param_t p[] = {CX_DB_P_STR(id)};
-    cx_schedule_t before;
+    cx_schedule_t before = {0};
     int rc;
 
     if ((rc = cx_db_begin()) != CX_OK)
