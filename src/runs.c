@@ -335,8 +335,8 @@ static int live(const item_t *it)
     return it->st == ST_RUN;
 }
 
-/* held -- a fire written ahead of its time (cx_runs_start_opts_t.hold_until_ms). */
-static int held(const item_t *it)
+/* is_held -- a fire written ahead of its time (cx_runs_start_opts_t.hold_until_ms). */
+static int is_held(const item_t *it)
 {
     return it->o->hold_until_ms > 0;
 }
@@ -407,7 +407,7 @@ static int apply_active(item_t *items, size_t n, cx_run_t *runs, size_t nruns)
             if (!live(it) || strcmp(it->o->pipeline_id, cur->pipeline_id) != 0)
                 continue;
             snprintf(msg, sizeof(msg), "pipeline is already running (run %s is %s)", cur->id, cx_run_status_name(cur->status));
-            if (held(it)) {
+            if (is_held(it)) {
                 defer_item(it, msg);
                 continue;
             }
@@ -467,7 +467,7 @@ static int choose_agents(item_t *items, size_t n, cx_agent_load_t *loads, size_t
         if (best != NULL) {
             best->active++;
             snprintf(it->agent, sizeof(it->agent), "%s", best->id);
-        } else if (held(it)) {
+        } else if (is_held(it)) {
             defer_item(it, "no agent is online");
         } else if (it->o->agent_id != NULL) {
             int st = cx_db_runs_agent_online(it->o->agent_id);
@@ -507,7 +507,7 @@ static int read_start(item_t *items, size_t n, int begin)
     rc = cx_db_runs_start_reads(begin, ids, k, yaml, &runs, &nruns, shared != NULL && shared->read ? NULL : &loads, &nloads);
     for (size_t j = 0; j < k; j++) {
         item_t *it = &items[at[j]];
-        if (rc == CX_OK && yaml[j] == NULL && held(it))
+        if (rc == CX_OK && yaml[j] == NULL && is_held(it))
             defer_item(it, "pipeline does not exist");
         else if (rc == CX_OK && yaml[j] == NULL && it->o->fire != NULL)
             it->st = ST_NO_PIPELINE;
@@ -573,7 +573,7 @@ static int lock_deliveries(item_t *items, size_t n)
     /* a held start is written claimed, as one published now would be; one that could not be fires at
      * its time */
     for (size_t i = 0; rc == CX_OK && i < n; i++)
-        if (held(&items[i]) && live(&items[i]) && !items[i].sent)
+        if (is_held(&items[i]) && live(&items[i]) && !items[i].sent)
             defer_item(&items[i], "its start could not be claimed ahead of its time");
     free(agents);
     free(pipelines);
@@ -914,7 +914,7 @@ static void deliver_batch(item_t *items, size_t n)
 
     for (size_t i = 0; i < n; i++) {
         item_t *it = &items[i];
-        if (!it->sent || it->st != ST_RUN || held(it))
+        if (!it->sent || it->st != ST_RUN || is_held(it))
             continue;
         cmds[np] = &it->res->command;
         of[np++] = it;
