@@ -946,6 +946,9 @@ int cx_runs_release(size_t *released)
     *released = 0;
     if (!cx_redis_available())
         return CX_OK; /* they wait for Redis, or for their redelivery */
+    /* one plain read while nothing is due (most ticks), before a transaction of three statements */
+    if ((rc = cx_db_commands_held_any()) != CX_OK)
+        return rc == CX_NOTFOUND ? CX_OK : rc;
     if ((rc = cx_db_begin()) != CX_OK)
         return rc;
     if ((rc = cx_db_commands_held_due(RELEASE_MAX, &c, &n)) == CX_OK && n > 0) {

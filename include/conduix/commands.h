@@ -118,6 +118,8 @@ int cx_db_command_unheard(const char *id, int attempts_now);
  * connection is releasing or undoing is left to it). cx_db_commands_unhold clears their hold, their
  * attempt 1 claimed as of now. */
 int cx_db_commands_held_due(size_t limit, cx_command_t **out, size_t *n);
+/* cx_db_commands_held_any -- CX_OK when a held command's time has come (a plain read), else CX_NOTFOUND. */
+int cx_db_commands_held_any(void);
 int cx_db_commands_unhold(const char *const *ids, size_t n);
 
 /* A held start (a fire written ahead of its time whose start has not gone out), as cx_db_held_lock

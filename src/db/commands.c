@@ -220,6 +220,17 @@ static int update_in(const char *head, const char *const *ids, size_t n, uint64_
     return rc;
 }
 
+int cx_db_commands_held_any(void)
+{
+    cx_db_result_t *res = NULL;
+    int rc = cx_db_exec("SELECT 1 AS one FROM agent_commands FORCE INDEX (ix_commands_hold) WHERE hold_until <= NOW(3) LIMIT 1",
+                        NULL, 0, &res, NULL);
+    if (rc == CX_OK && res->nrows == 0)
+        rc = CX_NOTFOUND;
+    cx_db_result_free(res);
+    return rc;
+}
+
 int cx_db_commands_unhold(const char *const *ids, size_t n)
 {
     if (n == 0)
@@ -626,10 +637,10 @@ int cx_db_command_result(const char *id, const char *agent_id, int success, cons
         CX_DB_P_STR(agent_id),
     };
     uint64_t n = 0;
-    int rc =
-        cx_db_exec("UPDATE agent_commands SET status = ?, acked_at = NOW(3), result_message = ?, result_error = ?, "
-                   "updated_at = NOW(3) WHERE id = ? AND agent_id = ? AND status IN ('queued', 'sent', 'expired', 'cancelled')",
-                   p, CX_ARRAY_SIZE(p), NULL, &n);
+    int rc = cx_db_exec("UPDATE agent_commands SET status = ?, acked_at = NOW(3), result_message = ?, result_error = ?, "
+                        "hold_until = NULL, updated_at = NOW(3) WHERE id = ? AND agent_id = ? AND status IN ('queued', 'sent', "
+                        "'expired', 'cancelled')",
+                        p, CX_ARRAY_SIZE(p), NULL, &n);
     if (rc != CX_OK)
         return rc;
     if (n == 1)
@@ -675,7 +686,7 @@ int cx_db_commands_results(const cx_command_result_t *r, size_t n, uint64_t *cha
     sql = cx_malloc(len);
     snprintf(sql, len,
              "UPDATE agent_commands SET status = %s, acked_at = NOW(3), result_message = %s, result_error = %s, "
-             "updated_at = NOW(3) WHERE id IN %s AND status IN ('queued', 'sent', 'expired', 'cancelled')",
+             "hold_until = NULL, updated_at = NOW(3) WHERE id IN %s AND status IN ('queued', 'sent', 'expired', 'cancelled')",
              st, msg, err, in);
     rc = cx_db_exec(sql, p, k, NULL, changed);
     free(sql);
