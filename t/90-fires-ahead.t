@@ -181,6 +181,34 @@ ok(wait_until(sub { fire($off, $T2) }, 5 * $SCALE, 'fired'), 'the undone fire fi
     ok(@h == 1 && $h[0]{run_id} eq $f->{id} && $h[0]{ts} >= $T2 * 1000, 'its start heard once, at its time');
 }
 
+# ---- a burst: more fires at one time than the scan reads at once (1,000), so it pages ahead ----
+{
+    my $N = 2500;
+    my $T4 = int(db_now()) + $AHEAD + 3;
+    my @burst = CxAgent::seed_schedules($s, 'd', $N, $T4);
+    my $at = sub ($q) {
+        $s->sql("SELECT COUNT(*) AS n, COUNT(DISTINCT schedule_id) AS s, SUM(created_at < scheduled_for) AS ahead FROM
+            pipeline_runs WHERE schedule_id LIKE '00000000-0000-4000-9000-d%' AND scheduled_for = FROM_UNIXTIME(?)$q", $T4)->[0];
+    };
+    ok(wait_until(sub { $at->('')->{n} == $N }, $AHEAD, 'the burst written'), "a burst of $N fires at one time is written");
+    ok(db_now() < $T4, 'before its time');
+    my $w = $at->('');
+    is($w->{s}, $N, 'one run per schedule');
+    is($w->{ahead}, $N, 'each written ahead of its time');
+    sleep 0.1 while db_now() < $T4;
+    my %seen;
+    ok(wait_until(sub {
+        %seen = ();
+        $seen{ $_->{run_id} }++ for grep { $_->{type} eq 'start_pipeline' && !$_->{repeat} && ($_->{pipeline_id} // '') =~ /-8000-d/ }
+            CxAgent::sim_lines($stays);
+        keys(%seen) == $N;
+    }, 20 * $SCALE, 'the burst heard'), "every start of the burst heard after its time");
+    is_deeply([grep { $seen{$_} != 1 } keys %seen], [], 'each once');
+    is(scalar(grep { $_->{ts} < $T4 * 1000 } grep { ($_->{pipeline_id} // '') =~ /-8000-d/ } CxAgent::sim_lines($stays)), 0,
+        'none before its time');
+    is($s->sql("SELECT COUNT(*) AS n FROM agent_commands WHERE hold_until IS NOT NULL")->[0]{n}, 0, 'nothing left held');
+}
+
 # ---- round 3: prepare_ahead 0 ----
 my $ahead = $s->metric('conduix_schedule_fires_ahead_total');
 $s->set_config('scheduler.prepare_ahead' => '0s');
