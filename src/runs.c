@@ -341,6 +341,13 @@ static int is_held(const item_t *it)
     return it->o->hold_until_ms > 0;
 }
 
+/* maybe_held -- run may be a fire written ahead of its time whose start is still held (only a locking
+ * read of cx_db_held_lock says): pending, and scheduled. */
+static int maybe_held(const cx_run_t *run)
+{
+    return run->status == CX_RUN_PENDING && run->scheduled_for > 0;
+}
+
 /* defer_item -- a fire written ahead of its time that cannot start as a plain start of a pipeline at
  * rest would (its pipeline active, gone, no agent online, older commands waiting): nothing written, its
  * claim not taken; it fires at its time, where the overlap policy and the rest decide. */
@@ -392,7 +399,7 @@ static int apply_active(item_t *items, size_t n, cx_run_t *runs, size_t nruns)
         for (size_t i = 0; i < n && by_hand == NULL; i++)
             if (live(&items[i]) && items[i].o->fire == NULL && strcmp(items[i].o->pipeline_id, cur->pipeline_id) == 0)
                 by_hand = &items[i];
-        if (by_hand != NULL && cur->status == CX_RUN_PENDING && cur->scheduled_for > 0) {
+        if (by_hand != NULL && maybe_held(cur)) {
             /* a fire written ahead of its time has not started: a start before its time goes first, and
              * the fire meets it at its time, as it would have */
             size_t undone = 0;
@@ -1215,7 +1222,7 @@ static int control_tx(const char *pipeline_id, cx_command_type_t type, int force
     }
     if (rc != CX_OK)
         goto out;
-    if (type == CX_CMD_STOP_PIPELINE && run.status == CX_RUN_PENDING && run.scheduled_for > 0) {
+    if (type == CX_CMD_STOP_PIPELINE && maybe_held(&run)) {
         /* a fire written ahead of its time whose start is still held: stopped before it started */
         cx_held_t *h = NULL;
         size_t nh = 0;

@@ -55,7 +55,6 @@
     "SELECT id, version, name, description, config_yaml, COALESCE(?, updated_by, created_by), updated_at "                         \
     "FROM pipelines WHERE id = ?"
 #define SQL_HAS_VERSION "SELECT 1 AS x FROM pipeline_versions WHERE pipeline_id = ? AND version = ?"
-#define SQL_ACTIVE_RUN "SELECT id FROM pipeline_runs WHERE active_pipeline_id = ? LIMIT 1"
 #define SQL_ACTIVE_RUN_LOCK "SELECT id FROM pipeline_runs WHERE active_pipeline_id = ? LIMIT 1 FOR UPDATE"
 #define SQL_DEL_VERSIONS "DELETE FROM pipeline_versions WHERE pipeline_id = ?"
 #define SQL_DEL_SCHEDULES "DELETE FROM schedules WHERE pipeline_id = ?"
@@ -673,18 +672,6 @@ done:
     cx_pipeline_free(&before);
     rc = cx_db_end(rc);
     changed();
-    return rc;
-}
-
-int cx_db_pipeline_has_active_run(const char *id)
-{
-    cx_db_param_t p[] = {CX_DB_P_STR(id)};
-    cx_db_result_t *res;
-    int rc = cx_db_exec(SQL_ACTIVE_RUN, p, 1, &res, NULL);
-    if (rc != CX_OK)
-        return rc;
-    rc = res->nrows > 0;
-    cx_db_result_free(res);
     return rc;
 }
 
