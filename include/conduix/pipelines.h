@@ -131,7 +131,6 @@ int cx_db_pipeline_delete(const char *id, int refuse_active, const cx_pipeline_a
  * CX_NOTFOUND when there is no such pipeline. */
 int cx_db_pipeline_versions(const char *id, int page, int page_size, cx_pipeline_version_t **items, size_t *n, int64_t *total);
 
-
 /* ---- input checks (src/api/pipelines.c; pure, unit-tested). Each returns CX_OK, or CX_INVALID with
  * a message for the client in msg (without the field name). ---- */
 
